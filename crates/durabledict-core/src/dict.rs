@@ -1,0 +1,619 @@
+//! [`DurableDict`]: the cached dictionary, its [`Builder`], [`Snapshot`] and [`Status`].
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
+
+use arc_swap::{ArcSwap, Guard};
+
+use crate::encoding::Encoding;
+use crate::error::{Error, Op, Result, StoreError};
+use crate::policy::SyncPolicy;
+use crate::store::{SetDefault, StampValue, Store};
+
+type Map<V> = imbl::HashMap<String, Arc<V>>;
+
+/// An immutable, consistent view of a dict's contents at one stamp.
+///
+/// Readers hold snapshots without blocking writers; a snapshot never changes, so several keys
+/// read from one snapshot are consistent with each other.
+///
+/// ```
+/// use durabledict_core::{DurableDict, MemoryStore, Raw};
+///
+/// let dict = DurableDict::<String>::builder(MemoryStore::new(), Raw).build()?;
+/// dict.update([("a", "1".to_string()), ("b", "2".to_string())])?;
+/// let snap = dict.snapshot()?;
+/// dict.remove("a")?;
+/// assert_eq!(snap.get("a").map(|v| v.as_str()), Some("1"));
+/// assert_eq!(snap.len(), 2);
+/// # Ok::<(), durabledict_core::Error>(())
+/// ```
+pub struct Snapshot<V> {
+    map: Map<V>,
+    stamp: Option<StampValue>,
+}
+
+impl<V> Snapshot<V> {
+    /// The value at `key`.
+    pub fn get(&self, key: &str) -> Option<&Arc<V>> {
+        self.map.get(key)
+    }
+
+    /// Whether `key` is present.
+    pub fn contains_key(&self, key: &str) -> bool {
+        self.map.contains_key(key)
+    }
+
+    /// How many entries there are.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Whether there are no entries.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// The stamp these contents were synced at (`None`: the stamp was missing).
+    pub fn stamp(&self) -> Option<StampValue> {
+        self.stamp
+    }
+
+    /// The keys, in no particular order.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.map.keys().map(String::as_str)
+    }
+
+    /// The values, in no particular order.
+    pub fn values(&self) -> impl Iterator<Item = &Arc<V>> {
+        self.map.values()
+    }
+
+    /// The entries, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Arc<V>)> {
+        self.map.iter().map(|(k, v)| (k.as_str(), v))
+    }
+}
+
+impl<V: fmt::Debug> fmt::Debug for Snapshot<V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Snapshot")
+            .field("stamp", &self.stamp)
+            .field("entries", &self.map)
+            .finish()
+    }
+}
+
+/// What a dict knows about its own health: when it last synced and the last error it saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Status {
+    /// The stamp the cached contents were synced at.
+    pub stamp: Option<StampValue>,
+    /// When the cache was last confirmed current: the last reload, own write, or recorded stamp
+    /// check. Stamp checks are recorded under [`SyncPolicy::AtMostEvery`], by
+    /// [`DurableDict::sync`], and when serving stale data is enabled; under a plain `Always`
+    /// policy the per-read checks are not timestamped, to keep reads free of shared writes.
+    pub last_sync: SystemTime,
+    /// How many times the whole store was loaded (the first load included).
+    pub reloads: u64,
+    /// The last store error, when it happened, and its message.
+    pub last_error: Option<(SystemTime, String)>,
+}
+
+/// A dictionary whose values live in a durable shared [`Store`] and are cached in process.
+///
+/// Reads come from an immutable snapshot swapped atomically, so readers never lock. Before a
+/// read the [`SyncPolicy`] decides whether to check the store's stamp; when it differs from the
+/// synced one, exactly one thread reloads while the others wait for its result. A write goes
+/// to the store first; when the stamp it returns is exactly one past the synced stamp, nobody
+/// else wrote, and the write is applied to the cache in O(1). Otherwise the dict reloads.
+///
+/// `DurableDict` is `Send + Sync`; share it with `Arc`.
+///
+/// ```
+/// use std::sync::Arc;
+/// use durabledict_core::{DurableDict, MemoryStore, Raw};
+///
+/// let store = MemoryStore::new();
+/// let settings = Arc::new(DurableDict::<String>::builder(store.clone(), Raw).build()?);
+/// settings.insert("mode", "fast".to_string())?;
+///
+/// // Another process (here another dict on the same store) changes a value...
+/// let other = DurableDict::<String>::builder(store, Raw).build()?;
+/// other.insert("mode", "safe".to_string())?;
+///
+/// // ...and the next read sees it.
+/// assert_eq!(settings.get("mode")?.as_deref().map(String::as_str), Some("safe"));
+/// # Ok::<(), durabledict_core::Error>(())
+/// ```
+pub struct DurableDict<V> {
+    store: Box<dyn Store>,
+    encoding: Box<dyn Encoding<V>>,
+    policy: SyncPolicy,
+    serve_stale: Option<Duration>,
+    snapshot: ArcSwap<Snapshot<V>>,
+    /// Serializes reloads and writes of this dict: single-flight reloads, and an own-write
+    /// check that no other write of ours can interleave with.
+    update: Mutex<()>,
+    /// When this dict was built; the origin of the nanosecond clocks below.
+    epoch: Instant,
+    epoch_wall: SystemTime,
+    /// Nanoseconds after `epoch` of the last time the cache was confirmed current.
+    synced_at: AtomicU64,
+    reloads: AtomicU64,
+    last_error: Mutex<Option<(SystemTime, String)>>,
+}
+
+impl<V> fmt::Debug for DurableDict<V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DurableDict")
+            .field("store", &self.store)
+            .field("encoding", &self.encoding)
+            .field("policy", &self.policy)
+            .field("serve_stale", &self.serve_stale)
+            .field("stamp", &self.snapshot.load().stamp)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`DurableDict`]: store and encoding are required, the rest has defaults.
+///
+/// ```
+/// use std::time::Duration;
+/// use durabledict_core::{DurableDict, MemoryStore, Raw, SyncPolicy};
+///
+/// let dict = DurableDict::<String>::builder(MemoryStore::new(), Raw)
+///     .policy(SyncPolicy::AtMostEvery(Duration::from_millis(100)))
+///     .serve_stale_for(Duration::from_secs(60))
+///     .build()?;
+/// assert!(dict.is_empty()?);
+/// # Ok::<(), durabledict_core::Error>(())
+/// ```
+pub struct Builder<V> {
+    store: Box<dyn Store>,
+    encoding: Box<dyn Encoding<V>>,
+    policy: SyncPolicy,
+    serve_stale: Option<Duration>,
+}
+
+impl<V> fmt::Debug for Builder<V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Builder")
+            .field("store", &self.store)
+            .field("encoding", &self.encoding)
+            .field("policy", &self.policy)
+            .field("serve_stale", &self.serve_stale)
+            .finish()
+    }
+}
+
+impl<V: Send + Sync + 'static> Builder<V> {
+    /// When reads check the stamp; [`SyncPolicy::Always`] by default.
+    pub fn policy(mut self, policy: SyncPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Opts in to serving the last snapshot when a stamp check fails, as long as the cache was
+    /// confirmed current less than `max_age` ago. Off by default: a failed check is an error.
+    pub fn serve_stale_for(mut self, max_age: Duration) -> Self {
+        self.serve_stale = Some(max_age);
+        self
+    }
+
+    /// Prepares the store ([`Store::init`]) and loads every entry.
+    pub fn build(self) -> Result<DurableDict<V>> {
+        self.store
+            .init()
+            .map_err(|e| Error::store(Op::Load, None, e))?;
+        let dict = DurableDict {
+            store: self.store,
+            encoding: self.encoding,
+            policy: self.policy,
+            serve_stale: self.serve_stale,
+            snapshot: ArcSwap::from_pointee(Snapshot {
+                map: Map::new(),
+                stamp: None,
+            }),
+            update: Mutex::new(()),
+            epoch: Instant::now(),
+            epoch_wall: SystemTime::now(),
+            synced_at: AtomicU64::new(0),
+            reloads: AtomicU64::new(0),
+            last_error: Mutex::new(None),
+        };
+        {
+            let _update = dict.lock_update();
+            dict.reload_locked()?;
+        }
+        Ok(dict)
+    }
+}
+
+/// What a read has to hold on to: a borrowed or a fresh snapshot.
+type Current<V> = Guard<Arc<Snapshot<V>>>;
+
+impl<V: Send + Sync + 'static> DurableDict<V> {
+    /// Starts building a dict on `store`, storing values with `encoding`.
+    pub fn builder(
+        store: impl Store + 'static,
+        encoding: impl Encoding<V> + 'static,
+    ) -> Builder<V> {
+        Builder {
+            store: Box::new(store),
+            encoding: Box::new(encoding),
+            policy: SyncPolicy::Always,
+            serve_stale: None,
+        }
+    }
+
+    // ---- reads -------------------------------------------------------------------------
+
+    /// The value at `key`, `None` when absent.
+    pub fn get(&self, key: &str) -> Result<Option<Arc<V>>> {
+        Ok(self.current()?.get(key).cloned())
+    }
+
+    /// The value at `key`, or `default` when absent (like Python's `get(k, default)`).
+    pub fn get_or(&self, key: &str, default: V) -> Result<Arc<V>> {
+        Ok(self.get(key)?.unwrap_or_else(|| Arc::new(default)))
+    }
+
+    /// Whether `key` is present.
+    pub fn contains_key(&self, key: &str) -> Result<bool> {
+        Ok(self.current()?.contains_key(key))
+    }
+
+    /// How many entries there are.
+    pub fn len(&self) -> Result<usize> {
+        Ok(self.current()?.len())
+    }
+
+    /// Whether there are no entries.
+    pub fn is_empty(&self) -> Result<bool> {
+        Ok(self.current()?.is_empty())
+    }
+
+    /// The keys, from one consistent snapshot, in no particular order.
+    pub fn keys(&self) -> Result<Vec<String>> {
+        Ok(self.current()?.keys().map(str::to_owned).collect())
+    }
+
+    /// The values, from one consistent snapshot, in no particular order.
+    pub fn values(&self) -> Result<Vec<Arc<V>>> {
+        Ok(self.current()?.values().cloned().collect())
+    }
+
+    /// The entries, from one consistent snapshot, in no particular order.
+    pub fn iter(&self) -> Result<impl Iterator<Item = (String, Arc<V>)> + use<V>> {
+        let snapshot = self.snapshot()?;
+        let map = snapshot.map.clone();
+        Ok(map.into_iter())
+    }
+
+    /// The current contents as one consistent, immutable [`Snapshot`]: for reading several
+    /// keys that must agree with each other.
+    pub fn snapshot(&self) -> Result<Arc<Snapshot<V>>> {
+        Ok(Guard::into_inner(self.current()?))
+    }
+
+    /// The store's stamp now (one round trip; not the cached one, see [`status`](Self::status)).
+    pub fn last_updated(&self) -> Result<Option<StampValue>> {
+        self.store
+            .last_updated()
+            .map_err(|e| self.failed(Op::Check, None, e))
+    }
+
+    /// Checks the stamp and reloads when it changed, whatever the policy. Returns whether it
+    /// reloaded.
+    pub fn sync(&self) -> Result<bool> {
+        let seen = self.snapshot.load().stamp;
+        let stamp = self.last_updated()?;
+        self.mark_synced();
+        if stamp == seen {
+            return Ok(false);
+        }
+        let _update = self.lock_update();
+        if self.snapshot.load().stamp == stamp {
+            return Ok(false);
+        }
+        self.reload_locked().map(|_| true)
+    }
+
+    /// The dict's health: synced stamp, last sync, reload count, last error.
+    pub fn status(&self) -> Status {
+        let nanos = self.synced_at.load(Ordering::Relaxed);
+        Status {
+            stamp: self.snapshot.load().stamp,
+            last_sync: self.epoch_wall + Duration::from_nanos(nanos),
+            reloads: self.reloads.load(Ordering::Relaxed),
+            last_error: self
+                .last_error
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone(),
+        }
+    }
+
+    /// The sync policy.
+    pub fn policy(&self) -> SyncPolicy {
+        self.policy
+    }
+
+    // ---- writes ------------------------------------------------------------------------
+
+    /// Writes `value` at `key`.
+    pub fn insert(&self, key: &str, value: V) -> Result<()> {
+        let bytes = self.encode(key, &value)?;
+        let _update = self.lock_update();
+        let stamp = self
+            .store
+            .persist(key, &bytes)
+            .map_err(|e| self.failed(Op::Insert, Some(key), e))?;
+        self.apply_own(Some(stamp), |map| {
+            map.insert(key.to_owned(), Arc::new(value));
+        });
+        Ok(())
+    }
+
+    /// Removes `key` from the store and returns the value it held there, `None` when absent.
+    pub fn remove(&self, key: &str) -> Result<Option<Arc<V>>> {
+        self.take(Op::Remove, key)
+    }
+
+    /// Removes `key` and returns its value; [`Error::KeyNotFound`] when absent.
+    pub fn pop(&self, key: &str) -> Result<Arc<V>> {
+        self.take(Op::Pop, key)?.ok_or_else(|| Error::KeyNotFound {
+            key: key.to_owned(),
+        })
+    }
+
+    /// Removes `key` and returns its value, or `default` when absent. Any default is a default
+    /// (Python durabledict took a falsy one for none).
+    pub fn pop_or(&self, key: &str, default: V) -> Result<Arc<V>> {
+        Ok(self.take(Op::Pop, key)?.unwrap_or_else(|| Arc::new(default)))
+    }
+
+    /// Returns the value at `key`, first inserting `default` when absent. An existing key is
+    /// neither written nor does it bump the stamp.
+    pub fn setdefault(&self, key: &str, default: V) -> Result<Arc<V>> {
+        let bytes = self.encode(key, &default)?;
+        let _update = self.lock_update();
+        let outcome = self
+            .store
+            .setdefault(key, &bytes)
+            .map_err(|e| self.failed(Op::SetDefault, Some(key), e))?;
+        match outcome {
+            SetDefault::Existing(stored) => self.decode(key, &stored).map(Arc::new),
+            SetDefault::Inserted(stamp) => {
+                let value = Arc::new(default);
+                let cached = Arc::clone(&value);
+                self.apply_own(Some(stamp), |map| {
+                    map.insert(key.to_owned(), cached);
+                });
+                Ok(value)
+            }
+        }
+    }
+
+    /// Writes every entry as one batch (one stamp bump where the store can). Every key is
+    /// validated and every value encoded before anything is written.
+    pub fn update<K, I>(&self, entries: I) -> Result<()>
+    where
+        K: Into<String>,
+        I: IntoIterator<Item = (K, V)>,
+    {
+        let entries: Vec<(String, V)> = entries.into_iter().map(|(k, v)| (k.into(), v)).collect();
+        let encoded = entries
+            .iter()
+            .map(|(key, value)| self.encode(key, value))
+            .collect::<Result<Vec<_>>>()?;
+        let batch: Vec<(&str, &[u8])> = entries
+            .iter()
+            .zip(&encoded)
+            .map(|((key, _), bytes)| (key.as_str(), bytes.as_slice()))
+            .collect();
+        let _update = self.lock_update();
+        let stamp = self.store.persist_many(&batch).map_err(|e| {
+            let key = (batch.len() == 1).then(|| batch[0].0);
+            self.failed(Op::Update, key, e)
+        })?;
+        self.apply_own(stamp, |map| {
+            for (key, value) in entries {
+                map.insert(key, Arc::new(value));
+            }
+        });
+        Ok(())
+    }
+
+    /// Removes every entry.
+    pub fn clear(&self) -> Result<()> {
+        let _update = self.lock_update();
+        let stamp = self
+            .store
+            .clear()
+            .map_err(|e| self.failed(Op::Clear, None, e))?;
+        self.apply_own(stamp, Map::clear);
+        Ok(())
+    }
+
+    // ---- internals ---------------------------------------------------------------------
+
+    /// The snapshot a read should use, after whatever stamp check the policy asks for.
+    fn current(&self) -> Result<Current<V>> {
+        let snapshot = self.snapshot.load();
+        match self.policy {
+            SyncPolicy::Manual => Ok(snapshot),
+            SyncPolicy::Always => self.check(snapshot),
+            SyncPolicy::AtMostEvery(interval) => {
+                let since = Duration::from_nanos(
+                    self.nanos_now()
+                        .saturating_sub(self.synced_at.load(Ordering::Relaxed)),
+                );
+                if since < interval {
+                    Ok(snapshot)
+                } else {
+                    self.check(snapshot)
+                }
+            }
+        }
+    }
+
+    fn check(&self, snapshot: Current<V>) -> Result<Current<V>> {
+        let stamp = match self.store.last_updated() {
+            Ok(stamp) => stamp,
+            Err(e) => return self.stale_or_fail(snapshot, e),
+        };
+        if self.serve_stale.is_some() || self.policy != SyncPolicy::Always {
+            self.mark_synced();
+        }
+        if stamp == snapshot.stamp {
+            return Ok(snapshot);
+        }
+        drop(snapshot);
+        let _update = self.lock_update();
+        // Single flight: whoever held the lock before us may already have loaded this stamp.
+        let latest = self.snapshot.load();
+        if latest.stamp == stamp {
+            return Ok(latest);
+        }
+        drop(latest);
+        self.reload_locked().map(Guard::from_inner)
+    }
+
+    fn stale_or_fail(&self, snapshot: Current<V>, error: StoreError) -> Result<Current<V>> {
+        let error = self.failed(Op::Check, None, error);
+        match self.serve_stale {
+            Some(max_age) if self.synced_ago() <= max_age => Ok(snapshot),
+            _ => Err(error),
+        }
+    }
+
+    /// Loads every entry and swaps the snapshot. The caller holds the update lock. Nothing is
+    /// swapped unless every value decodes.
+    fn reload_locked(&self) -> Result<Arc<Snapshot<V>>> {
+        let durables = self
+            .store
+            .durables()
+            .map_err(|e| self.failed(Op::Load, None, e))?;
+        let mut map = Map::new();
+        for (key, bytes) in durables.entries {
+            let value = self.decode(&key, &bytes)?;
+            map.insert(key, Arc::new(value));
+        }
+        let snapshot = Arc::new(Snapshot {
+            map,
+            stamp: durables.stamp,
+        });
+        self.snapshot.store(Arc::clone(&snapshot));
+        self.reloads.fetch_add(1, Ordering::Relaxed);
+        self.mark_synced();
+        Ok(snapshot)
+    }
+
+    /// After a successful write of ours that left the store at `stamp`: when that is one past
+    /// the synced stamp nobody else wrote, so apply `change` in O(1); otherwise reload. When
+    /// the reload fails, the change is applied over the old stamp, so this dict reads its own
+    /// write and the next stamp check still reloads. `stamp` is `None` when the write changed
+    /// nothing. The caller holds the update lock.
+    fn apply_own(&self, stamp: Option<StampValue>, change: impl FnOnce(&mut Map<V>)) {
+        let Some(stamp) = stamp else { return };
+        let current = self.snapshot.load_full();
+        let ours = current.stamp.and_then(|s| s.checked_add(1)) == Some(stamp);
+        if !ours && self.reload_locked().is_ok() {
+            return;
+        }
+        let mut map = current.map.clone();
+        change(&mut map);
+        self.snapshot.store(Arc::new(Snapshot {
+            map,
+            stamp: if ours { Some(stamp) } else { current.stamp },
+        }));
+        if ours {
+            self.mark_synced();
+        }
+    }
+
+    fn take(&self, op: Op, key: &str) -> Result<Option<Arc<V>>> {
+        let _update = self.lock_update();
+        let popped = self
+            .store
+            .pop(key)
+            .map_err(|e| self.failed(op, Some(key), e))?;
+        let Some((bytes, stamp)) = popped else {
+            // Absent in the store: drop it from the cache too if a stale snapshot had it.
+            if self.snapshot.load().contains_key(key) {
+                let _ = self.sync_locked();
+            }
+            return Ok(None);
+        };
+        self.apply_own(Some(stamp), |map| {
+            map.remove(key);
+        });
+        self.decode(key, &bytes).map(|v| Some(Arc::new(v)))
+    }
+
+    fn sync_locked(&self) -> Result<()> {
+        self.reload_locked().map(drop)
+    }
+
+    fn encode(&self, key: &str, value: &V) -> Result<Vec<u8>> {
+        if let Err(reason) = self.store.validate_key(key) {
+            return Err(Error::InvalidKey {
+                key: key.to_owned(),
+                reason,
+            });
+        }
+        let bytes = self.encoding.encode(value).map_err(|source| Error::Encode {
+            key: key.to_owned(),
+            source,
+        })?;
+        match self.store.max_value_len() {
+            Some(max) if bytes.len() > max => Err(Error::ValueTooLarge {
+                key: key.to_owned(),
+                len: bytes.len(),
+                max,
+            }),
+            _ => Ok(bytes),
+        }
+    }
+
+    fn decode(&self, key: &str, bytes: &[u8]) -> Result<V> {
+        self.encoding.decode(bytes).map_err(|source| Error::Decode {
+            key: key.to_owned(),
+            source,
+        })
+    }
+
+    /// Records a store error for [`status`](Self::status) and wraps it with its context.
+    fn failed(&self, op: Op, key: Option<&str>, error: StoreError) -> Error {
+        let error = Error::store(op, key, error);
+        *self
+            .last_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some((SystemTime::now(), error.to_string()));
+        error
+    }
+
+    fn lock_update(&self) -> MutexGuard<'_, ()> {
+        self.update.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn nanos_now(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    fn mark_synced(&self) {
+        self.synced_at.store(self.nanos_now(), Ordering::Relaxed);
+    }
+
+    fn synced_ago(&self) -> Duration {
+        Duration::from_nanos(
+            self.nanos_now()
+                .saturating_sub(self.synced_at.load(Ordering::Relaxed)),
+        )
+    }
+}

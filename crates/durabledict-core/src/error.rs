@@ -1,0 +1,214 @@
+//! The error types: [`Error`] for dict operations, [`StoreError`] for backends.
+
+use std::fmt;
+
+/// A boxed error from a backend client or an encoding.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// What went wrong in a store, as far as the dict needs to know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StoreErrorKind {
+    /// The server could not be reached or went away (connect, I/O, timeout). Retrying later
+    /// may succeed.
+    Unavailable,
+    /// The store refused the operation (a value over its limit, a constraint, permissions).
+    Rejected,
+    /// The store held something unexpected (a stamp that is not an integer, a bad schema).
+    Corrupt,
+    /// Anything else.
+    Other,
+}
+
+/// An error from a [`Store`](crate::Store) or [`Stamp`](crate::Stamp), carrying the backend
+/// client's own error as its source.
+#[derive(Debug, thiserror::Error)]
+#[error("{kind:?}: {source}")]
+pub struct StoreError {
+    kind: StoreErrorKind,
+    #[source]
+    source: BoxError,
+}
+
+impl StoreError {
+    /// Wraps a backend error with its kind.
+    pub fn new(kind: StoreErrorKind, source: impl Into<BoxError>) -> Self {
+        StoreError {
+            kind,
+            source: source.into(),
+        }
+    }
+
+    /// The server could not be reached or went away.
+    pub fn unavailable(source: impl Into<BoxError>) -> Self {
+        Self::new(StoreErrorKind::Unavailable, source)
+    }
+
+    /// The store refused the operation.
+    pub fn rejected(source: impl Into<BoxError>) -> Self {
+        Self::new(StoreErrorKind::Rejected, source)
+    }
+
+    /// The store held something unexpected.
+    pub fn corrupt(source: impl Into<BoxError>) -> Self {
+        Self::new(StoreErrorKind::Corrupt, source)
+    }
+
+    /// Any other failure.
+    pub fn other(source: impl Into<BoxError>) -> Self {
+        Self::new(StoreErrorKind::Other, source)
+    }
+
+    /// What kind of failure this is.
+    pub fn kind(&self) -> StoreErrorKind {
+        self.kind
+    }
+
+    /// The backend's own error.
+    pub fn inner(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        &*self.source
+    }
+
+    /// Unwraps the backend's own error.
+    pub fn into_inner(self) -> BoxError {
+        self.source
+    }
+}
+
+/// Which dict operation an error happened in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Op {
+    /// Reading the stamp before a read.
+    Check,
+    /// Loading every entry.
+    Load,
+    /// Writing one key.
+    Insert,
+    /// Removing one key.
+    Remove,
+    /// Removing one key and returning its value.
+    Pop,
+    /// Inserting a key when absent.
+    SetDefault,
+    /// Writing a batch.
+    Update,
+    /// Removing every key.
+    Clear,
+}
+
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Op::Check => "stamp check",
+            Op::Load => "load",
+            Op::Insert => "insert",
+            Op::Remove => "remove",
+            Op::Pop => "pop",
+            Op::SetDefault => "setdefault",
+            Op::Update => "update",
+            Op::Clear => "clear",
+        })
+    }
+}
+
+/// An error from a [`DurableDict`](crate::DurableDict) operation. Every variant about one key
+/// names it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The key is not in the dict (`pop` without a default, `remove` of an absent key where
+    /// asked to be strict).
+    #[error("key not found: {key:?}")]
+    KeyNotFound {
+        /// The missing key.
+        key: String,
+    },
+    /// The store cannot hold this key; nothing was written.
+    #[error("invalid key {key:?}: {reason}")]
+    InvalidKey {
+        /// The refused key.
+        key: String,
+        /// Why the store refuses it.
+        reason: String,
+    },
+    /// The encoded value is larger than the store holds; nothing was written.
+    #[error("value for key {key:?} is {len} bytes encoded, over the store's limit of {max}")]
+    ValueTooLarge {
+        /// The key being written.
+        key: String,
+        /// The encoded length.
+        len: usize,
+        /// The store's limit.
+        max: usize,
+    },
+    /// The value could not be encoded; nothing was written.
+    #[error("cannot encode the value for key {key:?}: {source}")]
+    Encode {
+        /// The key being written.
+        key: String,
+        /// The encoding's error.
+        #[source]
+        source: BoxError,
+    },
+    /// A stored value could not be decoded; the cache was left as it was.
+    #[error("cannot decode the stored value of key {key:?}: {source}")]
+    Decode {
+        /// The key whose value is undecodable.
+        key: String,
+        /// The encoding's error.
+        #[source]
+        source: BoxError,
+    },
+    /// The store failed. `key` is the key the operation concerned, if any.
+    #[error("store error during {op}{}: {source}", key_suffix(.key))]
+    Store {
+        /// The operation that failed.
+        op: Op,
+        /// The key it concerned, if one.
+        key: Option<String>,
+        /// The store's error.
+        #[source]
+        source: StoreError,
+    },
+}
+
+fn key_suffix(key: &Option<String>) -> String {
+    match key {
+        Some(k) => format!(" of key {k:?}"),
+        None => String::new(),
+    }
+}
+
+impl Error {
+    /// The key the error concerns, if one.
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            Error::KeyNotFound { key }
+            | Error::InvalidKey { key, .. }
+            | Error::ValueTooLarge { key, .. }
+            | Error::Encode { key, .. }
+            | Error::Decode { key, .. } => Some(key),
+            Error::Store { key, .. } => key.as_deref(),
+        }
+    }
+
+    /// The store error inside, if this is one.
+    pub fn store_error(&self) -> Option<&StoreError> {
+        match self {
+            Error::Store { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn store(op: Op, key: Option<&str>, source: StoreError) -> Self {
+        Error::Store {
+            op,
+            key: key.map(str::to_owned),
+            source,
+        }
+    }
+}
+
+/// The result of a dict operation.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,16 @@
+#![doc = include_str!("../README.md")]
+#![warn(missing_docs)]
+
+mod dict;
+mod encoding;
+mod error;
+mod memory;
+mod policy;
+mod store;
+
+pub use dict::{Builder, DurableDict, Snapshot, Status};
+pub use encoding::{Encoding, Raw};
+pub use error::{BoxError, Error, Op, Result, StoreError, StoreErrorKind};
+pub use memory::{MemoryStamp, MemoryStore};
+pub use policy::SyncPolicy;
+pub use store::{Durables, SetDefault, Stamp, StampValue, Store, clock_seed};

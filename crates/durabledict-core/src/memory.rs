@@ -1,0 +1,304 @@
+//! [`MemoryStore`] and [`MemoryStamp`]: an in-process store for tests, examples and
+//! single-process use, with fault injection.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use crate::error::StoreError;
+use crate::store::{Durables, SetDefault, Stamp, StampValue, Store, clock_seed};
+
+const MISSING: StampValue = StampValue::MIN;
+
+/// A stamp kept in process memory. Clones share the same counter.
+///
+/// [`lose`](MemoryStamp::lose) simulates a memcached restart or eviction; the next
+/// [`bump`](Stamp::bump) re-creates the stamp past every value handed out before.
+///
+/// ```
+/// use durabledict_core::{MemoryStamp, Stamp};
+///
+/// let stamp = MemoryStamp::new();
+/// let before = stamp.bump()?;
+/// stamp.lose();
+/// assert_eq!(stamp.get()?, None);
+/// assert!(stamp.bump()? > before);
+/// # Ok::<(), durabledict_core::StoreError>(())
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct MemoryStamp {
+    inner: Arc<StampCell>,
+}
+
+#[derive(Debug)]
+struct StampCell {
+    value: AtomicI64,
+    /// The largest value ever handed out, so a re-created stamp never repeats one.
+    high_water: AtomicI64,
+}
+
+impl Default for StampCell {
+    fn default() -> Self {
+        StampCell {
+            value: AtomicI64::new(MISSING),
+            high_water: AtomicI64::new(0),
+        }
+    }
+}
+
+impl MemoryStamp {
+    /// A missing stamp.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Forgets the stamp, as a memcached restart would.
+    pub fn lose(&self) {
+        self.inner.value.store(MISSING, Ordering::SeqCst);
+    }
+
+    /// Sets the stamp to `value`, as another program writing the stamp key would.
+    pub fn set(&self, value: StampValue) {
+        self.inner.value.store(value, Ordering::SeqCst);
+        self.inner.high_water.fetch_max(value, Ordering::SeqCst);
+    }
+
+    /// Creates the stamp when it is missing: 1 when no value was ever handed out (a new
+    /// keyspace), otherwise a fresh seed. Never changes an existing stamp.
+    pub fn init(&self) {
+        let seed = self.seed();
+        let _ = self
+            .inner
+            .value
+            .compare_exchange(MISSING, seed, Ordering::SeqCst, Ordering::SeqCst);
+        self.inner.high_water.fetch_max(seed, Ordering::SeqCst);
+    }
+
+    fn seed(&self) -> StampValue {
+        match self.inner.high_water.load(Ordering::SeqCst) {
+            0 => 1,
+            high => clock_seed().max(high + 1),
+        }
+    }
+}
+
+impl Stamp for MemoryStamp {
+    fn get(&self) -> Result<Option<StampValue>, StoreError> {
+        Ok(match self.inner.value.load(Ordering::SeqCst) {
+            MISSING => None,
+            v => Some(v),
+        })
+    }
+
+    fn bump(&self) -> Result<StampValue, StoreError> {
+        let cell = &self.inner;
+        let mut current = cell.value.load(Ordering::SeqCst);
+        loop {
+            let next = if current == MISSING {
+                self.seed()
+            } else {
+                current + 1
+            };
+            match cell
+                .value
+                .compare_exchange(current, next, Ordering::SeqCst, Ordering::SeqCst)
+            {
+                Ok(_) => {
+                    cell.high_water.fetch_max(next, Ordering::SeqCst);
+                    return Ok(next);
+                }
+                Err(seen) => current = seen,
+            }
+        }
+    }
+}
+
+/// A [`Store`] in process memory. Clones share the same data, so several dicts built on
+/// clones of one `MemoryStore` behave like several processes sharing one Redis hash.
+///
+/// Writes bump the [`MemoryStamp`] under the same lock as the data, so a write and its bump
+/// are atomic, and every optional operation is atomic. Fault injection makes it useful for
+/// testing outage behaviour: [`fail_next`](MemoryStore::fail_next),
+/// [`set_available`](MemoryStore::set_available), [`lose_stamp`](MemoryStore::lose_stamp).
+///
+/// ```
+/// use durabledict_core::{DurableDict, MemoryStore, Raw, Error};
+///
+/// let store = MemoryStore::new();
+/// let dict = DurableDict::<String>::builder(store.clone(), Raw).build()?;
+/// store.set_available(false);
+/// assert!(matches!(dict.insert("k", "v".into()), Err(Error::Store { .. })));
+/// store.set_available(true);
+/// dict.insert("k", "v".into())?;
+/// # Ok::<(), durabledict_core::Error>(())
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct MemoryStore {
+    inner: Arc<MemoryInner>,
+}
+
+#[derive(Debug, Default)]
+struct MemoryInner {
+    entries: Mutex<HashMap<String, Vec<u8>>>,
+    stamp: MemoryStamp,
+    fail_next: AtomicUsize,
+    down: AtomicBool,
+    max_value_len: Option<usize>,
+}
+
+/// The error a [`MemoryStore`] returns while a fault is injected.
+#[derive(Debug, thiserror::Error)]
+#[error("injected fault: memory store unavailable")]
+pub struct InjectedFault;
+
+impl MemoryStore {
+    /// An empty store with a missing stamp.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// An empty store that refuses encoded values longer than `max` bytes, like a backend
+    /// with a value limit.
+    pub fn with_max_value_len(max: usize) -> Self {
+        MemoryStore {
+            inner: Arc::new(MemoryInner {
+                max_value_len: Some(max),
+                ..MemoryInner::default()
+            }),
+        }
+    }
+
+    /// The store's stamp, shared with every clone.
+    pub fn stamp(&self) -> &MemoryStamp {
+        &self.inner.stamp
+    }
+
+    /// Makes the next `n` operations fail with [`StoreErrorKind::Unavailable`](crate::StoreErrorKind::Unavailable).
+    pub fn fail_next(&self, n: usize) {
+        self.inner.fail_next.store(n, Ordering::SeqCst);
+    }
+
+    /// Takes the store down (every operation fails as unavailable) or brings it back.
+    pub fn set_available(&self, available: bool) {
+        self.inner.down.store(!available, Ordering::SeqCst);
+    }
+
+    /// Forgets the stamp, as a memcached restart would.
+    pub fn lose_stamp(&self) {
+        self.inner.stamp.lose();
+    }
+
+    /// Writes an entry without bumping the stamp: another program writing behind the
+    /// dicts' backs.
+    pub fn write_unstamped(&self, key: &str, value: &[u8]) {
+        self.entries().insert(key.to_owned(), value.to_vec());
+    }
+
+    fn entries(&self) -> MutexGuard<'_, HashMap<String, Vec<u8>>> {
+        self.inner
+            .entries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Consumes an injected fault, if one is pending.
+    fn fault(&self) -> Result<(), StoreError> {
+        if self.inner.down.load(Ordering::SeqCst) {
+            return Err(StoreError::unavailable(InjectedFault));
+        }
+        let taken = self
+            .inner
+            .fail_next
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+        match taken {
+            Ok(_) => Err(StoreError::unavailable(InjectedFault)),
+            Err(_) => Ok(()),
+        }
+    }
+
+    /// Locks the entries after checking for injected faults.
+    fn open(&self) -> Result<MutexGuard<'_, HashMap<String, Vec<u8>>>, StoreError> {
+        self.fault()?;
+        Ok(self.entries())
+    }
+}
+
+impl Store for MemoryStore {
+    fn init(&self) -> Result<(), StoreError> {
+        let _entries = self.open()?;
+        self.inner.stamp.init();
+        Ok(())
+    }
+
+    fn persist(&self, key: &str, value: &[u8]) -> Result<StampValue, StoreError> {
+        let mut entries = self.open()?;
+        entries.insert(key.to_owned(), value.to_vec());
+        self.inner.stamp.bump()
+    }
+
+    fn depersist(&self, key: &str) -> Result<Option<StampValue>, StoreError> {
+        let mut entries = self.open()?;
+        match entries.remove(key) {
+            Some(_) => self.inner.stamp.bump().map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn durables(&self) -> Result<Durables, StoreError> {
+        let entries = self.open()?;
+        Ok(Durables {
+            stamp: self.inner.stamp.get()?,
+            entries: entries.clone(),
+        })
+    }
+
+    fn last_updated(&self) -> Result<Option<StampValue>, StoreError> {
+        self.fault()?;
+        self.inner.stamp.get()
+    }
+
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.open()?.get(key).cloned())
+    }
+
+    fn pop(&self, key: &str) -> Result<Option<(Vec<u8>, StampValue)>, StoreError> {
+        let mut entries = self.open()?;
+        match entries.remove(key) {
+            Some(value) => Ok(Some((value, self.inner.stamp.bump()?))),
+            None => Ok(None),
+        }
+    }
+
+    fn setdefault(&self, key: &str, value: &[u8]) -> Result<SetDefault, StoreError> {
+        let mut entries = self.open()?;
+        if let Some(existing) = entries.get(key) {
+            return Ok(SetDefault::Existing(existing.clone()));
+        }
+        entries.insert(key.to_owned(), value.to_vec());
+        self.inner.stamp.bump().map(SetDefault::Inserted)
+    }
+
+    fn persist_many(&self, batch: &[(&str, &[u8])]) -> Result<Option<StampValue>, StoreError> {
+        let mut entries = self.open()?;
+        if batch.is_empty() {
+            return Ok(None);
+        }
+        for (key, value) in batch {
+            entries.insert((*key).to_owned(), value.to_vec());
+        }
+        self.inner.stamp.bump().map(Some)
+    }
+
+    fn clear(&self) -> Result<Option<StampValue>, StoreError> {
+        let mut entries = self.open()?;
+        if entries.is_empty() {
+            return Ok(None);
+        }
+        entries.clear();
+        self.inner.stamp.bump().map(Some)
+    }
+
+    fn max_value_len(&self) -> Option<usize> {
+        self.inner.max_value_len
+    }
+}

@@ -1,0 +1,23 @@
+//! When a dict checks the stamp.
+
+use std::time::Duration;
+
+/// When a [`DurableDict`](crate::DurableDict) checks the store's stamp before a read.
+///
+/// Writes always sync, whatever the policy: a write whose returned stamp is one past the
+/// synced stamp is applied to the cache in O(1), otherwise the dict reloads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum SyncPolicy {
+    /// Check the stamp before every read (Python's `autosync=True`). Every read sees every
+    /// change committed before it began. The default.
+    #[default]
+    Always,
+    /// Never check on reads; the cache changes only on this dict's writes and on
+    /// [`DurableDict::sync`](crate::DurableDict::sync) (Python's `autosync=False`).
+    Manual,
+    /// Bounded staleness: check the stamp before a read at most once per interval, so a read
+    /// sees every change committed more than `interval` before it (plus the store's own
+    /// propagation delay).
+    AtMostEvery(Duration),
+}

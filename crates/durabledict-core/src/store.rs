@@ -1,0 +1,233 @@
+//! The [`Store`] and [`Stamp`] traits that backends implement.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use crate::error::StoreError;
+
+/// The value of a `last_updated` stamp: a counter that changes whenever the store changes.
+///
+/// Only equality matters: a dict reloads when the stamp differs from the one it last synced,
+/// so a stamp that goes backwards (a restarted memcached, a deleted Redis key) is a change too.
+pub type StampValue = i64;
+
+/// Everything a store holds, read together with the stamp it was read at.
+///
+/// The stamp must be read **before or atomically with** the entries, never after: a write that
+/// lands between the two reads is then seen by the next stamp check instead of being lost.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Durables {
+    /// Every key and its encoded value.
+    pub entries: HashMap<String, Vec<u8>>,
+    /// The stamp the entries were read at; `None` when the stamp is missing.
+    pub stamp: Option<StampValue>,
+}
+
+/// What [`Store::setdefault`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SetDefault {
+    /// The key was present; this is its stored value and nothing was written.
+    Existing(Vec<u8>),
+    /// The key was absent; the value was written and the stamp bumped to this value.
+    Inserted(StampValue),
+}
+
+/// A durable, shared key-value store holding encoded values, with a `last_updated` stamp.
+///
+/// Implement the four required methods; the others have correct but possibly non-atomic or
+/// slower default bodies that a backend overrides when it can do better (one transaction, one
+/// round trip). Every write returns the stamp **after** the write: when it is exactly one past
+/// the stamp the dict last synced, the dict knows nobody else wrote and applies its own write
+/// in O(1) instead of reloading.
+///
+/// A store that cannot bump a stamp atomically with its writes takes any [`Stamp`] as an
+/// ingredient and bumps it after each successful write.
+///
+/// New methods are only ever added with a default body, so implementations do not break.
+///
+/// # Example
+///
+/// ```
+/// use durabledict_core::{MemoryStore, Store};
+///
+/// let store = MemoryStore::new();
+/// let s1 = store.persist("flag", b"on")?;
+/// let s2 = store.persist("flag", b"off")?;
+/// assert_eq!(s2, s1 + 1);
+/// assert_eq!(store.durables()?.entries["flag"], b"off");
+/// # Ok::<(), durabledict_core::StoreError>(())
+/// ```
+pub trait Store: Send + Sync + fmt::Debug {
+    /// Writes `value` at `key` and bumps the stamp, atomically where the store can.
+    /// Returns the stamp after the write.
+    fn persist(&self, key: &str, value: &[u8]) -> Result<StampValue, StoreError>;
+
+    /// Removes `key`. Returns the stamp after the removal, or `None` when the key was absent
+    /// (then nothing was written and the stamp was not bumped).
+    fn depersist(&self, key: &str) -> Result<Option<StampValue>, StoreError>;
+
+    /// Reads every entry and the stamp, the stamp before or atomically with the entries.
+    fn durables(&self) -> Result<Durables, StoreError>;
+
+    /// Reads the stamp; `None` when it is missing. This runs before every read under the
+    /// `Always` policy, so it should be one cheap round trip (or free).
+    fn last_updated(&self) -> Result<Option<StampValue>, StoreError>;
+
+    /// Prepares the store for a new dict: creates what is missing (a table, the keyspace, the
+    /// stamp). Called once by [`Builder::build`](crate::Builder::build) before the first load.
+    /// It must never bump an existing stamp (a restarting fleet must not make every other
+    /// instance reload); a missing stamp is created, so that `last_updated` is set right after
+    /// a dict is built. The default does nothing.
+    fn init(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// Reads one entry. The default reads everything; override it.
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.durables()?.entries.remove(key))
+    }
+
+    /// Removes `key` and returns its value with the stamp after the removal; `None` when the
+    /// key was absent (nothing written, no bump). The default is a [`get`](Store::get) then a
+    /// [`depersist`](Store::depersist): not atomic; override it where the store can.
+    fn pop(&self, key: &str) -> Result<Option<(Vec<u8>, StampValue)>, StoreError> {
+        let Some(value) = self.get(key)? else {
+            return Ok(None);
+        };
+        Ok(self.depersist(key)?.map(|stamp| (value, stamp)))
+    }
+
+    /// Writes `value` at `key` only when `key` is absent, bumping the stamp only then.
+    /// The default is a [`get`](Store::get) then a [`persist`](Store::persist): not atomic;
+    /// override it where the store can.
+    fn setdefault(&self, key: &str, value: &[u8]) -> Result<SetDefault, StoreError> {
+        match self.get(key)? {
+            Some(existing) => Ok(SetDefault::Existing(existing)),
+            None => self.persist(key, value).map(SetDefault::Inserted),
+        }
+    }
+
+    /// Writes every entry as one batch, with one stamp bump where the store can, and returns
+    /// the stamp after it. An empty batch writes nothing and returns `None`. The default
+    /// persists one entry at a time (one bump each); override it.
+    fn persist_many(&self, entries: &[(&str, &[u8])]) -> Result<Option<StampValue>, StoreError> {
+        let mut stamp = None;
+        for (key, value) in entries {
+            stamp = Some(self.persist(key, value)?);
+        }
+        Ok(stamp)
+    }
+
+    /// Removes every entry; returns the stamp after it, or `None` when the store was already
+    /// empty. The default removes one key at a time; override it.
+    fn clear(&self) -> Result<Option<StampValue>, StoreError> {
+        let mut stamp = None;
+        for key in self.durables()?.entries.into_keys() {
+            if let Some(s) = self.depersist(&key)? {
+                stamp = Some(s);
+            }
+        }
+        Ok(stamp)
+    }
+
+    /// Checks that the store can hold `key`; `Err` carries the reason. Called before anything
+    /// is written. The default accepts every UTF-8 key.
+    fn validate_key(&self, key: &str) -> Result<(), String> {
+        let _ = key;
+        Ok(())
+    }
+
+    /// The largest encoded value the store holds, in bytes; `None` when unbounded.
+    fn max_value_len(&self) -> Option<usize> {
+        None
+    }
+}
+
+/// A shared `last_updated` counter kept apart from the values (memcached, a Redis key, an SQL
+/// row, memory), for stores that have no stamp of their own.
+///
+/// # Example
+///
+/// ```
+/// use durabledict_core::{MemoryStamp, Stamp};
+///
+/// let stamp = MemoryStamp::new();
+/// let first = stamp.bump()?;
+/// assert_eq!(stamp.get()?, Some(first));
+/// assert_eq!(stamp.bump()?, first + 1);
+/// # Ok::<(), durabledict_core::StoreError>(())
+/// ```
+pub trait Stamp: Send + Sync + fmt::Debug {
+    /// Reads the stamp; `None` when it is missing (never set, evicted, lost in a restart).
+    fn get(&self) -> Result<Option<StampValue>, StoreError>;
+
+    /// Increments the stamp and returns the new value. A missing stamp is re-created without
+    /// races, seeded so that it cannot collide with a value handed out before (for example
+    /// from the clock).
+    fn bump(&self) -> Result<StampValue, StoreError>;
+}
+
+macro_rules! forward_store {
+    ($($ptr:ident)::+) => {
+impl<T: Store + ?Sized> Store for $($ptr)::+<T> {
+    fn init(&self) -> Result<(), StoreError> {
+        (**self).init()
+    }
+    fn persist(&self, key: &str, value: &[u8]) -> Result<StampValue, StoreError> {
+        (**self).persist(key, value)
+    }
+    fn depersist(&self, key: &str) -> Result<Option<StampValue>, StoreError> {
+        (**self).depersist(key)
+    }
+    fn durables(&self) -> Result<Durables, StoreError> {
+        (**self).durables()
+    }
+    fn last_updated(&self) -> Result<Option<StampValue>, StoreError> {
+        (**self).last_updated()
+    }
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        (**self).get(key)
+    }
+    fn pop(&self, key: &str) -> Result<Option<(Vec<u8>, StampValue)>, StoreError> {
+        (**self).pop(key)
+    }
+    fn setdefault(&self, key: &str, value: &[u8]) -> Result<SetDefault, StoreError> {
+        (**self).setdefault(key, value)
+    }
+    fn persist_many(&self, entries: &[(&str, &[u8])]) -> Result<Option<StampValue>, StoreError> {
+        (**self).persist_many(entries)
+    }
+    fn clear(&self) -> Result<Option<StampValue>, StoreError> {
+        (**self).clear()
+    }
+    fn validate_key(&self, key: &str) -> Result<(), String> {
+        (**self).validate_key(key)
+    }
+    fn max_value_len(&self) -> Option<usize> {
+        (**self).max_value_len()
+    }
+}
+    };
+}
+
+forward_store!(std::sync::Arc);
+forward_store!(Box);
+
+impl<T: Stamp + ?Sized> Stamp for std::sync::Arc<T> {
+    fn get(&self) -> Result<Option<StampValue>, StoreError> {
+        (**self).get()
+    }
+    fn bump(&self) -> Result<StampValue, StoreError> {
+        (**self).bump()
+    }
+}
+
+/// Seeds a re-created stamp from the clock (microseconds since the Unix epoch), so it is larger
+/// than any counter value handed out before in practice, and distinct from the last one.
+pub fn clock_seed() -> StampValue {
+    let micros = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros())
+        .unwrap_or(0);
+    StampValue::try_from(micros).unwrap_or(StampValue::MAX / 2)
+}
