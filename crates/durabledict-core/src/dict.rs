@@ -374,7 +374,9 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
     /// Removes `key` and returns its value, or `default` when absent. Any default is a default
     /// (Python durabledict took a falsy one for none).
     pub fn pop_or(&self, key: &str, default: V) -> Result<Arc<V>> {
-        Ok(self.take(Op::Pop, key)?.unwrap_or_else(|| Arc::new(default)))
+        Ok(self
+            .take(Op::Pop, key)?
+            .unwrap_or_else(|| Arc::new(default)))
     }
 
     /// Returns the value at `key`, first inserting `default` when absent. An existing key is
@@ -567,10 +569,13 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
                 reason,
             });
         }
-        let bytes = self.encoding.encode(value).map_err(|source| Error::Encode {
-            key: key.to_owned(),
-            source,
-        })?;
+        let bytes = self
+            .encoding
+            .encode(value)
+            .map_err(|source| Error::Encode {
+                key: key.to_owned(),
+                source,
+            })?;
         match self.store.max_value_len() {
             Some(max) if bytes.len() > max => Err(Error::ValueTooLarge {
                 key: key.to_owned(),

@@ -67,10 +67,10 @@ impl MemoryStamp {
     /// keyspace), otherwise a fresh seed. Never changes an existing stamp.
     pub fn init(&self) {
         let seed = self.seed();
-        let _ = self
-            .inner
-            .value
-            .compare_exchange(MISSING, seed, Ordering::SeqCst, Ordering::SeqCst);
+        let _ =
+            self.inner
+                .value
+                .compare_exchange(MISSING, seed, Ordering::SeqCst, Ordering::SeqCst);
         self.inner.high_water.fetch_max(seed, Ordering::SeqCst);
     }
 
