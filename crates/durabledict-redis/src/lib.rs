@@ -1,1 +1,16 @@
-//! Being written.
+#![doc = include_str!("../README.md")]
+#![warn(missing_docs)]
+
+mod builder;
+mod error;
+mod keys;
+mod pool;
+mod reply;
+mod scripts;
+mod store;
+
+pub use builder::{
+    DEFAULT_CHECK_IDLE_AFTER, DEFAULT_CONNECT_TIMEOUT, DEFAULT_IO_TIMEOUT, DEFAULT_MAX_IDLE,
+    RedisStoreBuilder,
+};
+pub use store::RedisStore;

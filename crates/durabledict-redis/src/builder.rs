@@ -1,0 +1,254 @@
+//! [`RedisStoreBuilder`]: where to connect, key layout, timeouts, pool size.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use durabledict_core::StoreError;
+use redis::cluster::ClusterClient;
+use redis::{Client, RedisResult};
+
+use crate::error::{config, store_error};
+use crate::keys::Keys;
+use crate::pool::{Conn, Connect, Pool};
+use crate::scripts::Scripts;
+use crate::store::{Inner, RedisStore};
+
+/// How long connecting may take, by default.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long one command may wait for its reply (and for its bytes to be sent), by default.
+pub const DEFAULT_IO_TIMEOUT: Duration = Duration::from_secs(5);
+/// How many idle connections a store keeps open, by default.
+pub const DEFAULT_MAX_IDLE: usize = 8;
+/// After how long idle a connection is checked with `PING` before a write, by default.
+pub const DEFAULT_CHECK_IDLE_AFTER: Duration = Duration::from_secs(1);
+
+/// Configures a [`RedisStore`]; made by [`RedisStore::builder`] or
+/// [`RedisStore::cluster_builder`]. Building checks the configuration and opens no connection:
+/// the first operation connects.
+///
+/// ```
+/// use std::time::Duration;
+/// use durabledict_redis::RedisStore;
+///
+/// let store = RedisStore::builder("redis://:secret@127.0.0.1:6379/2", "settings")
+///     .connect_timeout(Duration::from_millis(500))
+///     .io_timeout(Duration::from_secs(1))
+///     .build()?;
+/// assert_eq!(store.hash_key(), "settings");
+/// assert_eq!(store.stamp_key(), "settingslast_updated");
+/// # Ok::<(), durabledict_core::StoreError>(())
+/// ```
+#[derive(Clone)]
+pub struct RedisStoreBuilder {
+    target: Target,
+    keyspace: String,
+    hash_tag: bool,
+    connect_timeout: Duration,
+    io_timeout: Duration,
+    max_idle: usize,
+    check_idle_after: Duration,
+    max_value_len: Option<usize>,
+}
+
+#[derive(Clone)]
+enum Target {
+    Server(String),
+    Cluster(Vec<String>),
+}
+
+impl fmt::Debug for RedisStoreBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // URLs may carry passwords: show neither.
+        f.debug_struct("RedisStoreBuilder")
+            .field(
+                "target",
+                &match &self.target {
+                    Target::Server(_) => "server",
+                    Target::Cluster(_) => "cluster",
+                },
+            )
+            .field("keyspace", &self.keyspace)
+            .field("hash_tag", &self.hash_tag)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("io_timeout", &self.io_timeout)
+            .field("max_idle", &self.max_idle)
+            .field("check_idle_after", &self.check_idle_after)
+            .field("max_value_len", &self.max_value_len)
+            .finish()
+    }
+}
+
+impl RedisStoreBuilder {
+    pub(crate) fn server(url: &str, keyspace: &str) -> Self {
+        Self::new(Target::Server(url.to_owned()), keyspace)
+    }
+
+    pub(crate) fn cluster<I, S>(nodes: I, keyspace: &str) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let nodes = nodes.into_iter().map(Into::into).collect();
+        let mut builder = Self::new(Target::Cluster(nodes), keyspace);
+        builder.hash_tag = true;
+        builder
+    }
+
+    fn new(target: Target, keyspace: &str) -> Self {
+        RedisStoreBuilder {
+            target,
+            keyspace: keyspace.to_owned(),
+            hash_tag: false,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            io_timeout: DEFAULT_IO_TIMEOUT,
+            max_idle: DEFAULT_MAX_IDLE,
+            check_idle_after: DEFAULT_CHECK_IDLE_AFTER,
+            max_value_len: None,
+        }
+    }
+
+    /// Wraps the keyspace in a hash tag: values in `{keyspace}`, the stamp in
+    /// `{keyspace}last_updated`, so both live in one Redis Cluster slot. On by default for a
+    /// cluster, off for a single server (Python durabledict's layout). A Python fleet shares a
+    /// hash-tagged keyspace by using `"{keyspace}"` as its keyspace name.
+    pub fn hash_tag(mut self, on: bool) -> Self {
+        self.hash_tag = on;
+        self
+    }
+
+    /// How long connecting (TCP or socket, TLS, `AUTH`, `SELECT`) may take.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// How long sending a command and waiting for its reply may take. A command that times out
+    /// fails as [`Unavailable`](durabledict_core::StoreErrorKind::Unavailable) and its
+    /// connection is closed.
+    pub fn io_timeout(mut self, timeout: Duration) -> Self {
+        self.io_timeout = timeout;
+        self
+    }
+
+    /// How many idle connections to keep open for reuse. Each thread in an operation uses its
+    /// own connection; beyond this many, connections are closed after use.
+    pub fn max_idle(mut self, connections: usize) -> Self {
+        self.max_idle = connections;
+        self
+    }
+
+    /// After how long idle a connection is checked with `PING` before a write is sent on it.
+    pub fn check_idle_after(mut self, idle: Duration) -> Self {
+        self.check_idle_after = idle;
+        self
+    }
+
+    /// Declares the largest encoded value to accept, so that a larger one is refused before
+    /// anything is sent. Unbounded by default: the server refuses values over its
+    /// `proto-max-bulk-len` (512 MB by default) itself.
+    pub fn max_value_len(mut self, bytes: usize) -> Self {
+        self.max_value_len = Some(bytes);
+        self
+    }
+
+    /// Checks the configuration and makes the store; connects on first use.
+    ///
+    /// Fails ([`Other`](durabledict_core::StoreErrorKind::Other)) on a URL that does not parse,
+    /// a scheme this build does not support (`rediss://` needs the `tls` feature), a zero
+    /// timeout, or a cluster keyspace whose two keys would fall in different slots.
+    pub fn build(self) -> Result<RedisStore, StoreError> {
+        if self.connect_timeout.is_zero() || self.io_timeout.is_zero() {
+            return Err(config("timeouts must be longer than zero"));
+        }
+        let keys = Keys::new(&self.keyspace, self.hash_tag);
+        let connector: Box<dyn Connect> = match &self.target {
+            Target::Server(url) => {
+                let client = Client::open(url.as_str()).map_err(store_error)?;
+                if !client.get_connection_info().addr().is_supported() {
+                    return Err(config(
+                        "this URL needs a transport this build lacks (rediss:// needs the `tls` feature)",
+                    ));
+                }
+                Box::new(Server {
+                    client,
+                    connect_timeout: self.connect_timeout,
+                    io_timeout: self.io_timeout,
+                })
+            }
+            Target::Cluster(nodes) => {
+                if !keys.same_slot() {
+                    return Err(config(format!(
+                        "the keys {:?} and {:?} fall in different cluster slots; use hash_tag(true)",
+                        keys.hash, keys.stamp
+                    )));
+                }
+                let client = ClusterClient::builder(nodes.iter().map(String::as_str))
+                    .connection_timeout(self.connect_timeout)
+                    .response_timeout(self.io_timeout)
+                    .build()
+                    .map_err(store_error)?;
+                Box::new(Cluster {
+                    client,
+                    io_timeout: self.io_timeout,
+                })
+            }
+        };
+        Ok(RedisStore {
+            inner: Arc::new(Inner {
+                pool: Pool::new(connector, self.max_idle, self.check_idle_after),
+                scripts: Scripts::new(),
+                keys,
+                keyspace: self.keyspace,
+                max_value_len: self.max_value_len,
+            }),
+        })
+    }
+}
+
+/// One Redis server (TCP, TLS or a Unix socket).
+struct Server {
+    client: Client,
+    connect_timeout: Duration,
+    io_timeout: Duration,
+}
+
+impl fmt::Debug for Server {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Server")
+            .field("addr", &self.client.get_connection_info().addr().to_string())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Connect for Server {
+    fn connect(&self) -> RedisResult<Conn> {
+        let conn = self
+            .client
+            .get_connection_with_timeout(self.connect_timeout)?;
+        conn.set_read_timeout(Some(self.io_timeout))?;
+        conn.set_write_timeout(Some(self.io_timeout))?;
+        Ok(Box::new(conn))
+    }
+}
+
+/// A Redis Cluster: one client connection per node, routed by key slot.
+struct Cluster {
+    client: ClusterClient,
+    io_timeout: Duration,
+}
+
+impl fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cluster").finish_non_exhaustive()
+    }
+}
+
+impl Connect for Cluster {
+    fn connect(&self) -> RedisResult<Conn> {
+        // Connects to the initial nodes and reads the slot map; fails when none answers.
+        let conn = self.client.get_connection()?;
+        conn.set_write_timeout(Some(self.io_timeout))?;
+        Ok(Box::new(conn))
+    }
+}

@@ -1,0 +1,67 @@
+//! How a redis client error becomes a [`StoreError`] of the right kind.
+
+use durabledict_core::{StoreError, StoreErrorKind};
+use redis::{ErrorKind, RedisError, ServerErrorKind};
+
+/// The error code our scripts raise when the stamp key holds something other than an integer.
+pub(crate) const CORRUPT_CODE: &str = "DDCORRUPT";
+
+/// Sorts a client error into the kind the dict acts on.
+///
+/// Anything that says "the server is not there right now" (refused, reset, timed out, loading,
+/// cluster reconfiguring) is [`Unavailable`](StoreErrorKind::Unavailable): retrying later may
+/// work. Data of the wrong type is [`Corrupt`](StoreErrorKind::Corrupt). Every other answer the
+/// server gave is a refusal ([`Rejected`](StoreErrorKind::Rejected)): authentication,
+/// permissions, out of memory, a read-only replica, a value over its limits.
+pub(crate) fn store_error(error: RedisError) -> StoreError {
+    StoreError::new(kind_of(&error), error)
+}
+
+pub(crate) fn kind_of(error: &RedisError) -> StoreErrorKind {
+    if error.is_io_error() || error.is_timeout() || error.is_connection_refusal() {
+        return StoreErrorKind::Unavailable;
+    }
+    match error.kind() {
+        ErrorKind::Io | ErrorKind::ClusterConnectionNotFound => StoreErrorKind::Unavailable,
+        ErrorKind::Server(
+            ServerErrorKind::BusyLoading
+            | ServerErrorKind::TryAgain
+            | ServerErrorKind::ClusterDown
+            | ServerErrorKind::MasterDown
+            | ServerErrorKind::Moved
+            | ServerErrorKind::Ask,
+        ) => StoreErrorKind::Unavailable,
+        ErrorKind::Server(_) | ErrorKind::Extension | ErrorKind::AuthenticationFailed => {
+            match error.code() {
+                Some("WRONGTYPE") => StoreErrorKind::Corrupt,
+                Some(code) if code == CORRUPT_CODE => StoreErrorKind::Corrupt,
+                // Another script is running too long: the server cannot answer now.
+                Some("BUSY") => StoreErrorKind::Unavailable,
+                _ => StoreErrorKind::Rejected,
+            }
+        }
+        _ => StoreErrorKind::Other,
+    }
+}
+
+/// The store held a value that is not what the layout says (a stamp that is not an integer, a
+/// hash field that is not UTF-8, a reply of an unexpected shape).
+#[derive(Debug, thiserror::Error)]
+#[error("{what}")]
+pub(crate) struct Unexpected {
+    what: String,
+}
+
+pub(crate) fn corrupt(what: impl Into<String>) -> StoreError {
+    StoreError::corrupt(Unexpected { what: what.into() })
+}
+
+/// A configuration the client refuses (a URL that does not parse, keys in different cluster
+/// slots).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct Config(pub(crate) String);
+
+pub(crate) fn config(what: impl Into<String>) -> StoreError {
+    StoreError::other(Config(what.into()))
+}

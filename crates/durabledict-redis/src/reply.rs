@@ -1,0 +1,104 @@
+//! Reading Redis replies into stamps and entries, refusing shapes the layout does not allow.
+
+use std::collections::HashMap;
+
+use durabledict_core::{StampValue, StoreError};
+use redis::Value;
+
+use crate::error::corrupt;
+
+/// A stamp as stored: `None` when the key is missing; an integer otherwise, or
+/// [`Corrupt`](durabledict_core::StoreErrorKind::Corrupt).
+pub(crate) fn stamp(value: Value, key: &str) -> Result<Option<StampValue>, StoreError> {
+    match value {
+        Value::Nil => Ok(None),
+        Value::Int(n) => Ok(Some(n)),
+        Value::BulkString(bytes) => parse_stamp(&bytes, key).map(Some),
+        Value::SimpleString(text) => parse_stamp(text.as_bytes(), key).map(Some),
+        other => Err(corrupt(format!(
+            "the stamp key {key:?} answered {other:?}, not an integer"
+        ))),
+    }
+}
+
+/// A stamp that must be there (a write just set it).
+pub(crate) fn written_stamp(value: Value, key: &str) -> Result<StampValue, StoreError> {
+    stamp(value, key)?
+        .ok_or_else(|| corrupt(format!("the stamp key {key:?} is missing after a write")))
+}
+
+fn parse_stamp(bytes: &[u8], key: &str) -> Result<StampValue, StoreError> {
+    std::str::from_utf8(bytes)
+        .ok()
+        .and_then(|text| text.parse::<StampValue>().ok())
+        .ok_or_else(|| {
+            corrupt(format!(
+                "the stamp key {key:?} holds {:?}, not an integer",
+                String::from_utf8_lossy(bytes)
+            ))
+        })
+}
+
+/// A value read from the hash: `None` for nil.
+pub(crate) fn bytes(value: Value, what: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    match value {
+        Value::Nil => Ok(None),
+        Value::BulkString(bytes) => Ok(Some(bytes)),
+        Value::SimpleString(text) => Ok(Some(text.into_bytes())),
+        other => Err(corrupt(format!("{what} answered {other:?}, not a value"))),
+    }
+}
+
+/// The reply of `HGETALL`: field/value pairs flat (RESP2) or as a map (RESP3). A field that is
+/// not UTF-8 cannot be a dict key, so the load fails rather than drop it silently.
+pub(crate) fn entries(value: Value, hash: &str) -> Result<HashMap<String, Vec<u8>>, StoreError> {
+    let pairs: Vec<(Value, Value)> = match value {
+        Value::Nil => Vec::new(),
+        Value::Map(pairs) => pairs,
+        Value::Array(flat) => {
+            if flat.len() % 2 != 0 {
+                return Err(corrupt(format!(
+                    "HGETALL {hash:?} answered an odd number of items"
+                )));
+            }
+            let mut pairs = Vec::with_capacity(flat.len() / 2);
+            let mut items = flat.into_iter();
+            while let (Some(field), Some(value)) = (items.next(), items.next()) {
+                pairs.push((field, value));
+            }
+            pairs
+        }
+        other => {
+            return Err(corrupt(format!(
+                "HGETALL {hash:?} answered {other:?}, not a hash"
+            )));
+        }
+    };
+    let mut map = HashMap::with_capacity(pairs.len());
+    for (field, value) in pairs {
+        let field = bytes(field, "a hash field")?.unwrap_or_default();
+        let key = String::from_utf8(field).map_err(|e| {
+            corrupt(format!(
+                "the hash {hash:?} holds the field {:?}, which is not UTF-8",
+                String::from_utf8_lossy(e.as_bytes())
+            ))
+        })?;
+        let value = bytes(value, "a hash value")?.unwrap_or_default();
+        map.insert(key, value);
+    }
+    Ok(map)
+}
+
+/// Splits a two-item array reply.
+pub(crate) fn pair(value: Value, what: &str) -> Result<(Value, Value), StoreError> {
+    match value {
+        Value::Array(items) if items.len() == 2 => {
+            let mut items = items.into_iter();
+            match (items.next(), items.next()) {
+                (Some(a), Some(b)) => Ok((a, b)),
+                _ => Err(corrupt(format!("{what} answered a short reply"))),
+            }
+        }
+        other => Err(corrupt(format!("{what} answered {other:?}, not a pair"))),
+    }
+}

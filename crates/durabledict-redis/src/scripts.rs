@@ -1,0 +1,161 @@
+//! The Lua scripts that change a keyspace: each write and its stamp bump run as one script,
+//! so Redis applies them together or not at all, and the script returns the new stamp.
+//!
+//! Every script takes `KEYS[1]` = the hash of values and `KEYS[2]` = the stamp key, and bumps
+//! the stamp **before** it writes: a bump that fails (the stamp holds something that is not an
+//! integer) aborts the script with nothing written, since Redis does not roll back the
+//! commands a failing script already ran. Stamps travel back as strings, because a Lua number
+//! is a double and would round stamps above 2^53.
+//!
+//! # Re-creating a lost stamp
+//!
+//! A stamp key can vanish while the hash lives on (someone deleted it, an eviction policy took
+//! it, a replica promoted without it). The next write must not re-create it with `INCR` from
+//! nothing (1, 2, ...): a dict that synced at stamp 1 or 2 earlier, with other contents, would
+//! see the same number again and keep its stale cache. So a write that finds the stamp
+//! missing seeds it from the server clock instead: `TIME` in microseconds since the epoch
+//! (about 1.7e15 in 2024).
+//!
+//! Why that cannot repeat a stamp a dict synced at:
+//! - Stamps counted up from the creation value 1 stay far below 1e15: that would take a
+//!   million writes a second for thirty years.
+//! - A seed taken at time `T1` grows by one per write. A later loss re-seeds at `T2 > T1`;
+//!   the new seed equals an old stamp only if more than `T2 - T1` writes happened since `T1`,
+//!   that is more than one write per microsecond sustained over the whole interval. One
+//!   Redis key cannot take that rate (a single instance runs a few hundred thousand scripts
+//!   a second at best).
+//! - Seeds come from the server's clock, so the clocks of the many clients do not matter. The
+//!   assumption left is that the server's clock does not step back by more than the time
+//!   since the previous seed.
+//!
+//! Every write seeds this way, also when the hash is empty: a dict built on an empty keyspace
+//! synced at stamp 1 with no entries, so a write that re-created the stamp as 1 with one entry
+//! would go unseen.
+//!
+//! [`INIT`] is the one place that starts at 1, as Python durabledict does, and only when the
+//! hash is empty too: a brand-new keyspace. A keyspace wiped whole (hash and stamp, as
+//! `FLUSHALL` or a restart without persistence does) looks exactly like a new one and starts
+//! at 1 again; a dict that synced the old keyspace at stamp `s` notices on its next stamp
+//! check, which sees the missing stamp or a smaller number, unless it makes no check at all
+//! until the new counter has climbed back to exactly `s`. Only a dict under the `Manual`
+//! policy that is not synced for that long can miss it.
+
+use redis::Script;
+
+/// Bumps the stamp, or seeds a missing one from the server clock; returns the new stamp as a
+/// string. Raises `DDCORRUPT` (nothing written yet) when the stamp is not an integer.
+const BUMP: &str = r#"
+local function bump()
+  if not redis.call('GET', KEYS[2]) then
+    local t = redis.call('TIME')
+    local seed = t[1] .. string.format('%06d', tonumber(t[2]))
+    redis.call('SET', KEYS[2], seed)
+    return seed
+  end
+  local n = redis.pcall('INCR', KEYS[2])
+  if type(n) == 'table' and n.err then
+    error({err = 'DDCORRUPT the stamp key ' .. KEYS[2] .. ' cannot be incremented: ' .. n.err})
+  end
+  return redis.call('GET', KEYS[2])
+end
+"#;
+
+/// Creates a missing stamp without touching an existing one; returns the stamp. Checks the
+/// hash's type first, so a keyspace holding something else fails at creation.
+pub(crate) const INIT: &str = r#"
+local empty = redis.call('HLEN', KEYS[1]) == 0
+local stamp = redis.call('GET', KEYS[2])
+if stamp then return stamp end
+if empty then
+  redis.call('SET', KEYS[2], '1')
+  return '1'
+end
+return bump()
+"#;
+
+/// `ARGV[1]` = key, `ARGV[2]` = value. Returns the stamp.
+const PERSIST: &str = r#"
+local stamp = bump()
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return stamp
+"#;
+
+/// `ARGV` = key, value, key, value, ... (never empty). One bump for the batch. `HSET` takes
+/// the pairs in slices, since Lua's `unpack` stops at a few thousand values.
+const PERSIST_MANY: &str = r#"
+local stamp = bump()
+for i = 1, #ARGV, 2000 do
+  redis.call('HSET', KEYS[1], unpack(ARGV, i, math.min(i + 1999, #ARGV)))
+end
+return stamp
+"#;
+
+/// `ARGV[1]` = key. Returns the stamp, or nil (no bump) when the key was absent.
+const DEPERSIST: &str = r#"
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return false end
+local stamp = bump()
+redis.call('HDEL', KEYS[1], ARGV[1])
+return stamp
+"#;
+
+/// `ARGV[1]` = key. Returns `{value, stamp}`, or nil (no bump) when the key was absent.
+const POP: &str = r#"
+local value = redis.call('HGET', KEYS[1], ARGV[1])
+if not value then return false end
+local stamp = bump()
+redis.call('HDEL', KEYS[1], ARGV[1])
+return {value, stamp}
+"#;
+
+/// `ARGV[1]` = key, `ARGV[2]` = value. Returns `{existing value}` when the key is present
+/// (nothing written, no bump), else writes and returns the stamp.
+const SETDEFAULT: &str = r#"
+local value = redis.call('HGET', KEYS[1], ARGV[1])
+if value then return {value} end
+local stamp = bump()
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return stamp
+"#;
+
+/// Returns the stamp, or nil (no bump) when the hash was already empty.
+const CLEAR: &str = r#"
+if redis.call('HLEN', KEYS[1]) == 0 then return false end
+local stamp = bump()
+redis.call('DEL', KEYS[1])
+return stamp
+"#;
+
+/// The stamp and every entry in one atomic step, for connections that cannot send
+/// `MULTI`/`EXEC` (the cluster client). Returns `{stamp or nil, {field, value, ...}}`.
+const DURABLES: &str = r#"
+return {redis.call('GET', KEYS[2]), redis.call('HGETALL', KEYS[1])}
+"#;
+
+/// Every script, compiled (hashed) once per store.
+#[derive(Debug)]
+pub(crate) struct Scripts {
+    pub(crate) init: Script,
+    pub(crate) persist: Script,
+    pub(crate) persist_many: Script,
+    pub(crate) depersist: Script,
+    pub(crate) pop: Script,
+    pub(crate) setdefault: Script,
+    pub(crate) clear: Script,
+    pub(crate) durables: Script,
+}
+
+impl Scripts {
+    pub(crate) fn new() -> Self {
+        let with_bump = |body: &str| Script::new(&format!("{BUMP}{body}"));
+        Scripts {
+            init: with_bump(INIT),
+            persist: with_bump(PERSIST),
+            persist_many: with_bump(PERSIST_MANY),
+            depersist: with_bump(DEPERSIST),
+            pop: with_bump(POP),
+            setdefault: with_bump(SETDEFAULT),
+            clear: with_bump(CLEAR),
+            durables: Script::new(DURABLES),
+        }
+    }
+}

@@ -1,0 +1,231 @@
+//! [`RedisStore`]: the [`Store`] over a Redis hash and its stamp key.
+
+use std::sync::Arc;
+
+use durabledict_core::{Durables, SetDefault, StampValue, Store, StoreError};
+use redis::{ConnectionLike, RedisResult, Script, Value};
+
+use crate::builder::RedisStoreBuilder;
+use crate::keys::Keys;
+use crate::pool::{Pool, Replay};
+use crate::reply;
+use crate::scripts::Scripts;
+
+/// A [`Store`] keeping a keyspace in Redis the way Python durabledict does: the values in the
+/// hash named like the keyspace, the stamp in the integer key `keyspace + "last_updated"`.
+///
+/// Every write runs as one Lua script with its stamp bump (all or nothing) and returns the new
+/// stamp; [`durables`](Store::durables) reads the stamp and the hash in one `MULTI`/`EXEC` (one
+/// script on a cluster). `setdefault`, `pop`, batch writes and `clear` are single atomic
+/// scripts too, each bumping the stamp once and only when it changed something.
+///
+/// Connections are opened on first use, pooled, and re-opened after the server went away:
+/// the same store works again once the server is back. Clones share the pool.
+///
+/// ```no_run
+/// use durabledict_core::DurableDict;
+/// use durabledict_core::Raw;
+/// use durabledict_redis::RedisStore;
+///
+/// let store = RedisStore::open("redis://127.0.0.1:6379/", "settings")?;
+/// let dict = DurableDict::<String>::builder(store, Raw).build()?;
+/// dict.insert("mode", "fast".to_string())?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct RedisStore {
+    pub(crate) inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub(crate) pool: Pool,
+    pub(crate) scripts: Scripts,
+    pub(crate) keys: Keys,
+    pub(crate) keyspace: String,
+    pub(crate) max_value_len: Option<usize>,
+}
+
+impl RedisStore {
+    /// A store on one server with the defaults: Python's key layout, the default timeouts.
+    /// The URL is `redis://[user][:password@]host[:port][/db]`, `rediss://...` (feature `tls`)
+    /// or `redis+unix:///path/to/socket[?db=N&user=U&pass=P]`. Connects on first use.
+    pub fn open(url: &str, keyspace: &str) -> Result<Self, StoreError> {
+        Self::builder(url, keyspace).build()
+    }
+
+    /// Configures a store on one server.
+    pub fn builder(url: &str, keyspace: &str) -> RedisStoreBuilder {
+        RedisStoreBuilder::server(url, keyspace)
+    }
+
+    /// Configures a store on a Redis Cluster, given some of its nodes' URLs. The keyspace is
+    /// hash-tagged by default so that the values and the stamp share a slot (see
+    /// [`RedisStoreBuilder::hash_tag`]).
+    pub fn cluster_builder<I, S>(nodes: I, keyspace: &str) -> RedisStoreBuilder
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        RedisStoreBuilder::cluster(nodes, keyspace)
+    }
+
+    /// The keyspace name this store was made with.
+    pub fn keyspace(&self) -> &str {
+        &self.inner.keyspace
+    }
+
+    /// The Redis key of the hash holding the values.
+    pub fn hash_key(&self) -> &str {
+        &self.inner.keys.hash
+    }
+
+    /// The Redis key of the stamp.
+    pub fn stamp_key(&self) -> &str {
+        &self.inner.keys.stamp
+    }
+
+    /// Runs a write script with both keys and `args`; never sent twice.
+    fn write(&self, script: &Script, args: &[&[u8]]) -> Result<Value, StoreError> {
+        let keys = &self.inner.keys;
+        self.inner.pool.run(Replay::CheckIdle, |conn| {
+            let mut invocation = script.key(&keys.hash);
+            invocation.key(&keys.stamp);
+            for arg in args {
+                invocation.arg(*arg);
+            }
+            invocation.invoke::<Value>(conn)
+        })
+    }
+
+    fn stamp_after(&self, value: Value) -> Result<StampValue, StoreError> {
+        reply::written_stamp(value, &self.inner.keys.stamp)
+    }
+
+    /// Reads the stamp then the hash in one transaction, or in one script where the connection
+    /// cannot pipeline (a cluster).
+    fn read_all(&self, conn: &mut dyn ConnectionLike) -> RedisResult<Value> {
+        let keys = &self.inner.keys;
+        if conn.supports_pipelining() {
+            redis::pipe()
+                .atomic()
+                .cmd("GET")
+                .arg(&keys.stamp)
+                .cmd("HGETALL")
+                .arg(&keys.hash)
+                .query::<Value>(conn)
+        } else {
+            self.inner
+                .scripts
+                .durables
+                .key(&keys.hash)
+                .key(&keys.stamp)
+                .invoke::<Value>(conn)
+        }
+    }
+}
+
+impl Store for RedisStore {
+    fn init(&self) -> Result<(), StoreError> {
+        let keys = &self.inner.keys;
+        let value = self.inner.pool.run(Replay::Resend, |conn| {
+            self.inner
+                .scripts
+                .init
+                .key(&keys.hash)
+                .key(&keys.stamp)
+                .invoke::<Value>(conn)
+        })?;
+        // A stamp that is not an integer makes the dict fail here, at creation.
+        reply::stamp(value, &keys.stamp).map(drop)
+    }
+
+    fn persist(&self, key: &str, value: &[u8]) -> Result<StampValue, StoreError> {
+        let reply = self.write(&self.inner.scripts.persist, &[key.as_bytes(), value])?;
+        self.stamp_after(reply)
+    }
+
+    fn depersist(&self, key: &str) -> Result<Option<StampValue>, StoreError> {
+        match self.write(&self.inner.scripts.depersist, &[key.as_bytes()])? {
+            Value::Nil => Ok(None),
+            reply => self.stamp_after(reply).map(Some),
+        }
+    }
+
+    fn durables(&self) -> Result<Durables, StoreError> {
+        let keys = &self.inner.keys;
+        let value = self
+            .inner
+            .pool
+            .run(Replay::Resend, |conn| self.read_all(conn))?;
+        let (stamp, hash) = reply::pair(value, "reading the keyspace")?;
+        Ok(Durables {
+            stamp: reply::stamp(stamp, &keys.stamp)?,
+            entries: reply::entries(hash, &keys.hash)?,
+        })
+    }
+
+    fn last_updated(&self) -> Result<Option<StampValue>, StoreError> {
+        let keys = &self.inner.keys;
+        let value = self.inner.pool.run(Replay::Resend, |conn| {
+            conn.req_packed_command(&keys.get_stamp)?.extract_error()
+        })?;
+        reply::stamp(value, &keys.stamp)
+    }
+
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let keys = &self.inner.keys;
+        let value = self.inner.pool.run(Replay::Resend, |conn| {
+            redis::cmd("HGET")
+                .arg(&keys.hash)
+                .arg(key)
+                .query::<Value>(conn)
+        })?;
+        reply::bytes(value, "HGET")
+    }
+
+    fn pop(&self, key: &str) -> Result<Option<(Vec<u8>, StampValue)>, StoreError> {
+        match self.write(&self.inner.scripts.pop, &[key.as_bytes()])? {
+            Value::Nil => Ok(None),
+            reply => {
+                let (value, stamp) = reply::pair(reply, "pop")?;
+                let value = reply::bytes(value, "pop")?.unwrap_or_default();
+                Ok(Some((value, self.stamp_after(stamp)?)))
+            }
+        }
+    }
+
+    fn setdefault(&self, key: &str, value: &[u8]) -> Result<SetDefault, StoreError> {
+        match self.write(&self.inner.scripts.setdefault, &[key.as_bytes(), value])? {
+            Value::Array(existing) => {
+                let stored = existing.into_iter().next().unwrap_or(Value::Nil);
+                let stored = reply::bytes(stored, "setdefault")?.unwrap_or_default();
+                Ok(SetDefault::Existing(stored))
+            }
+            reply => self.stamp_after(reply).map(SetDefault::Inserted),
+        }
+    }
+
+    fn persist_many(&self, entries: &[(&str, &[u8])]) -> Result<Option<StampValue>, StoreError> {
+        if entries.is_empty() {
+            return Ok(None);
+        }
+        let args: Vec<&[u8]> = entries
+            .iter()
+            .flat_map(|(key, value)| [key.as_bytes(), *value])
+            .collect();
+        let reply = self.write(&self.inner.scripts.persist_many, &args)?;
+        self.stamp_after(reply).map(Some)
+    }
+
+    fn clear(&self) -> Result<Option<StampValue>, StoreError> {
+        match self.write(&self.inner.scripts.clear, &[])? {
+            Value::Nil => Ok(None),
+            reply => self.stamp_after(reply).map(Some),
+        }
+    }
+
+    fn max_value_len(&self) -> Option<usize> {
+        self.inner.max_value_len
+    }
+}
