@@ -1,7 +1,7 @@
 //! How a redis client error becomes a [`StoreError`] of the right kind.
 
 use durabledict_core::{StoreError, StoreErrorKind};
-use redis::{ErrorKind, RedisError, ServerErrorKind};
+use redis::{ErrorKind, RedisError};
 
 /// The error code our scripts raise when the stamp key holds something other than an integer.
 pub(crate) const CORRUPT_CODE: &str = "DDCORRUPT";
@@ -23,24 +23,35 @@ pub(crate) fn kind_of(error: &RedisError) -> StoreErrorKind {
     }
     match error.kind() {
         ErrorKind::Io | ErrorKind::ClusterConnectionNotFound => StoreErrorKind::Unavailable,
-        ErrorKind::Server(
-            ServerErrorKind::BusyLoading
-            | ServerErrorKind::TryAgain
-            | ServerErrorKind::ClusterDown
-            | ServerErrorKind::MasterDown
-            | ServerErrorKind::Moved
-            | ServerErrorKind::Ask,
-        ) => StoreErrorKind::Unavailable,
-        ErrorKind::Server(_) | ErrorKind::Extension | ErrorKind::AuthenticationFailed => {
-            match error.code() {
-                Some("WRONGTYPE") => StoreErrorKind::Corrupt,
-                Some(code) if code == CORRUPT_CODE => StoreErrorKind::Corrupt,
-                // Another script is running too long: the server cannot answer now.
-                Some("BUSY") => StoreErrorKind::Unavailable,
-                _ => StoreErrorKind::Rejected,
-            }
+        ErrorKind::AuthenticationFailed => StoreErrorKind::Rejected,
+        ErrorKind::Server(_) | ErrorKind::Extension => {
+            // A transaction reports the errors of its commands together; the worst one wins.
+            let replies = error.clone().into_server_errors().unwrap_or_default();
+            replies
+                .iter()
+                .map(|(_, reply)| reply_kind(reply.code()))
+                .max_by_key(|kind| match kind {
+                    StoreErrorKind::Corrupt => 3,
+                    StoreErrorKind::Unavailable => 2,
+                    StoreErrorKind::Rejected => 1,
+                    _ => 0,
+                })
+                .unwrap_or(StoreErrorKind::Rejected)
         }
         _ => StoreErrorKind::Other,
+    }
+}
+
+/// The kind of one error reply, by its code.
+fn reply_kind(code: &str) -> StoreErrorKind {
+    match code {
+        "WRONGTYPE" | CORRUPT_CODE => StoreErrorKind::Corrupt,
+        // Loading a dump, a cluster changing shape, another script running too long: the
+        // server cannot answer now, later it may.
+        "LOADING" | "TRYAGAIN" | "CLUSTERDOWN" | "MASTERDOWN" | "MOVED" | "ASK" | "BUSY" => {
+            StoreErrorKind::Unavailable
+        }
+        _ => StoreErrorKind::Rejected,
     }
 }
 

@@ -84,7 +84,9 @@ impl Pool {
         mut request: impl FnMut(&mut dyn ConnectionLike) -> RedisResult<T>,
     ) -> Result<T, StoreError> {
         let (mut conn, reused) = match self.take() {
-            Some(idle) if replay == Replay::CheckIdle && idle.since.elapsed() >= self.check_idle_after => {
+            Some(idle)
+                if replay == Replay::CheckIdle && idle.since.elapsed() >= self.check_idle_after =>
+            {
                 let mut conn = idle.conn;
                 if ping(&mut *conn) {
                     (conn, true)

@@ -111,7 +111,9 @@ impl Fixture for RedisFixture {
 
     fn lose_stamp(&self, keyspace: &str) -> Result<bool, BoxError> {
         let (_, stamp) = self.keys(keyspace);
-        redis::cmd("DEL").arg(&stamp).exec(&mut *self.target.raw())?;
+        redis::cmd("DEL")
+            .arg(&stamp)
+            .exec(&mut *self.target.raw())?;
         Ok(true)
     }
 
@@ -124,4 +126,38 @@ impl Fixture for RedisFixture {
             .exec(&mut *self.target.raw())?;
         Ok(true)
     }
+}
+
+/// A keyspace name no other test uses.
+pub fn keyspace(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!(
+        "{prefix}-{}-{nanos}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+/// The stamp as stored, read with a raw `GET`.
+pub fn raw_stamp(conn: &mut dyn ConnectionLike, store: &RedisStore) -> Option<String> {
+    redis::cmd("GET")
+        .arg(store.stamp_key())
+        .query(conn)
+        .unwrap()
+}
+
+/// The hash as stored, read with a raw `HGETALL`.
+pub fn raw_hash(
+    conn: &mut dyn ConnectionLike,
+    store: &RedisStore,
+) -> std::collections::HashMap<String, Vec<u8>> {
+    redis::cmd("HGETALL")
+        .arg(store.hash_key())
+        .query(conn)
+        .unwrap()
 }

@@ -1,0 +1,176 @@
+//! A server that goes away and comes back: errors of the right kind, the last snapshot only
+//! when opted in, nothing half-applied, and the same dict working again after the restart.
+//! Also the connect and I/O timeouts.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+use common::{keyspace, raw};
+use durabledict_core::{DurableDict, Error, Raw, Store, StoreErrorKind, SyncPolicy};
+use durabledict_redis::RedisStore;
+use durabledict_test_servers::{RedisServer, free_port};
+
+fn start() -> RedisServer {
+    RedisServer::start().unwrap_or_else(|e| panic!("cannot start redis-server: {e}"))
+}
+
+fn quick_store(url: &str, ks: &str) -> RedisStore {
+    RedisStore::builder(url, ks)
+        .connect_timeout(Duration::from_millis(500))
+        .io_timeout(Duration::from_secs(2))
+        .build()
+        .unwrap()
+}
+
+fn unavailable(error: Error) {
+    let kind = error
+        .store_error()
+        .unwrap_or_else(|| panic!("not a store error: {error}"))
+        .kind();
+    assert_eq!(kind, StoreErrorKind::Unavailable, "{error}");
+}
+
+fn read(dict: &DurableDict<String>, key: &str) -> Option<String> {
+    dict.get(key).unwrap().map(|v| v.as_str().to_owned())
+}
+
+#[test]
+fn a_restart_under_a_live_dict() {
+    let mut server = start();
+    let ks = keyspace("restart");
+    let strict = DurableDict::<String>::builder(quick_store(&server.url(), &ks), Raw)
+        .build()
+        .unwrap();
+    let stale = DurableDict::<String>::builder(quick_store(&server.url(), &ks), Raw)
+        .serve_stale_for(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    strict.insert("k", "v".into()).unwrap();
+    assert_eq!(read(&stale, "k").as_deref(), Some("v"));
+
+    server.stop();
+
+    // Always reads: an error by default, the last snapshot when opted in.
+    unavailable(strict.get("k").unwrap_err());
+    unavailable(strict.last_updated().unwrap_err());
+    assert_eq!(read(&stale, "k").as_deref(), Some("v"));
+
+    // Writes fail and change nothing in the cache.
+    unavailable(stale.insert("k", "w".into()).unwrap_err());
+    unavailable(stale.insert("new", "w".into()).unwrap_err());
+    unavailable(stale.update([("k", "w".to_string())]).unwrap_err());
+    unavailable(stale.remove("k").unwrap_err());
+    unavailable(stale.setdefault("other", "w".into()).unwrap_err());
+    unavailable(stale.clear().unwrap_err());
+    assert_eq!(read(&stale, "k").as_deref(), Some("v"));
+    assert!(!stale.contains_key("new").unwrap());
+    assert_eq!(stale.len().unwrap(), 1);
+    assert!(stale.status().last_error.is_some());
+
+    // Back on the same port (empty: no persistence): the next operation succeeds, on the
+    // same dicts.
+    server.restart().unwrap();
+    assert_eq!(read(&strict, "k"), None, "the restarted server is empty");
+    stale.insert("k", "again".into()).unwrap();
+    assert_eq!(read(&stale, "k").as_deref(), Some("again"));
+    assert_eq!(read(&strict, "k").as_deref(), Some("again"));
+}
+
+#[test]
+fn the_first_operation_after_a_quiet_restart_succeeds() {
+    let mut server = start();
+    let ks = keyspace("quiet");
+    let store = RedisStore::builder(&server.url(), &ks)
+        .check_idle_after(Duration::from_millis(1))
+        .build()
+        .unwrap();
+    let reader = DurableDict::<String>::builder(store.clone(), Raw)
+        .build()
+        .unwrap();
+    let writer = DurableDict::<String>::builder(store, Raw)
+        .policy(SyncPolicy::Manual)
+        .build()
+        .unwrap();
+    writer.insert("k", "v".into()).unwrap();
+    assert_eq!(read(&reader, "k").as_deref(), Some("v"));
+
+    // The pooled connections die with the server, unnoticed until used.
+    server.stop();
+    server.restart().unwrap();
+
+    // A read is sent again on a new connection; a write finds its idle connection dead with
+    // a PING and is sent once, on a new one.
+    assert_eq!(read(&reader, "k"), None);
+    server.stop();
+    server.restart().unwrap();
+    std::thread::sleep(Duration::from_millis(5));
+    writer.insert("k", "after".into()).unwrap();
+    assert_eq!(read(&reader, "k").as_deref(), Some("after"));
+}
+
+#[test]
+fn refused_connections_are_unavailable() {
+    let url = format!("redis://127.0.0.1:{}/", free_port().unwrap());
+    let store = quick_store(&url, "nobody");
+    assert_eq!(
+        store.last_updated().unwrap_err().kind(),
+        StoreErrorKind::Unavailable
+    );
+    let error = DurableDict::<String>::builder(store, Raw)
+        .build()
+        .unwrap_err();
+    unavailable(error);
+}
+
+#[test]
+fn a_server_that_never_answers_times_out() {
+    // Accepts TCP connections (the kernel does, from the backlog) and never says a word.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("redis://127.0.0.1:{}/", silent.local_addr().unwrap().port());
+    let store = RedisStore::builder(&url, "silent")
+        .connect_timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    assert_eq!(
+        store.last_updated().unwrap_err().kind(),
+        StoreErrorKind::Unavailable
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn a_reply_slower_than_the_io_timeout_is_unavailable_and_the_store_recovers() {
+    let server = start();
+    let store = RedisStore::builder(&server.url(), &keyspace("slow"))
+        .io_timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    store.init().unwrap();
+    let () = redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(1000)
+        .arg("ALL")
+        .query(&mut raw(&server.url()))
+        .unwrap();
+    let started = Instant::now();
+    assert_eq!(
+        store.last_updated().unwrap_err().kind(),
+        StoreErrorKind::Unavailable
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(900),
+        "{:?}",
+        started.elapsed()
+    );
+    std::thread::sleep(Duration::from_millis(1000));
+    assert_eq!(store.last_updated().unwrap(), Some(1));
+}

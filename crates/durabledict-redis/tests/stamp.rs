@@ -1,0 +1,311 @@
+//! The stamp: Python's numbering, bumps only on change, atomic with the write, re-created
+//! safely when lost, reloads when reset behind the dicts' backs, `Corrupt` when not an integer.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::{keyspace, raw, raw_hash, raw_stamp, server_url};
+use durabledict_core::{DurableDict, Error, Raw, SetDefault, Store, StoreErrorKind, SyncPolicy};
+use durabledict_redis::RedisStore;
+
+fn store(ks: &str) -> RedisStore {
+    RedisStore::open(&server_url(), ks).unwrap()
+}
+
+fn dict(store: &RedisStore) -> DurableDict<String> {
+    DurableDict::builder(store.clone(), Raw).build().unwrap()
+}
+
+fn read(dict: &DurableDict<String>, key: &str) -> Option<String> {
+    dict.get(key).unwrap().map(|v| v.as_str().to_owned())
+}
+
+fn store_kind(error: &Error) -> StoreErrorKind {
+    error
+        .store_error()
+        .unwrap_or_else(|| panic!("not a store error: {error}"))
+        .kind()
+}
+
+#[test]
+fn python_numbering_one_after_creation_three_after_two_writes() {
+    let store = store(&keyspace("numbering"));
+    let mut conn = raw(&server_url());
+    let dict = dict(&store);
+    assert_eq!(raw_stamp(&mut conn, &store).as_deref(), Some("1"));
+    dict.insert("a", "1".into()).unwrap();
+    dict.insert("b", "2".into()).unwrap();
+    assert_eq!(raw_stamp(&mut conn, &store).as_deref(), Some("3"));
+    assert_eq!(dict.last_updated().unwrap(), Some(3));
+    // The layout is Python's: the hash named like the keyspace, the stamp beside it.
+    assert_eq!(
+        store.stamp_key(),
+        format!("{}last_updated", store.keyspace())
+    );
+    assert_eq!(raw_hash(&mut conn, &store)["a"], b"1");
+}
+
+#[test]
+fn creating_a_dict_never_bumps_an_existing_stamp() {
+    let store = store(&keyspace("init"));
+    let first = dict(&store);
+    first.insert("k", "v".into()).unwrap();
+    let before = store.last_updated().unwrap();
+    let second = dict(&store);
+    let third = DurableDict::<String>::builder(store.clone(), Raw)
+        .build()
+        .unwrap();
+    assert_eq!(store.last_updated().unwrap(), before);
+    assert_eq!(read(&second, "k").as_deref(), Some("v"));
+    assert_eq!(read(&third, "k").as_deref(), Some("v"));
+    assert_eq!(
+        first.status().reloads,
+        1,
+        "nobody reloads when a dict is created"
+    );
+}
+
+#[test]
+fn operations_that_change_nothing_do_not_bump() {
+    let store = store(&keyspace("nobump"));
+    store.init().unwrap();
+    let s1 = store.persist("k", b"v").unwrap();
+    assert_eq!(s1, 2);
+    assert_eq!(
+        store.setdefault("k", b"other").unwrap(),
+        SetDefault::Existing(b"v".to_vec())
+    );
+    assert_eq!(store.pop("absent").unwrap(), None);
+    assert_eq!(store.depersist("absent").unwrap(), None);
+    assert_eq!(store.persist_many(&[]).unwrap(), None);
+    assert_eq!(store.last_updated().unwrap(), Some(s1));
+    assert_eq!(store.get("k").unwrap().as_deref(), Some(&b"v"[..]));
+
+    assert_eq!(
+        store.setdefault("n", b"new").unwrap(),
+        SetDefault::Inserted(3)
+    );
+    assert_eq!(store.pop("n").unwrap(), Some((b"new".to_vec(), 4)));
+    assert_eq!(
+        store
+            .persist_many(&[("a", b"1"), ("b", b"2"), ("c", b"3")])
+            .unwrap(),
+        Some(5),
+        "a batch bumps once"
+    );
+    assert_eq!(store.depersist("a").unwrap(), Some(6));
+    assert_eq!(store.clear().unwrap(), Some(7));
+    assert_eq!(store.clear().unwrap(), None, "clearing an empty keyspace");
+    assert_eq!(store.last_updated().unwrap(), Some(7));
+    assert!(store.durables().unwrap().entries.is_empty());
+}
+
+#[test]
+fn a_large_batch_is_one_write() {
+    let store = store(&keyspace("batch"));
+    store.init().unwrap();
+    let values: Vec<(String, Vec<u8>)> = (0..5000)
+        .map(|i| (format!("key{i}"), format!("value{i}").into_bytes()))
+        .collect();
+    let batch: Vec<(&str, &[u8])> = values
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_slice()))
+        .collect();
+    assert_eq!(store.persist_many(&batch).unwrap(), Some(2));
+    let durables = store.durables().unwrap();
+    assert_eq!(durables.stamp, Some(2));
+    assert_eq!(durables.entries.len(), 5000);
+    assert_eq!(durables.entries["key4999"], b"value4999");
+}
+
+#[test]
+fn a_lost_stamp_is_seeded_from_the_server_clock() {
+    let store = store(&keyspace("lost"));
+    let mut conn = raw(&server_url());
+    let dict = dict(&store);
+    dict.insert("k", "v".into()).unwrap();
+    let () = redis::cmd("DEL")
+        .arg(store.stamp_key())
+        .query(&mut conn)
+        .unwrap();
+    let (now, _): (i64, i64) = redis::cmd("TIME").query(&mut conn).unwrap();
+    let seeded = store.persist("k", b"w").unwrap();
+    assert!(
+        seeded >= now * 1_000_000,
+        "a re-created stamp is the server time in microseconds, got {seeded}"
+    );
+    assert_eq!(store.persist("k", b"x").unwrap(), seeded + 1);
+
+    // Also when the hash is empty: a dict that synced at 1 with no entries must not see 1
+    // again with an entry.
+    let empty = self::store(&keyspace("lost-empty"));
+    let watcher = DurableDict::<String>::builder(empty.clone(), Raw)
+        .policy(SyncPolicy::Manual)
+        .build()
+        .unwrap();
+    assert_eq!(watcher.status().stamp, Some(1));
+    let () = redis::cmd("DEL")
+        .arg(empty.stamp_key())
+        .query(&mut conn)
+        .unwrap();
+    let stamp = empty.persist("k", b"v").unwrap();
+    assert!(stamp > 1, "re-created as {stamp}");
+    assert!(watcher.sync().unwrap(), "the watcher sees the change");
+    assert_eq!(read(&watcher, "k").as_deref(), Some("v"));
+}
+
+#[test]
+fn init_on_a_keyspace_with_values_but_no_stamp_seeds_from_the_clock() {
+    let store = store(&keyspace("init-seed"));
+    let mut conn = raw(&server_url());
+    let () = redis::cmd("HSET")
+        .arg(store.hash_key())
+        .arg("k")
+        .arg("v")
+        .query(&mut conn)
+        .unwrap();
+    let dict = dict(&store);
+    let stamp = dict.last_updated().unwrap().unwrap();
+    assert!(
+        stamp > 1_000_000_000_000_000,
+        "seeded from the clock: {stamp}"
+    );
+    assert_eq!(read(&dict, "k").as_deref(), Some("v"));
+}
+
+#[test]
+fn a_stamp_deleted_or_reset_behind_the_dicts_back_makes_the_next_read_reload() {
+    let store = store(&keyspace("reset"));
+    let mut conn = raw(&server_url());
+    let dict = dict(&store);
+    dict.insert("k", "v1".into()).unwrap();
+    dict.insert("k", "v2".into()).unwrap();
+    dict.insert("k", "v3".into()).unwrap();
+    let hset = |conn: &mut redis::Connection, value: &str| {
+        let () = redis::cmd("HSET")
+            .arg(store.hash_key())
+            .arg("k")
+            .arg(value)
+            .query(conn)
+            .unwrap();
+    };
+    let set_stamp = |conn: &mut redis::Connection, value: &str| {
+        let () = redis::cmd("SET")
+            .arg(store.stamp_key())
+            .arg(value)
+            .query(conn)
+            .unwrap();
+    };
+
+    hset(&mut conn, "deleted");
+    let () = redis::cmd("DEL")
+        .arg(store.stamp_key())
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(read(&dict, "k").as_deref(), Some("deleted"));
+
+    dict.insert("k", "mine".into()).unwrap();
+    hset(&mut conn, "zero");
+    set_stamp(&mut conn, "0");
+    assert_eq!(read(&dict, "k").as_deref(), Some("zero"));
+
+    dict.insert("k", "mine".into()).unwrap();
+    let current = store.last_updated().unwrap().unwrap();
+    hset(&mut conn, "older");
+    set_stamp(&mut conn, &(current - 2).to_string());
+    assert_eq!(read(&dict, "k").as_deref(), Some("older"));
+}
+
+#[test]
+fn a_stamp_that_is_not_an_integer_is_corrupt_and_nothing_is_written() {
+    let store = store(&keyspace("corrupt"));
+    let mut conn = raw(&server_url());
+    let dict = dict(&store);
+    dict.insert("k", "v".into()).unwrap();
+    let () = redis::cmd("SET")
+        .arg(store.stamp_key())
+        .arg("not a number")
+        .query(&mut conn)
+        .unwrap();
+
+    let read_error = dict.get("k").unwrap_err();
+    assert_eq!(
+        store_kind(&read_error),
+        StoreErrorKind::Corrupt,
+        "{read_error}"
+    );
+
+    // The bump fails before the write: the value is not written (reference 16).
+    for result in [
+        dict.insert("k", "w".into()),
+        dict.insert("other", "w".into()),
+        dict.update([("k", "w".to_string())]),
+        dict.remove("k").map(drop),
+        dict.setdefault("new", "w".into()).map(drop),
+        dict.clear(),
+    ] {
+        let error = result.unwrap_err();
+        assert_eq!(store_kind(&error), StoreErrorKind::Corrupt, "{error}");
+    }
+    let hash = raw_hash(&mut conn, &store);
+    assert_eq!(hash.len(), 1);
+    assert_eq!(hash["k"], b"v");
+
+    let build_error = DurableDict::<String>::builder(store.clone(), Raw)
+        .build()
+        .unwrap_err();
+    assert_eq!(
+        store_kind(&build_error),
+        StoreErrorKind::Corrupt,
+        "{build_error}"
+    );
+}
+
+#[test]
+fn keys_of_the_wrong_type_are_corrupt() {
+    let store = store(&keyspace("wrongtype"));
+    let mut conn = raw(&server_url());
+    let () = redis::cmd("SET")
+        .arg(store.hash_key())
+        .arg("a string, not a hash")
+        .query(&mut conn)
+        .unwrap();
+    let error = store.init().unwrap_err();
+    assert_eq!(error.kind(), StoreErrorKind::Corrupt, "{error}");
+    assert_eq!(
+        store.durables().unwrap_err().kind(),
+        StoreErrorKind::Corrupt
+    );
+    assert_eq!(store.get("k").unwrap_err().kind(), StoreErrorKind::Corrupt);
+}
+
+#[test]
+fn binary_and_empty_values_and_odd_keys_round_trip() {
+    let store = store(&keyspace("binary"));
+    store.init().unwrap();
+    let value: Vec<u8> = (0..=255).collect();
+    store.persist("", &value).unwrap();
+    store.persist("with space\r\n☃", b"").unwrap();
+    let entries = store.durables().unwrap().entries;
+    assert_eq!(entries[""], value);
+    assert_eq!(entries["with space\r\n☃"], b"");
+}
+
+#[test]
+fn a_declared_value_limit_is_enforced_before_sending() {
+    let store = RedisStore::builder(&server_url(), &keyspace("limit"))
+        .max_value_len(8)
+        .build()
+        .unwrap();
+    let dict = DurableDict::<String>::builder(store.clone(), Raw)
+        .build()
+        .unwrap();
+    dict.insert("k", "12345678".into()).unwrap();
+    let error = dict.insert("k", "123456789".into()).unwrap_err();
+    assert!(
+        matches!(error, Error::ValueTooLarge { len: 9, max: 8, .. }),
+        "{error}"
+    );
+    assert_eq!(store.get("k").unwrap().as_deref(), Some(&b"12345678"[..]));
+}
