@@ -1,0 +1,22 @@
+#![doc = include_str!("../README.md")]
+#![warn(missing_docs)]
+
+mod error;
+mod fallback;
+mod json;
+mod mime_base64;
+mod pickle;
+mod pickle_guard;
+
+pub use durabledict_core::{BoxError, Encoding, Raw};
+pub use error::{DecodeError, EncodeError};
+pub use fallback::{Fallback, Origin};
+pub use json::Json;
+pub use pickle::{Dynamic, DynamicPickle, Pickle, Protocol, Python2Str};
+/// The `serde-pickle` crate, whose [`Value`](serde_pickle::Value) is [`PickleValue`].
+pub use serde_pickle;
+/// A dict key or set member of a [`PickleValue`] (`serde_pickle::HashableValue`).
+pub use serde_pickle::HashableValue as PickleHashableValue;
+/// Any value a pickle can hold, Python types kept exactly (`serde_pickle::Value`); encoded by
+/// [`DynamicPickle`].
+pub use serde_pickle::Value as PickleValue;
