@@ -1,0 +1,417 @@
+//! `cargo xtask …`: durabledict's one task runner, the same entry point locally and in CI.
+//!
+//! ```text
+//! cargo xtask install [all | <backend>…]
+//! cargo xtask test    [all | <backend>…] [--keep-going] [-- <libtest args>…]
+//! cargo xtask bench   [all | <backend>…] [-- <bench args>…]
+//! ```
+
+mod backends;
+mod install;
+mod manifest;
+mod matrix;
+
+use std::fmt;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+
+use backends::{BACKENDS, Backend};
+use manifest::Features;
+use matrix::Tally;
+
+/// A task that could not be done; the message is for the person at the terminal.
+#[derive(Debug)]
+pub struct Failure(pub String);
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+pub type Result<T> = std::result::Result<T, Failure>;
+
+const USAGE: &str = "\
+usage:
+  cargo xtask install [all | <backend>…]
+      install the Debian packages (servers, client tools, -dev libraries) the backends need
+  cargo xtask test [all | <backend>…] [--keep-going] [-- <libtest args>…]
+      install, run every test in the workspace with the backends' features, print the
+      conformance matrix; --keep-going runs every test binary even after a failure
+  cargo xtask bench [all | <backend>…] [-- <bench args>…]
+      install, run the benches named benches/<backend>*.rs";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match run(&args) {
+        Ok(code) => code,
+        Err(failure) => {
+            eprintln!("xtask: {failure}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: &[String]) -> Result<ExitCode> {
+    let Some((command, rest)) = args.split_first() else {
+        return Err(Failure(USAGE.to_string()));
+    };
+    let (ours, passed_on) = match rest.iter().position(|a| a == "--") {
+        Some(at) => (&rest[..at], &rest[at + 1..]),
+        None => (rest, &[][..]),
+    };
+    match command.as_str() {
+        "install" => {
+            let selection = Selection::parse(ours, false)?;
+            install::ensure(&selection.backends)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        "test" => test(&Selection::parse(ours, true)?, passed_on),
+        "bench" => bench(&Selection::parse(ours, false)?, passed_on),
+        "help" | "-h" | "--help" => {
+            println!("{USAGE}");
+            Ok(ExitCode::SUCCESS)
+        }
+        other => Err(Failure(format!("unknown command `{other}`\n{USAGE}"))),
+    }
+}
+
+/// The backends named on the command line (all of them when none or `all` is named).
+#[derive(Debug)]
+struct Selection {
+    all: bool,
+    backends: Vec<&'static Backend>,
+    keep_going: bool,
+}
+
+impl Selection {
+    fn parse(args: &[String], allow_keep_going: bool) -> Result<Selection> {
+        let mut selection = Selection {
+            all: false,
+            backends: Vec::new(),
+            keep_going: false,
+        };
+        for arg in args {
+            match arg.as_str() {
+                "all" => selection.all = true,
+                "--keep-going" if allow_keep_going => selection.keep_going = true,
+                name => match backends::find(name) {
+                    Some(backend) if !selection.backends.iter().any(|b| b.name == name) => {
+                        selection.backends.push(backend)
+                    }
+                    Some(_) => {}
+                    None => {
+                        return Err(Failure(format!(
+                            "unknown backend or option `{name}` (backends: {})\n{USAGE}",
+                            backends::names()
+                        )));
+                    }
+                },
+            }
+        }
+        if selection.all || selection.backends.is_empty() {
+            selection.all = true;
+            selection.backends = BACKENDS.iter().collect();
+        }
+        Ok(selection)
+    }
+
+    fn names(&self) -> Vec<&'static str> {
+        self.backends.iter().map(|b| b.name).collect()
+    }
+}
+
+fn root() -> PathBuf {
+    let xtask = Path::new(env!("CARGO_MANIFEST_DIR"));
+    xtask.parent().unwrap_or(xtask).to_path_buf()
+}
+
+fn cargo(root: &Path) -> Command {
+    let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    command.current_dir(root);
+    if std::env::var("CI").is_ok_and(|ci| ci == "true" || ci == "1")
+        && std::env::var_os("CARGO_TERM_COLOR").is_none()
+    {
+        command.env("CARGO_TERM_COLOR", "never");
+    }
+    command
+}
+
+/// `--all-features`, or `--features` for the selected backends' features that the root package
+/// has (read now, so a backend added later needs no change here).
+fn feature_args(selection: &Selection, features: &Features) -> Vec<String> {
+    if selection.all {
+        return vec!["--all-features".to_string()];
+    }
+    let (present, absent): (Vec<&str>, Vec<&str>) = selection
+        .backends
+        .iter()
+        .filter_map(|b| b.feature)
+        .partition(|feature| features.has(feature));
+    for feature in absent {
+        println!("xtask: the root Cargo.toml has no feature `{feature}`; testing without it");
+    }
+    if present.is_empty() {
+        Vec::new()
+    } else {
+        vec!["--features".to_string(), present.join(",")]
+    }
+}
+
+/// The crate whose smoke tests start every kind of server, whatever backends are selected.
+const TEST_SERVERS: &str = "durabledict-test-servers";
+
+/// `--exclude` for the workspace crates that only unselected backends' features pull in, so
+/// that `cargo xtask test redis` neither runs the ZooKeeper crate's tests nor needs ZooKeeper
+/// installed; and for the test servers' own smoke tests, which need every server.
+fn exclude_args(root: &Path, selection: &Selection, features: &Features) -> Vec<String> {
+    if selection.all {
+        return Vec::new();
+    }
+    let packages_of = |backends: &mut dyn Iterator<Item = &Backend>| -> Vec<String> {
+        backends
+            .filter_map(|b| b.feature)
+            .flat_map(|feature| features.packages_of(feature))
+            .collect()
+    };
+    let wanted = packages_of(&mut selection.backends.iter().copied());
+    let mut unselected = BACKENDS
+        .iter()
+        .filter(|b| !selection.backends.iter().any(|s| s.name == b.name));
+    let mut excluded: Vec<String> = packages_of(&mut unselected)
+        .into_iter()
+        .filter(|package| !wanted.contains(package))
+        .chain([TEST_SERVERS.to_string()])
+        .filter(|package| {
+            root.join("crates")
+                .join(package)
+                .join("Cargo.toml")
+                .is_file()
+        })
+        .collect();
+    excluded.sort();
+    excluded.dedup();
+    excluded
+        .into_iter()
+        .flat_map(|package| ["--exclude".to_string(), package])
+        .collect()
+}
+
+fn read_features(root: &Path) -> Result<Features> {
+    let path = root.join("Cargo.toml");
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| Failure(format!("cannot read {}: {e}", path.display())))?;
+    Ok(Features::parse(&text))
+}
+
+fn test(selection: &Selection, libtest_args: &[String]) -> Result<ExitCode> {
+    install::ensure(&selection.backends)?;
+    let root = root();
+    let features = read_features(&root)?;
+    let mut command = cargo(&root);
+    command
+        .args(["test", "--workspace"])
+        .args(feature_args(selection, &features))
+        .args(exclude_args(&root, selection, &features));
+    if selection.keep_going {
+        command.arg("--no-fail-fast");
+    }
+    if !libtest_args.is_empty() {
+        command.arg("--").args(libtest_args);
+    }
+    println!("xtask: {}", render(&command));
+
+    let mut tally = Tally::default();
+    let status = stream(&mut command, |line| tally.read(line))?;
+
+    println!();
+    print!("{}", tally.render(&selection.names()));
+    let all = &tally.all;
+    println!(
+        "xtask: {} passed, {} failed, {} skipped",
+        all.passed, all.failed, all.ignored
+    );
+    if !status.success() {
+        println!("xtask: cargo test failed ({status})");
+    }
+    Ok(if status.success() && !tally.any_failed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Runs `command`, passing its standard output through line by line (and to `each_line`);
+/// standard error goes straight to ours.
+fn stream(
+    command: &mut Command,
+    mut each_line: impl FnMut(&str),
+) -> Result<std::process::ExitStatus> {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| Failure(format!("cannot run {}: {e}", render(command))))?;
+    if let Some(stdout) = child.stdout.take() {
+        let mut reader = BufReader::new(stdout);
+        let mut out = std::io::stdout();
+        let mut line = Vec::new();
+        while reader.read_until(b'\n', &mut line).unwrap_or(0) > 0 {
+            let _ = out.write_all(&line);
+            let _ = out.flush();
+            each_line(String::from_utf8_lossy(&line).trim_end());
+            line.clear();
+        }
+    }
+    child
+        .wait()
+        .map_err(|e| Failure(format!("waiting for {}: {e}", render(command))))
+}
+
+fn bench(selection: &Selection, bench_args: &[String]) -> Result<ExitCode> {
+    install::ensure(&selection.backends)?;
+    let root = root();
+    let benches = bench_names(&root.join("benches"), &selection.names());
+    if benches.is_empty() {
+        let message = format!(
+            "no bench file benches/<backend>*.rs for {}",
+            selection.names().join(", ")
+        );
+        return if selection.all {
+            println!("xtask: {message}");
+            Ok(ExitCode::SUCCESS)
+        } else {
+            Err(Failure(message))
+        };
+    }
+    let features = read_features(&root)?;
+    // The root package is the workspace's default member: plain `cargo bench` targets it.
+    let mut command = cargo(&root);
+    command
+        .arg("bench")
+        .args(feature_args(selection, &features));
+    for name in &benches {
+        command.args(["--bench", name]);
+    }
+    if !bench_args.is_empty() {
+        command.arg("--").args(bench_args);
+    }
+    println!("xtask: {}", render(&command));
+    let status = command
+        .status()
+        .map_err(|e| Failure(format!("cannot run cargo bench: {e}")))?;
+    Ok(if status.success() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// The bench targets `benches/<backend>*.rs` for the given backends, sorted.
+fn bench_names(dir: &Path, backends: &[&str]) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let file = entry.file_name().into_string().ok()?;
+            let stem = file.strip_suffix(".rs")?;
+            backends
+                .iter()
+                .any(|b| stem.starts_with(b))
+                .then(|| stem.to_string())
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+fn render(command: &Command) -> String {
+    let program = Path::new(command.get_program())
+        .file_name()
+        .unwrap_or(command.get_program())
+        .to_string_lossy()
+        .into_owned();
+    std::iter::once(program)
+        .chain(command.get_args().map(|a| a.to_string_lossy().into_owned()))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn no_backend_means_all() {
+        let selection = Selection::parse(&[], true).expect("parse");
+        assert!(selection.all);
+        assert_eq!(selection.backends.len(), BACKENDS.len());
+    }
+
+    #[test]
+    fn selects_named_backends_once() {
+        let selection =
+            Selection::parse(&args(&["redis", "sqlite", "redis", "--keep-going"]), true)
+                .expect("parse");
+        assert!(!selection.all && selection.keep_going);
+        assert_eq!(selection.names(), ["redis", "sqlite"]);
+        assert!(Selection::parse(&args(&["nosql"]), true).is_err());
+        assert!(Selection::parse(&args(&["--keep-going"]), false).is_err());
+    }
+
+    #[test]
+    fn features_only_those_the_root_has() {
+        let features = Features::parse("[features]\nredis = [\"dep:durabledict-redis\"]\n");
+        let selection = Selection::parse(&args(&["memory", "redis"]), true).expect("parse");
+        assert_eq!(feature_args(&selection, &features), ["--features", "redis"]);
+        let sqlite = Selection::parse(&args(&["sqlite"]), true).expect("parse");
+        assert!(feature_args(&sqlite, &features).is_empty());
+        let memory = Selection::parse(&args(&["memory"]), true).expect("parse");
+        assert!(feature_args(&memory, &features).is_empty());
+        let all = Selection::parse(&args(&["all"]), true).expect("parse");
+        assert_eq!(feature_args(&all, &features), ["--all-features"]);
+    }
+
+    #[test]
+    fn excludes_crates_only_unselected_backends_need() {
+        let features = Features::parse(
+            "[features]\n\
+             redis = [\"dep:durabledict-redis\"]\n\
+             sqlite = [\"dep:durabledict-diesel\", \"durabledict-diesel/sqlite\"]\n\
+             postgres = [\"dep:durabledict-diesel\", \"durabledict-diesel/postgres\"]\n\
+             zookeeper = [\"dep:durabledict-zookeeper\"]\n",
+        );
+        let dir = std::env::temp_dir().join(format!("xtask-crates-{}", std::process::id()));
+        for package in ["durabledict-redis", "durabledict-diesel", TEST_SERVERS] {
+            let crate_dir = dir.join("crates").join(package);
+            std::fs::create_dir_all(&crate_dir).expect("mkdir");
+            std::fs::write(crate_dir.join("Cargo.toml"), "").expect("write");
+        }
+        let sqlite = Selection::parse(&args(&["sqlite"]), true).expect("parse");
+        // durabledict-zookeeper is no workspace member here, so it is not excluded.
+        assert_eq!(
+            exclude_args(&dir, &sqlite, &features),
+            ["--exclude", "durabledict-redis", "--exclude", TEST_SERVERS]
+        );
+        let all = Selection::parse(&[], true).expect("parse");
+        assert!(exclude_args(&dir, &all, &features).is_empty());
+        std::fs::remove_dir_all(&dir).expect("rmdir");
+    }
+
+    #[test]
+    fn finds_benches_by_backend_prefix() {
+        let dir = std::env::temp_dir().join(format!("xtask-benches-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        for file in ["memory.rs", "redis_read.rs", "redis.rs", "notes.txt"] {
+            std::fs::write(dir.join(file), "").expect("write");
+        }
+        assert_eq!(bench_names(&dir, &["redis"]), ["redis", "redis_read"]);
+        assert_eq!(bench_names(&dir, &["memory", "sqlite"]), ["memory"]);
+        std::fs::remove_dir_all(&dir).expect("rmdir");
+    }
+}
