@@ -1,1 +1,18 @@
-//! Being written.
+#![doc = include_str!("../README.md")]
+#![warn(missing_docs)]
+
+mod acl;
+mod error;
+mod inner;
+mod keys;
+mod limits;
+mod mirror;
+mod session;
+mod store;
+mod worker;
+
+pub use acl::{Acl, Permissions};
+pub use error::ZooKeeperError;
+pub use keys::MAX_KEY_LEN;
+pub use limits::DEFAULT_MAX_BUFFER;
+pub use store::{ZooKeeperStore, ZooKeeperStoreBuilder};

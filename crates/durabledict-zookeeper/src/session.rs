@@ -1,0 +1,303 @@
+//! The link to the ensemble: one `zookeeper` client at a time, the connection state it
+//! reports, the persistent recursive watch on the keyspace, and a fresh client (a new session)
+//! when the old one gives up.
+//!
+//! The `zookeeper` crate reconnects by itself, to the next server of the connect string, and
+//! opens a new session by itself when the old one expired; but it re-registers neither watches
+//! nor authentication on the new connection, and once it has failed to reconnect for a session
+//! timeout it closes for good. So every connection it establishes counts as a new *epoch*: the
+//! store re-arms its watch (and re-sends its credentials) and reloads the whole keyspace once
+//! per epoch, because events sent while it was away are lost. A closed client is replaced.
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::time::{Duration, Instant};
+
+use zookeeper::{AddWatchMode, WatchedEvent, WatchedEventType, ZkResult, ZkState, ZooKeeper};
+
+use crate::error::ZooKeeperError;
+
+/// What the client's threads tell the store's worker.
+#[derive(Debug)]
+pub(crate) enum Msg {
+    /// A znode at this path (below the keyspace) was created, changed or deleted.
+    Event(String),
+    /// A connection was established: a new epoch.
+    Connected,
+    /// The connection was lost; the client is trying the next server.
+    Disconnected,
+    /// The client gave up (no server for a whole session timeout); it must be replaced.
+    Closed,
+    /// The outcome of a write is unknown; reload the keyspace once connected.
+    Reload,
+    /// The store was dropped.
+    Stop,
+}
+
+/// The connection state, as the current client last reported it.
+#[derive(Debug)]
+struct Link {
+    /// Which client's reports count (older clients are being dropped).
+    serial: u64,
+    /// How many connections have been established, by any client.
+    epoch: u64,
+    connected: bool,
+    /// Whether the current client has reported any state yet.
+    heard: bool,
+    /// Whether the current client gave up.
+    closed: bool,
+    /// Since when no connection has been up.
+    down_since: Option<Instant>,
+}
+
+impl Link {
+    fn down(&mut self) {
+        if self.connected || self.down_since.is_none() {
+            self.down_since = Some(Instant::now());
+        }
+        self.connected = false;
+    }
+
+    fn up(&mut self) {
+        self.epoch += 1;
+        self.connected = true;
+        self.down_since = None;
+    }
+}
+
+/// One store's link to ZooKeeper.
+pub(crate) struct Session {
+    connect: String,
+    session_timeout: Duration,
+    client: RwLock<Arc<ZooKeeper>>,
+    link: Arc<Mutex<Link>>,
+    /// `link.connected`, readable without a lock on every `Always` read.
+    connected: Arc<AtomicBool>,
+    /// The newest watch registration; older ones (left behind in the client by re-arming)
+    /// stay silent.
+    watch: Arc<AtomicU64>,
+    next_watch: AtomicU64,
+    tx: Sender<Msg>,
+}
+
+impl fmt::Debug for Session {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Session")
+            .field("connect", &self.connect)
+            .field("session_timeout", &self.session_timeout)
+            .field("link", &*lock(&self.link))
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Session {
+    /// Connects to `connect` and waits up to `connect_timeout` for a server to answer.
+    pub(crate) fn open(
+        connect: &str,
+        session_timeout: Duration,
+        connect_timeout: Duration,
+        tx: Sender<Msg>,
+    ) -> Result<Session, ZooKeeperError> {
+        let link = Arc::new(Mutex::new(Link {
+            serial: 1,
+            epoch: 0,
+            connected: false,
+            heard: false,
+            closed: false,
+            down_since: Some(Instant::now()),
+        }));
+        let connected = Arc::new(AtomicBool::new(false));
+        let client = new_client(connect, session_timeout, 1, &link, &connected, &tx).map_err(
+            |source| ZooKeeperError::Connect {
+                connect: connect.to_owned(),
+                timeout: connect_timeout,
+                source,
+            },
+        )?;
+        let session = Session {
+            connect: connect.to_owned(),
+            session_timeout,
+            client: RwLock::new(Arc::new(client)),
+            link,
+            connected,
+            watch: Arc::new(AtomicU64::new(0)),
+            next_watch: AtomicU64::new(0),
+            tx,
+        };
+        session.wait_connected(connect_timeout)?;
+        Ok(session)
+    }
+
+    /// The current client.
+    pub(crate) fn client(&self) -> Arc<ZooKeeper> {
+        Arc::clone(&self.client.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// The current epoch while connected; `None` while no connection is up.
+    pub(crate) fn epoch(&self) -> Option<u64> {
+        let link = lock(&self.link);
+        link.connected.then_some(link.epoch)
+    }
+
+    /// How long no connection has been up; `None` while connected. Lock-free when connected.
+    pub(crate) fn down_for(&self) -> Option<Duration> {
+        if self.connected.load(Ordering::Acquire) {
+            return None;
+        }
+        lock(&self.link).down_since.map(|since| since.elapsed())
+    }
+
+    /// The negotiated-for session timeout.
+    pub(crate) fn session_timeout(&self) -> Duration {
+        self.session_timeout
+    }
+
+    /// Sends `msg` to the store's worker.
+    pub(crate) fn notify(&self, msg: Msg) {
+        // The worker is gone only when the store is being dropped.
+        let _ = self.tx.send(msg);
+    }
+
+    /// Replaces a client that gave up with a new one (a new session). Does nothing when the
+    /// current client has not given up.
+    pub(crate) fn replace_if_closed(&self) -> ZkResult<()> {
+        let serial = {
+            let mut link = lock(&self.link);
+            if !link.closed {
+                return Ok(());
+            }
+            link.serial += 1;
+            link.heard = false;
+            link.closed = false;
+            link.serial
+        };
+        let client = new_client(
+            &self.connect,
+            self.session_timeout,
+            serial,
+            &self.link,
+            &self.connected,
+            &self.tx,
+        )?;
+        let old = std::mem::replace(
+            &mut *self.client.write().unwrap_or_else(PoisonError::into_inner),
+            Arc::new(client),
+        );
+        // Dropping the last handle closes the old session, which is already dead: no wait.
+        drop(old);
+        Ok(())
+    }
+
+    /// Sets a persistent recursive watch on `path` through `zk`; its events go to the worker.
+    pub(crate) fn arm(&self, zk: &ZooKeeper, path: &str) -> ZkResult<()> {
+        let generation = self.next_watch.fetch_add(1, Ordering::SeqCst) + 1;
+        let newest = Arc::clone(&self.watch);
+        let tx = self.tx.clone();
+        zk.add_watch(
+            path,
+            AddWatchMode::PersistentRecursive,
+            move |event: WatchedEvent| {
+                // While the new registration is being set up both deliver; duplicates are
+                // harmless (an event only makes the store look at the znode).
+                if generation < newest.load(Ordering::SeqCst) {
+                    return;
+                }
+                let change = matches!(
+                    event.event_type,
+                    WatchedEventType::NodeCreated
+                        | WatchedEventType::NodeDataChanged
+                        | WatchedEventType::NodeDeleted
+                );
+                if let (true, Some(path)) = (change, event.path) {
+                    let _ = tx.send(Msg::Event(path));
+                }
+            },
+        )?;
+        self.watch.fetch_max(generation, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Waits until a server answers a request. The client reports its first connection to
+    /// listeners that may not be subscribed yet, so an answered request counts as that report.
+    fn wait_connected(&self, timeout: Duration) -> Result<(), ZooKeeperError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let zk = self.client();
+            let error = match zk.exists("/", false) {
+                Ok(_) => {
+                    let mut link = lock(&self.link);
+                    if !link.heard {
+                        link.heard = true;
+                        link.up();
+                        self.connected.store(true, Ordering::Release);
+                    }
+                    return Ok(());
+                }
+                Err(e) => e,
+            };
+            if Instant::now() >= deadline {
+                return Err(ZooKeeperError::Connect {
+                    connect: self.connect.clone(),
+                    timeout,
+                    source: error,
+                });
+            }
+            self.replace_if_closed()
+                .map_err(|source| ZooKeeperError::Connect {
+                    connect: self.connect.clone(),
+                    timeout,
+                    source,
+                })?;
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// A client whose state reports (while it is the current one) update `link` and reach the
+/// worker.
+fn new_client(
+    connect: &str,
+    session_timeout: Duration,
+    serial: u64,
+    link: &Arc<Mutex<Link>>,
+    connected: &Arc<AtomicBool>,
+    tx: &Sender<Msg>,
+) -> ZkResult<ZooKeeper> {
+    // Watch events all go to the keyspace watch; nothing else arrives at the default watcher.
+    let zk = ZooKeeper::connect(connect, session_timeout, |_: WatchedEvent| {})?;
+    let link = Arc::clone(link);
+    let connected = Arc::clone(connected);
+    let tx = tx.clone();
+    zk.add_listener(move |state: ZkState| {
+        let mut link = lock(&link);
+        if link.serial != serial {
+            return;
+        }
+        link.heard = true;
+        let msg = match state {
+            ZkState::Connected | ZkState::ConnectedReadOnly => {
+                link.up();
+                Msg::Connected
+            }
+            ZkState::Closed => {
+                link.down();
+                link.closed = true;
+                Msg::Closed
+            }
+            _ => {
+                link.down();
+                Msg::Disconnected
+            }
+        };
+        connected.store(link.connected, Ordering::Release);
+        drop(link);
+        let _ = tx.send(msg);
+    });
+    Ok(zk)
+}
