@@ -11,80 +11,7 @@ use crate::encoding::Encoding;
 use crate::error::{Error, Op, Result, StoreError};
 use crate::policy::SyncPolicy;
 use crate::store::{SetDefault, StampValue, Store};
-
-type Map<V> = imbl::HashMap<String, Arc<V>>;
-
-/// An immutable, consistent view of a dict's contents at one stamp.
-///
-/// Readers hold snapshots without blocking writers; a snapshot never changes, so several keys
-/// read from one snapshot are consistent with each other.
-///
-/// ```
-/// use durabledict_core::{DurableDict, MemoryStore, Raw};
-///
-/// let dict = DurableDict::<String>::builder(MemoryStore::new(), Raw).build()?;
-/// dict.update([("a", "1".to_string()), ("b", "2".to_string())])?;
-/// let snap = dict.snapshot()?;
-/// dict.remove("a")?;
-/// assert_eq!(snap.get("a").map(|v| v.as_str()), Some("1"));
-/// assert_eq!(snap.len(), 2);
-/// # Ok::<(), durabledict_core::Error>(())
-/// ```
-pub struct Snapshot<V> {
-    map: Map<V>,
-    stamp: Option<StampValue>,
-}
-
-impl<V> Snapshot<V> {
-    /// The value at `key`.
-    pub fn get(&self, key: &str) -> Option<&Arc<V>> {
-        self.map.get(key)
-    }
-
-    /// Whether `key` is present.
-    pub fn contains_key(&self, key: &str) -> bool {
-        self.map.contains_key(key)
-    }
-
-    /// How many entries there are.
-    pub fn len(&self) -> usize {
-        self.map.len()
-    }
-
-    /// Whether there are no entries.
-    pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
-    }
-
-    /// The stamp these contents were synced at (`None`: the stamp was missing).
-    pub fn stamp(&self) -> Option<StampValue> {
-        self.stamp
-    }
-
-    /// The keys, in no particular order.
-    pub fn keys(&self) -> impl Iterator<Item = &str> {
-        self.map.keys().map(String::as_str)
-    }
-
-    /// The values, in no particular order.
-    pub fn values(&self) -> impl Iterator<Item = &Arc<V>> {
-        self.map.values()
-    }
-
-    /// The entries, in no particular order.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &Arc<V>)> {
-        self.map.iter().map(|(k, v)| (k.as_str(), v))
-    }
-}
-
-impl<V: fmt::Debug> fmt::Debug for Snapshot<V> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Snapshot")
-            .field("stamp", &self.stamp)
-            .field("entries", &self.map)
-            .finish()
-    }
-}
+use crate::table::{Snapshot, Table};
 
 /// What a dict knows about its own health: when it last synced and the last error it saw.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -134,7 +61,7 @@ pub struct DurableDict<V> {
     encoding: Box<dyn Encoding<V>>,
     policy: SyncPolicy,
     serve_stale: Option<Duration>,
-    snapshot: ArcSwap<Snapshot<V>>,
+    table: ArcSwap<Table<V>>,
     /// Serializes reloads and writes of this dict: single-flight reloads, and an own-write
     /// check that no other write of ours can interleave with.
     update: Mutex<()>,
@@ -154,7 +81,7 @@ impl<V> fmt::Debug for DurableDict<V> {
             .field("encoding", &self.encoding)
             .field("policy", &self.policy)
             .field("serve_stale", &self.serve_stale)
-            .field("stamp", &self.snapshot.load().stamp)
+            .field("stamp", &self.table.load().stamp())
             .finish_non_exhaustive()
     }
 }
@@ -214,10 +141,7 @@ impl<V: Send + Sync + 'static> Builder<V> {
             encoding: self.encoding,
             policy: self.policy,
             serve_stale: self.serve_stale,
-            snapshot: ArcSwap::from_pointee(Snapshot {
-                map: Map::new(),
-                stamp: None,
-            }),
+            table: ArcSwap::from_pointee(Table::new([], None)),
             update: Mutex::new(()),
             epoch: Instant::now(),
             epoch_wall: SystemTime::now(),
@@ -233,8 +157,8 @@ impl<V: Send + Sync + 'static> Builder<V> {
     }
 }
 
-/// What a read has to hold on to: a borrowed or a fresh snapshot.
-type Current<V> = Guard<Arc<Snapshot<V>>>;
+/// What a read has to hold on to: the table, borrowed or freshly loaded.
+type Current<V> = Guard<Arc<Table<V>>>;
 
 impl<V: Send + Sync + 'static> DurableDict<V> {
     /// Starts building a dict on `store`, storing values with `encoding`.
@@ -254,7 +178,7 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
 
     /// The value at `key`, `None` when absent.
     pub fn get(&self, key: &str) -> Result<Option<Arc<V>>> {
-        Ok(self.current()?.get(key).cloned())
+        Ok(self.current()?.get(key))
     }
 
     /// The value at `key`, or `default` when absent (like Python's `get(k, default)`).
@@ -274,30 +198,38 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
 
     /// Whether there are no entries.
     pub fn is_empty(&self) -> Result<bool> {
-        Ok(self.current()?.is_empty())
+        Ok(self.current()?.len() == 0)
     }
 
     /// The keys, from one consistent snapshot, in no particular order.
     pub fn keys(&self) -> Result<Vec<String>> {
-        Ok(self.current()?.keys().map(str::to_owned).collect())
+        Ok(self.snapshot()?.keys().map(str::to_owned).collect())
     }
 
     /// The values, from one consistent snapshot, in no particular order.
     pub fn values(&self) -> Result<Vec<Arc<V>>> {
-        Ok(self.current()?.values().cloned().collect())
+        Ok(self.snapshot()?.values().cloned().collect())
     }
 
     /// The entries, from one consistent snapshot, in no particular order.
     pub fn iter(&self) -> Result<impl Iterator<Item = (String, Arc<V>)> + use<V>> {
         let snapshot = self.snapshot()?;
-        let map = snapshot.map.clone();
-        Ok(map.into_iter())
+        let entries: Vec<(String, Arc<V>)> = snapshot
+            .iter()
+            .map(|(k, v)| (k.to_owned(), Arc::clone(v)))
+            .collect();
+        Ok(entries.into_iter())
     }
 
     /// The current contents as one consistent, immutable [`Snapshot`]: for reading several
-    /// keys that must agree with each other.
+    /// keys that must agree with each other. Materialized once per change (O(n)), then shared;
+    /// materializing waits for a write of this dict in progress.
     pub fn snapshot(&self) -> Result<Arc<Snapshot<V>>> {
-        Ok(Guard::into_inner(self.current()?))
+        if let Some(snapshot) = self.current()?.cached_snapshot() {
+            return Ok(snapshot);
+        }
+        let _update = self.lock_update();
+        Ok(self.table.load().snapshot())
     }
 
     /// The store's stamp now (one round trip; not the cached one, see [`status`](Self::status)).
@@ -310,14 +242,14 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
     /// Checks the stamp and reloads when it changed, whatever the policy. Returns whether it
     /// reloaded.
     pub fn sync(&self) -> Result<bool> {
-        let seen = self.snapshot.load().stamp;
+        let seen = self.table.load().stamp();
         let stamp = self.last_updated()?;
         self.mark_synced();
         if stamp == seen {
             return Ok(false);
         }
         let _update = self.lock_update();
-        if self.snapshot.load().stamp == stamp {
+        if self.table.load().stamp() == stamp {
             return Ok(false);
         }
         self.reload_locked().map(|_| true)
@@ -327,7 +259,7 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
     pub fn status(&self) -> Status {
         let nanos = self.synced_at.load(Ordering::Relaxed);
         Status {
-            stamp: self.snapshot.load().stamp,
+            stamp: self.table.load().stamp(),
             last_sync: self.epoch_wall + Duration::from_nanos(nanos),
             reloads: self.reloads.load(Ordering::Relaxed),
             last_error: self
@@ -353,8 +285,9 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
             .store
             .persist(key, &bytes)
             .map_err(|e| self.failed(Op::Insert, Some(key), e))?;
-        self.apply_own(Some(stamp), |map| {
-            map.insert(key.to_owned(), Arc::new(value));
+        self.apply_own(Some(stamp), |table| {
+            table.set(key, Some(Arc::new(value)));
+            None
         });
         Ok(())
     }
@@ -393,8 +326,9 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
             SetDefault::Inserted(stamp) => {
                 let value = Arc::new(default);
                 let cached = Arc::clone(&value);
-                self.apply_own(Some(stamp), |map| {
-                    map.insert(key.to_owned(), cached);
+                self.apply_own(Some(stamp), |table| {
+                    table.set(key, Some(cached));
+                    None
                 });
                 Ok(value)
             }
@@ -423,10 +357,11 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
             let key = (batch.len() == 1).then(|| batch[0].0);
             self.failed(Op::Update, key, e)
         })?;
-        self.apply_own(stamp, |map| {
+        self.apply_own(stamp, |table| {
             for (key, value) in entries {
-                map.insert(key, Arc::new(value));
+                table.set(&key, Some(Arc::new(value)));
             }
+            None
         });
         Ok(())
     }
@@ -438,104 +373,109 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
             .store
             .clear()
             .map_err(|e| self.failed(Op::Clear, None, e))?;
-        self.apply_own(stamp, Map::clear);
+        self.apply_own(stamp, |table| Some(Table::new([], table.stamp())));
         Ok(())
     }
 
     // ---- internals ---------------------------------------------------------------------
 
-    /// The snapshot a read should use, after whatever stamp check the policy asks for.
+    /// The table a read should use, after whatever stamp check the policy asks for.
     fn current(&self) -> Result<Current<V>> {
-        let snapshot = self.snapshot.load();
+        let table = self.table.load();
         match self.policy {
-            SyncPolicy::Manual => Ok(snapshot),
-            SyncPolicy::Always => self.check(snapshot),
+            SyncPolicy::Manual => Ok(table),
+            SyncPolicy::Always => self.check(table),
             SyncPolicy::AtMostEvery(interval) => {
                 let since = Duration::from_nanos(
                     self.nanos_now()
                         .saturating_sub(self.synced_at.load(Ordering::Relaxed)),
                 );
                 if since < interval {
-                    Ok(snapshot)
+                    Ok(table)
                 } else {
-                    self.check(snapshot)
+                    self.check(table)
                 }
             }
         }
     }
 
-    fn check(&self, snapshot: Current<V>) -> Result<Current<V>> {
+    fn check(&self, table: Current<V>) -> Result<Current<V>> {
         let stamp = match self.store.last_updated() {
             Ok(stamp) => stamp,
-            Err(e) => return self.stale_or_fail(snapshot, e),
+            Err(e) => return self.stale_or_fail(table, e),
         };
         if self.serve_stale.is_some() || self.policy != SyncPolicy::Always {
             self.mark_synced();
         }
-        if stamp == snapshot.stamp {
-            return Ok(snapshot);
+        if stamp == table.stamp() {
+            return Ok(table);
         }
-        drop(snapshot);
+        drop(table);
         let _update = self.lock_update();
         // Single flight: whoever held the lock before us may already have loaded this stamp.
-        let latest = self.snapshot.load();
-        if latest.stamp == stamp {
+        let latest = self.table.load();
+        if latest.stamp() == stamp {
             return Ok(latest);
         }
         drop(latest);
         self.reload_locked().map(Guard::from_inner)
     }
 
-    fn stale_or_fail(&self, snapshot: Current<V>, error: StoreError) -> Result<Current<V>> {
+    fn stale_or_fail(&self, table: Current<V>, error: StoreError) -> Result<Current<V>> {
         let error = self.failed(Op::Check, None, error);
         match self.serve_stale {
-            Some(max_age) if self.synced_ago() <= max_age => Ok(snapshot),
+            Some(max_age) if self.synced_ago() <= max_age => Ok(table),
             _ => Err(error),
         }
     }
 
-    /// Loads every entry and swaps the snapshot. The caller holds the update lock. Nothing is
+    /// Loads every entry and swaps the table. The caller holds the update lock. Nothing is
     /// swapped unless every value decodes.
-    fn reload_locked(&self) -> Result<Arc<Snapshot<V>>> {
+    fn reload_locked(&self) -> Result<Arc<Table<V>>> {
         let durables = self
             .store
             .durables()
             .map_err(|e| self.failed(Op::Load, None, e))?;
-        let mut map = Map::new();
-        for (key, bytes) in durables.entries {
-            let value = self.decode(&key, &bytes)?;
-            map.insert(key, Arc::new(value));
-        }
-        let snapshot = Arc::new(Snapshot {
-            map,
-            stamp: durables.stamp,
-        });
-        self.snapshot.store(Arc::clone(&snapshot));
+        let entries = durables
+            .entries
+            .into_iter()
+            .map(|(key, bytes)| {
+                let value = self.decode(&key, &bytes)?;
+                Ok((Arc::from(key), Arc::new(value)))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let table = Arc::new(Table::new(entries, durables.stamp));
+        self.table.store(Arc::clone(&table));
         self.reloads.fetch_add(1, Ordering::Relaxed);
         self.mark_synced();
-        Ok(snapshot)
+        Ok(table)
     }
 
     /// After a successful write of ours that left the store at `stamp`: when that is one past
-    /// the synced stamp nobody else wrote, so apply `change` in O(1); otherwise reload. When
-    /// the reload fails, the change is applied over the old stamp, so this dict reads its own
-    /// write and the next stamp check still reloads. `stamp` is `None` when the write changed
-    /// nothing. The caller holds the update lock.
-    fn apply_own(&self, stamp: Option<StampValue>, change: impl FnOnce(&mut Map<V>)) {
+    /// the synced stamp nobody else wrote, so apply `change` to the cache in O(1); otherwise
+    /// reload. When the reload fails, the change is applied over the old stamp, so this dict
+    /// reads its own write and the next stamp check still reloads. `stamp` is `None` when the
+    /// write changed nothing. `change` mutates the table in place or returns a replacement. The
+    /// caller holds the update lock.
+    fn apply_own(
+        &self,
+        stamp: Option<StampValue>,
+        change: impl FnOnce(&Table<V>) -> Option<Table<V>>,
+    ) {
         let Some(stamp) = stamp else { return };
-        let current = self.snapshot.load_full();
-        let ours = current.stamp.and_then(|s| s.checked_add(1)) == Some(stamp);
+        let table = self.table.load_full();
+        let ours = table.stamp().and_then(|s| s.checked_add(1)) == Some(stamp);
         if !ours && self.reload_locked().is_ok() {
             return;
         }
-        let mut map = current.map.clone();
-        change(&mut map);
-        self.snapshot.store(Arc::new(Snapshot {
-            map,
-            stamp: if ours { Some(stamp) } else { current.stamp },
-        }));
+        let replacement = change(&table).or_else(|| table.wants_rebuild().then(|| table.rebuilt()));
+        let target = replacement.as_ref().unwrap_or(&table);
         if ours {
+            target.set_stamp(stamp);
             self.mark_synced();
+        }
+        if let Some(replacement) = replacement {
+            self.table.store(Arc::new(replacement));
         }
     }
 
@@ -547,13 +487,14 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
             .map_err(|e| self.failed(op, Some(key), e))?;
         let Some((bytes, stamp)) = popped else {
             // Absent in the store: drop it from the cache too if a stale snapshot had it.
-            if self.snapshot.load().contains_key(key) {
+            if self.table.load().contains_key(key) {
                 let _ = self.sync_locked();
             }
             return Ok(None);
         };
-        self.apply_own(Some(stamp), |map| {
-            map.remove(key);
+        self.apply_own(Some(stamp), |table| {
+            table.set(key, None);
+            None
         });
         self.decode(key, &bytes).map(|v| Some(Arc::new(v)))
     }

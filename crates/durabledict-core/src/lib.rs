@@ -7,10 +7,12 @@ mod error;
 mod memory;
 mod policy;
 mod store;
+mod table;
 
-pub use dict::{Builder, DurableDict, Snapshot, Status};
+pub use dict::{Builder, DurableDict, Status};
 pub use encoding::{Encoding, Raw};
 pub use error::{BoxError, Error, Op, Result, StoreError, StoreErrorKind};
 pub use memory::{MemoryStamp, MemoryStore};
 pub use policy::SyncPolicy;
 pub use store::{Durables, SetDefault, Stamp, StampValue, Store, clock_seed};
+pub use table::Snapshot;

@@ -1,0 +1,119 @@
+//! The core's own costs on `MemoryStore`, each against a baseline measured in the same run:
+//! a cached read against a plain `HashMap<String, Arc<V>>` get + clone, two reading threads
+//! against one, and an own write with 10,000 keys against one with 10.
+
+use std::collections::HashMap;
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use durabledict::{DurableDict, MemoryStore, Raw, SyncPolicy};
+
+const KEYS: usize = 1_000;
+
+fn keys(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("feature.flag.{i}")).collect()
+}
+
+fn dict(policy: SyncPolicy, n: usize) -> DurableDict<String> {
+    let dict = DurableDict::builder(MemoryStore::new(), Raw)
+        .policy(policy)
+        .build()
+        .expect("build");
+    dict.update(keys(n).into_iter().map(|k| (k, "enabled".to_string())))
+        .expect("fill");
+    dict
+}
+
+fn cached_read(c: &mut Criterion) {
+    let keys = keys(KEYS);
+    let baseline: HashMap<String, Arc<String>> = keys
+        .iter()
+        .map(|k| (k.clone(), Arc::new("enabled".to_string())))
+        .collect();
+    let manual = dict(SyncPolicy::Manual, KEYS);
+    let always = dict(SyncPolicy::Always, KEYS);
+    let mut group = c.benchmark_group("read_1000_keys");
+    let mut i = 0;
+    group.bench_function("hashmap_get_clone", |b| {
+        b.iter(|| {
+            i = (i + 1) % KEYS;
+            black_box(baseline.get(black_box(keys[i].as_str())).cloned())
+        })
+    });
+    group.bench_function("dict_manual", |b| {
+        b.iter(|| {
+            i = (i + 1) % KEYS;
+            black_box(manual.get(black_box(keys[i].as_str())).expect("get"))
+        })
+    });
+    group.bench_function("dict_always", |b| {
+        b.iter(|| {
+            i = (i + 1) % KEYS;
+            black_box(always.get(black_box(keys[i].as_str())).expect("get"))
+        })
+    });
+    group.finish();
+}
+
+/// Reads `iters` keys on each of `threads` threads at once; returns the wall time divided by
+/// the thread count, so equal figures mean perfect scaling.
+fn parallel_reads(
+    dict: &DurableDict<String>,
+    keys: &[String],
+    threads: u32,
+    iters: u64,
+) -> Duration {
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            s.spawn(move || {
+                let mut i = t as usize * 7;
+                for _ in 0..iters {
+                    i = (i + 1) % keys.len();
+                    black_box(dict.get(black_box(keys[i].as_str())).expect("get"));
+                }
+            });
+        }
+    });
+    start.elapsed() / threads
+}
+
+fn threaded_read(c: &mut Criterion) {
+    let keys = keys(KEYS);
+    let always = dict(SyncPolicy::Always, KEYS);
+    let mut group = c.benchmark_group("read_threads");
+    group.bench_function("one_thread", |b| {
+        b.iter_custom(|iters| parallel_reads(&always, &keys, 1, iters))
+    });
+    group.bench_function("two_threads", |b| {
+        b.iter_custom(|iters| parallel_reads(&always, &keys, 2, iters))
+    });
+    group.finish();
+}
+
+fn own_write(c: &mut Criterion) {
+    let mut group = c.benchmark_group("own_write");
+    for n in [10, 10_000] {
+        let dict = dict(SyncPolicy::Always, n);
+        let mut i = 0u64;
+        group.bench_function(format!("keys_{n}"), |b| {
+            b.iter(|| {
+                i += 1;
+                dict.insert("feature.flag.3", i.to_string())
+                    .expect("insert")
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
+    targets = cached_read, threaded_read, own_write
+}
+criterion_main!(benches);

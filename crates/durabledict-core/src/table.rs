@@ -1,0 +1,270 @@
+//! The cache behind a dict: an immutable base map plus a small overlay of own writes.
+//!
+//! Why not one persistent map swapped whole on every write: copying a hash trie's path costs
+//! O(fanout × depth) reference-count updates, which made an own write with 10,000 keys about
+//! 2.5× one with 10; and why not one atomically swappable cell per key: loading a cell doubled
+//! the cost of a read (both measured, see docs/PERFORMANCE.md). Here a read of a key that no
+//! own write touched since the last load is one lookup in a plain hash map; an own write goes
+//! to a persistent overlay map, small because it is folded into a new base once it grows past
+//! a fraction of the base (O(1) amortized per write), and at every reload.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use arc_swap::ArcSwap;
+
+use crate::store::StampValue;
+
+/// Keys are chosen by operators, not attackers, so a fast seeded hasher is enough.
+pub(crate) type Hasher = foldhash::quality::RandomState;
+
+/// Own writes since the base was built: `None` marks a removal.
+type Overlay<V> =
+    imbl::GenericHashMap<Arc<str>, Option<Arc<V>>, Hasher, imbl::shared_ptr::DefaultSharedPtr>;
+
+const MISSING: StampValue = StampValue::MIN;
+
+/// A base entry; `overridden` once the overlay holds the key's current state.
+struct BaseEntry<V> {
+    value: Arc<V>,
+    overridden: AtomicBool,
+}
+
+/// An immutable, consistent view of a dict's contents at one stamp.
+///
+/// Readers hold snapshots without blocking writers; a snapshot never changes, so several keys
+/// read from one snapshot are consistent with each other.
+///
+/// ```
+/// use durabledict_core::{DurableDict, MemoryStore, Raw};
+///
+/// let dict = DurableDict::<String>::builder(MemoryStore::new(), Raw).build()?;
+/// dict.update([("a", "1".to_string()), ("b", "2".to_string())])?;
+/// let snap = dict.snapshot()?;
+/// dict.remove("a")?;
+/// assert_eq!(snap.get("a").map(|v| v.as_str()), Some("1"));
+/// assert_eq!(snap.len(), 2);
+/// # Ok::<(), durabledict_core::Error>(())
+/// ```
+pub struct Snapshot<V> {
+    map: HashMap<Arc<str>, Arc<V>, Hasher>,
+    stamp: Option<StampValue>,
+}
+
+impl<V> Snapshot<V> {
+    /// The value at `key`.
+    pub fn get(&self, key: &str) -> Option<&Arc<V>> {
+        self.map.get(key)
+    }
+
+    /// Whether `key` is present.
+    pub fn contains_key(&self, key: &str) -> bool {
+        self.map.contains_key(key)
+    }
+
+    /// How many entries there are.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Whether there are no entries.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// The stamp these contents were synced at (`None`: the stamp was missing).
+    pub fn stamp(&self) -> Option<StampValue> {
+        self.stamp
+    }
+
+    /// The keys, in no particular order.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.map.keys().map(|k| &**k)
+    }
+
+    /// The values, in no particular order.
+    pub fn values(&self) -> impl Iterator<Item = &Arc<V>> {
+        self.map.values()
+    }
+
+    /// The entries, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Arc<V>)> {
+        self.map.iter().map(|(k, v)| (&**k, v))
+    }
+}
+
+impl<V: std::fmt::Debug> std::fmt::Debug for Snapshot<V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Snapshot")
+            .field("stamp", &self.stamp)
+            .field("entries", &self.map)
+            .finish()
+    }
+}
+
+/// The cache. Mutated only under the dict's update lock; read from any thread.
+pub(crate) struct Table<V> {
+    base: HashMap<Arc<str>, BaseEntry<V>, Hasher>,
+    overlay: ArcSwap<Overlay<V>>,
+    /// Whether the overlay holds anything, so reads of keys absent from the base skip it.
+    has_overlay: AtomicBool,
+    stamp: AtomicI64,
+    live: AtomicUsize,
+    /// The materialized snapshot of the current contents, dropped by every change.
+    snapshot: Mutex<Option<Arc<Snapshot<V>>>>,
+}
+
+impl<V> Table<V> {
+    /// A table holding `entries`, synced at `stamp`.
+    pub(crate) fn new(
+        entries: impl IntoIterator<Item = (Arc<str>, Arc<V>)>,
+        stamp: Option<StampValue>,
+    ) -> Self {
+        let base: HashMap<Arc<str>, BaseEntry<V>, Hasher> = entries
+            .into_iter()
+            .map(|(key, value)| {
+                let entry = BaseEntry {
+                    value,
+                    overridden: AtomicBool::new(false),
+                };
+                (key, entry)
+            })
+            .collect();
+        Table {
+            live: AtomicUsize::new(base.len()),
+            base,
+            overlay: ArcSwap::from_pointee(Overlay::default()),
+            has_overlay: AtomicBool::new(false),
+            stamp: AtomicI64::new(stamp.unwrap_or(MISSING)),
+            snapshot: Mutex::new(None),
+        }
+    }
+
+    pub(crate) fn stamp(&self) -> Option<StampValue> {
+        match self.stamp.load(Ordering::Acquire) {
+            MISSING => None,
+            s => Some(s),
+        }
+    }
+
+    pub(crate) fn set_stamp(&self, stamp: StampValue) {
+        self.stamp.store(stamp, Ordering::Release);
+        self.changed();
+    }
+
+    pub(crate) fn get(&self, key: &str) -> Option<Arc<V>> {
+        match self.base.get(key) {
+            Some(entry) if !entry.overridden.load(Ordering::Acquire) => {
+                Some(Arc::clone(&entry.value))
+            }
+            Some(_) => self.overlaid(key).flatten(),
+            None if self.has_overlay.load(Ordering::Acquire) => self.overlaid(key).flatten(),
+            None => None,
+        }
+    }
+
+    pub(crate) fn contains_key(&self, key: &str) -> bool {
+        match self.base.get(key) {
+            Some(entry) if !entry.overridden.load(Ordering::Acquire) => true,
+            Some(_) => self.overlaid(key).is_some_and(|v| v.is_some()),
+            None if self.has_overlay.load(Ordering::Acquire) => {
+                self.overlaid(key).is_some_and(|v| v.is_some())
+            }
+            None => false,
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.live.load(Ordering::Acquire)
+    }
+
+    /// The overlay's state for `key`: `None` when it has none, `Some(None)` when removed.
+    fn overlaid(&self, key: &str) -> Option<Option<Arc<V>>> {
+        self.overlay.load().get(key).cloned()
+    }
+
+    /// Sets `key` to `value` (`None` removes it). The caller holds the update lock.
+    pub(crate) fn set(&self, key: &str, value: Option<Arc<V>>) {
+        let was_present = self.contains_key(key);
+        if !was_present && value.is_none() {
+            return;
+        }
+        let is_present = value.is_some();
+        let mut overlay = (**self.overlay.load()).clone();
+        overlay.insert(Arc::from(key), value);
+        // Publish the overlay before the flags that send readers to it.
+        self.overlay.store(Arc::new(overlay));
+        self.has_overlay.store(true, Ordering::Release);
+        if let Some(entry) = self.base.get(key) {
+            entry.overridden.store(true, Ordering::Release);
+        }
+        match (was_present, is_present) {
+            (false, true) => {
+                self.live.fetch_add(1, Ordering::AcqRel);
+            }
+            (true, false) => {
+                self.live.fetch_sub(1, Ordering::AcqRel);
+            }
+            _ => {}
+        }
+        self.changed();
+    }
+
+    /// Whether the overlay has grown enough that folding it into a new base, O(n), costs O(1)
+    /// per write amortized.
+    pub(crate) fn wants_rebuild(&self) -> bool {
+        self.overlay.load().len() > 32 + self.base.len() / 8
+    }
+
+    /// The current contents as an immutable snapshot, materialized once per change. The caller
+    /// holds the update lock, so no own write interleaves.
+    pub(crate) fn snapshot(&self) -> Arc<Snapshot<V>> {
+        let mut cached = self.snapshot.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(snapshot) = &*cached {
+            return Arc::clone(snapshot);
+        }
+        let overlay = self.overlay.load();
+        let mut map: HashMap<Arc<str>, Arc<V>, Hasher> = self
+            .base
+            .iter()
+            .filter(|(key, _)| !overlay.contains_key(&***key))
+            .map(|(key, entry)| (Arc::clone(key), Arc::clone(&entry.value)))
+            .collect();
+        map.extend(
+            overlay
+                .iter()
+                .filter_map(|(key, value)| Some((Arc::clone(key), Arc::clone(value.as_ref()?)))),
+        );
+        let snapshot = Arc::new(Snapshot {
+            map,
+            stamp: self.stamp(),
+        });
+        *cached = Some(Arc::clone(&snapshot));
+        snapshot
+    }
+
+    /// The materialized snapshot, when one is current.
+    pub(crate) fn cached_snapshot(&self) -> Option<Arc<Snapshot<V>>> {
+        self.snapshot
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// A new table with the same contents and stamp and an empty overlay.
+    pub(crate) fn rebuilt(&self) -> Self {
+        let snapshot = self.snapshot();
+        Table::new(
+            snapshot
+                .map
+                .iter()
+                .map(|(k, v)| (Arc::clone(k), Arc::clone(v))),
+            snapshot.stamp,
+        )
+    }
+
+    fn changed(&self) {
+        *self.snapshot.lock().unwrap_or_else(PoisonError::into_inner) = None;
+    }
+}
