@@ -1,0 +1,307 @@
+//! The dict's own behaviour beyond the conformance suite: outages, serve-stale, policies,
+//! single-flight reloads, status, and the fallback when a reload after a write fails.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use durabledict_core::{
+    BoxError, DurableDict, Durables, Encoding, Error, MemoryStore, Op, Raw, StampValue, Store,
+    StoreError, StoreErrorKind, SyncPolicy,
+};
+
+fn dict(store: &MemoryStore, policy: SyncPolicy) -> DurableDict<String> {
+    DurableDict::builder(store.clone(), Raw)
+        .policy(policy)
+        .build()
+        .expect("build")
+}
+
+fn value(dict: &DurableDict<String>, key: &str) -> Option<String> {
+    dict.get(key).expect("get").map(|v| (*v).clone())
+}
+
+#[test]
+fn always_read_fails_while_the_store_is_down() {
+    let store = MemoryStore::new();
+    let d = dict(&store, SyncPolicy::Always);
+    d.insert("k", "v".into()).expect("insert");
+    store.set_available(false);
+    match d.get("k") {
+        Err(Error::Store {
+            op: Op::Check,
+            source,
+            ..
+        }) => {
+            assert_eq!(source.kind(), StoreErrorKind::Unavailable);
+        }
+        other => panic!("expected a stamp check error, got {other:?}"),
+    }
+    let status = d.status();
+    assert!(
+        status
+            .last_error
+            .expect("error recorded")
+            .1
+            .contains("unavailable")
+    );
+    store.set_available(true);
+    assert_eq!(value(&d, "k").as_deref(), Some("v"));
+}
+
+#[test]
+fn serve_stale_is_opt_in_and_bounded() {
+    let store = MemoryStore::new();
+    let d = DurableDict::<String>::builder(store.clone(), Raw)
+        .serve_stale_for(Duration::from_millis(300))
+        .build()
+        .expect("build");
+    d.insert("k", "v".into()).expect("insert");
+    assert_eq!(value(&d, "k").as_deref(), Some("v"));
+    store.set_available(false);
+    assert_eq!(
+        value(&d, "k").as_deref(),
+        Some("v"),
+        "served stale within the bound"
+    );
+    assert!(d.status().last_error.is_some());
+    std::thread::sleep(Duration::from_millis(400));
+    assert!(
+        d.get("k").is_err(),
+        "past the bound a failed check is an error"
+    );
+    store.set_available(true);
+    assert_eq!(value(&d, "k").as_deref(), Some("v"));
+}
+
+#[test]
+fn failed_writes_change_nothing() {
+    let store = MemoryStore::new();
+    let d = dict(&store, SyncPolicy::Always);
+    d.insert("k", "old".into()).expect("insert");
+    let stamp = d.last_updated().expect("stamp");
+    store.fail_next(1);
+    match d.insert("k", "new".into()) {
+        Err(Error::Store {
+            op: Op::Insert,
+            key,
+            ..
+        }) => assert_eq!(key.as_deref(), Some("k")),
+        other => panic!("expected an insert error naming the key, got {other:?}"),
+    }
+    store.fail_next(1);
+    assert!(matches!(
+        d.remove("k"),
+        Err(Error::Store { op: Op::Remove, .. })
+    ));
+    store.fail_next(1);
+    assert!(matches!(
+        d.update([("a", "1".to_string()), ("k", "2".to_string())]),
+        Err(Error::Store { op: Op::Update, .. })
+    ));
+    assert_eq!(value(&d, "k").as_deref(), Some("old"));
+    assert_eq!(d.len().expect("len"), 1);
+    assert_eq!(d.last_updated().expect("stamp"), stamp);
+    assert_eq!(store.durables().expect("durables").entries.len(), 1);
+}
+
+/// An encoding that refuses one value, to check that a batch is all-or-nothing.
+#[derive(Debug)]
+struct RefusesPoison;
+
+impl Encoding<String> for RefusesPoison {
+    fn encode(&self, value: &String) -> Result<Vec<u8>, BoxError> {
+        if value == "poison" {
+            return Err("refusing poison".into());
+        }
+        Ok(value.as_bytes().to_vec())
+    }
+    fn decode(&self, bytes: &[u8]) -> Result<String, BoxError> {
+        Ok(String::from_utf8(bytes.to_vec())?)
+    }
+}
+
+#[test]
+fn a_batch_with_one_bad_value_writes_nothing() {
+    let store = MemoryStore::new();
+    let d = DurableDict::builder(store.clone(), RefusesPoison)
+        .build()
+        .expect("build");
+    let result = d.update([
+        ("a", "1".to_string()),
+        ("b", "poison".to_string()),
+        ("c", "3".to_string()),
+    ]);
+    match result {
+        Err(Error::Encode { key, .. }) => assert_eq!(key, "b"),
+        other => panic!("expected an encode error naming b, got {other:?}"),
+    }
+    assert!(store.durables().expect("durables").entries.is_empty());
+    assert!(d.is_empty().expect("is_empty"));
+}
+
+#[test]
+fn manual_reads_never_touch_the_store() {
+    let store = MemoryStore::new();
+    let d = dict(&store, SyncPolicy::Manual);
+    d.insert("k", "v".into()).expect("insert");
+    store.set_available(false);
+    assert_eq!(value(&d, "k").as_deref(), Some("v"));
+    assert!(d.sync().is_err(), "an explicit sync reports the outage");
+    store.set_available(true);
+    assert!(!d.sync().expect("sync"));
+}
+
+/// Counts stamp checks and loads, and can fail loads on demand.
+#[derive(Debug)]
+struct Probe {
+    inner: MemoryStore,
+    checks: Arc<AtomicUsize>,
+    loads: Arc<AtomicUsize>,
+    fail_loads: Arc<AtomicBool>,
+}
+
+impl Probe {
+    fn new(inner: &MemoryStore) -> Self {
+        Probe {
+            inner: inner.clone(),
+            checks: Arc::default(),
+            loads: Arc::default(),
+            fail_loads: Arc::default(),
+        }
+    }
+}
+
+impl Store for Probe {
+    fn init(&self) -> Result<(), StoreError> {
+        self.inner.init()
+    }
+    fn persist(&self, key: &str, value: &[u8]) -> Result<StampValue, StoreError> {
+        self.inner.persist(key, value)
+    }
+    fn depersist(&self, key: &str) -> Result<Option<StampValue>, StoreError> {
+        self.inner.depersist(key)
+    }
+    fn durables(&self) -> Result<Durables, StoreError> {
+        self.loads.fetch_add(1, Ordering::SeqCst);
+        if self.fail_loads.load(Ordering::SeqCst) {
+            return Err(StoreError::unavailable("load refused by the test"));
+        }
+        // Slow loads make concurrent readers pile up behind the single flight.
+        std::thread::sleep(Duration::from_millis(20));
+        self.inner.durables()
+    }
+    fn last_updated(&self) -> Result<Option<StampValue>, StoreError> {
+        self.checks.fetch_add(1, Ordering::SeqCst);
+        self.inner.last_updated()
+    }
+}
+
+#[test]
+fn concurrent_readers_reload_once() {
+    let store = MemoryStore::new();
+    let probe = Probe::new(&store);
+    let loads = Arc::clone(&probe.loads);
+    let d = Arc::new(
+        DurableDict::<String>::builder(probe, Raw)
+            .build()
+            .expect("build"),
+    );
+    let before = loads.load(Ordering::SeqCst);
+    dict(&store, SyncPolicy::Always)
+        .insert("k", "v".into())
+        .expect("foreign write");
+    std::thread::scope(|s| {
+        for _ in 0..8 {
+            let d = Arc::clone(&d);
+            s.spawn(move || assert_eq!(value(&d, "k").as_deref(), Some("v")));
+        }
+    });
+    assert_eq!(
+        loads.load(Ordering::SeqCst) - before,
+        1,
+        "one reload for eight readers"
+    );
+    assert_eq!(d.status().reloads, 2);
+}
+
+#[test]
+fn bounded_staleness_checks_at_most_once_per_interval() {
+    let store = MemoryStore::new();
+    let probe = Probe::new(&store);
+    let checks = Arc::clone(&probe.checks);
+    let d = DurableDict::<String>::builder(probe, Raw)
+        .policy(SyncPolicy::AtMostEvery(Duration::from_secs(60)))
+        .build()
+        .expect("build");
+    let before = checks.load(Ordering::SeqCst);
+    for _ in 0..100 {
+        d.get("k").expect("get");
+    }
+    assert_eq!(
+        checks.load(Ordering::SeqCst),
+        before,
+        "no check within the interval"
+    );
+}
+
+#[test]
+fn own_write_after_a_foreign_one_survives_a_failed_reload() {
+    let store = MemoryStore::new();
+    let probe = Probe::new(&store);
+    let fail_loads = Arc::clone(&probe.fail_loads);
+    let d = DurableDict::<String>::builder(probe, Raw)
+        .policy(SyncPolicy::Manual)
+        .build()
+        .expect("build");
+    dict(&store, SyncPolicy::Always)
+        .insert("foreign", "1".into())
+        .expect("foreign write");
+    fail_loads.store(true, Ordering::SeqCst);
+    // The stamp is not one past ours, so the dict tries to reload, which fails; the write itself
+    // succeeded, so it is reported as such and this dict reads its own write.
+    d.insert("mine", "2".into()).expect("the write succeeded");
+    assert_eq!(value(&d, "mine").as_deref(), Some("2"));
+    assert_eq!(value(&d, "foreign"), None, "not loaded yet");
+    fail_loads.store(false, Ordering::SeqCst);
+    assert!(
+        d.sync().expect("sync"),
+        "the stamp still differs, so sync reloads"
+    );
+    assert_eq!(value(&d, "foreign").as_deref(), Some("1"));
+    assert_eq!(value(&d, "mine").as_deref(), Some("2"));
+}
+
+#[test]
+fn undecodable_store_contents_fail_the_build_naming_the_key() {
+    let store = MemoryStore::new();
+    store.write_unstamped("bad", &[0xff, 0xfe]);
+    match DurableDict::<String>::builder(store, Raw).build() {
+        Err(Error::Decode { key, .. }) => assert_eq!(key, "bad"),
+        other => panic!("expected a decode error, got {other:?}"),
+    }
+}
+
+#[test]
+fn many_own_writes_stay_consistent_across_overlay_rebuilds() {
+    let store = MemoryStore::new();
+    let d = dict(&store, SyncPolicy::Always);
+    let other = dict(&store, SyncPolicy::Always);
+    for i in 0..500 {
+        d.insert(&format!("k{i}"), i.to_string()).expect("insert");
+        if i % 3 == 0 {
+            d.remove(&format!("k{}", i / 2)).expect("remove");
+        }
+    }
+    let snapshot = d.snapshot().expect("snapshot");
+    let expected = store.durables().expect("durables").entries;
+    assert_eq!(snapshot.len(), expected.len());
+    assert_eq!(d.len().expect("len"), expected.len());
+    for (key, bytes) in &expected {
+        let want = String::from_utf8(bytes.clone()).expect("utf8");
+        assert_eq!(snapshot.get(key).map(|v| v.as_str()), Some(want.as_str()));
+        assert_eq!(value(&d, key).as_deref(), Some(want.as_str()));
+        assert_eq!(value(&other, key).as_deref(), Some(want.as_str()));
+    }
+    assert_eq!(d.status().reloads, 1, "own writes never reloaded");
+}
