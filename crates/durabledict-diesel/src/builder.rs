@@ -1,0 +1,345 @@
+//! [`SqlStoreBuilder`]: the URL, table, columns, stamp and pool of an [`SqlStore`].
+
+use std::fmt;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use durabledict_core::{Stamp, StoreError};
+
+use crate::dialect::{self, Backend, StampSql, TableSql};
+use crate::error::SqlError;
+use crate::pool::PoolConfig;
+use crate::store::{Inner, Pools, SqlStore, StampMode};
+
+/// Configures an [`SqlStore`]; made by [`SqlStore::builder`].
+///
+/// ```
+/// use std::time::Duration;
+/// use durabledict_diesel::SqlStore;
+///
+/// // An existing Django ModelDict table, as it is.
+/// let store = SqlStore::builder("sqlite::memory:")
+///     .table("myapp_setting")
+///     .key_column("key")
+///     .value_column("value")
+///     .connection_timeout(Duration::from_secs(1))
+///     .build()?;
+/// assert_eq!(store.table(), "myapp_setting");
+/// # Ok::<(), durabledict_core::StoreError>(())
+/// ```
+pub struct SqlStoreBuilder {
+    url: String,
+    table: String,
+    key_column: String,
+    value_column: String,
+    stamps_table: String,
+    stamp: Option<Arc<dyn Stamp>>,
+    pool_size: u32,
+    connection_timeout: Duration,
+    busy_timeout: Duration,
+    text_values: bool,
+}
+
+impl fmt::Debug for SqlStoreBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The URL may hold a password.
+        f.debug_struct("SqlStoreBuilder")
+            .field("table", &self.table)
+            .field("key_column", &self.key_column)
+            .field("value_column", &self.value_column)
+            .field("stamps_table", &self.stamps_table)
+            .field("stamp", &self.stamp)
+            .field("pool_size", &self.pool_size)
+            .field("connection_timeout", &self.connection_timeout)
+            .field("busy_timeout", &self.busy_timeout)
+            .field("text_values", &self.text_values)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where a URL points.
+enum Target {
+    Sqlite { path: String, memory: bool },
+    Postgres(String),
+    Mysql(String),
+}
+
+impl SqlStoreBuilder {
+    pub(crate) fn new(url: String) -> Self {
+        SqlStoreBuilder {
+            url,
+            table: "durabledict".into(),
+            key_column: "key".into(),
+            value_column: "value".into(),
+            stamps_table: "durabledict_stamps".into(),
+            stamp: None,
+            pool_size: 4,
+            connection_timeout: Duration::from_secs(3),
+            busy_timeout: Duration::from_secs(5),
+            text_values: false,
+        }
+    }
+
+    /// The data table, which is also the keyspace; `durabledict` by default. A plain
+    /// identifier (ASCII letters, digits, `_`), quoted in every statement.
+    pub fn table(mut self, name: impl Into<String>) -> Self {
+        self.table = name.into();
+        self
+    }
+
+    /// The key column; `key` by default.
+    pub fn key_column(mut self, name: impl Into<String>) -> Self {
+        self.key_column = name.into();
+        self
+    }
+
+    /// The value column; `value` by default.
+    pub fn value_column(mut self, name: impl Into<String>) -> Self {
+        self.value_column = name.into();
+        self
+    }
+
+    /// The table holding one stamp row per keyspace; `durabledict_stamps` by default. Unused
+    /// with an external [`stamp`](Self::stamp).
+    pub fn stamps_table(mut self, name: impl Into<String>) -> Self {
+        self.stamps_table = name.into();
+        self
+    }
+
+    /// Keeps the stamp in `stamp` (for example memcached) instead of an SQL row; it is bumped
+    /// after each write commits, as Python's Django `ModelDict` did with its cache.
+    pub fn stamp(mut self, stamp: impl Stamp + 'static) -> Self {
+        self.stamp = Some(Arc::new(stamp));
+        self
+    }
+
+    /// The most connections the pool opens; 4 by default (an SQLite `:memory:` database always
+    /// has exactly one).
+    pub fn pool_size(mut self, size: u32) -> Self {
+        self.pool_size = size.max(1);
+        self
+    }
+
+    /// How long an operation waits for a connection (to open one while the server is down,
+    /// or for a busy pool) before failing as unavailable; 3 s by default.
+    pub fn connection_timeout(mut self, timeout: Duration) -> Self {
+        self.connection_timeout = timeout;
+        self
+    }
+
+    /// SQLite: how long a statement waits for another process's write lock before failing as
+    /// unavailable; 5 s by default.
+    pub fn busy_timeout(mut self, timeout: Duration) -> Self {
+        self.busy_timeout = timeout;
+        self
+    }
+
+    /// Whether a table this store creates keeps values as text (only UTF-8 values fit, as in a
+    /// Django `TextField`, which Python reads back as `str`) instead of bytes (the default,
+    /// which takes any encoding). An existing table is used as it is.
+    pub fn text_values(mut self, text: bool) -> Self {
+        self.text_values = text;
+        self
+    }
+
+    /// Checks the configuration and makes the store. It does not connect: the first operation
+    /// (or [`Store::init`](durabledict_core::Store::init), which a dict's `build` calls)
+    /// does, and creates the table and the stamp when missing.
+    pub fn build(self) -> Result<SqlStore, StoreError> {
+        Ok(self.try_build()?)
+    }
+
+    fn try_build(self) -> Result<SqlStore, SqlError> {
+        dialect::validate_ident("table", &self.table)?;
+        dialect::validate_ident("key column", &self.key_column)?;
+        dialect::validate_ident("value column", &self.value_column)?;
+        if self.key_column == self.value_column {
+            return Err(SqlError::Config(
+                "the key and value columns must differ".into(),
+            ));
+        }
+        let target = target(&self.url)?;
+        let backend = match &target {
+            Target::Sqlite { .. } => Backend::Sqlite,
+            Target::Postgres(_) => Backend::Postgres,
+            Target::Mysql(_) => Backend::Mysql,
+        };
+        let stamp = match self.stamp {
+            Some(stamp) => StampMode::External(stamp),
+            None => {
+                dialect::validate_ident("stamps table", &self.stamps_table)?;
+                if self.stamps_table == self.table {
+                    return Err(SqlError::Config(
+                        "the stamps table must differ from the data table".into(),
+                    ));
+                }
+                StampMode::Row(StampSql::new(backend, &self.stamps_table))
+            }
+        };
+        let mut config = PoolConfig {
+            max_size: self.pool_size,
+            connection_timeout: self.connection_timeout,
+            keep_forever: false,
+        };
+        let pools = match target {
+            Target::Sqlite { path, memory } => {
+                if memory {
+                    config.max_size = 1;
+                    config.keep_forever = true;
+                }
+                sqlite_pool(path, self.busy_timeout, &config)?
+            }
+            Target::Postgres(url) => postgres_pool(url, &config)?,
+            Target::Mysql(url) => mysql_pool(url, &config)?,
+        };
+        Ok(SqlStore {
+            inner: Arc::new(Inner {
+                backend,
+                pools,
+                table_sql: TableSql::new(backend, &self.table),
+                create_table: dialect::create_table(
+                    backend,
+                    &self.table,
+                    &self.key_column,
+                    &self.value_column,
+                    self.text_values,
+                ),
+                table: self.table,
+                key_column: self.key_column,
+                value_column: self.value_column,
+                stamp,
+                prepared: OnceLock::new(),
+            }),
+        })
+    }
+}
+
+/// Reads the backend and the driver's connection string from a URL.
+fn target(url: &str) -> Result<Target, SqlError> {
+    let sqlite = |path: &str| {
+        let memory = matches!(path, ":memory:" | "");
+        Ok(Target::Sqlite {
+            path: if memory {
+                ":memory:".into()
+            } else {
+                path.into()
+            },
+            memory,
+        })
+    };
+    if let Some(rest) = url.strip_prefix("sqlite://") {
+        sqlite(rest)
+    } else if let Some(rest) = url.strip_prefix("sqlite:") {
+        sqlite(rest)
+    } else if url.starts_with("file:") || url == ":memory:" {
+        sqlite(url)
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Target::Postgres(url.into()))
+    } else if url.starts_with("mysql://") {
+        Ok(Target::Mysql(url.into()))
+    } else if let Some(rest) = url.strip_prefix("mariadb://") {
+        Ok(Target::Mysql(format!("mysql://{rest}")))
+    } else if !url.contains("://") && !url.is_empty() {
+        sqlite(url)
+    } else {
+        Err(SqlError::Config(
+            "unsupported database URL: use sqlite://, postgres:// or mysql://".into(),
+        ))
+    }
+}
+
+#[cfg(not(all(feature = "sqlite", feature = "postgres", feature = "mysql")))]
+fn missing_feature(feature: &str) -> SqlError {
+    SqlError::Config(format!(
+        "durabledict-diesel was built without its `{feature}` feature"
+    ))
+}
+
+#[cfg(feature = "sqlite")]
+fn sqlite_pool(path: String, busy: Duration, config: &PoolConfig) -> Result<Pools, SqlError> {
+    // WAL: readers never block the writer, and several processes share the file safely;
+    // busy_timeout makes a writer wait for another's lock instead of failing at once.
+    let setup = format!(
+        "PRAGMA busy_timeout = {}; PRAGMA journal_mode = WAL;",
+        busy.as_millis()
+    );
+    Ok(Pools::Sqlite(crate::pool::Pool::new(path, setup, config)))
+}
+
+#[cfg(not(feature = "sqlite"))]
+fn sqlite_pool(_: String, _: Duration, _: &PoolConfig) -> Result<Pools, SqlError> {
+    Err(missing_feature("sqlite"))
+}
+
+#[cfg(feature = "postgres")]
+fn postgres_pool(url: String, config: &PoolConfig) -> Result<Pools, SqlError> {
+    Ok(Pools::Postgres(crate::pool::Pool::new(
+        url,
+        String::new(),
+        config,
+    )))
+}
+
+#[cfg(not(feature = "postgres"))]
+fn postgres_pool(_: String, _: &PoolConfig) -> Result<Pools, SqlError> {
+    Err(missing_feature("postgres"))
+}
+
+#[cfg(feature = "mysql")]
+fn mysql_pool(url: String, config: &PoolConfig) -> Result<Pools, SqlError> {
+    // Strict mode: a value that does not fit is an error, never silently truncated.
+    let setup = "SET SESSION sql_mode = \
+                 TRIM(BOTH ',' FROM CONCAT(@@SESSION.sql_mode, ',STRICT_ALL_TABLES'))"
+        .to_string();
+    Ok(Pools::Mysql(crate::pool::Pool::new(url, setup, config)))
+}
+
+#[cfg(not(feature = "mysql"))]
+fn mysql_pool(_: String, _: &PoolConfig) -> Result<Pools, SqlError> {
+    Err(missing_feature("mysql"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_name_their_backend() {
+        let sqlite_path = |url: &str| match target(url) {
+            Ok(Target::Sqlite { path, memory }) => Some((path, memory)),
+            _ => None,
+        };
+        assert_eq!(
+            sqlite_path("sqlite::memory:"),
+            Some((":memory:".into(), true))
+        );
+        assert_eq!(
+            sqlite_path("sqlite://rel/x.db"),
+            Some(("rel/x.db".into(), false))
+        );
+        assert_eq!(
+            sqlite_path("sqlite:///abs/x.db"),
+            Some(("/abs/x.db".into(), false))
+        );
+        assert_eq!(sqlite_path("/abs/x.db"), Some(("/abs/x.db".into(), false)));
+        assert!(matches!(
+            target("postgresql://h/db"),
+            Ok(Target::Postgres(_))
+        ));
+        assert!(matches!(target("mariadb://h/db"), Ok(Target::Mysql(u)) if u == "mysql://h/db"));
+        assert!(target("redis://h").is_err());
+    }
+
+    #[test]
+    fn bad_identifiers_are_refused() {
+        let e = SqlStore::builder("sqlite::memory:")
+            .table("x; drop table y")
+            .build();
+        assert!(e.is_err());
+        let e = SqlStore::builder("sqlite::memory:")
+            .key_column("v")
+            .value_column("v")
+            .build();
+        assert!(e.is_err());
+    }
+}

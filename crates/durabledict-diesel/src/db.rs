@@ -1,0 +1,214 @@
+//! [`Db`]: the few primitive operations the store needs from a connection, implemented once
+//! per backend connection type, so that the store's logic is written once and generic.
+
+use diesel::connection::Connection;
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Binary, Nullable, Text};
+
+use crate::dialect::Backend;
+use crate::error::SqlError;
+use crate::schema::Column;
+use crate::stmt::Stmt;
+
+#[derive(QueryableByName)]
+struct IntRow {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+#[derive(QueryableByName)]
+struct EntryRow {
+    #[diesel(sql_type = Text)]
+    k: String,
+    #[diesel(sql_type = Binary)]
+    v: Vec<u8>,
+}
+
+#[derive(QueryableByName)]
+struct ValueRow {
+    #[diesel(sql_type = Binary)]
+    v: Vec<u8>,
+}
+
+#[derive(QueryableByName)]
+struct ColumnRow {
+    #[diesel(sql_type = Text)]
+    name: String,
+    #[diesel(sql_type = Text)]
+    ty: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    max_chars: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    max_bytes: Option<String>,
+}
+
+/// A connection of one backend.
+pub(crate) trait Db: Connection + Send + 'static {
+    /// Which backend this is.
+    const BACKEND: Backend;
+
+    /// Runs a statement; returns the number of rows it changed.
+    fn exec(&mut self, stmt: Stmt<'_>) -> QueryResult<usize>;
+
+    /// The integer column `n` of the first row, if there is a row.
+    fn int(&mut self, stmt: Stmt<'_>) -> QueryResult<Option<i64>>;
+
+    /// Every row's `k` and `v`.
+    fn entries(&mut self, stmt: Stmt<'_>) -> QueryResult<Vec<(String, Vec<u8>)>>;
+
+    /// The `v` column of the first row, if there is a row.
+    fn value(&mut self, stmt: Stmt<'_>) -> QueryResult<Option<Vec<u8>>>;
+
+    /// The rows of a catalog query (see [`TableSql::columns`](crate::dialect::TableSql)).
+    fn columns(&mut self, stmt: Stmt<'_>) -> QueryResult<Vec<Column>>;
+
+    /// A write transaction that serializes with other writers of the same rows. A failure
+    /// after the body succeeded (during COMMIT) is [`SqlError::CommitUnknown`].
+    fn write_tx<T>(
+        &mut self,
+        body: impl FnOnce(&mut Self) -> Result<T, SqlError>,
+    ) -> Result<T, SqlError>;
+
+    /// A read-only transaction whose statements all see one snapshot.
+    fn snapshot_tx<T>(
+        &mut self,
+        body: impl FnOnce(&mut Self) -> Result<T, SqlError>,
+    ) -> Result<T, SqlError>;
+}
+
+/// Turns an error after the body ran into "the commit may or may not have happened".
+fn commit_outcome<T>(result: Result<T, SqlError>, body_done: bool) -> Result<T, SqlError> {
+    match result {
+        Err(SqlError::Query(e)) if body_done => Err(SqlError::CommitUnknown(e)),
+        other => other,
+    }
+}
+
+macro_rules! primitive_ops {
+    () => {
+        fn exec(&mut self, stmt: Stmt<'_>) -> QueryResult<usize> {
+            stmt.execute(self)
+        }
+
+        fn int(&mut self, stmt: Stmt<'_>) -> QueryResult<Option<i64>> {
+            Ok(stmt.load::<IntRow>(self)?.into_iter().next().map(|r| r.n))
+        }
+
+        fn entries(&mut self, stmt: Stmt<'_>) -> QueryResult<Vec<(String, Vec<u8>)>> {
+            Ok(stmt
+                .load::<EntryRow>(self)?
+                .into_iter()
+                .map(|r| (r.k, r.v))
+                .collect())
+        }
+
+        fn value(&mut self, stmt: Stmt<'_>) -> QueryResult<Option<Vec<u8>>> {
+            Ok(stmt.load::<ValueRow>(self)?.into_iter().next().map(|r| r.v))
+        }
+
+        fn columns(&mut self, stmt: Stmt<'_>) -> QueryResult<Vec<Column>> {
+            Ok(stmt
+                .load::<ColumnRow>(self)?
+                .into_iter()
+                .map(|r| Column {
+                    name: r.name,
+                    ty: r.ty,
+                    max_chars: r.max_chars,
+                    max_bytes: r.max_bytes,
+                })
+                .collect())
+        }
+    };
+}
+
+#[cfg(feature = "sqlite")]
+impl Db for diesel::sqlite::SqliteConnection {
+    const BACKEND: Backend = Backend::Sqlite;
+
+    primitive_ops!();
+
+    fn write_tx<T>(
+        &mut self,
+        body: impl FnOnce(&mut Self) -> Result<T, SqlError>,
+    ) -> Result<T, SqlError> {
+        // IMMEDIATE takes the write lock at BEGIN (waiting up to busy_timeout), so a
+        // transaction never fails later trying to upgrade a read lock.
+        let mut done = false;
+        let result = self.immediate_transaction(|c| {
+            let value = body(c)?;
+            done = true;
+            Ok(value)
+        });
+        commit_outcome(result, done)
+    }
+
+    fn snapshot_tx<T>(
+        &mut self,
+        body: impl FnOnce(&mut Self) -> Result<T, SqlError>,
+    ) -> Result<T, SqlError> {
+        // A deferred transaction reads one snapshot from its first statement on (WAL).
+        self.transaction(body)
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl Db for diesel::pg::PgConnection {
+    const BACKEND: Backend = Backend::Postgres;
+
+    primitive_ops!();
+
+    fn write_tx<T>(
+        &mut self,
+        body: impl FnOnce(&mut Self) -> Result<T, SqlError>,
+    ) -> Result<T, SqlError> {
+        let mut done = false;
+        let result = self.build_transaction().read_committed().run(|c| {
+            let value = body(c)?;
+            done = true;
+            Ok(value)
+        });
+        commit_outcome(result, done)
+    }
+
+    fn snapshot_tx<T>(
+        &mut self,
+        body: impl FnOnce(&mut Self) -> Result<T, SqlError>,
+    ) -> Result<T, SqlError> {
+        self.build_transaction()
+            .repeatable_read()
+            .read_only()
+            .run(body)
+    }
+}
+
+#[cfg(feature = "mysql")]
+impl Db for diesel::mysql::MysqlConnection {
+    const BACKEND: Backend = Backend::Mysql;
+
+    primitive_ops!();
+
+    fn write_tx<T>(
+        &mut self,
+        body: impl FnOnce(&mut Self) -> Result<T, SqlError>,
+    ) -> Result<T, SqlError> {
+        let mut done = false;
+        let result = self.transaction(|c| {
+            let value = body(c)?;
+            done = true;
+            Ok(value)
+        });
+        commit_outcome(result, done)
+    }
+
+    fn snapshot_tx<T>(
+        &mut self,
+        body: impl FnOnce(&mut Self) -> Result<T, SqlError>,
+    ) -> Result<T, SqlError> {
+        // Applies to the next transaction only: a consistent snapshot from its first read on.
+        diesel::connection::SimpleConnection::batch_execute(
+            self,
+            "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY",
+        )?;
+        self.transaction(body)
+    }
+}

@@ -1,0 +1,225 @@
+//! [`SqlError`], the error inside every [`StoreError`] this crate returns, and how database
+//! errors are sorted into what the dict needs to know.
+
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use durabledict_core::{StoreError, StoreErrorKind};
+
+/// What went wrong in the SQL store. It travels as the source of a [`StoreError`]; downcast
+/// [`StoreError::inner`] to it to look closer.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SqlError {
+    /// The store is configured wrongly: a bad URL or identifier, a backend not compiled in.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// No connection could be had from the pool in time (the server is down or overloaded).
+    #[error("no database connection: {0}")]
+    Pool(#[from] r2d2::Error),
+    /// A connection could not be established.
+    #[error("cannot connect: {0}")]
+    Connect(#[from] diesel::ConnectionError),
+    /// A query failed.
+    #[error("query failed: {0}")]
+    Query(#[from] DieselError),
+    /// The connection failed while the transaction was being committed: it may or may not have
+    /// been applied.
+    #[error("the connection failed during COMMIT; the write may or may not be applied: {0}")]
+    CommitUnknown(DieselError),
+    /// The table is not usable as it is: missing, or without the configured columns, or with
+    /// a column type the store cannot use.
+    #[error("table {table}: {reason}")]
+    Schema {
+        /// The table.
+        table: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The key column cannot hold this key; nothing was written.
+    #[error("key {key:?} cannot be stored: {reason}")]
+    InvalidKey {
+        /// The refused key.
+        key: String,
+        /// Why the column cannot hold it.
+        reason: String,
+    },
+    /// The value column cannot hold this value (for example bytes that are not UTF-8 in a text
+    /// column); nothing was written.
+    #[error("the value of key {key:?} cannot be stored: {reason}")]
+    Value {
+        /// The key being written.
+        key: String,
+        /// Why the column cannot hold it.
+        reason: String,
+    },
+    /// The write was committed but the external stamp could not be bumped: other dicts will
+    /// not see it until the next bump.
+    #[error("the write was committed but the stamp could not be bumped: {0}")]
+    StampAfterCommit(#[source] StoreError),
+}
+
+/// How a failure should be handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Class {
+    /// The connection is unusable: drop it (and every older one), maybe retry.
+    Broken,
+    /// A transient conflict with another transaction (deadlock, serialization failure, a
+    /// concurrent insert of the same key): retry the transaction.
+    Conflict,
+    /// Anything else: give up with this kind.
+    Final(StoreErrorKind),
+}
+
+impl SqlError {
+    /// How to handle this error.
+    pub(crate) fn class(&self) -> Class {
+        match self {
+            SqlError::Query(e) => classify(e),
+            SqlError::Pool(_) | SqlError::Connect(_) | SqlError::CommitUnknown(_) => {
+                Class::Final(StoreErrorKind::Unavailable)
+            }
+            SqlError::Config(_) => Class::Final(StoreErrorKind::Other),
+            SqlError::Schema { .. } => Class::Final(StoreErrorKind::Corrupt),
+            SqlError::Value { .. } | SqlError::InvalidKey { .. } => {
+                Class::Final(StoreErrorKind::Rejected)
+            }
+            SqlError::StampAfterCommit(e) => Class::Final(e.kind()),
+        }
+    }
+
+    /// Whether the connection it happened on is dead and must not be reused.
+    pub(crate) fn breaks_connection(&self) -> bool {
+        match self {
+            SqlError::Query(e) | SqlError::CommitUnknown(e) => classify(e) == Class::Broken,
+            _ => false,
+        }
+    }
+
+    /// The kind a caller sees once retries are over.
+    pub(crate) fn kind(&self) -> StoreErrorKind {
+        match self.class() {
+            Class::Broken => StoreErrorKind::Unavailable,
+            Class::Conflict => match self {
+                SqlError::Query(DieselError::DatabaseError(
+                    DatabaseErrorKind::UniqueViolation,
+                    _,
+                )) => StoreErrorKind::Rejected,
+                _ => StoreErrorKind::Unavailable,
+            },
+            Class::Final(kind) => kind,
+        }
+    }
+}
+
+impl From<SqlError> for StoreError {
+    fn from(error: SqlError) -> Self {
+        StoreError::new(error.kind(), error)
+    }
+}
+
+/// Sorts a diesel error. Drivers report many conditions only as text, so the messages of the
+/// three backends are matched where no code is exposed.
+fn classify(error: &DieselError) -> Class {
+    let DieselError::DatabaseError(kind, info) = error else {
+        return match error {
+            DieselError::BrokenTransactionManager => Class::Broken,
+            DieselError::DeserializationError(_) => Class::Final(StoreErrorKind::Corrupt),
+            _ => Class::Final(StoreErrorKind::Other),
+        };
+    };
+    match kind {
+        DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand => {
+            Class::Broken
+        }
+        DatabaseErrorKind::SerializationFailure | DatabaseErrorKind::UniqueViolation => {
+            Class::Conflict
+        }
+        DatabaseErrorKind::NotNullViolation
+        | DatabaseErrorKind::CheckViolation
+        | DatabaseErrorKind::ForeignKeyViolation
+        | DatabaseErrorKind::RestrictViolation
+        | DatabaseErrorKind::ExclusionViolation => Class::Final(StoreErrorKind::Rejected),
+        DatabaseErrorKind::ReadOnlyTransaction => Class::Final(StoreErrorKind::Rejected),
+        _ => classify_message(info.message()),
+    }
+}
+
+fn classify_message(message: &str) -> Class {
+    let m = message.to_ascii_lowercase();
+    let has = |needles: &[&str]| needles.iter().any(|n| m.contains(n));
+    if has(&[
+        "gone away",
+        "lost connection",
+        "server closed the connection",
+        "terminating connection",
+        "connection reset",
+        "broken pipe",
+        "no connection to the server",
+        "can't connect",
+        "connection refused",
+    ]) {
+        Class::Broken
+    } else if has(&[
+        "deadlock",
+        "could not serialize",
+        "try restarting transaction",
+    ]) {
+        Class::Conflict
+    } else if has(&[
+        "database is locked",
+        "database table is locked",
+        "lock wait timeout",
+    ]) {
+        Class::Final(StoreErrorKind::Unavailable)
+    } else if has(&[
+        "too long",
+        "too big",
+        "data too long",
+        "incorrect string value",
+        "invalid byte sequence",
+        "max_allowed_packet",
+        "string or blob too big",
+        "out of range",
+    ]) {
+        Class::Final(StoreErrorKind::Rejected)
+    } else if has(&[
+        "no such table",
+        "does not exist",
+        "doesn't exist",
+        "no such column",
+        "unknown column",
+    ]) {
+        Class::Final(StoreErrorKind::Corrupt)
+    } else {
+        Class::Final(StoreErrorKind::Other)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_are_sorted() {
+        assert_eq!(
+            classify_message("MySQL server has gone away"),
+            Class::Broken
+        );
+        assert_eq!(classify_message("deadlock detected"), Class::Conflict);
+        assert_eq!(
+            classify_message("database is locked"),
+            Class::Final(StoreErrorKind::Unavailable)
+        );
+        assert_eq!(
+            classify_message("value too long for type character varying(32)"),
+            Class::Final(StoreErrorKind::Rejected)
+        );
+        assert_eq!(
+            classify_message("Data too long for column 'key' at row 1"),
+            Class::Final(StoreErrorKind::Rejected)
+        );
+        assert_eq!(
+            classify_message("something else"),
+            Class::Final(StoreErrorKind::Other)
+        );
+    }
+}

@@ -1,0 +1,267 @@
+//! The store's operations, written once over any [`Db`] connection. Each write is one
+//! transaction; with the SQL-row stamp the bump is part of it, and a write that changes
+//! nothing bumps nothing.
+
+use std::collections::{BTreeMap, HashMap};
+
+use durabledict_core::{Durables, clock_seed};
+
+use crate::db::Db;
+use crate::dialect::{DataSql, StampSql, TableSql};
+use crate::error::SqlError;
+use crate::schema::Column;
+use crate::stmt::{Bind, Stmt};
+
+/// Where the stamp of a keyspace lives, as the operations see it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct StampRow<'a> {
+    /// `None`: the stamp is external and bumped after the commit.
+    pub(crate) sql: Option<&'a StampSql>,
+    pub(crate) keyspace: &'a str,
+}
+
+/// What a write did: its result, whether it changed anything, and the stamp it left when the
+/// stamp is an SQL row (`None` with an external stamp, which the caller bumps).
+#[derive(Debug)]
+pub(crate) struct Done<T> {
+    pub(crate) value: T,
+    pub(crate) changed: bool,
+    pub(crate) stamp: Option<i64>,
+}
+
+impl<T> Done<T> {
+    fn unchanged(value: T) -> Self {
+        Done {
+            value,
+            changed: false,
+            stamp: None,
+        }
+    }
+}
+
+/// Increments the stamp row (re-creating it from the clock when missing) and returns it;
+/// `None` with an external stamp.
+fn bump<C: Db>(c: &mut C, stamp: StampRow<'_>) -> Result<Option<i64>, SqlError> {
+    let Some(sql) = stamp.sql else {
+        return Ok(None);
+    };
+    let binds = [Bind::Text(stamp.keyspace), Bind::Int(clock_seed())];
+    let new = if sql.bump_then_select {
+        c.exec(Stmt::new(&sql.bump, &binds))?;
+        c.int(Stmt::new(&sql.select, &binds[..1]))?
+    } else {
+        c.int(Stmt::new(&sql.bump, &binds))?
+    };
+    new.map(Some)
+        .ok_or(SqlError::Query(diesel::result::Error::NotFound))
+}
+
+fn changed<C: Db, T>(c: &mut C, stamp: StampRow<'_>, value: T) -> Result<Done<T>, SqlError> {
+    Ok(Done {
+        value,
+        changed: true,
+        stamp: bump(c, stamp)?,
+    })
+}
+
+/// Creates what is missing (the stamps table, the data table, the stamp row) and returns the
+/// data table's columns and MySQL's packet limit. A stamp row created for a table created
+/// here starts at 1; for a table that already existed (its stamp lost, or a Django table), at
+/// a clock seed, so it cannot repeat a stamp handed out before.
+pub(crate) fn init<C: Db>(
+    c: &mut C,
+    table: &TableSql,
+    table_name: &str,
+    create_table: &str,
+    stamp: StampRow<'_>,
+) -> Result<(Vec<Column>, Option<usize>), SqlError> {
+    if let Some(sql) = stamp.sql {
+        c.exec(Stmt::new(&sql.create_table, &[]))?;
+    }
+    let columns_stmt = [Bind::Text(table_name)];
+    let mut columns = c.columns(Stmt::new(&table.columns, &columns_stmt))?;
+    let existed = !columns.is_empty();
+    if !existed {
+        c.exec(Stmt::new(create_table, &[]))?;
+        columns = c.columns(Stmt::new(&table.columns, &columns_stmt))?;
+    }
+    if let Some(sql) = stamp.sql {
+        let first = if existed { clock_seed() } else { 1 };
+        c.exec(Stmt::new(
+            &sql.create,
+            &[Bind::Text(stamp.keyspace), Bind::Int(first)],
+        ))?;
+    }
+    Ok((columns, max_packet(c, table)?))
+}
+
+/// The data table's columns and MySQL's packet limit, for a table that exists.
+pub(crate) fn describe<C: Db>(
+    c: &mut C,
+    table: &TableSql,
+    table_name: &str,
+) -> Result<(Vec<Column>, Option<usize>), SqlError> {
+    let columns = c.columns(Stmt::new(&table.columns, &[Bind::Text(table_name)]))?;
+    Ok((columns, max_packet(c, table)?))
+}
+
+fn max_packet<C: Db>(c: &mut C, table: &TableSql) -> Result<Option<usize>, SqlError> {
+    let Some(sql) = &table.max_packet else {
+        return Ok(None);
+    };
+    Ok(c.int(Stmt::new(sql, &[]))?
+        .and_then(|n| usize::try_from(n).ok()))
+}
+
+pub(crate) fn last_updated<C: Db>(
+    c: &mut C,
+    sql: &StampSql,
+    keyspace: &str,
+) -> Result<Option<i64>, SqlError> {
+    Ok(c.int(Stmt::new(&sql.select, &[Bind::Text(keyspace)]))?)
+}
+
+/// Every entry, and the stamp read first in the same snapshot when it is an SQL row.
+pub(crate) fn durables<C: Db>(
+    c: &mut C,
+    data: &DataSql,
+    stamp: StampRow<'_>,
+) -> Result<Durables, SqlError> {
+    let read = |c: &mut C| -> Result<Durables, SqlError> {
+        let stamp = match stamp.sql {
+            Some(sql) => last_updated(c, sql, stamp.keyspace)?,
+            None => None,
+        };
+        let entries: HashMap<String, Vec<u8>> = c
+            .entries(Stmt::new(&data.select_all, &[]))?
+            .into_iter()
+            .collect();
+        Ok(Durables { entries, stamp })
+    };
+    match stamp.sql {
+        Some(_) => c.snapshot_tx(read),
+        // One statement is its own snapshot.
+        None => read(c),
+    }
+}
+
+pub(crate) fn get<C: Db>(
+    c: &mut C,
+    data: &DataSql,
+    key: &str,
+) -> Result<Option<Vec<u8>>, SqlError> {
+    Ok(c.value(Stmt::new(&data.select_one, &[Bind::Text(key)]))?)
+}
+
+pub(crate) fn persist<C: Db>(
+    c: &mut C,
+    data: &DataSql,
+    stamp: StampRow<'_>,
+    key: &str,
+    value: &[u8],
+) -> Result<Done<()>, SqlError> {
+    c.write_tx(|c| {
+        c.exec(Stmt::new(
+            &data.upsert,
+            &[Bind::Text(key), Bind::Bytes(value)],
+        ))?;
+        changed(c, stamp, ())
+    })
+}
+
+pub(crate) fn depersist<C: Db>(
+    c: &mut C,
+    data: &DataSql,
+    stamp: StampRow<'_>,
+    key: &str,
+) -> Result<Done<()>, SqlError> {
+    c.write_tx(
+        |c| match c.exec(Stmt::new(&data.delete_one, &[Bind::Text(key)]))? {
+            0 => Ok(Done::unchanged(())),
+            _ => changed(c, stamp, ()),
+        },
+    )
+}
+
+pub(crate) fn pop<C: Db>(
+    c: &mut C,
+    data: &DataSql,
+    stamp: StampRow<'_>,
+    key: &str,
+) -> Result<Done<Option<Vec<u8>>>, SqlError> {
+    c.write_tx(|c| {
+        let binds = [Bind::Text(key)];
+        let Some(value) = c.value(Stmt::new(&data.select_one_locked, &binds))? else {
+            return Ok(Done::unchanged(None));
+        };
+        c.exec(Stmt::new(&data.delete_one, &binds))?;
+        changed(c, stamp, Some(value))
+    })
+}
+
+/// Inserts when absent; returns the existing value, `None` when it inserted. Two
+/// transactions inserting the same absent key at once: one fails on the unique key, is
+/// retried by the pool, and then finds the other's value.
+pub(crate) fn setdefault<C: Db>(
+    c: &mut C,
+    data: &DataSql,
+    stamp: StampRow<'_>,
+    key: &str,
+    value: &[u8],
+) -> Result<Done<Option<Vec<u8>>>, SqlError> {
+    c.write_tx(|c| {
+        if let Some(existing) = c.value(Stmt::new(&data.select_one_locked, &[Bind::Text(key)]))? {
+            return Ok(Done::unchanged(Some(existing)));
+        }
+        c.exec(Stmt::new(
+            &data.insert,
+            &[Bind::Text(key), Bind::Bytes(value)],
+        ))?;
+        changed(c, stamp, None)
+    })
+}
+
+/// Writes a batch in key order (so that two batches never wait for each other's rows in
+/// opposite orders), the last value of a repeated key winning.
+pub(crate) fn persist_many<C: Db>(
+    c: &mut C,
+    data: &DataSql,
+    stamp: StampRow<'_>,
+    entries: &[(&str, &[u8])],
+) -> Result<Done<()>, SqlError> {
+    let batch: BTreeMap<&str, &[u8]> = entries.iter().copied().collect();
+    c.write_tx(|c| {
+        for (key, value) in &batch {
+            c.exec(Stmt::new(
+                &data.upsert,
+                &[Bind::Text(key), Bind::Bytes(value)],
+            ))?;
+        }
+        changed(c, stamp, ())
+    })
+}
+
+pub(crate) fn clear<C: Db>(
+    c: &mut C,
+    data: &DataSql,
+    stamp: StampRow<'_>,
+) -> Result<Done<()>, SqlError> {
+    c.write_tx(|c| match c.exec(Stmt::new(&data.delete_all, &[]))? {
+        0 => Ok(Done::unchanged(())),
+        _ => changed(c, stamp, ()),
+    })
+}
+
+/// Drops the data table and deletes the stamp row.
+pub(crate) fn drop_keyspace<C: Db>(
+    c: &mut C,
+    table: &TableSql,
+    stamp: StampRow<'_>,
+) -> Result<(), SqlError> {
+    c.exec(Stmt::new(&table.drop, &[]))?;
+    if let Some(sql) = stamp.sql {
+        c.exec(Stmt::new(&sql.create_table, &[]))?;
+        c.exec(Stmt::new(&sql.delete, &[Bind::Text(stamp.keyspace)]))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,184 @@
+//! The r2d2 connection pool, with what a long-lived store needs on top: a connection that
+//! failed is dropped together with every connection opened before it (after a server restart
+//! they are all dead), and an operation that failed on a dead connection or in a transient
+//! conflict is retried.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use diesel::r2d2::R2D2Connection;
+
+use crate::db::Db;
+use crate::error::{Class, SqlError};
+
+/// How many times one operation runs at most (first try included).
+const MAX_ATTEMPTS: u32 = 5;
+/// How many of those may be caused by a dead connection.
+const MAX_BROKEN_RETRIES: u32 = 2;
+
+/// How a pool is sized and how long it waits.
+#[derive(Debug, Clone)]
+pub(crate) struct PoolConfig {
+    pub(crate) max_size: u32,
+    pub(crate) connection_timeout: Duration,
+    /// Keep connections forever (an SQLite `:memory:` database lives in its one connection).
+    pub(crate) keep_forever: bool,
+}
+
+/// A connection with what the pool needs to know about it.
+pub(crate) struct Pooled<C> {
+    pub(crate) conn: C,
+    /// The pool generation it was opened in.
+    generation: u64,
+    broken: bool,
+}
+
+impl<C> fmt::Debug for Pooled<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pooled")
+            .field("generation", &self.generation)
+            .field("broken", &self.broken)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Opens connections: establishes, then runs the per-connection setup SQL.
+pub(crate) struct Manager<C> {
+    url: String,
+    setup: String,
+    generation: Arc<AtomicU64>,
+    _conn: std::marker::PhantomData<fn() -> C>,
+}
+
+impl<C> fmt::Debug for Manager<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The URL may hold a password.
+        f.debug_struct("Manager").finish_non_exhaustive()
+    }
+}
+
+impl<C: Db + R2D2Connection> r2d2::ManageConnection for Manager<C> {
+    type Connection = Pooled<C>;
+    type Error = SqlError;
+
+    fn connect(&self) -> Result<Pooled<C>, SqlError> {
+        let generation = self.generation.load(Ordering::SeqCst);
+        let mut conn = C::establish(&self.url)?;
+        if !self.setup.is_empty() {
+            conn.batch_execute(&self.setup)?;
+        }
+        Ok(Pooled {
+            conn,
+            generation,
+            broken: false,
+        })
+    }
+
+    fn is_valid(&self, conn: &mut Pooled<C>) -> Result<(), SqlError> {
+        Ok(conn.conn.ping()?)
+    }
+
+    fn has_broken(&self, conn: &mut Pooled<C>) -> bool {
+        conn.broken || conn.conn.is_broken() || std::thread::panicking()
+    }
+}
+
+/// A pool of connections of one backend.
+pub(crate) struct Pool<C: Db + R2D2Connection> {
+    inner: r2d2::Pool<Manager<C>>,
+    generation: Arc<AtomicU64>,
+}
+
+impl<C: Db + R2D2Connection> fmt::Debug for Pool<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = self.inner.state();
+        f.debug_struct("Pool")
+            .field("backend", &C::BACKEND)
+            .field("connections", &state.connections)
+            .field("idle", &state.idle_connections)
+            .finish()
+    }
+}
+
+impl<C: Db + R2D2Connection> Pool<C> {
+    /// A pool that connects lazily: building it never fails because the server is down.
+    pub(crate) fn new(url: String, setup: String, config: &PoolConfig) -> Self {
+        let generation = Arc::new(AtomicU64::new(0));
+        let manager = Manager {
+            url,
+            setup,
+            generation: Arc::clone(&generation),
+            _conn: std::marker::PhantomData,
+        };
+        let mut builder = r2d2::Pool::builder()
+            .max_size(config.max_size)
+            .min_idle(Some(if config.keep_forever { 1 } else { 0 }))
+            // A checkout must cost nothing: a dead connection shows itself on first use and is
+            // then replaced (see `run`).
+            .test_on_check_out(false)
+            .connection_timeout(config.connection_timeout);
+        if config.keep_forever {
+            builder = builder.idle_timeout(None).max_lifetime(None);
+        }
+        Pool {
+            inner: builder.build_unchecked(manager),
+            generation,
+        }
+    }
+
+    /// Runs `op` on a pooled connection. When the connection turns out dead, it and every
+    /// connection opened before it are discarded and `op` runs again on a fresh one; a
+    /// transient conflict runs it again too. `op` must be safe to run again after a failure:
+    /// a transaction that failed was rolled back (a failure during COMMIT is never retried).
+    pub(crate) fn run<T>(
+        &self,
+        mut op: impl FnMut(&mut C) -> Result<T, SqlError>,
+    ) -> Result<T, SqlError> {
+        let mut broken_retries = 0;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut conn = self.checkout()?;
+            let error = match op(&mut conn.conn) {
+                Ok(value) => return Ok(value),
+                Err(error) => error,
+            };
+            if error.breaks_connection() {
+                conn.broken = true;
+                self.generation
+                    .fetch_max(conn.generation + 1, Ordering::SeqCst);
+            }
+            drop(conn);
+            let retry = match error.class() {
+                Class::Broken => {
+                    broken_retries += 1;
+                    broken_retries <= MAX_BROKEN_RETRIES
+                }
+                Class::Conflict => {
+                    // Let the transaction we collided with finish.
+                    std::thread::sleep(Duration::from_millis(u64::from(attempt) * 2));
+                    true
+                }
+                Class::Final(_) => false,
+            };
+            if !retry || attempt >= MAX_ATTEMPTS {
+                return Err(error);
+            }
+        }
+    }
+
+    /// A connection of the current generation.
+    fn checkout(&self) -> Result<r2d2::PooledConnection<Manager<C>>, SqlError> {
+        loop {
+            let mut conn = self.inner.get()?;
+            if conn.generation >= self.generation.load(Ordering::SeqCst) {
+                return Ok(conn);
+            }
+            // Opened before a connection failure: probably dead too. Dropping it marked
+            // broken closes it; the loop ends once the idle ones are used up.
+            conn.broken = true;
+        }
+    }
+}

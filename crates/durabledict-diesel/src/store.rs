@@ -1,0 +1,350 @@
+//! [`SqlStore`]: the [`Store`] on one SQL table.
+
+use std::fmt;
+use std::sync::{Arc, OnceLock};
+
+use durabledict_core::{Durables, SetDefault, Stamp, StampValue, Store, StoreError};
+
+use crate::builder::SqlStoreBuilder;
+use crate::dialect::{Backend, DataSql, StampSql, TableSql};
+use crate::error::SqlError;
+use crate::ops::{self, Done, StampRow};
+use crate::schema::{Column, Schema};
+
+/// The pools of the backends compiled in; a store has one.
+pub(crate) enum Pools {
+    #[cfg(feature = "sqlite")]
+    Sqlite(crate::pool::Pool<diesel::sqlite::SqliteConnection>),
+    #[cfg(feature = "postgres")]
+    Postgres(crate::pool::Pool<diesel::pg::PgConnection>),
+    #[cfg(feature = "mysql")]
+    Mysql(crate::pool::Pool<diesel::mysql::MysqlConnection>),
+    /// Keeps the enum inhabited-looking when no backend is compiled in.
+    #[allow(dead_code)]
+    None(std::convert::Infallible),
+}
+
+/// Runs `$body` with `$c` bound to a connection of the store's backend, through the pool's
+/// retrying [`run`](crate::pool::Pool::run). The body is written once and compiled per backend.
+macro_rules! on_pool {
+    ($store:expr, |$c:ident| $body:expr) => {
+        match &$store.inner.pools {
+            #[cfg(feature = "sqlite")]
+            Pools::Sqlite(pool) => pool.run(|$c| $body),
+            #[cfg(feature = "postgres")]
+            Pools::Postgres(pool) => pool.run(|$c| $body),
+            #[cfg(feature = "mysql")]
+            Pools::Mysql(pool) => pool.run(|$c| $body),
+            Pools::None(never) => match *never {},
+        }
+    };
+}
+
+/// Where a store's stamp lives.
+pub(crate) enum StampMode {
+    /// A row of the stamps table, bumped in the write's transaction.
+    Row(StampSql),
+    /// Any [`Stamp`], bumped after the write commits.
+    External(Arc<dyn Stamp>),
+}
+
+/// The data table's shape and the statements that depend on it, known once the table exists.
+#[derive(Debug)]
+pub(crate) struct Prepared {
+    schema: Schema,
+    data: DataSql,
+}
+
+pub(crate) struct Inner {
+    pub(crate) backend: Backend,
+    pub(crate) pools: Pools,
+    pub(crate) table: String,
+    pub(crate) key_column: String,
+    pub(crate) value_column: String,
+    pub(crate) table_sql: TableSql,
+    pub(crate) create_table: String,
+    pub(crate) stamp: StampMode,
+    pub(crate) prepared: OnceLock<Prepared>,
+}
+
+/// A durabledict [`Store`] on one SQL table (one table is one keyspace): one row per key, in a
+/// key column and a value column, on SQLite, PostgreSQL or MySQL/MariaDB through diesel and a
+/// pool of connections.
+///
+/// The stamp is by default a row of a stamps table (`durabledict_stamps(keyspace, stamp)`,
+/// keyspace = the table name), bumped in the same transaction as the write, so no other server
+/// is needed; or any [`Stamp`] given to [`SqlStoreBuilder::stamp`] (memcached, as Python's
+/// Django `ModelDict` did), bumped after the write commits.
+///
+/// Every write is one transaction (`setdefault`, `pop` and batch updates included); a write
+/// that changes nothing (a `setdefault` on a present key, removing an absent key) bumps
+/// nothing. A full load reads the stamp first and the rows in the same snapshot.
+///
+/// Clones share the pool.
+///
+/// ```
+/// use durabledict_core::{DurableDict, Raw};
+/// use durabledict_diesel::SqlStore;
+///
+/// let store = SqlStore::builder("sqlite::memory:").table("settings").build()?;
+/// let dict = DurableDict::<String>::builder(store, Raw).build()?;
+/// dict.insert("mode", "fast".to_string())?;
+/// assert_eq!(dict.get("mode")?.as_deref().map(String::as_str), Some("fast"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone)]
+pub struct SqlStore {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl fmt::Debug for SqlStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let stamp = match &self.inner.stamp {
+            StampMode::Row(_) => "sql row".to_string(),
+            StampMode::External(stamp) => format!("{stamp:?}"),
+        };
+        f.debug_struct("SqlStore")
+            .field("backend", &self.inner.backend)
+            .field("table", &self.inner.table)
+            .field("key_column", &self.inner.key_column)
+            .field("value_column", &self.inner.value_column)
+            .field("stamp", &stamp)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqlStore {
+    /// Starts configuring a store on the database at `url`:
+    ///
+    /// - SQLite: `sqlite://path/to/file.db` (also `sqlite:path`, `sqlite:///absolute/path`, a
+    ///   `file:` URI, or a plain path), or `sqlite::memory:` for a private in-memory database
+    ///   (one connection; for tests);
+    /// - PostgreSQL: `postgres://user:password@host:port/database`;
+    /// - MySQL / MariaDB: `mysql://user:password@host:port/database`.
+    pub fn builder(url: impl Into<String>) -> SqlStoreBuilder {
+        SqlStoreBuilder::new(url.into())
+    }
+
+    /// The backend it talks to.
+    pub fn backend(&self) -> Backend {
+        self.inner.backend
+    }
+
+    /// The data table (which is also the stamp row's keyspace).
+    pub fn table(&self) -> &str {
+        &self.inner.table
+    }
+
+    /// Drops the data table and deletes its stamp row (with the SQL-row stamp): everything this
+    /// keyspace held. For tests and for retiring a keyspace; dicts still using it fail.
+    pub fn drop_keyspace(&self) -> Result<(), StoreError> {
+        let stamp = self.stamp_row();
+        let table = &self.inner.table_sql;
+        Ok(on_pool!(self, |c| ops::drop_keyspace(c, table, stamp))?)
+    }
+
+    fn stamp_row(&self) -> StampRow<'_> {
+        StampRow {
+            sql: match &self.inner.stamp {
+                StampMode::Row(sql) => Some(sql),
+                StampMode::External(_) => None,
+            },
+            keyspace: &self.inner.table,
+        }
+    }
+
+    /// The table's shape, read from the catalog the first time it is needed.
+    fn prepared(&self) -> Result<&Prepared, StoreError> {
+        if let Some(prepared) = self.inner.prepared.get() {
+            return Ok(prepared);
+        }
+        let (table, name) = (&self.inner.table_sql, self.inner.table.as_str());
+        let (columns, max_packet) = on_pool!(self, |c| ops::describe(c, table, name))?;
+        self.prepare(&columns, max_packet)
+    }
+
+    fn prepare(
+        &self,
+        columns: &[Column],
+        max_packet: Option<usize>,
+    ) -> Result<&Prepared, StoreError> {
+        let inner = &self.inner;
+        let schema = Schema::from_columns(
+            inner.backend,
+            &inner.table,
+            &inner.key_column,
+            &inner.value_column,
+            columns,
+            max_packet,
+        )?;
+        let data = DataSql::new(
+            inner.backend,
+            &inner.table,
+            &inner.key_column,
+            &inner.value_column,
+            &schema,
+        );
+        Ok(inner.prepared.get_or_init(|| Prepared { schema, data }))
+    }
+
+    /// Refuses a key or value the table cannot hold, before anything is written.
+    fn check(&self, prepared: &Prepared, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        if let Err(reason) = prepared.schema.check_key(key) {
+            return Err(SqlError::InvalidKey {
+                key: key.to_owned(),
+                reason,
+            }
+            .into());
+        }
+        if let Err(reason) = prepared.schema.check_value(value) {
+            return Err(SqlError::Value {
+                key: key.to_owned(),
+                reason,
+            }
+            .into());
+        }
+        Ok(())
+    }
+
+    /// After a committed write: the stamp it left, bumping the external stamp if there is one.
+    fn finish<T>(&self, done: Done<T>) -> Result<(T, Option<StampValue>), StoreError> {
+        if !done.changed {
+            return Ok((done.value, None));
+        }
+        let stamp = match (done.stamp, &self.inner.stamp) {
+            (Some(stamp), _) => stamp,
+            (None, StampMode::External(stamp)) => {
+                stamp.bump().map_err(SqlError::StampAfterCommit)?
+            }
+            (None, StampMode::Row(_)) => {
+                return Err(SqlError::Query(diesel::result::Error::NotFound).into());
+            }
+        };
+        Ok((done.value, Some(stamp)))
+    }
+}
+
+impl Store for SqlStore {
+    fn init(&self) -> Result<(), StoreError> {
+        let stamp = self.stamp_row();
+        let inner = &self.inner;
+        let (table, name, create) = (
+            &inner.table_sql,
+            inner.table.as_str(),
+            inner.create_table.as_str(),
+        );
+        let (columns, max_packet) = on_pool!(self, |c| ops::init(c, table, name, create, stamp))?;
+        self.prepare(&columns, max_packet)?;
+        if let StampMode::External(stamp) = &inner.stamp
+            && stamp.get()?.is_none()
+        {
+            // The Stamp trait has no create-if-missing: two stores starting at once may both
+            // bump, which costs the other dicts one extra reload and nothing else.
+            stamp.bump()?;
+        }
+        Ok(())
+    }
+
+    fn persist(&self, key: &str, value: &[u8]) -> Result<StampValue, StoreError> {
+        let prepared = self.prepared()?;
+        self.check(prepared, key, value)?;
+        let (data, stamp) = (&prepared.data, self.stamp_row());
+        let done = on_pool!(self, |c| ops::persist(c, data, stamp, key, value))?;
+        let ((), stamp) = self.finish(done)?;
+        stamp.ok_or_else(|| SqlError::Query(diesel::result::Error::NotFound).into())
+    }
+
+    fn depersist(&self, key: &str) -> Result<Option<StampValue>, StoreError> {
+        let prepared = self.prepared()?;
+        let (data, stamp) = (&prepared.data, self.stamp_row());
+        let done = on_pool!(self, |c| ops::depersist(c, data, stamp, key))?;
+        Ok(self.finish(done)?.1)
+    }
+
+    fn durables(&self) -> Result<Durables, StoreError> {
+        let prepared = self.prepared()?;
+        let (data, stamp) = (&prepared.data, self.stamp_row());
+        match &self.inner.stamp {
+            StampMode::Row(_) => Ok(on_pool!(self, |c| ops::durables(c, data, stamp))?),
+            StampMode::External(external) => {
+                // Stamp first: a write landing between the two reads is seen by the next check.
+                let stamp_value = external.get()?;
+                let mut durables = on_pool!(self, |c| ops::durables(c, data, stamp))?;
+                durables.stamp = stamp_value;
+                Ok(durables)
+            }
+        }
+    }
+
+    fn last_updated(&self) -> Result<Option<StampValue>, StoreError> {
+        match &self.inner.stamp {
+            StampMode::Row(sql) => {
+                let keyspace = self.inner.table.as_str();
+                Ok(on_pool!(self, |c| ops::last_updated(c, sql, keyspace))?)
+            }
+            StampMode::External(stamp) => stamp.get(),
+        }
+    }
+
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let data = &self.prepared()?.data;
+        Ok(on_pool!(self, |c| ops::get(c, data, key))?)
+    }
+
+    fn pop(&self, key: &str) -> Result<Option<(Vec<u8>, StampValue)>, StoreError> {
+        let prepared = self.prepared()?;
+        let (data, stamp) = (&prepared.data, self.stamp_row());
+        let done = on_pool!(self, |c| ops::pop(c, data, stamp, key))?;
+        Ok(match self.finish(done)? {
+            (Some(value), Some(stamp)) => Some((value, stamp)),
+            _ => None,
+        })
+    }
+
+    fn setdefault(&self, key: &str, value: &[u8]) -> Result<SetDefault, StoreError> {
+        let prepared = self.prepared()?;
+        self.check(prepared, key, value)?;
+        let (data, stamp) = (&prepared.data, self.stamp_row());
+        let done = on_pool!(self, |c| ops::setdefault(c, data, stamp, key, value))?;
+        match self.finish(done)? {
+            (Some(existing), _) => Ok(SetDefault::Existing(existing)),
+            (None, Some(stamp)) => Ok(SetDefault::Inserted(stamp)),
+            (None, None) => Err(SqlError::Query(diesel::result::Error::NotFound).into()),
+        }
+    }
+
+    fn persist_many(&self, entries: &[(&str, &[u8])]) -> Result<Option<StampValue>, StoreError> {
+        if entries.is_empty() {
+            return Ok(None);
+        }
+        let prepared = self.prepared()?;
+        for (key, value) in entries {
+            self.check(prepared, key, value)?;
+        }
+        let (data, stamp) = (&prepared.data, self.stamp_row());
+        let done = on_pool!(self, |c| ops::persist_many(c, data, stamp, entries))?;
+        Ok(self.finish(done)?.1)
+    }
+
+    fn clear(&self) -> Result<Option<StampValue>, StoreError> {
+        let prepared = self.prepared()?;
+        let (data, stamp) = (&prepared.data, self.stamp_row());
+        let done = on_pool!(self, |c| ops::clear(c, data, stamp))?;
+        Ok(self.finish(done)?.1)
+    }
+
+    fn validate_key(&self, key: &str) -> Result<(), String> {
+        // Without the table's shape (the database is unreachable) the write itself will fail.
+        match self.prepared() {
+            Ok(prepared) => prepared.schema.check_key(key),
+            Err(_) => Ok(()),
+        }
+    }
+
+    fn max_value_len(&self) -> Option<usize> {
+        self.inner
+            .prepared
+            .get()
+            .and_then(|p| p.schema.max_value_bytes())
+    }
+}

@@ -1,0 +1,193 @@
+//! The conformance fixture for SQL stores, and raw SQL for acting behind the stores' backs.
+#![allow(dead_code)] // each test binary uses its own part
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use diesel::Connection;
+use diesel::connection::SimpleConnection;
+use durabledict_conformance::{Capabilities, Fixture};
+use durabledict_core::{BoxError, Stamp, StampValue, Store, StoreError};
+use durabledict_diesel::{Backend, SqlStore};
+use durabledict_memcache_stamp::MemcacheStamp;
+
+/// Where a fixture's stamps live.
+#[derive(Debug, Clone)]
+pub enum StampKind {
+    /// The SQL-row stamp.
+    Row,
+    /// memcached at this address (`127.0.0.1:PORT`).
+    Memcache(String),
+}
+
+/// Runs the conformance suite on one database: each keyspace is a table, each `store()` call a
+/// store with its own pool (another process).
+#[derive(Debug)]
+pub struct SqlFixture {
+    pub url: String,
+    pub stamp: StampKind,
+}
+
+impl SqlFixture {
+    pub fn new(url: impl Into<String>, stamp: StampKind) -> Self {
+        SqlFixture {
+            url: url.into(),
+            stamp,
+        }
+    }
+
+    pub fn open(&self, keyspace: &str) -> Result<SqlStore, StoreError> {
+        let builder = SqlStore::builder(&self.url)
+            .table(keyspace)
+            .pool_size(3)
+            .connection_timeout(Duration::from_secs(5));
+        match &self.stamp {
+            StampKind::Row => builder.build(),
+            StampKind::Memcache(addr) => builder.stamp(memcache_stamp(addr, keyspace)).build(),
+        }
+    }
+}
+
+pub fn memcache_stamp(addr: &str, keyspace: &str) -> MemcacheStamp {
+    MemcacheStamp::builder(addr)
+        .keyspace(keyspace)
+        .build()
+        .expect("memcache stamp")
+}
+
+impl Fixture for SqlFixture {
+    fn store(&self, keyspace: &str) -> Result<Box<dyn Store>, BoxError> {
+        Ok(Box::new(self.open(keyspace)?))
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        let long_key = match backend_of(&self.url) {
+            // VARBINARY(1020): the limit is in bytes.
+            Backend::Mysql => "k".repeat(1021),
+            _ => "☃".repeat(256),
+        };
+        let mut invalid = vec![long_key];
+        if backend_of(&self.url) == Backend::Postgres {
+            invalid.push("nul\0key".to_string());
+        }
+        let cases = match backend_of(&self.url) {
+            Backend::Sqlite => 48,
+            _ => 24,
+        };
+        Capabilities::new().invalid_keys(invalid).model_cases(cases)
+    }
+
+    fn cleanup(&self, keyspace: &str) -> Result<(), BoxError> {
+        self.open(keyspace)?.drop_keyspace()?;
+        if let StampKind::Memcache(addr) = &self.stamp {
+            memcache_stamp(addr, keyspace).delete()?;
+        }
+        Ok(())
+    }
+
+    fn lose_stamp(&self, keyspace: &str) -> Result<bool, BoxError> {
+        match &self.stamp {
+            StampKind::Row => {
+                let sql = match backend_of(&self.url) {
+                    Backend::Mysql => {
+                        format!("DELETE FROM durabledict_stamps WHERE keyspace = '{keyspace}'")
+                    }
+                    _ => format!(
+                        "DELETE FROM \"durabledict_stamps\" WHERE \"keyspace\" = '{keyspace}'"
+                    ),
+                };
+                execute(&self.url, &sql)?;
+            }
+            StampKind::Memcache(addr) => {
+                memcache_stamp(addr, keyspace).delete()?;
+            }
+        }
+        Ok(true)
+    }
+
+    fn write_unstamped(&self, keyspace: &str, key: &str, value: &[u8]) -> Result<bool, BoxError> {
+        // The same table through a store whose stamp never changes.
+        let store = SqlStore::builder(&self.url)
+            .table(keyspace)
+            .stamp(FrozenStamp)
+            .build()?;
+        store.persist(key, value)?;
+        Ok(true)
+    }
+}
+
+/// A stamp that never changes: writes through it are invisible to the dicts.
+#[derive(Debug)]
+pub struct FrozenStamp;
+
+impl Stamp for FrozenStamp {
+    fn get(&self) -> Result<Option<StampValue>, StoreError> {
+        Ok(Some(0))
+    }
+    fn bump(&self) -> Result<StampValue, StoreError> {
+        Ok(0)
+    }
+}
+
+pub fn backend_of(url: &str) -> Backend {
+    if url.starts_with("postgres") {
+        Backend::Postgres
+    } else if url.starts_with("mysql") {
+        Backend::Mysql
+    } else {
+        Backend::Sqlite
+    }
+}
+
+/// Runs SQL on a fresh connection of the URL's backend.
+pub fn execute(url: &str, sql: &str) -> Result<(), BoxError> {
+    match backend_of(url) {
+        #[cfg(feature = "sqlite")]
+        Backend::Sqlite => {
+            let path = url.trim_start_matches("sqlite://");
+            let mut c = diesel::sqlite::SqliteConnection::establish(path)?;
+            c.batch_execute(&format!("PRAGMA busy_timeout = 5000; {sql}"))?;
+        }
+        #[cfg(feature = "postgres")]
+        Backend::Postgres => diesel::pg::PgConnection::establish(url)?.batch_execute(sql)?,
+        #[cfg(feature = "mysql")]
+        Backend::Mysql => diesel::mysql::MysqlConnection::establish(url)?.batch_execute(sql)?,
+        other => return Err(format!("backend {other} not compiled in").into()),
+    }
+    Ok(())
+}
+
+/// One memcached per test binary (each test isolates itself with its own keys).
+pub fn memcached_addr() -> String {
+    use durabledict_test_servers::Memcached;
+    use std::sync::OnceLock;
+    static MEMCACHED: OnceLock<Memcached> = OnceLock::new();
+    let server = MEMCACHED.get_or_init(|| {
+        Memcached::start().unwrap_or_else(|e| panic!("cannot start memcached: {e}"))
+    });
+    server.addr().to_string()
+}
+
+/// A unique table name for one test.
+pub fn table_name(prefix: &str) -> String {
+    format!("{prefix}_{:016x}", rand::random::<u64>())
+}
+
+/// Runs a query returning one integer on a fresh connection of the URL's backend.
+pub fn query_i64(url: &str, sql: &str) -> Result<i64, BoxError> {
+    use diesel::RunQueryDsl;
+    use diesel::sql_types::BigInt;
+    let query = diesel::select(diesel::dsl::sql::<BigInt>(&format!("({sql})")));
+    Ok(match backend_of(url) {
+        #[cfg(feature = "sqlite")]
+        Backend::Sqlite => {
+            let path = url.trim_start_matches("sqlite://");
+            query.get_result(&mut diesel::sqlite::SqliteConnection::establish(path)?)?
+        }
+        #[cfg(feature = "postgres")]
+        Backend::Postgres => query.get_result(&mut diesel::pg::PgConnection::establish(url)?)?,
+        #[cfg(feature = "mysql")]
+        Backend::Mysql => query.get_result(&mut diesel::mysql::MysqlConnection::establish(url)?)?,
+        other => return Err(format!("backend {other} not compiled in").into()),
+    })
+}

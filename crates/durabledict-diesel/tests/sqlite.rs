@@ -1,0 +1,302 @@
+//! The SQLite store: the whole conformance suite (SQL-row stamp and memcached stamp) on a file
+//! shared by every store, and what only SQLite has: `:memory:`, several processes on one file.
+#![cfg(feature = "sqlite")]
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::sync::OnceLock;
+
+use common::{SqlFixture, StampKind, memcached_addr, table_name};
+use durabledict_core::{DurableDict, Error, Raw, Store, StoreErrorKind, SyncPolicy};
+use durabledict_diesel::SqlStore;
+
+/// One database file per test binary, as several processes would share it.
+fn sqlite_url() -> String {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    let dir = DIR.get_or_init(|| tempfile::tempdir().expect("temporary directory"));
+    format!("sqlite://{}/conformance.db", dir.path().display())
+}
+
+durabledict_conformance::suite!(
+    conformance_sqlite,
+    SqlFixture::new(sqlite_url(), StampKind::Row)
+);
+
+durabledict_conformance::suite!(
+    conformance_sqlite_memcache,
+    SqlFixture::new(sqlite_url(), StampKind::Memcache(memcached_addr()))
+);
+
+fn dict(store: SqlStore) -> DurableDict<String> {
+    DurableDict::builder(store, Raw)
+        .build()
+        .expect("build dict")
+}
+
+#[test]
+fn memory_database_is_shared_by_clones() {
+    let store = SqlStore::builder("sqlite::memory:")
+        .table("settings")
+        .build()
+        .unwrap();
+    let a = dict(store.clone());
+    let b = dict(store.clone());
+    a.insert("k", "v".into()).unwrap();
+    assert_eq!(
+        b.get("k").unwrap().as_deref().map(String::as_str),
+        Some("v")
+    );
+    // A new keyspace starts at stamp 1, and each write adds one.
+    assert_eq!(store.last_updated().unwrap(), Some(2));
+    // One connection serves threads one at a time.
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            let a = &a;
+            s.spawn(move || a.insert(&format!("t{t}"), "x".into()).unwrap());
+        }
+    });
+    assert_eq!(b.len().unwrap(), 5);
+}
+
+#[test]
+fn separate_memory_databases_are_separate() {
+    let a = dict(SqlStore::builder("sqlite::memory:").build().unwrap());
+    let b = dict(SqlStore::builder("sqlite::memory:").build().unwrap());
+    a.insert("k", "v".into()).unwrap();
+    assert_eq!(b.get("k").unwrap(), None);
+}
+
+/// Two processes on one file: this test runs itself as a child process, which reads the
+/// parent's write and writes its own.
+#[test]
+fn two_processes_share_one_file() {
+    const CHILD: &str = "DURABLEDICT_SQLITE_CHILD_DB";
+    let table = "two_processes";
+    if let Ok(url) = std::env::var(CHILD) {
+        let child = dict(SqlStore::builder(&url).table(table).build().unwrap());
+        assert_eq!(
+            child
+                .get("from_parent")
+                .unwrap()
+                .as_deref()
+                .map(String::as_str),
+            Some("hello child")
+        );
+        child.insert("from_child", "hello parent".into()).unwrap();
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/shared.db", dir.path().display());
+    let parent = dict(SqlStore::builder(&url).table(table).build().unwrap());
+    parent.insert("from_parent", "hello child".into()).unwrap();
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "two_processes_share_one_file",
+            "--test-threads=1",
+            "--nocapture",
+        ])
+        .env(CHILD, &url)
+        .status()
+        .expect("spawn the child process");
+    assert!(status.success(), "the child process failed: {status}");
+    // The parent's Always dict sees the child's write at once.
+    assert_eq!(
+        parent
+            .get("from_child")
+            .unwrap()
+            .as_deref()
+            .map(String::as_str),
+        Some("hello parent")
+    );
+}
+
+/// A table shaped as Django creates a `ModelDict` model on SQLite: an auto id, a unique
+/// varchar key, a text value, and another column with a default.
+#[test]
+fn django_model_dict_table_works_as_it_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/django.db", dir.path().display());
+    common::execute(
+        &url,
+        "CREATE TABLE \"myapp_setting\" (\
+            \"id\" integer NOT NULL PRIMARY KEY AUTOINCREMENT, \
+            \"key\" varchar(32) NOT NULL UNIQUE, \
+            \"value\" text NOT NULL, \
+            \"updated\" datetime NOT NULL DEFAULT CURRENT_TIMESTAMP); \
+         INSERT INTO \"myapp_setting\" (\"key\", \"value\") VALUES ('existing', 'from django');",
+    )
+    .unwrap();
+    let store = || {
+        SqlStore::builder(&url)
+            .table("myapp_setting")
+            .build()
+            .unwrap()
+    };
+    let d = dict(store());
+    assert_eq!(
+        d.get("existing").unwrap().as_deref().map(String::as_str),
+        Some("from django")
+    );
+    d.insert("new", "from rust ☃".into()).unwrap();
+    d.insert("existing", "overwritten".into()).unwrap();
+    assert_eq!(
+        *d.setdefault("existing", "ignored".into()).unwrap(),
+        "overwritten"
+    );
+    // A key over the varchar(32) Django declared is refused before anything is written.
+    let long = "k".repeat(33);
+    match d.insert(&long, "v".into()) {
+        Err(Error::InvalidKey { key, .. }) => assert_eq!(key, long),
+        other => panic!("a 33-character key must be refused, got {other:?}"),
+    }
+    // Bytes a text column cannot hold are refused, naming the key.
+    let raw = DurableDict::<Vec<u8>>::builder(store(), Raw)
+        .build()
+        .unwrap();
+    match raw.insert("binary", b"\xff\xfe".to_vec()) {
+        Err(e @ Error::Store { .. }) => {
+            assert_eq!(e.key(), Some("binary"));
+            assert_eq!(
+                e.store_error().map(|s| s.kind()),
+                Some(StoreErrorKind::Rejected)
+            );
+        }
+        other => panic!("non-UTF-8 bytes in a text column must be refused, got {other:?}"),
+    }
+    // The rows are Django's: text values, ids assigned, the default filled in.
+    let check = store();
+    assert_eq!(check.get("binary").unwrap(), None);
+    let django_shaped = common::query_i64(
+        &url,
+        "SELECT count(*) FROM \"myapp_setting\" \
+         WHERE typeof(\"value\") = 'text' AND \"id\" IS NOT NULL AND \"updated\" IS NOT NULL",
+    )
+    .unwrap();
+    assert_eq!(django_shaped, 2, "every row is Django-shaped");
+    // A stamp row was created for the table that already existed, from the clock.
+    let stamp = d.last_updated().unwrap().unwrap();
+    assert!(
+        stamp > 1_000_000,
+        "a pre-existing table's stamp starts from the clock: {stamp}"
+    );
+}
+
+#[test]
+fn init_creates_the_stamp_once_and_never_bumps_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/init.db", dir.path().display());
+    let table = table_name("init");
+    let store = SqlStore::builder(&url).table(&table).build().unwrap();
+    assert!(store.last_updated().is_err(), "no stamps table before init");
+    store.init().unwrap();
+    assert_eq!(store.last_updated().unwrap(), Some(1));
+    store.persist("k", b"v").unwrap();
+    store.init().unwrap();
+    assert_eq!(store.last_updated().unwrap(), Some(2), "init never bumps");
+    // A stamp row lost while the table exists comes back from the clock, never from 1.
+    common::execute(
+        &url,
+        &format!("DELETE FROM durabledict_stamps WHERE keyspace = '{table}'"),
+    )
+    .unwrap();
+    assert_eq!(store.last_updated().unwrap(), None);
+    store.init().unwrap();
+    assert!(store.last_updated().unwrap().unwrap() > 1_000_000);
+    let lost = store.last_updated().unwrap().unwrap();
+    common::execute(
+        &url,
+        &format!("DELETE FROM durabledict_stamps WHERE keyspace = '{table}'"),
+    )
+    .unwrap();
+    let bumped = store.persist("k", b"w").unwrap();
+    assert!(
+        bumped > lost,
+        "a write re-creates a lost stamp past every earlier value"
+    );
+}
+
+#[test]
+fn setdefault_and_pop_are_atomic_and_bump_only_on_change() {
+    let store = SqlStore::builder("sqlite::memory:").build().unwrap();
+    store.init().unwrap();
+    let s0 = store.last_updated().unwrap().unwrap();
+    assert_eq!(
+        store.setdefault("k", b"a").unwrap(),
+        durabledict_core::SetDefault::Inserted(s0 + 1)
+    );
+    assert_eq!(
+        store.setdefault("k", b"b").unwrap(),
+        durabledict_core::SetDefault::Existing(b"a".to_vec())
+    );
+    assert_eq!(store.last_updated().unwrap(), Some(s0 + 1));
+    assert_eq!(store.pop("k").unwrap(), Some((b"a".to_vec(), s0 + 2)));
+    assert_eq!(store.pop("k").unwrap(), None);
+    assert_eq!(store.depersist("k").unwrap(), None);
+    assert_eq!(store.clear().unwrap(), None);
+    assert_eq!(store.last_updated().unwrap(), Some(s0 + 2));
+    // A batch is one bump, the last value of a repeated key winning.
+    let batch: [(&str, &[u8]); 3] = [("a", b"1"), ("b", b"2"), ("a", b"3")];
+    assert_eq!(store.persist_many(&batch).unwrap(), Some(s0 + 3));
+    assert_eq!(store.get("a").unwrap(), Some(b"3".to_vec()));
+    assert_eq!(store.clear().unwrap(), Some(s0 + 4));
+}
+
+#[test]
+fn configured_names_are_validated_and_quoted() {
+    for bad in ["x; DROP TABLE y", "a\"b", "1x", ""] {
+        assert!(
+            SqlStore::builder("sqlite::memory:")
+                .table(bad)
+                .build()
+                .is_err(),
+            "{bad:?}"
+        );
+        assert!(
+            SqlStore::builder("sqlite::memory:")
+                .key_column(bad)
+                .build()
+                .is_err(),
+            "{bad:?}"
+        );
+    }
+    // Reserved words are fine as names: they are always quoted.
+    let store = SqlStore::builder("sqlite::memory:")
+        .table("select")
+        .key_column("from")
+        .value_column("where")
+        .stamps_table("order")
+        .build()
+        .unwrap();
+    let d = dict(store);
+    d.insert("k", "v".into()).unwrap();
+    assert_eq!(d.len().unwrap(), 1);
+}
+
+#[test]
+fn a_store_without_its_table_says_so() {
+    let store = SqlStore::builder("sqlite::memory:")
+        .table("absent")
+        .build()
+        .unwrap();
+    let e = store.get("k").unwrap_err();
+    assert_eq!(e.kind(), StoreErrorKind::Corrupt, "{e}");
+    assert!(e.to_string().contains("does not exist"), "{e}");
+}
+
+#[test]
+fn manual_dicts_see_changes_on_sync_only() {
+    let store = SqlStore::builder("sqlite::memory:").build().unwrap();
+    let manual = DurableDict::<String>::builder(store.clone(), Raw)
+        .policy(SyncPolicy::Manual)
+        .build()
+        .unwrap();
+    dict(store).insert("k", "v".into()).unwrap();
+    assert_eq!(manual.get("k").unwrap(), None);
+    assert!(manual.sync().unwrap());
+    assert_eq!(
+        manual.get("k").unwrap().as_deref().map(String::as_str),
+        Some("v")
+    );
+}

@@ -1,0 +1,273 @@
+//! A minimal memcached text-protocol client: `get`, `add`, `incr`, `delete` on one key, over
+//! a few pooled TCP connections with timeouts.
+//!
+//! A stamp check is one `get` round trip; this client adds nothing to it but a pooled
+//! connection (no per-command health check) and parsing one short reply.
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use crate::error::MemcacheError;
+
+/// The flags stored with a value Python clients should read as an integer (python-memcached's
+/// and pymemcache's `FLAG_INTEGER`).
+const FLAG_INTEGER: u32 = 2;
+
+/// One connection: a buffered reader over the stream, and a reply buffer reused across
+/// commands.
+#[derive(Debug)]
+struct Conn {
+    reader: BufReader<TcpStream>,
+    line: Vec<u8>,
+}
+
+impl Conn {
+    fn open(addr: &str, connect_timeout: Duration, io_timeout: Duration) -> io::Result<Conn> {
+        let mut last = None;
+        let addrs: Vec<SocketAddr> = addr.to_socket_addrs()?.collect();
+        for candidate in addrs {
+            match TcpStream::connect_timeout(&candidate, connect_timeout) {
+                Ok(stream) => {
+                    stream.set_nodelay(true)?;
+                    stream.set_read_timeout(Some(io_timeout))?;
+                    stream.set_write_timeout(Some(io_timeout))?;
+                    return Ok(Conn {
+                        reader: BufReader::with_capacity(512, stream),
+                        line: Vec::with_capacity(64),
+                    });
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("{addr} resolves to no address"),
+            )
+        }))
+    }
+
+    fn send(&mut self, request: &[u8]) -> io::Result<()> {
+        self.reader.get_mut().write_all(request)
+    }
+
+    /// Reads one reply line, without its `\r\n`.
+    fn read_line(&mut self) -> io::Result<&[u8]> {
+        self.line.clear();
+        let n = self.reader.read_until(b'\n', &mut self.line)?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "memcached closed the connection",
+            ));
+        }
+        let line = self.line.strip_suffix(b"\n").unwrap_or(&self.line);
+        Ok(line.strip_suffix(b"\r").unwrap_or(line))
+    }
+}
+
+/// What a reply line says when it is not the expected answer.
+fn unexpected(command: &str, line: &[u8]) -> MemcacheError {
+    let text = String::from_utf8_lossy(line).into_owned();
+    if text.starts_with("SERVER_ERROR") || text.starts_with("CLIENT_ERROR") || text == "ERROR" {
+        MemcacheError::Server {
+            command: command.to_string(),
+            reply: text,
+        }
+    } else {
+        MemcacheError::Protocol(format!("unexpected reply to {command}: {text:?}"))
+    }
+}
+
+/// A client for one key on one memcached server.
+#[derive(Debug)]
+pub(crate) struct Client {
+    addr: String,
+    connect_timeout: Duration,
+    io_timeout: Duration,
+    max_idle: usize,
+    idle: Mutex<Vec<Conn>>,
+    get_request: Vec<u8>,
+    incr_request: Vec<u8>,
+    delete_request: Vec<u8>,
+    key: String,
+}
+
+impl Client {
+    pub(crate) fn new(
+        addr: String,
+        key: String,
+        connect_timeout: Duration,
+        io_timeout: Duration,
+        max_idle: usize,
+    ) -> Self {
+        Client {
+            addr,
+            connect_timeout,
+            io_timeout,
+            max_idle,
+            idle: Mutex::new(Vec::new()),
+            get_request: format!("get {key}\r\n").into_bytes(),
+            incr_request: format!("incr {key} 1\r\n").into_bytes(),
+            delete_request: format!("delete {key}\r\n").into_bytes(),
+            key,
+        }
+    }
+
+    /// Runs `command` on a pooled connection. An I/O failure drops the connection; when the
+    /// connection was an old one (the server may have restarted since), the command runs once
+    /// more on a fresh one. A command that reached the old server before it failed runs twice:
+    /// harmless here, since a stamp only has to change.
+    fn call<T>(
+        &self,
+        mut command: impl FnMut(&mut Conn) -> Result<T, MemcacheError>,
+    ) -> Result<T, MemcacheError> {
+        let pooled = self
+            .idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        let (mut conn, reused) = match pooled {
+            Some(conn) => (conn, true),
+            None => (self.connect()?, false),
+        };
+        let result = match command(&mut conn) {
+            Err(MemcacheError::Io(_)) if reused => {
+                conn = self.connect()?;
+                command(&mut conn)
+            }
+            other => other,
+        };
+        // Only a connection whose last exchange completed is in step with the server.
+        if matches!(result, Ok(_) | Err(MemcacheError::Server { .. })) {
+            let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+            if idle.len() < self.max_idle {
+                idle.push(conn);
+            }
+        }
+        result
+    }
+
+    fn connect(&self) -> Result<Conn, MemcacheError> {
+        Conn::open(&self.addr, self.connect_timeout, self.io_timeout).map_err(MemcacheError::Io)
+    }
+
+    /// The key's value, `None` when missing.
+    pub(crate) fn get(&self) -> Result<Option<Vec<u8>>, MemcacheError> {
+        self.call(|conn| {
+            conn.send(&self.get_request)?;
+            let header = conn.read_line()?;
+            if header == b"END" {
+                return Ok(None);
+            }
+            let len =
+                parse_value_header(header, &self.key).ok_or_else(|| unexpected("get", header))?;
+            let mut data = vec![0; len + 2];
+            conn.reader.read_exact(&mut data)?;
+            if !data.ends_with(b"\r\n") {
+                return Err(MemcacheError::Protocol("value not followed by CRLF".into()));
+            }
+            data.truncate(len);
+            let end = conn.read_line()?;
+            if end != b"END" {
+                return Err(unexpected("get", end));
+            }
+            Ok(Some(data))
+        })
+    }
+
+    /// Increments the key by one; `None` when it is missing.
+    pub(crate) fn incr(&self) -> Result<Option<u64>, MemcacheError> {
+        self.call(|conn| {
+            conn.send(&self.incr_request)?;
+            let line = conn.read_line()?;
+            if line == b"NOT_FOUND" {
+                return Ok(None);
+            }
+            if line.starts_with(b"CLIENT_ERROR") {
+                return Err(MemcacheError::NotANumber(
+                    String::from_utf8_lossy(line).into_owned(),
+                ));
+            }
+            parse_decimal(line)
+                .map(Some)
+                .ok_or_else(|| unexpected("incr", line))
+        })
+    }
+
+    /// Stores `value` (as an integer for Python clients, with no expiry) only when the key is
+    /// missing; returns whether it stored it.
+    pub(crate) fn add(&self, value: u64) -> Result<bool, MemcacheError> {
+        let data = value.to_string();
+        let request = format!(
+            "add {} {FLAG_INTEGER} 0 {}\r\n{data}\r\n",
+            self.key,
+            data.len()
+        );
+        self.call(|conn| {
+            conn.send(request.as_bytes())?;
+            match conn.read_line()? {
+                b"STORED" => Ok(true),
+                b"NOT_STORED" | b"EXISTS" => Ok(false),
+                other => Err(unexpected("add", other)),
+            }
+        })
+    }
+
+    /// Deletes the key; returns whether it existed.
+    pub(crate) fn delete(&self) -> Result<bool, MemcacheError> {
+        self.call(|conn| {
+            conn.send(&self.delete_request)?;
+            match conn.read_line()? {
+                b"DELETED" => Ok(true),
+                b"NOT_FOUND" => Ok(false),
+                other => Err(unexpected("delete", other)),
+            }
+        })
+    }
+}
+
+/// The data length of a `VALUE <key> <flags> <bytes> [<cas>]` line for our key.
+fn parse_value_header(line: &[u8], key: &str) -> Option<usize> {
+    let mut fields = line.split(|&b| b == b' ');
+    if fields.next()? != b"VALUE" || fields.next()? != key.as_bytes() {
+        return None;
+    }
+    let _flags = fields.next()?;
+    let len = parse_decimal(fields.next()?)?;
+    usize::try_from(len).ok()
+}
+
+/// An unsigned decimal, allowing the trailing spaces memcached may leave after `incr`.
+pub(crate) fn parse_decimal(bytes: &[u8]) -> Option<u64> {
+    let digits = bytes.trim_ascii();
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(digits).ok()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn value_headers() {
+        assert_eq!(parse_value_header(b"VALUE k 2 5", "k"), Some(5));
+        assert_eq!(parse_value_header(b"VALUE k 0 12 99", "k"), Some(12));
+        assert_eq!(parse_value_header(b"VALUE other 0 5", "k"), None);
+        assert_eq!(parse_value_header(b"ERROR", "k"), None);
+    }
+
+    #[test]
+    fn decimals() {
+        assert_eq!(parse_decimal(b"42"), Some(42));
+        assert_eq!(parse_decimal(b"42  "), Some(42));
+        assert_eq!(parse_decimal(b""), None);
+        assert_eq!(parse_decimal(b"-1"), None);
+        assert_eq!(parse_decimal(b"4x"), None);
+        assert_eq!(parse_decimal(b"99999999999999999999999"), None);
+    }
+}

@@ -1,0 +1,49 @@
+//! [`MemcacheError`], the error inside every [`StoreError`] the stamp returns.
+
+use std::io;
+
+use durabledict_core::{StoreError, StoreErrorKind};
+
+/// What went wrong talking to memcached. It travels as the source of a [`StoreError`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MemcacheError {
+    /// The stamp is configured wrongly (an address or key memcached cannot take).
+    #[error("configuration: {0}")]
+    Config(String),
+    /// memcached could not be reached, or the connection failed or timed out.
+    #[error("memcached unreachable: {0}")]
+    Io(#[from] io::Error),
+    /// memcached answered with an error.
+    #[error("memcached refused {command}: {reply}")]
+    Server {
+        /// The command.
+        command: String,
+        /// Its reply line.
+        reply: String,
+    },
+    /// The stored stamp is not an unsigned decimal integer.
+    #[error("the stamp is not an integer: {0}")]
+    NotANumber(String),
+    /// memcached said something this client does not understand.
+    #[error("protocol error: {0}")]
+    Protocol(String),
+}
+
+impl MemcacheError {
+    /// The kind the dict sees.
+    pub fn kind(&self) -> StoreErrorKind {
+        match self {
+            MemcacheError::Io(_) => StoreErrorKind::Unavailable,
+            MemcacheError::NotANumber(_) => StoreErrorKind::Corrupt,
+            MemcacheError::Server { .. } => StoreErrorKind::Rejected,
+            MemcacheError::Config(_) | MemcacheError::Protocol(_) => StoreErrorKind::Other,
+        }
+    }
+}
+
+impl From<MemcacheError> for StoreError {
+    fn from(error: MemcacheError) -> Self {
+        StoreError::new(error.kind(), error)
+    }
+}
