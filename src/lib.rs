@@ -96,3 +96,9 @@ where
 pub fn dynamic(store: impl Store + 'static) -> Builder<PickleValue> {
     DurableDict::builder(store, DynamicPickle::new())
 }
+
+/// The guide `docs/writing-a-backend.md`, whose example backend is compiled and run against
+/// the whole conformance suite as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/writing-a-backend.md")]
+pub struct WritingABackend;

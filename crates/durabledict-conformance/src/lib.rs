@@ -39,16 +39,34 @@ pub use sync::{
 #[macro_export]
 macro_rules! suite {
     ($module:ident, $fixture:expr) => {
-        $crate::suite!(@module $module, $fixture;
-            set_and_get, overwrite, remove, writes_reach_store, typed_values, setdefault,
-            loads_existing, stamp_changes_on_writes, pop, get_default, contains_key,
-            encoding_is_used, update_batch, clear, views_and_snapshots, unusual_keys,
-            invalid_input, shared_through_arc, always_follows_the_stamp, manual_waits_for_sync,
-            bounded_staleness, keyspaces_are_isolated, instances_converge, stamp_loss_recovery,
-            own_writes_do_not_reload, concurrent_writers_converge, model,
-        );
+        $crate::__properties!(suite $module, $fixture);
     };
-    (@module $module:ident, $fixture:expr; $($property:ident),* $(,)?) => {
+}
+
+/// The one list of properties, handed to what needs it (the list is written once, here).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __properties {
+    ($($selector:tt)*) => {
+        $crate::__with_properties! {
+            [
+                set_and_get, overwrite, remove, writes_reach_store, typed_values, setdefault,
+                loads_existing, stamp_changes_on_writes, pop, get_default, contains_key,
+                encoding_is_used, update_batch, clear, views_and_snapshots, unusual_keys,
+                invalid_input, shared_through_arc, always_follows_the_stamp,
+                manual_waits_for_sync, bounded_staleness, keyspaces_are_isolated,
+                instances_converge, stamp_loss_recovery, own_writes_do_not_reload,
+                concurrent_writers_converge, model
+            ]
+            $($selector)*
+        }
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __with_properties {
+    ([$($property:ident),*] suite $module:ident, $fixture:expr) => {
         #[cfg(test)]
         mod $module {
             #[allow(unused_imports)]
@@ -62,38 +80,27 @@ macro_rules! suite {
             )*
         }
     };
+    ([$($property:ident),*] all) => {
+        vec![$((stringify!($property), $crate::$property as fn(&dyn $crate::Fixture))),*]
+    };
 }
 
-/// The names of every property, in the order [`suite!`] runs them.
-pub const PROPERTIES: &[&str] = &[
-    "set_and_get",
-    "overwrite",
-    "remove",
-    "writes_reach_store",
-    "typed_values",
-    "setdefault",
-    "loads_existing",
-    "stamp_changes_on_writes",
-    "pop",
-    "get_default",
-    "contains_key",
-    "encoding_is_used",
-    "update_batch",
-    "clear",
-    "views_and_snapshots",
-    "unusual_keys",
-    "invalid_input",
-    "shared_through_arc",
-    "always_follows_the_stamp",
-    "manual_waits_for_sync",
-    "bounded_staleness",
-    "keyspaces_are_isolated",
-    "instances_converge",
-    "stamp_loss_recovery",
-    "own_writes_do_not_reload",
-    "concurrent_writers_converge",
-    "model",
-];
+/// Every property with its name, in the order [`suite!`] runs them.
+pub fn all() -> Vec<(&'static str, fn(&dyn Fixture))> {
+    __properties!(all)
+}
+
+/// Runs every property against `fixture`, in order, panicking at the first failure. The
+/// [`suite!`] macro is usually better: it reports each property as its own test.
+pub fn run_all(fixture: &dyn Fixture) {
+    for (name, property) in all() {
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| property(fixture)));
+        if let Err(panic) = result {
+            eprintln!("conformance property {name} failed");
+            std::panic::resume_unwind(panic);
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {
