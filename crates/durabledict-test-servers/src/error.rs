@@ -92,3 +92,20 @@ impl ServerError {
 
 /// Result alias for this crate.
 pub type Result<T, E = ServerError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_taken_port_is_worth_another_try() {
+        let exited = |log: &str| ServerError::Exited {
+            server: "redis",
+            status: "exit status: 1".into(),
+            log_tail: log.into(),
+        };
+        assert!(exited("bind: Address already in use").is_port_in_use());
+        assert!(exited("java.net.BindException: Address in use").is_port_in_use());
+        assert!(!exited("FATAL: bad config").is_port_in_use());
+    }
+}

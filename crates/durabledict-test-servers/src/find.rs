@@ -97,3 +97,38 @@ pub(crate) fn user_ids(name: &str) -> Option<(u32, u32)> {
         Some((fields.next()?.parse().ok()?, fields.next()?.parse().ok()?))
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_program_says_how_to_install_it() {
+        let error = binary(
+            "redis",
+            "durabledict-no-such-program",
+            "redis-server redis-tools",
+        )
+        .expect_err("no such program");
+        let message = error.to_string();
+        assert!(
+            message.contains("`durabledict-no-such-program`"),
+            "{message}"
+        );
+        assert!(
+            message.contains("apt-get install -y redis-server redis-tools"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn finds_programs_on_the_path() {
+        assert!(binary("test", "sh", "dash").is_ok());
+    }
+
+    #[test]
+    fn reads_user_ids() {
+        assert_eq!(user_ids("root"), Some((0, 0)));
+        assert_eq!(user_ids("durabledict-no-such-user"), None);
+    }
+}

@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use common::is_closed;
-use durabledict_test_servers::{Memcached, RedisServer};
+use durabledict_test_servers::{Memcached, Postgres, RedisServer};
 
 /// Set in the child process this test starts.
 const CHILD: &str = "DURABLEDICT_TEST_SERVERS_LIFETIME_CHILD";
@@ -38,8 +38,8 @@ fn servers_in_statics_die_with_a_killed_test_process() {
             Some(ports.split(' ').map(|p| p.parse().expect("port")).collect())
         })
         .expect("the child reports its servers' ports");
-    assert_eq!(ports.len(), 2);
-    assert_eq!(std::fs::read_dir(tmp.path()).expect("list").count(), 2);
+    assert_eq!(ports.len(), 3);
+    assert_eq!(std::fs::read_dir(tmp.path()).expect("list").count(), 3);
 
     child.kill().expect("SIGKILL the child");
     child.wait().expect("reap the child");
@@ -64,9 +64,17 @@ fn servers_in_statics_die_with_a_killed_test_process() {
 fn hold_servers_in_statics() -> ! {
     static REDIS: OnceLock<RedisServer> = OnceLock::new();
     static MEMCACHED: OnceLock<Memcached> = OnceLock::new();
+    static POSTGRES: OnceLock<Postgres> = OnceLock::new();
     let redis = REDIS.get_or_init(|| RedisServer::start().expect("start redis"));
     let memcached = MEMCACHED.get_or_init(|| Memcached::start().expect("start memcached"));
-    println!("PORTS {} {}", redis.port(), memcached.port());
+    // PostgreSQL runs as another user (through runuser) when we are root.
+    let postgres = POSTGRES.get_or_init(|| Postgres::start().expect("start postgres"));
+    println!(
+        "PORTS {} {} {}",
+        redis.port(),
+        memcached.port(),
+        postgres.port()
+    );
     std::thread::sleep(Duration::from_secs(120));
     std::process::exit(1)
 }
