@@ -14,3 +14,6 @@ pub use builder::{
     RedisStoreBuilder,
 };
 pub use store::RedisStore;
+
+/// The `redis` client crate this store is built on, for raw access at the same version.
+pub use redis;

@@ -1,0 +1,234 @@
+//! The Redis store's costs, each against a raw client round trip measured in the same run, on
+//! a `redis-server` this bench starts on a loopback port.
+//!
+//! | group | measured | baseline | target |
+//! |---|---|---|---|
+//! | `redis_always_read` | `dict.get` under `Always` (one stamp `GET`) | raw `GET` of the stamp | ≤ 1.15× |
+//! | `redis_own_write` | `dict.insert` with 10 and with 10,000 keys | raw `MULTI HSET INCR EXEC` | ≤ 1.3×; 10,000 keys ≤ 1.3× 10 keys |
+//! | `redis_reload_10000` | the read after another instance's write (reload, 10,000 JSON values) | raw `HGETALL` into a map | ≤ 2× |
+//! | `redis_two_threads` | two threads reading under `Always` (pooled connections) | two threads sharing one raw connection behind a mutex, and one raw connection each | informative |
+//!
+//! Run with `cargo xtask bench redis` (or `cargo bench --features redis --bench redis`).
+
+use std::collections::HashMap;
+use std::hint::black_box;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use durabledict::{DurableDict, SyncPolicy};
+use durabledict_encoding::Json;
+use durabledict_redis::RedisStore;
+use durabledict_redis::redis::{self, Connection};
+use durabledict_test_servers::RedisServer;
+
+struct Bench {
+    _server: RedisServer,
+    url: String,
+}
+
+fn server() -> Bench {
+    let server = RedisServer::start().expect("start redis-server (cargo xtask install)");
+    let url = server.url();
+    Bench {
+        _server: server,
+        url,
+    }
+}
+
+fn raw(url: &str) -> Connection {
+    redis::Client::open(url)
+        .and_then(|c| c.get_connection())
+        .expect("raw connection")
+}
+
+fn dict(url: &str, keyspace: &str, keys: usize) -> (RedisStore, DurableDict<String>) {
+    let store = RedisStore::open(url, keyspace).expect("store");
+    let dict = DurableDict::builder(store.clone(), Json::<String>::new())
+        .policy(SyncPolicy::Always)
+        .build()
+        .expect("build");
+    if keys > 0 {
+        dict.update((0..keys).map(|i| (format!("feature.flag.{i}"), format!("value {i}"))))
+            .expect("fill");
+    }
+    (store, dict)
+}
+
+fn always_read(c: &mut Criterion, bench: &Bench) {
+    let (store, dict) = dict(&bench.url, "bench-read", 100);
+    let mut conn = raw(&bench.url);
+    let stamp_key = store.stamp_key().to_owned();
+    let mut group = c.benchmark_group("redis_always_read");
+    group.bench_function("raw_get_stamp", |b| {
+        b.iter(|| {
+            let stamp: Option<i64> = redis::cmd("GET")
+                .arg(&stamp_key)
+                .query(&mut conn)
+                .expect("GET");
+            black_box(stamp)
+        })
+    });
+    group.bench_function("dict_get", |b| {
+        b.iter(|| black_box(dict.get(black_box("feature.flag.7")).expect("get")))
+    });
+    group.finish();
+}
+
+fn own_write(c: &mut Criterion, bench: &Bench) {
+    let (store, _) = dict(&bench.url, "bench-write-raw", 10);
+    let (_, small) = dict(&bench.url, "bench-write-10", 10);
+    let (_, large) = dict(&bench.url, "bench-write-10000", 10_000);
+    let mut conn = raw(&bench.url);
+    let (hash, stamp) = (store.hash_key().to_owned(), store.stamp_key().to_owned());
+    let mut group = c.benchmark_group("redis_own_write");
+    let mut i = 0u64;
+    group.bench_function("raw_multi_hset_incr", |b| {
+        b.iter(|| {
+            i += 1;
+            let (stamp,): (i64,) = redis::pipe()
+                .atomic()
+                .cmd("HSET")
+                .arg(&hash)
+                .arg("feature.flag.3")
+                .arg(format!("\"value {i}\""))
+                .ignore()
+                .cmd("INCR")
+                .arg(&stamp)
+                .query(&mut conn)
+                .expect("MULTI");
+            black_box(stamp)
+        })
+    });
+    for (name, dict) in [
+        ("dict_insert_10_keys", &small),
+        ("dict_insert_10000_keys", &large),
+    ] {
+        let before = dict.status().reloads;
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                i += 1;
+                dict.insert("feature.flag.3", format!("value {i}"))
+                    .expect("insert")
+            })
+        });
+        assert_eq!(dict.status().reloads, before, "own writes must not reload");
+    }
+    group.finish();
+}
+
+fn reload(c: &mut Criterion, bench: &Bench) {
+    const KEYS: usize = 10_000;
+    let (store, dict) = dict(&bench.url, "bench-reload", KEYS);
+    let mut conn = raw(&bench.url);
+    let (hash, stamp) = (store.hash_key().to_owned(), store.stamp_key().to_owned());
+    let mut group = c.benchmark_group("redis_reload_10000");
+    group.sample_size(20);
+    group.bench_function("raw_hgetall", |b| {
+        b.iter(|| {
+            let all: HashMap<String, Vec<u8>> = redis::cmd("HGETALL")
+                .arg(&hash)
+                .query(&mut conn)
+                .expect("HGETALL");
+            assert_eq!(all.len(), KEYS);
+            black_box(all)
+        })
+    });
+    // Another instance's write: the stamp moves; the next read reloads everything.
+    let mut other = raw(&bench.url);
+    let mut bump = || {
+        let _: i64 = redis::cmd("INCR")
+            .arg(&stamp)
+            .query(&mut other)
+            .expect("INCR");
+    };
+    group.bench_function("store_durables", |b| {
+        b.iter(|| black_box(durabledict::Store::durables(&store).expect("durables")))
+    });
+    group.bench_function("dict_read_after_other_write", |b| {
+        b.iter_batched(
+            &mut bump,
+            |()| black_box(dict.get("feature.flag.7").expect("get")),
+            BatchSize::PerIteration,
+        )
+    });
+    group.finish();
+}
+
+/// Runs `per_thread` reads on each of two threads at once; the wall time per read.
+fn two_threads(iters: u64, read: impl Fn() + Sync) -> Duration {
+    let per_thread = iters.div_ceil(2);
+    let started = Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| {
+                for _ in 0..per_thread {
+                    read();
+                }
+            });
+        }
+    });
+    started.elapsed() / 2
+}
+
+fn threaded(c: &mut Criterion, bench: &Bench) {
+    let (store, dict) = dict(&bench.url, "bench-threads", 100);
+    let stamp_key = store.stamp_key().to_owned();
+    let get_stamp = |conn: &mut Connection| {
+        let stamp: Option<i64> = redis::cmd("GET").arg(&stamp_key).query(conn).expect("GET");
+        black_box(stamp);
+    };
+    let shared = Mutex::new(raw(&bench.url));
+    let own: Arc<[Mutex<Connection>; 2]> =
+        Arc::new([Mutex::new(raw(&bench.url)), Mutex::new(raw(&bench.url))]);
+    let mut group = c.benchmark_group("redis_two_threads");
+    group.bench_function("raw_one_connection_behind_a_mutex", |b| {
+        b.iter_custom(|iters| {
+            two_threads(iters, || {
+                get_stamp(&mut shared.lock().expect("lock"));
+            })
+        })
+    });
+    group.bench_function("raw_one_connection_each", |b| {
+        b.iter_custom(|iters| {
+            let next = std::sync::atomic::AtomicUsize::new(0);
+            two_threads(iters, || {
+                // Each thread keeps to one connection: the lock is never contended.
+                thread_local!(static SLOT: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) });
+                let slot = SLOT.with(|s| {
+                    s.get().unwrap_or_else(|| {
+                        let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 2;
+                        s.set(Some(n));
+                        n
+                    })
+                });
+                get_stamp(&mut own[slot].lock().expect("lock"));
+            })
+        })
+    });
+    group.bench_function("dict_get_pooled", |b| {
+        b.iter_custom(|iters| {
+            two_threads(iters, || {
+                black_box(dict.get("feature.flag.7").expect("get"));
+            })
+        })
+    });
+    group.finish();
+}
+
+fn benches(c: &mut Criterion) {
+    let bench = server();
+    always_read(c, &bench);
+    own_write(c, &bench);
+    reload(c, &bench);
+    threaded(c, &bench);
+}
+
+criterion_group! {
+    name = redis_benches;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
+    targets = benches
+}
+criterion_main!(redis_benches);
