@@ -102,3 +102,8 @@ pub fn dynamic(store: impl Store + 'static) -> Builder<PickleValue> {
 #[cfg(doctest)]
 #[doc = include_str!("../docs/writing-a-backend.md")]
 pub struct WritingABackend;
+
+/// The README's example, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadMe;
