@@ -143,7 +143,10 @@ mod tests {
             zookeeper::Permission::READ | zookeeper::Permission::ADMIN
         );
         assert_eq!(Acl::open()[0].to_zk(), zookeeper::Acl::open_unsafe()[0]);
-        assert_eq!(Acl::creator_all()[0].to_zk(), zookeeper::Acl::creator_all()[0]);
+        assert_eq!(
+            Acl::creator_all()[0].to_zk(),
+            zookeeper::Acl::creator_all()[0]
+        );
         assert_eq!(Acl::open()[0].encoded_len(), 23);
     }
 }

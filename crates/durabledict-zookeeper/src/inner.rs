@@ -200,7 +200,11 @@ impl Locked<'_> {
 
     /// Sends an own request on `key`, keeping the expected-event bookkeeping right whatever
     /// its outcome.
-    fn own<T>(&mut self, key: &str, request: impl FnOnce(&ZooKeeper) -> Result<T, ZkError>) -> Result<T, ZkError> {
+    fn own<T>(
+        &mut self,
+        key: &str,
+        request: impl FnOnce(&ZooKeeper) -> Result<T, ZkError>,
+    ) -> Result<T, ZkError> {
         self.mirror.expect(key);
         let result = request(&self.zk);
         if let Err(error) = result {
@@ -257,8 +261,9 @@ impl Locked<'_> {
                     Err(e) => return Err(ZooKeeperError::request("set_data", &node, e)),
                 }
             } else {
-                let create =
-                    self.own(key, |zk| zk.create(&node, value.to_vec(), acl.clone(), CreateMode::Persistent));
+                let create = self.own(key, |zk| {
+                    zk.create(&node, value.to_vec(), acl.clone(), CreateMode::Persistent)
+                });
                 match create {
                     Ok(_) => {
                         self.mirror.observe(key, Some(value));
@@ -323,7 +328,11 @@ impl Locked<'_> {
         match self.delete(key, None) {
             Ok(true) => Ok(Some(self.bump())),
             Ok(false) => Ok(None),
-            Err(e) => Err(ZooKeeperError::request("delete", &self.inner.keyspace.node(key), e)),
+            Err(e) => Err(ZooKeeperError::request(
+                "delete",
+                &self.inner.keyspace.node(key),
+                e,
+            )),
         }
     }
 
@@ -364,8 +373,9 @@ impl Locked<'_> {
         let inner = self.inner;
         let acl = &inner.acl;
         for _ in 0..RACE_RETRIES {
-            let create =
-                self.own(key, |zk| zk.create(&node, value.to_vec(), acl.clone(), CreateMode::Persistent));
+            let create = self.own(key, |zk| {
+                zk.create(&node, value.to_vec(), acl.clone(), CreateMode::Persistent)
+            });
             match create {
                 Ok(_) => {
                     self.mirror.observe(key, Some(value));
@@ -386,7 +396,11 @@ impl Locked<'_> {
                 Err(e) => return Err(ZooKeeperError::request("create", &node, e)),
             }
         }
-        Err(ZooKeeperError::request("create", &node, ZkError::NodeExists))
+        Err(ZooKeeperError::request(
+            "create",
+            &node,
+            ZkError::NodeExists,
+        ))
     }
 
     /// `Store::clear`: deletes every key's znode; one bump if any was deleted.

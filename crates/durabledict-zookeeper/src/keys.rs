@@ -180,7 +180,15 @@ mod tests {
 
     #[test]
     fn invalid_keyspaces_are_refused() {
-        for path in ["", "ks", "/ks/", "/a//b", "/a/./b", "/zookeeper", "/zookeeper/x"] {
+        for path in [
+            "",
+            "ks",
+            "/ks/",
+            "/a//b",
+            "/a/./b",
+            "/zookeeper",
+            "/zookeeper/x",
+        ] {
             assert!(Keyspace::new(path, false).is_err(), "{path:?}");
         }
         assert!(Keyspace::new("/zookeeper", true).is_ok());

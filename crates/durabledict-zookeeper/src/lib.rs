@@ -16,3 +16,6 @@ pub use error::ZooKeeperError;
 pub use keys::MAX_KEY_LEN;
 pub use limits::DEFAULT_MAX_BUFFER;
 pub use store::{ZooKeeperStore, ZooKeeperStoreBuilder};
+
+/// The `zookeeper` client crate this store is built on, for raw access to the same version.
+pub use zookeeper;

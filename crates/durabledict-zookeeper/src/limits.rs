@@ -36,7 +36,10 @@ mod tests {
         let ks = Keyspace::new("/ks", false).expect("valid");
         let max = max_value_len(DEFAULT_MAX_BUFFER, "", &ks, &Acl::open());
         // 8 header + 4 + "/ks/" + 4096 + 4 data prefix + 27 ACL list + 4 flags.
-        assert_eq!(max, DEFAULT_MAX_BUFFER - (8 + 4 + 4 + MAX_KEY_LEN + 4 + 27 + 4));
+        assert_eq!(
+            max,
+            DEFAULT_MAX_BUFFER - (8 + 4 + 4 + MAX_KEY_LEN + 4 + 27 + 4)
+        );
         let chrooted = max_value_len(DEFAULT_MAX_BUFFER, "/app", &ks, &Acl::open());
         assert_eq!(chrooted, max - 4);
         assert_eq!(max_value_len(100, "", &ks, &Acl::open()), 0);

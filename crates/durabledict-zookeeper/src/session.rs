@@ -113,13 +113,14 @@ impl Session {
             down_since: Some(Instant::now()),
         }));
         let connected = Arc::new(AtomicBool::new(false));
-        let client = new_client(connect, session_timeout, 1, &link, &connected, &tx).map_err(
-            |source| ZooKeeperError::Connect {
-                connect: connect.to_owned(),
-                timeout: connect_timeout,
-                source,
-            },
-        )?;
+        let client =
+            new_client(connect, session_timeout, 1, &link, &connected, &tx).map_err(|source| {
+                ZooKeeperError::Connect {
+                    connect: connect.to_owned(),
+                    timeout: connect_timeout,
+                    source,
+                }
+            })?;
         let session = Session {
             connect: connect.to_owned(),
             session_timeout,

@@ -68,7 +68,10 @@ impl ZooKeeperStore {
     /// Starts configuring a store on the ensemble `connect` (`host:port,host:port[/chroot]`)
     /// whose keys are the children of the znode `keyspace` (an absolute path, created with
     /// its parents when missing).
-    pub fn builder(connect: impl Into<String>, keyspace: impl Into<String>) -> ZooKeeperStoreBuilder {
+    pub fn builder(
+        connect: impl Into<String>,
+        keyspace: impl Into<String>,
+    ) -> ZooKeeperStoreBuilder {
         ZooKeeperStoreBuilder {
             connect: connect.into(),
             keyspace: keyspace.into(),
@@ -109,16 +112,13 @@ impl ZooKeeperStore {
     }
 
     fn check_key(&self, key: &str) -> Result<(), StoreError> {
-        self.inner
-            .keyspace
-            .validate_key(key)
-            .map_err(|reason| {
-                ZooKeeperError::InvalidKey {
-                    key: key.to_owned(),
-                    reason,
-                }
-                .into()
-            })
+        self.inner.keyspace.validate_key(key).map_err(|reason| {
+            ZooKeeperError::InvalidKey {
+                key: key.to_owned(),
+                reason,
+            }
+            .into()
+        })
     }
 
     /// Whether `key` could be stored at all; a key that cannot is never present.

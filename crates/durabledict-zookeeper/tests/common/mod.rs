@@ -2,6 +2,8 @@
 //! raw client for acting behind the stores' backs, and waiting for eventual visibility.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod proxy;
+
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -104,7 +106,16 @@ impl Fixture for ZkFixture {
 
     fn capabilities(&self) -> Capabilities {
         Capabilities::new()
-            .invalid_keys(["", ".", "..", "a/b", "/", "nul\0byte", "emoji 🚀", "bell\u{7}"])
+            .invalid_keys([
+                "",
+                ".",
+                "..",
+                "a/b",
+                "/",
+                "nul\0byte",
+                "emoji 🚀",
+                "bell\u{7}",
+            ])
             .max_value_len(probe_max_value_len(&self.connect))
             .visibility(Visibility::Within(VISIBILITY))
             // Each case opens two sessions and writes through one round trip per step.
