@@ -118,68 +118,15 @@ fn two_processes_share_one_file() {
 fn django_model_dict_table_works_as_it_is() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}/django.db", dir.path().display());
-    common::execute(
+    common::django_model_dict_works(
         &url,
         "CREATE TABLE \"myapp_setting\" (\
             \"id\" integer NOT NULL PRIMARY KEY AUTOINCREMENT, \
             \"key\" varchar(32) NOT NULL UNIQUE, \
             \"value\" text NOT NULL, \
-            \"updated\" datetime NOT NULL DEFAULT CURRENT_TIMESTAMP); \
-         INSERT INTO \"myapp_setting\" (\"key\", \"value\") VALUES ('existing', 'from django');",
-    )
-    .unwrap();
-    let store = || {
-        SqlStore::builder(&url)
-            .table("myapp_setting")
-            .build()
-            .unwrap()
-    };
-    let d = dict(store());
-    assert_eq!(
-        d.get("existing").unwrap().as_deref().map(String::as_str),
-        Some("from django")
-    );
-    d.insert("new", "from rust ☃".into()).unwrap();
-    d.insert("existing", "overwritten".into()).unwrap();
-    assert_eq!(
-        *d.setdefault("existing", "ignored".into()).unwrap(),
-        "overwritten"
-    );
-    // A key over the varchar(32) Django declared is refused before anything is written.
-    let long = "k".repeat(33);
-    match d.insert(&long, "v".into()) {
-        Err(Error::InvalidKey { key, .. }) => assert_eq!(key, long),
-        other => panic!("a 33-character key must be refused, got {other:?}"),
-    }
-    // Bytes a text column cannot hold are refused, naming the key.
-    let raw = DurableDict::<Vec<u8>>::builder(store(), Raw)
-        .build()
-        .unwrap();
-    match raw.insert("binary", b"\xff\xfe".to_vec()) {
-        Err(e @ Error::Store { .. }) => {
-            assert_eq!(e.key(), Some("binary"));
-            assert_eq!(
-                e.store_error().map(|s| s.kind()),
-                Some(StoreErrorKind::Rejected)
-            );
-        }
-        other => panic!("non-UTF-8 bytes in a text column must be refused, got {other:?}"),
-    }
-    // The rows are Django's: text values, ids assigned, the default filled in.
-    let check = store();
-    assert_eq!(check.get("binary").unwrap(), None);
-    let django_shaped = common::query_i64(
-        &url,
+            \"updated\" datetime NOT NULL DEFAULT CURRENT_TIMESTAMP)",
         "SELECT count(*) FROM \"myapp_setting\" \
          WHERE typeof(\"value\") = 'text' AND \"id\" IS NOT NULL AND \"updated\" IS NOT NULL",
-    )
-    .unwrap();
-    assert_eq!(django_shaped, 2, "every row is Django-shaped");
-    // A stamp row was created for the table that already existed, from the clock.
-    let stamp = d.last_updated().unwrap().unwrap();
-    assert!(
-        stamp > 1_000_000,
-        "a pre-existing table's stamp starts from the clock: {stamp}"
     );
 }
 
@@ -298,5 +245,71 @@ fn manual_dicts_see_changes_on_sync_only() {
     assert_eq!(
         manual.get("k").unwrap().as_deref().map(String::as_str),
         Some("v")
+    );
+}
+
+/// memcached restarts under live dicts: an `Always` dict fails its checks while memcached is
+/// down (or serves its last snapshot when asked to), and afterwards reads a value written after
+/// the restart, on the same dict.
+#[test]
+fn memcached_restart_under_a_live_dict() {
+    use durabledict_test_servers::Memcached;
+    use std::time::Duration;
+
+    let mut memcached =
+        Memcached::start().unwrap_or_else(|e| panic!("cannot start memcached: {e}"));
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/restart.db", dir.path().display());
+    let addr = memcached.addr().to_string();
+    let store = || {
+        SqlStore::builder(&url)
+            .table("flags")
+            .stamp(common::memcache_stamp(&addr, "flags"))
+            .build()
+            .unwrap()
+    };
+    let strict = dict(store());
+    let lenient = DurableDict::<String>::builder(store(), Raw)
+        .serve_stale_for(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    strict.insert("k", "before".into()).unwrap();
+    assert_eq!(
+        lenient.get("k").unwrap().as_deref().map(String::as_str),
+        Some("before")
+    );
+
+    memcached.stop();
+    match strict.get("k") {
+        Err(e @ Error::Store { .. }) => assert_eq!(
+            e.store_error().map(|s| s.kind()),
+            Some(StoreErrorKind::Unavailable),
+            "{e}"
+        ),
+        other => panic!("an Always dict must fail while its stamp is unreachable, got {other:?}"),
+    }
+    assert_eq!(
+        lenient.get("k").unwrap().as_deref().map(String::as_str),
+        Some("before"),
+        "serve_stale_for serves the last snapshot"
+    );
+    assert!(lenient.status().last_error.is_some());
+
+    memcached.restart().unwrap();
+    // Another process writes after the restart: the stamp is re-created from the clock.
+    dict(store()).insert("k", "after".into()).unwrap();
+    assert_eq!(
+        strict.get("k").unwrap().as_deref().map(String::as_str),
+        Some("after")
+    );
+    assert_eq!(
+        lenient.get("k").unwrap().as_deref().map(String::as_str),
+        Some("after")
+    );
+    // And the strict dict writes again.
+    strict.insert("k", "again".into()).unwrap();
+    assert_eq!(
+        lenient.get("k").unwrap().as_deref().map(String::as_str),
+        Some("again")
     );
 }

@@ -191,3 +191,96 @@ pub fn query_i64(url: &str, sql: &str) -> Result<i64, BoxError> {
         other => return Err(format!("backend {other} not compiled in").into()),
     })
 }
+
+/// A table as Django creates it for a `ModelDict` model (`ddl` makes `myapp_setting` with an
+/// auto id, a unique `varchar(32)` key, a text value and a column with a default) works as it
+/// is: existing rows are read, writes keep its shape, what it cannot hold is refused naming the
+/// key. `shaped` counts the rows that look as Django wrote them.
+pub fn django_model_dict_works(url: &str, ddl: &str, shaped: &str) {
+    use durabledict_core::{DurableDict, Error, Raw, StoreErrorKind};
+
+    execute(url, ddl).unwrap();
+    let quote = if backend_of(url) == Backend::Mysql {
+        '`'
+    } else {
+        '"'
+    };
+    execute(
+        url,
+        &format!(
+            "INSERT INTO {quote}myapp_setting{quote} ({quote}key{quote}, {quote}value{quote}) \
+             VALUES ('existing', 'from django')"
+        ),
+    )
+    .unwrap();
+    let store = || {
+        SqlStore::builder(url)
+            .table("myapp_setting")
+            .build()
+            .unwrap()
+    };
+    let d = DurableDict::<String>::builder(store(), Raw)
+        .build()
+        .unwrap();
+    assert_eq!(
+        d.get("existing").unwrap().as_deref().map(String::as_str),
+        Some("from django")
+    );
+    d.insert("new", "from rust ☃".into()).unwrap();
+    d.insert("existing", "overwritten".into()).unwrap();
+    assert_eq!(
+        *d.setdefault("existing", "ignored".into()).unwrap(),
+        "overwritten"
+    );
+    assert_eq!(*d.setdefault("ключ", "☃".into()).unwrap(), "☃");
+    assert_eq!(*d.pop("ключ").unwrap(), "☃");
+    // A key over the varchar(32) Django declared is refused before anything is written.
+    let long = "é".repeat(33);
+    match d.insert(&long, "v".into()) {
+        Err(Error::InvalidKey { key, .. }) => assert_eq!(key, long),
+        other => panic!("a 33-character key must be refused, got {other:?}"),
+    }
+    assert!(
+        d.insert(&"é".repeat(32), "fits".into()).is_ok(),
+        "32 characters fit"
+    );
+    d.remove(&"é".repeat(32)).unwrap();
+    // Bytes a text column cannot hold are refused, naming the key.
+    let raw = DurableDict::<Vec<u8>>::builder(store(), Raw)
+        .build()
+        .unwrap();
+    for bad in [&b"\xff\xfe"[..], &b"nul\0"[..]] {
+        if bad.contains(&0) && backend_of(url) != Backend::Postgres {
+            continue; // only PostgreSQL text refuses NUL
+        }
+        match raw.insert("binary", bad.to_vec()) {
+            Err(e @ Error::Store { .. }) => {
+                assert_eq!(e.key(), Some("binary"));
+                assert_eq!(
+                    e.store_error().map(|s| s.kind()),
+                    Some(StoreErrorKind::Rejected)
+                );
+            }
+            other => panic!("{bad:?} in a text column must be refused, got {other:?}"),
+        }
+    }
+    assert_eq!(store().get("binary").unwrap(), None);
+    // Another dict reads the whole table; the rows are Django's: ids assigned, defaults filled.
+    let reader = DurableDict::<String>::builder(store(), Raw)
+        .build()
+        .unwrap();
+    let mut keys = reader.keys().unwrap();
+    keys.sort();
+    assert_eq!(keys, ["existing", "new"]);
+    assert_eq!(
+        query_i64(url, shaped).unwrap(),
+        2,
+        "every row is Django-shaped"
+    );
+    // A stamp row was created for the table that already existed, from the clock.
+    let stamp = d.last_updated().unwrap().unwrap();
+    assert!(
+        stamp > 1_000_000,
+        "a pre-existing table's stamp starts from the clock: {stamp}"
+    );
+}
