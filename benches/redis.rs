@@ -6,6 +6,7 @@
 //! | `redis_always_read` | `dict.get` under `Always` (one stamp `GET`) | raw `GET` of the stamp | ≤ 1.15× |
 //! | `redis_own_write` | `dict.insert` with 10 and with 10,000 keys | raw `MULTI HSET INCR EXEC` | ≤ 1.3×; 10,000 keys ≤ 1.3× 10 keys |
 //! | `redis_reload_10000` | the read after another instance's write (reload, 10,000 JSON values) | raw `HGETALL` into a map | ≤ 2× |
+//! | `redis_reload_10000` | `store_durables` (the store's part) and `decode_only` (decoding the values, no I/O) | | informative |
 //! | `redis_two_threads` | two threads reading under `Always` (pooled connections) | two threads sharing one raw connection behind a mutex, and one raw connection each | informative |
 //!
 //! Run with `cargo xtask bench redis` (or `cargo bench --features redis --bench redis`).
@@ -16,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
-use durabledict::{DurableDict, SyncPolicy};
+use durabledict::{DurableDict, Encoding, SyncPolicy};
 use durabledict_encoding::Json;
 use durabledict_redis::RedisStore;
 use durabledict_redis::redis::{self, Connection};
@@ -144,6 +145,20 @@ fn reload(c: &mut Criterion, bench: &Bench) {
     };
     group.bench_function("store_durables", |b| {
         b.iter(|| black_box(durabledict::Store::durables(&store).expect("durables")))
+    });
+    // What the dict adds on top of the store: decoding every value (the core decodes all of
+    // them on each reload, changed or not).
+    let fetched = durabledict::Store::durables(&store).expect("durables");
+    let json = Json::<String>::new();
+    group.bench_function("decode_only", |b| {
+        b.iter(|| {
+            let decoded: Vec<(&str, String)> = fetched
+                .entries
+                .iter()
+                .map(|(k, v)| (k.as_str(), json.decode(v).expect("decode")))
+                .collect();
+            black_box(decoded)
+        })
     });
     group.bench_function("dict_read_after_other_write", |b| {
         b.iter_batched(

@@ -107,13 +107,22 @@ impl RedisStore {
     fn read_all(&self, conn: &mut dyn ConnectionLike) -> RedisResult<Value> {
         let keys = &self.inner.keys;
         if conn.supports_pipelining() {
-            redis::pipe()
-                .atomic()
+            // MULTI and EXEC are sent as plain pipelined commands, not as redis's `atomic()`
+            // pipeline: that one panics (debug) or misreports when MULTI itself is refused
+            // (redis 1.8, `idx - 1` at index 0), as it is for an ACL user without
+            // `@transaction`. Here a refusal anywhere is an error reply like any other.
+            let (all,): (Value,) = redis::pipe()
+                .cmd("MULTI")
+                .ignore()
                 .cmd("GET")
                 .arg(&keys.stamp)
+                .ignore()
                 .cmd("HGETALL")
                 .arg(&keys.hash)
-                .query::<Value>(conn)
+                .ignore()
+                .cmd("EXEC")
+                .query(conn)?;
+            Ok(all)
         } else {
             self.inner
                 .scripts
@@ -127,6 +136,12 @@ impl RedisStore {
 
 impl Store for RedisStore {
     fn init(&self) -> Result<(), StoreError> {
+        // The common case, a keyspace that exists, is one GET: it needs no write (nor script)
+        // permission, so a read-only ACL user can build a dict. A stamp that is not an integer
+        // makes the dict fail here, at creation.
+        if self.last_updated()?.is_some() {
+            return Ok(());
+        }
         let keys = &self.inner.keys;
         let value = self.inner.pool.run(Replay::Resend, |conn| {
             self.inner
@@ -136,7 +151,6 @@ impl Store for RedisStore {
                 .key(&keys.stamp)
                 .invoke::<Value>(conn)
         })?;
-        // A stamp that is not an integer makes the dict fail here, at creation.
         reply::stamp(value, &keys.stamp).map(drop)
     }
 

@@ -3,6 +3,8 @@
 
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod spawned;
+
 use std::sync::OnceLock;
 
 use durabledict_conformance::{Capabilities, Fixture};
