@@ -49,6 +49,31 @@ pub struct RedisStoreBuilder {
     max_idle: usize,
     check_idle_after: Duration,
     max_value_len: Option<usize>,
+    #[cfg(feature = "tls")]
+    tls: Option<Tls>,
+}
+
+/// Certificates for `rediss://`, beyond the system's roots.
+#[cfg(feature = "tls")]
+#[derive(Clone, Default)]
+struct Tls {
+    root_pem: Option<Vec<u8>>,
+    client_pem: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+#[cfg(feature = "tls")]
+impl Tls {
+    fn certificates(&self) -> redis::TlsCertificates {
+        redis::TlsCertificates {
+            client_tls: self.client_pem.clone().map(|(client_cert, client_key)| {
+                redis::ClientTlsConfig {
+                    client_cert,
+                    client_key,
+                }
+            }),
+            root_cert: self.root_pem.clone(),
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -105,7 +130,30 @@ impl RedisStoreBuilder {
             max_idle: DEFAULT_MAX_IDLE,
             check_idle_after: DEFAULT_CHECK_IDLE_AFTER,
             max_value_len: None,
+            #[cfg(feature = "tls")]
+            tls: None,
         }
+    }
+
+    /// Trusts the certificate authority in `pem` (PEM text) for `rediss://` instead of the
+    /// system's roots. Feature `tls`.
+    #[cfg(feature = "tls")]
+    pub fn tls_root_certificate(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.tls.get_or_insert_with(Tls::default).root_pem = Some(pem.into());
+        self
+    }
+
+    /// Presents a client certificate and its private key (both PEM text) to a server that
+    /// asks for one (`tls-auth-clients yes`). Feature `tls`.
+    #[cfg(feature = "tls")]
+    pub fn tls_client_certificate(
+        mut self,
+        certificate_pem: impl Into<Vec<u8>>,
+        key_pem: impl Into<Vec<u8>>,
+    ) -> Self {
+        self.tls.get_or_insert_with(Tls::default).client_pem =
+            Some((certificate_pem.into(), key_pem.into()));
+        self
     }
 
     /// Wraps the keyspace in a hash tag: values in `{keyspace}`, the stamp in
@@ -161,10 +209,14 @@ impl RedisStoreBuilder {
         if self.connect_timeout.is_zero() || self.io_timeout.is_zero() {
             return Err(config("timeouts must be longer than zero"));
         }
+        // rustls needs one process-wide crypto provider: install ring's, unless the program
+        // chose one already (then this fails, harmlessly).
+        #[cfg(feature = "tls")]
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let keys = Keys::new(&self.keyspace, self.hash_tag);
         let connector: Box<dyn Connect> = match &self.target {
             Target::Server(url) => {
-                let client = Client::open(url.as_str()).map_err(store_error)?;
+                let client = self.server_client(url)?;
                 if !client.get_connection_info().addr().is_supported() {
                     return Err(config(
                         "this URL needs a transport this build lacks (rediss:// needs the `tls` feature)",
@@ -183,11 +235,15 @@ impl RedisStoreBuilder {
                         keys.hash, keys.stamp
                     )));
                 }
-                let client = ClusterClient::builder(nodes.iter().map(String::as_str))
+                let builder = ClusterClient::builder(nodes.iter().map(String::as_str))
                     .connection_timeout(self.connect_timeout)
-                    .response_timeout(self.io_timeout)
-                    .build()
-                    .map_err(store_error)?;
+                    .response_timeout(self.io_timeout);
+                #[cfg(feature = "tls")]
+                let builder = match &self.tls {
+                    Some(tls) => builder.certs(tls.certificates()),
+                    None => builder,
+                };
+                let client = builder.build().map_err(store_error)?;
                 Box::new(Cluster {
                     client,
                     io_timeout: self.io_timeout,
@@ -203,6 +259,16 @@ impl RedisStoreBuilder {
                 max_value_len: self.max_value_len,
             }),
         })
+    }
+}
+
+impl RedisStoreBuilder {
+    fn server_client(&self, url: &str) -> Result<Client, StoreError> {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &self.tls {
+            return Client::build_with_tls(url, tls.certificates()).map_err(store_error);
+        }
+        Client::open(url).map_err(store_error)
     }
 }
 

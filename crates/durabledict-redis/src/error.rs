@@ -18,6 +18,12 @@ pub(crate) fn store_error(error: RedisError) -> StoreError {
 }
 
 pub(crate) fn kind_of(error: &RedisError) -> StoreErrorKind {
+    // A TLS handshake that fails (a certificate refused by either side) arrives as an I/O
+    // error, but retrying cannot help: it is a refusal.
+    #[cfg(feature = "tls")]
+    if tls_refusal(error) {
+        return StoreErrorKind::Rejected;
+    }
     if error.is_io_error() || error.is_timeout() || error.is_connection_refusal() {
         return StoreErrorKind::Unavailable;
     }
@@ -40,6 +46,30 @@ pub(crate) fn kind_of(error: &RedisError) -> StoreErrorKind {
         }
         _ => StoreErrorKind::Other,
     }
+}
+
+/// Whether a rustls error is inside: the client keeps the I/O error that carries it behind
+/// an `Arc`.
+#[cfg(feature = "tls")]
+fn tls_refusal(error: &RedisError) -> bool {
+    use std::error::Error as _;
+    type Shared = std::sync::Arc<dyn std::error::Error + Send + Sync>;
+    let carries_tls = |io: &std::io::Error| {
+        io.get_ref()
+            .is_some_and(|inner| inner.is::<rustls::Error>())
+    };
+    let mut source = error.source();
+    while let Some(e) = source {
+        let io = e.downcast_ref::<std::io::Error>().or_else(|| {
+            e.downcast_ref::<Shared>()
+                .and_then(|shared| shared.downcast_ref::<std::io::Error>())
+        });
+        if io.is_some_and(carries_tls) {
+            return true;
+        }
+        source = e.source();
+    }
+    false
 }
 
 /// The kind of one error reply, by its code.

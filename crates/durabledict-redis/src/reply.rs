@@ -52,29 +52,27 @@ pub(crate) fn bytes(value: Value, what: &str) -> Result<Option<Vec<u8>>, StoreEr
 /// The reply of `HGETALL`: field/value pairs flat (RESP2) or as a map (RESP3). A field that is
 /// not UTF-8 cannot be a dict key, so the load fails rather than drop it silently.
 pub(crate) fn entries(value: Value, hash: &str) -> Result<HashMap<String, Vec<u8>>, StoreError> {
-    let pairs: Vec<(Value, Value)> = match value {
-        Value::Nil => Vec::new(),
-        Value::Map(pairs) => pairs,
-        Value::Array(flat) => {
-            if flat.len() % 2 != 0 {
-                return Err(corrupt(format!(
-                    "HGETALL {hash:?} answered an odd number of items"
-                )));
-            }
-            let mut pairs = Vec::with_capacity(flat.len() / 2);
+    match value {
+        Value::Nil => Ok(HashMap::new()),
+        Value::Map(pairs) => collect(pairs.len(), pairs.into_iter(), hash),
+        Value::Array(flat) if flat.len() % 2 == 0 => {
+            let len = flat.len() / 2;
             let mut items = flat.into_iter();
-            while let (Some(field), Some(value)) = (items.next(), items.next()) {
-                pairs.push((field, value));
-            }
-            pairs
+            let pairs = std::iter::from_fn(|| Some((items.next()?, items.next()?)));
+            collect(len, pairs, hash)
         }
-        other => {
-            return Err(corrupt(format!(
-                "HGETALL {hash:?} answered {other:?}, not a hash"
-            )));
-        }
-    };
-    let mut map = HashMap::with_capacity(pairs.len());
+        other => Err(corrupt(format!(
+            "HGETALL {hash:?} answered {other:?}, not a hash"
+        ))),
+    }
+}
+
+fn collect(
+    len: usize,
+    pairs: impl Iterator<Item = (Value, Value)>,
+    hash: &str,
+) -> Result<HashMap<String, Vec<u8>>, StoreError> {
+    let mut map = HashMap::with_capacity(len);
     for (field, value) in pairs {
         let field = bytes(field, "a hash field")?.unwrap_or_default();
         let key = String::from_utf8(field).map_err(|e| {
@@ -83,8 +81,7 @@ pub(crate) fn entries(value: Value, hash: &str) -> Result<HashMap<String, Vec<u8
                 String::from_utf8_lossy(e.as_bytes())
             ))
         })?;
-        let value = bytes(value, "a hash value")?.unwrap_or_default();
-        map.insert(key, value);
+        map.insert(key, bytes(value, "a hash value")?.unwrap_or_default());
     }
     Ok(map)
 }
@@ -100,5 +97,55 @@ pub(crate) fn pair(value: Value, what: &str) -> Result<(Value, Value), StoreErro
             }
         }
         other => Err(corrupt(format!("{what} answered {other:?}, not a pair"))),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use durabledict_core::StoreErrorKind;
+
+    fn bulk(text: &str) -> Value {
+        Value::BulkString(text.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn stamps() {
+        assert_eq!(stamp(Value::Nil, "s").unwrap(), None);
+        assert_eq!(stamp(bulk("42"), "s").unwrap(), Some(42));
+        assert_eq!(stamp(Value::Int(-3), "s").unwrap(), Some(-3));
+        for bad in [bulk("4.5"), bulk(""), bulk("twelve"), Value::Array(vec![])] {
+            assert_eq!(stamp(bad, "s").unwrap_err().kind(), StoreErrorKind::Corrupt);
+        }
+        assert_eq!(
+            written_stamp(Value::Nil, "s").unwrap_err().kind(),
+            StoreErrorKind::Corrupt
+        );
+    }
+
+    #[test]
+    fn hashes_in_both_protocols() {
+        let flat = Value::Array(vec![bulk("a"), bulk("1"), bulk("b"), bulk("")]);
+        let map = Value::Map(vec![(bulk("a"), bulk("1")), (bulk("b"), bulk(""))]);
+        for reply in [flat, map] {
+            let entries = entries(reply, "h").unwrap();
+            assert_eq!(entries.len(), 2);
+            assert_eq!(entries["a"], b"1");
+            assert_eq!(entries["b"], b"");
+        }
+        assert!(entries(Value::Nil, "h").unwrap().is_empty());
+    }
+
+    #[test]
+    fn odd_shapes_and_non_utf8_fields_are_corrupt() {
+        let odd = Value::Array(vec![bulk("a")]);
+        let binary = Value::Array(vec![Value::BulkString(vec![0xff]), bulk("1")]);
+        for reply in [odd, binary, Value::Int(1)] {
+            assert_eq!(
+                entries(reply, "h").unwrap_err().kind(),
+                StoreErrorKind::Corrupt
+            );
+        }
     }
 }

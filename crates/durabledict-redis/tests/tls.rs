@@ -1,0 +1,174 @@
+//! `rediss://` against a TLS-only `redis-server` with a certificate authority made for the
+//! test (by the `openssl` command): the CA given to the builder, mutual TLS with a client
+//! certificate, and refusal of a server the system's roots do not vouch for. Feature `tls`.
+
+#![cfg(feature = "tls")]
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::Command;
+
+use common::keyspace;
+use common::spawned::Spawned;
+use durabledict_core::{DurableDict, Raw, Store, StoreErrorKind};
+use durabledict_redis::RedisStore;
+use durabledict_test_servers::free_port;
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("the TLS test needs the openssl command (apt-get install openssl): {e}")
+        });
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA, a server certificate for 127.0.0.1 and a client certificate, all signed by the CA.
+fn certificates(dir: &Path) {
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    openssl(
+        dir,
+        &[
+            &["req", "-x509"][..],
+            &ec,
+            &[
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.crt",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=durabledict test CA",
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign",
+            ],
+        ]
+        .concat(),
+    );
+    for (name, usage, san) in [
+        ("server", "serverAuth", "subjectAltName=IP:127.0.0.1"),
+        ("client", "clientAuth", "subjectAltName=DNS:client"),
+    ] {
+        let (key, csr, crt, ext) = (
+            format!("{name}.key"),
+            format!("{name}.csr"),
+            format!("{name}.crt"),
+            format!("{name}.ext"),
+        );
+        std::fs::write(
+            dir.join(&ext),
+            format!("{san}\nbasicConstraints=CA:FALSE\nextendedKeyUsage={usage}\n"),
+        )
+        .unwrap();
+        openssl(
+            dir,
+            &[
+                &["req"][..],
+                &ec,
+                &[
+                    "-keyout",
+                    &key,
+                    "-out",
+                    &csr,
+                    "-subj",
+                    &format!("/CN={name}"),
+                ],
+            ]
+            .concat(),
+        );
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                &crt,
+                "-days",
+                "2",
+                "-extfile",
+                &ext,
+            ],
+        );
+    }
+}
+
+#[test]
+fn rediss_with_the_test_ca_and_a_client_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    certificates(dir.path());
+    let port = free_port().unwrap();
+    let file = |name: &str| dir.path().join(name).display().to_string();
+    let args: Vec<String> = [
+        "--bind",
+        "127.0.0.1",
+        "--tls-port",
+        &port.to_string(),
+        "--tls-cert-file",
+        &file("server.crt"),
+        "--tls-key-file",
+        &file("server.key"),
+        "--tls-ca-cert-file",
+        &file("ca.crt"),
+        "--tls-auth-clients",
+        "yes",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let server = Spawned::start(
+        &args,
+        |_| TcpStream::connect(("127.0.0.1", port)).is_ok(),
+        dir,
+    );
+    let read = |name: &str| std::fs::read(server.path(name)).unwrap();
+    let url = format!("rediss://127.0.0.1:{port}/");
+
+    let store = RedisStore::builder(&url, &keyspace("tls"))
+        .tls_root_certificate(read("ca.crt"))
+        .tls_client_certificate(read("client.crt"), read("client.key"))
+        .build()
+        .unwrap();
+    let dict = DurableDict::<String>::builder(store.clone(), Raw)
+        .build()
+        .unwrap();
+    dict.insert("k", "over TLS".into()).unwrap();
+    assert_eq!(store.durables().unwrap().entries["k"], b"over TLS");
+
+    // Without the client certificate the server refuses the handshake.
+    let no_client = RedisStore::builder(&url, "tls")
+        .tls_root_certificate(read("ca.crt"))
+        .build()
+        .unwrap();
+    let error = no_client.last_updated().unwrap_err();
+    assert_eq!(error.kind(), StoreErrorKind::Rejected, "{error}");
+
+    // The system's roots do not know the test CA: the client refuses the server.
+    let system_roots = RedisStore::open(&url, "tls").unwrap();
+    let error = system_roots.last_updated().unwrap_err();
+    assert_eq!(error.kind(), StoreErrorKind::Rejected, "{error}");
+}
