@@ -9,6 +9,11 @@
 //! | `redis_reload_10000` | `store_durables` (the store's part) and `decode_only` (decoding the values, no I/O) | | informative |
 //! | `redis_two_threads` | two threads reading under `Always` (pooled connections) | two threads sharing one raw connection behind a mutex, and one raw connection each | informative |
 //!
+//! On a busy machine a baseline and its subject measured a few seconds apart can differ by 2×
+//! from load alone, so after the criterion groups the bench also prints **paired** figures:
+//! baseline and subject run in alternating batches, and the median of the per-round ratios is
+//! reported (`paired:` lines). Those are the ratios to hold against the targets.
+//!
 //! Run with `cargo xtask bench redis` (or `cargo bench --features redis --bench redis`).
 
 use std::collections::HashMap;
@@ -231,12 +236,162 @@ fn threaded(c: &mut Criterion, bench: &Bench) {
     group.finish();
 }
 
+/// Runs `rounds` rounds of `batch` baseline operations then `batch` subject operations (each
+/// closure times one operation itself, so set-up can stay out of the measure) and prints the
+/// median time per operation of each and the median of the per-round ratios.
+fn paired(
+    name: &str,
+    target: &str,
+    rounds: usize,
+    batch: usize,
+    mut baseline: impl FnMut() -> Duration,
+    mut subject: impl FnMut() -> Duration,
+) {
+    let median = |mut values: Vec<f64>| {
+        values.sort_by(f64::total_cmp);
+        values[values.len() / 2]
+    };
+    let (mut base, mut subj, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        let b: Duration = (0..batch).map(|_| baseline()).sum();
+        let s: Duration = (0..batch).map(|_| subject()).sum();
+        base.push(b.as_secs_f64() / batch as f64);
+        subj.push(s.as_secs_f64() / batch as f64);
+        ratios.push(s.as_secs_f64() / b.as_secs_f64());
+    }
+    println!(
+        "paired: {name}: baseline {:.1} µs, subject {:.1} µs, ratio {:.3} (target {target})",
+        median(base) * 1e6,
+        median(subj) * 1e6,
+        median(ratios)
+    );
+}
+
+fn timed(op: impl FnOnce()) -> Duration {
+    let started = Instant::now();
+    op();
+    started.elapsed()
+}
+
+fn paired_ratios(bench: &Bench) {
+    let mut conn = raw(&bench.url);
+
+    let (store, dict_read) = dict(&bench.url, "paired-read", 100);
+    let stamp_key = store.stamp_key().to_owned();
+    let get_stamp = |conn: &mut Connection| {
+        let stamp: Option<i64> = redis::cmd("GET").arg(&stamp_key).query(conn).expect("GET");
+        black_box(stamp);
+    };
+    paired(
+        "always read vs raw GET",
+        "<= 1.15",
+        200,
+        50,
+        || timed(|| get_stamp(&mut conn)),
+        || timed(|| drop(black_box(dict_read.get("feature.flag.7").expect("get")))),
+    );
+
+    let (raw_store, _) = dict(&bench.url, "paired-write-raw", 10);
+    let (_, small) = dict(&bench.url, "paired-write-10", 10);
+    let (_, large) = dict(&bench.url, "paired-write-10000", 10_000);
+    let (hash, stamp) = (raw_store.hash_key().to_owned(), raw_store.stamp_key().to_owned());
+    let counter = std::cell::Cell::new(0u64);
+    let multi = |conn: &mut Connection, i: u64| {
+        let (stamp,): (i64,) = redis::pipe()
+            .atomic()
+            .cmd("HSET")
+            .arg(&hash)
+            .arg("feature.flag.3")
+            .arg(format!("\"value {i}\""))
+            .ignore()
+            .cmd("INCR")
+            .arg(&stamp)
+            .query(conn)
+            .expect("MULTI");
+        black_box(stamp);
+    };
+    let next = || {
+        counter.set(counter.get() + 1);
+        counter.get()
+    };
+    let reloads = (small.status().reloads, large.status().reloads);
+    paired(
+        "own write, 10 keys, vs raw MULTI HSET INCR",
+        "<= 1.3",
+        200,
+        20,
+        || {
+            let n = next();
+            timed(|| multi(&mut conn, n))
+        },
+        || {
+            let n = next();
+            timed(|| small.insert("feature.flag.3", format!("value {n}")).expect("insert"))
+        },
+    );
+    paired(
+        "own write, 10,000 keys, vs 10 keys",
+        "<= 1.3",
+        200,
+        20,
+        || {
+            let n = next();
+            timed(|| small.insert("feature.flag.3", format!("value {n}")).expect("insert"))
+        },
+        || {
+            let n = next();
+            timed(|| large.insert("feature.flag.3", format!("value {n}")).expect("insert"))
+        },
+    );
+    assert_eq!(
+        (small.status().reloads, large.status().reloads),
+        reloads,
+        "own writes must not reload"
+    );
+
+    let (store, dict) = dict(&bench.url, "paired-reload", 10_000);
+    let (hash, stamp) = (store.hash_key().to_owned(), store.stamp_key().to_owned());
+    let mut other = raw(&bench.url);
+    paired(
+        "read after another instance's write, 10,000 JSON values, vs raw HGETALL",
+        "<= 2",
+        30,
+        2,
+        || {
+            timed(|| {
+                let all: HashMap<String, Vec<u8>> =
+                    redis::cmd("HGETALL").arg(&hash).query(&mut conn).expect("HGETALL");
+                black_box(all);
+            })
+        },
+        || {
+            let _: i64 = redis::cmd("INCR").arg(&stamp).query(&mut other).expect("INCR");
+            timed(|| drop(black_box(dict.get("feature.flag.7").expect("get"))))
+        },
+    );
+    paired(
+        "the store's part of that reload (durables) vs raw HGETALL",
+        "informative",
+        30,
+        2,
+        || {
+            timed(|| {
+                let all: HashMap<String, Vec<u8>> =
+                    redis::cmd("HGETALL").arg(&hash).query(&mut conn).expect("HGETALL");
+                black_box(all);
+            })
+        },
+        || timed(|| drop(black_box(durabledict::Store::durables(&store).expect("durables")))),
+    );
+}
+
 fn benches(c: &mut Criterion) {
     let bench = server();
     always_read(c, &bench);
     own_write(c, &bench);
     reload(c, &bench);
     threaded(c, &bench);
+    paired_ratios(&bench);
 }
 
 criterion_group! {

@@ -4,8 +4,7 @@
 //! Every script takes `KEYS[1]` = the hash of values and `KEYS[2]` = the stamp key, and bumps
 //! the stamp **before** it writes: a bump that fails (the stamp holds something that is not an
 //! integer) aborts the script with nothing written, since Redis does not roll back the
-//! commands a failing script already ran. Stamps travel back as strings, because a Lua number
-//! is a double and would round stamps above 2^53.
+//! commands a failing script already ran.
 //!
 //! # Re-creating a lost stamp
 //!
@@ -13,7 +12,8 @@
 //! it, a replica promoted without it). The next write must not re-create it with `INCR` from
 //! nothing (1, 2, ...): a dict that synced at stamp 1 or 2 earlier, with other contents, would
 //! see the same number again and keep its stale cache. So a write that finds the stamp
-//! missing seeds it from the server clock instead: `TIME` in microseconds since the epoch
+//! missing (or at 0, where only a reset from outside leaves it) seeds it from the server clock
+//! instead: `TIME` in microseconds since the epoch
 //! (about 1.7e15 in 2024).
 //!
 //! Why that cannot repeat a stamp a dict synced at:
@@ -42,20 +42,25 @@
 
 use redis::Script;
 
-/// Bumps the stamp, or seeds a missing one from the server clock; returns the new stamp as a
-/// string. Raises `DDCORRUPT` (nothing written yet) when the stamp is not an integer.
+/// Bumps the stamp, or seeds a missing one from the server clock; returns the new stamp.
+/// Raises `DDCORRUPT` (nothing written yet) when the stamp is not an integer.
+///
+/// One `INCR` in the common case. `INCR` answering 1 means the stamp was missing (or 0, which
+/// only a reset from outside leaves): then it is seeded from the clock instead. A Lua number
+/// is a double, so a stamp at or above 2^53 is read back as a string to stay exact.
 const BUMP: &str = r#"
 local function bump()
-  if not redis.call('GET', KEYS[2]) then
+  local n = redis.pcall('INCR', KEYS[2])
+  if type(n) == 'table' and n.err then
+    error({err = 'DDCORRUPT the stamp key ' .. KEYS[2] .. ' cannot be incremented: ' .. n.err})
+  end
+  if n == 1 then
     local t = redis.call('TIME')
     local seed = t[1] .. string.format('%06d', tonumber(t[2]))
     redis.call('SET', KEYS[2], seed)
     return seed
   end
-  local n = redis.pcall('INCR', KEYS[2])
-  if type(n) == 'table' and n.err then
-    error({err = 'DDCORRUPT the stamp key ' .. KEYS[2] .. ' cannot be incremented: ' .. n.err})
-  end
+  if n < 9007199254740992 then return n end
   return redis.call('GET', KEYS[2])
 end
 "#;

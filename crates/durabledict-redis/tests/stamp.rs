@@ -137,6 +137,14 @@ fn a_lost_stamp_is_seeded_from_the_server_clock() {
     );
     assert_eq!(store.persist("k", b"x").unwrap(), seeded + 1);
 
+    // A stamp reset to 0 from outside is re-seeded the same way.
+    let () = redis::cmd("SET")
+        .arg(store.stamp_key())
+        .arg(0)
+        .query(&mut conn)
+        .unwrap();
+    assert!(store.persist("k", b"y").unwrap() >= now * 1_000_000);
+
     // Also when the hash is empty: a dict that synced at 1 with no entries must not see 1
     // again with an entry.
     let empty = self::store(&keyspace("lost-empty"));
@@ -308,4 +316,20 @@ fn a_declared_value_limit_is_enforced_before_sending() {
         "{error}"
     );
     assert_eq!(store.get("k").unwrap().as_deref(), Some(&b"12345678"[..]));
+}
+
+#[test]
+fn stamps_beyond_two_to_the_53_stay_exact() {
+    // Lua numbers are doubles: the scripts must not round a large stamp.
+    let store = store(&keyspace("big"));
+    store.init().unwrap();
+    let big: i64 = (1 << 53) + 1;
+    let () = redis::cmd("SET")
+        .arg(store.stamp_key())
+        .arg(big)
+        .query(&mut raw(&server_url()))
+        .unwrap();
+    assert_eq!(store.persist("k", b"v").unwrap(), big + 1);
+    assert_eq!(store.pop("k").unwrap(), Some((b"v".to_vec(), big + 2)));
+    assert_eq!(store.last_updated().unwrap(), Some(big + 2));
 }
