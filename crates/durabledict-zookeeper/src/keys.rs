@@ -2,7 +2,7 @@
 
 /// The longest key accepted, in UTF-8 bytes. ZooKeeper has no limit of its own on a name, but a
 /// whole request must fit in the server's `jute.maxbuffer`; bounding keys lets the value limit
-/// be one number that holds for every key (see [`crate::limits`]).
+/// be one number that holds for every key ([`Store::max_value_len`](durabledict_core::Store::max_value_len)).
 pub const MAX_KEY_LEN: usize = 4096;
 
 /// The keyspace: the znode whose children are the keys.

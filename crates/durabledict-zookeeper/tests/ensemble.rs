@@ -117,11 +117,8 @@ fn failover_keeps_reads_served_and_loses_no_acknowledged_write() {
     held.sort();
     assert_eq!(held, acknowledged);
     eventually("b converges", VISIBILITY, || {
-        let mut mine: Vec<(String, String)> = b
-            .iter()
-            .unwrap()
-            .map(|(k, v)| (k, (*v).clone()))
-            .collect();
+        let mut mine: Vec<(String, String)> =
+            b.iter().unwrap().map(|(k, v)| (k, (*v).clone())).collect();
         mine.sort();
         mine == acknowledged
     });

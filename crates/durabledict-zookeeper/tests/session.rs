@@ -144,7 +144,10 @@ fn a_session_expired_under_the_store_is_replaced_and_no_update_is_missed() {
         }
     }
     // Reads are served from the cache meanwhile.
-    assert_eq!(a.get("before").unwrap().as_deref().map(String::as_str), Some("1"));
+    assert_eq!(
+        a.get("before").unwrap().as_deref().map(String::as_str),
+        Some("1")
+    );
     proxy.restore();
     eventually("a's client opens a new session", VISIBILITY, || {
         let now = sessions(zk.port());
@@ -152,15 +155,19 @@ fn a_session_expired_under_the_store_is_replaced_and_no_update_is_missed() {
     });
     let want = contents(&b);
     assert_eq!(want.len(), 20);
-    eventually("a converges to every write made meanwhile", VISIBILITY, || {
-        contents(&a) == want
-    });
+    eventually(
+        "a converges to every write made meanwhile",
+        VISIBILITY,
+        || contents(&a) == want,
+    );
     assert!(a.status().reloads > reloads);
     // The watch works again on the new session: a later write arrives as an event.
     b.insert("after", "x".into()).unwrap();
-    eventually("a sees a write made after the new session", VISIBILITY, || {
-        a.get("after").unwrap().is_some()
-    });
+    eventually(
+        "a sees a write made after the new session",
+        VISIBILITY,
+        || a.get("after").unwrap().is_some(),
+    );
     a.insert("from-a", "y".into()).unwrap();
     eventually("b sees a's write from its new session", VISIBILITY, || {
         b.get("from-a").unwrap().is_some()

@@ -55,7 +55,12 @@ impl Proxy {
     /// Closes every forwarded connection and refuses new ones.
     pub fn cut(&self) {
         self.open.store(false, Ordering::SeqCst);
-        for conn in self.conns.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
+        for conn in self
+            .conns
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+        {
             let _ = conn.shutdown(Shutdown::Both);
         }
     }

@@ -1,0 +1,197 @@
+//! The ZooKeeper store's costs, each against a baseline measured in the same run, on a
+//! standalone ZooKeeper this bench starts on a loopback port.
+//!
+//! | group | measured | baseline | target |
+//! |---|---|---|---|
+//! | `zookeeper_always_read` | `dict.get` under `Always` (1,000 keys); `Manual` for reference | `HashMap` get + clone | ≤ 2× |
+//! | `zookeeper_own_write` | `dict.insert` of an existing key (1,000 keys) | raw `set_data` round trip | ≤ 1.2× |
+//! | `zookeeper_propagation` | insert in dict A until dict B (own client, `Always`) reads it | raw `set_data` round trip | p50 ≤ 1.5 ms, p99 ≤ 10 ms |
+//!
+//! The propagation percentiles over 200 writes (1,000 keys in the keyspace, so a full reload
+//! per change would show) are printed before the criterion groups run.
+//!
+//! Run with `cargo xtask bench zookeeper` (or `cargo bench --features zookeeper --bench
+//! zookeeper`).
+
+use std::collections::HashMap;
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use durabledict::{DurableDict, Raw, SyncPolicy};
+use durabledict_test_servers::ZooKeeper;
+use durabledict_zookeeper::ZooKeeperStore;
+use durabledict_zookeeper::zookeeper::{self, WatchedEvent};
+
+const KEYS: usize = 1_000;
+
+fn keys() -> Vec<String> {
+    (0..KEYS).map(|i| format!("feature.flag.{i}")).collect()
+}
+
+fn dict(connect: &str, keyspace: &str) -> DurableDict<String> {
+    let store = ZooKeeperStore::connect(connect, keyspace).expect("connect a store");
+    DurableDict::builder(store, Raw)
+        .policy(SyncPolicy::Always)
+        .build()
+        .expect("build a dict")
+}
+
+fn filled(connect: &str, keyspace: &str) -> DurableDict<String> {
+    let dict = dict(connect, keyspace);
+    if dict.len().expect("len") < KEYS {
+        dict.update(keys().into_iter().map(|k| (k, "enabled".to_string())))
+            .expect("fill");
+    }
+    dict
+}
+
+fn raw_client(connect: &str) -> zookeeper::ZooKeeper {
+    let zk = zookeeper::ZooKeeper::connect(connect, Duration::from_secs(10), |_: WatchedEvent| {})
+        .expect("raw client");
+    zk.exists("/", false).expect("raw client connected");
+    zk
+}
+
+fn always_read(c: &mut Criterion, connect: &str) {
+    let keys = keys();
+    let baseline: HashMap<String, Arc<String>> = keys
+        .iter()
+        .map(|k| (k.clone(), Arc::new("enabled".to_string())))
+        .collect();
+    let dict = filled(connect, "/bench/read");
+    let manual = DurableDict::<String>::builder(
+        ZooKeeperStore::connect(connect, "/bench/read").expect("connect a store"),
+        Raw,
+    )
+    .policy(SyncPolicy::Manual)
+    .build()
+    .expect("build a dict");
+    let mut group = c.benchmark_group("zookeeper_always_read");
+    let mut i = 0;
+    group.bench_function("hashmap_get_clone", |b| {
+        b.iter(|| {
+            i = (i + 1) % KEYS;
+            black_box(baseline.get(black_box(keys[i].as_str())).cloned())
+        })
+    });
+    // The core's own cost of a cached read, without any stamp check, for reference.
+    group.bench_function("dict_manual", |b| {
+        b.iter(|| {
+            i = (i + 1) % KEYS;
+            black_box(manual.get(black_box(keys[i].as_str())).expect("get"))
+        })
+    });
+    group.bench_function("dict_always", |b| {
+        b.iter(|| {
+            i = (i + 1) % KEYS;
+            black_box(dict.get(black_box(keys[i].as_str())).expect("get"))
+        })
+    });
+    group.finish();
+}
+
+fn own_write(c: &mut Criterion, connect: &str) {
+    let dict = filled(connect, "/bench/write");
+    let raw = raw_client(connect);
+    let mut group = c.benchmark_group("zookeeper_own_write");
+    let mut n = 0u64;
+    group.bench_function("raw_set_data", |b| {
+        b.iter(|| {
+            n += 1;
+            raw.set_data(
+                "/bench/write/feature.flag.8",
+                n.to_string().into_bytes(),
+                None,
+            )
+            .expect("set_data")
+        })
+    });
+    group.bench_function("dict_insert", |b| {
+        b.iter(|| {
+            n += 1;
+            dict.insert("feature.flag.7", n.to_string())
+                .expect("insert")
+        })
+    });
+    group.finish();
+}
+
+/// Writes through `a` until `b` reads the new value.
+fn propagate(a: &DurableDict<String>, b: &DurableDict<String>, n: u64) -> Duration {
+    let value = n.to_string();
+    let start = Instant::now();
+    a.insert("feature.flag.1", value.clone()).expect("insert");
+    loop {
+        if b.get("feature.flag.1")
+            .expect("get")
+            .is_some_and(|v| *v == value)
+        {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "b never saw the write"
+        );
+        std::hint::spin_loop();
+    }
+}
+
+fn propagation(c: &mut Criterion, connect: &str) {
+    let a = filled(connect, "/bench/propagation");
+    let b = dict(connect, "/bench/propagation");
+    let raw = raw_client(connect);
+    let mut n = 0u64;
+    let mut times: Vec<Duration> = (0..200)
+        .map(|_| {
+            n += 1;
+            propagate(&a, &b, n)
+        })
+        .collect();
+    times.sort();
+    eprintln!(
+        "zookeeper propagation over 200 writes, {KEYS} keys: p50 {:?}, p99 {:?}, max {:?}",
+        times[100], times[198], times[199]
+    );
+    let mut group = c.benchmark_group("zookeeper_propagation");
+    group.bench_function("raw_set_data", |bench| {
+        bench.iter(|| {
+            n += 1;
+            raw.set_data(
+                "/bench/propagation/feature.flag.2",
+                n.to_string().into_bytes(),
+                None,
+            )
+            .expect("set_data")
+        })
+    });
+    group.bench_function("write_until_read_elsewhere", |bench| {
+        bench.iter_custom(|iters| {
+            (0..iters)
+                .map(|_| {
+                    n += 1;
+                    propagate(&a, &b, n)
+                })
+                .sum()
+        })
+    });
+    group.finish();
+}
+
+fn benches(c: &mut Criterion) {
+    let server = ZooKeeper::start().expect("start ZooKeeper (cargo xtask install)");
+    let connect = server.connect_string();
+    propagation(c, &connect);
+    always_read(c, &connect);
+    own_write(c, &connect);
+}
+
+criterion_group! {
+    name = zookeeper_benches;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
+    targets = benches
+}
+criterion_main!(zookeeper_benches);
