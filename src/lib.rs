@@ -35,10 +35,15 @@
 //! ```
 #![warn(missing_docs)]
 
+mod open;
+
 pub use durabledict_core::{
     BoxError, Builder, DurableDict, Durables, Encoding, Error, MemoryStamp, MemoryStore, Op, Raw,
     Result, SetDefault, Snapshot, Stamp, StampValue, Status, Store, StoreError, StoreErrorKind,
     SyncPolicy, clock_seed,
+};
+pub use open::{
+    DEFAULT_KEYSPACE, OpenError, OpenOptions, UnknownEncoding, ValueEncoding, open, open_store,
 };
 pub use durabledict_encoding::{
     DynamicPickle, Fallback, Json, Pickle, PickleHashableValue, PickleValue, Protocol, Python2Str,

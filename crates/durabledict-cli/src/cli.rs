@@ -1,0 +1,170 @@
+//! The command line: options, commands, and the help that documents the JSON forms.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use durabledict::ValueEncoding;
+
+/// What `--help` says after the commands: the JSON forms and the exit codes.
+const AFTER_HELP: &str = "\
+Values are printed as JSON, one per line. Python values map to JSON as follows: None is
+null; tuples, lists, sets and frozensets are arrays; dicts with string keys are objects;
+integers of any size are numbers (all their digits). What JSON has no form for is printed
+as a one-key object, read back the same way by `set` and `import`:
+  bytes                     {\"$bytes\": \"<standard base64>\"}
+  NaN, inf, -inf            {\"$float\": \"nan\"}, {\"$float\": \"inf\"}, {\"$float\": \"-inf\"}
+  dict with non-string keys {\"$dict\": [[key, value], ...]}  (array keys are tuples)
+A dict whose only key is \"$bytes\", \"$dict\" or \"$float\" is printed as a $dict too.
+
+Exit codes: 0 success; 1 key not found (get, del); 2 usage error (bad option or URL,
+VALUE not JSON); 3 store or encoding error.
+
+Store URLs: sqlite:PATH, sqlite::memory:, postgres://USER@HOST:PORT/DATABASE,
+mysql://USER@HOST:PORT/DATABASE, redis://HOST:PORT[/DB], rediss://..., redis+unix:///PATH,
+zk://HOST:PORT[,HOST:PORT...][/PATH]. The keyspace is the Redis hash, the SQL table, and the
+ZooKeeper path when the URL has none (/KEYSPACE).";
+
+/// Reads and writes a durabledict store: the values Python durabledict and the Rust
+/// durabledict crate keep in SQLite, PostgreSQL, MySQL, Redis or ZooKeeper.
+#[derive(Debug, Parser)]
+#[command(name = "durabledict", version, after_long_help = AFTER_HELP)]
+pub(crate) struct Cli {
+    /// Where the dict lives (see the store URLs below).
+    #[arg(
+        long,
+        env = "DURABLEDICT_STORE",
+        default_value = "sqlite:durabledict.db",
+        value_name = "URL"
+    )]
+    pub(crate) store: String,
+
+    /// The keyspace: Redis hash, SQL table, or ZooKeeper path when the URL names none.
+    #[arg(
+        long,
+        env = "DURABLEDICT_KEYSPACE",
+        default_value = durabledict::DEFAULT_KEYSPACE,
+        value_name = "NAME"
+    )]
+    pub(crate) keyspace: String,
+
+    /// How values are stored: pickle (Python durabledict's default), json, or raw bytes.
+    #[arg(long, env = "DURABLEDICT_ENCODING", default_value = "pickle", value_name = "ENCODING",
+          value_parser = parse_encoding)]
+    pub(crate) encoding: ValueEncoding,
+
+    /// Keep the stamp in memcached instead of the store (SQL stores only).
+    #[arg(long, env = "DURABLEDICT_STAMP", value_name = "memcache://HOST:PORT")]
+    pub(crate) stamp: Option<String>,
+
+    /// The memcached key of the stamp [default: durabledict:KEYSPACE:last_updated].
+    #[arg(
+        long,
+        env = "DURABLEDICT_STAMP_KEY",
+        value_name = "KEY",
+        requires = "stamp"
+    )]
+    pub(crate) stamp_key: Option<String>,
+
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Print the value of KEY as JSON.
+    Get {
+        /// The key.
+        key: String,
+    },
+    /// Set KEY to VALUE, a JSON value (or a plain string with --str).
+    Set {
+        /// The key.
+        key: String,
+        /// The value, as JSON: '"text"', 42, '[1, 2]', '{"a": null}'.
+        #[arg(allow_hyphen_values = true)]
+        value: String,
+        /// Store VALUE as a plain string, without reading it as JSON.
+        #[arg(long = "str")]
+        string: bool,
+    },
+    /// Delete KEY.
+    Del {
+        /// The key.
+        key: String,
+    },
+    /// Print the whole dict as one JSON object, keys sorted.
+    List,
+    /// Write every entry of a JSON object, as one batch.
+    Import {
+        /// A file holding a JSON object, or - for standard input.
+        #[arg(value_name = "FILE|-")]
+        file: PathBuf,
+    },
+    /// Print one JSON line per change made by anyone: {"key": ..., "old": ..., "new": ...}
+    /// (null for an absent key). Store errors are reported on stderr and retried.
+    Watch {
+        /// How often to check for changes: 500ms, 2s, 1m, or seconds.
+        #[arg(long, default_value = "1s", value_parser = parse_interval)]
+        interval: Duration,
+        /// Exit after this many changes.
+        #[arg(long, value_name = "N")]
+        count: Option<u64>,
+    },
+    /// Print the store's last_updated stamp: an integer, or null.
+    Stamp,
+}
+
+fn parse_encoding(text: &str) -> Result<ValueEncoding, String> {
+    text.parse()
+        .map_err(|e: durabledict::UnknownEncoding| e.to_string())
+}
+
+/// `500ms`, `2s`, `1.5s`, `1m`, or a number of seconds.
+fn parse_interval(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, unit) = match text.find(|c: char| c.is_ascii_alphabetic()) {
+        Some(at) => text.split_at(at),
+        None => (text, "s"),
+    };
+    let scale = match unit {
+        "ms" => 0.001,
+        "s" => 1.0,
+        "m" => 60.0,
+        _ => return Err(format!("unknown unit {unit:?}: use ms, s or m")),
+    };
+    let value: f64 = number
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 500ms, 2s or 1m"))?;
+    let interval = Duration::try_from_secs_f64(value * scale)
+        .map_err(|_| format!("{text:?} is not a duration like 500ms, 2s or 1m"))?;
+    if interval.is_zero() {
+        return Err("the interval must be longer than zero".into());
+    }
+    Ok(interval)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn intervals() {
+        assert_eq!(parse_interval("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_interval("2s"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_interval("1.5"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_interval("1m"), Ok(Duration::from_secs(60)));
+        assert!(parse_interval("0s").is_err());
+        assert!(parse_interval("-1s").is_err());
+        assert!(parse_interval("3h").is_err());
+        assert!(parse_interval("fast").is_err());
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}
