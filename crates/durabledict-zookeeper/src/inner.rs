@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
 use durabledict_core::{SetDefault, StampValue};
 use zookeeper::{CreateMode, ZkError, ZooKeeper};
@@ -28,6 +28,8 @@ pub(crate) struct Inner {
     /// The local stamp; changed only under the `mirror` lock, read without it.
     stamp: AtomicI64,
     mirror: Mutex<Mirror>,
+    /// For the watch's event handler, which must not keep the store alive.
+    this: Weak<Inner>,
 }
 
 /// The store's lock held, with the client to send requests through.
@@ -46,8 +48,8 @@ impl Inner {
         auth: Vec<(String, Vec<u8>)>,
         max_value_len: usize,
         session: Session,
-    ) -> Self {
-        Inner {
+    ) -> Arc<Self> {
+        Arc::new_cyclic(|this| Inner {
             keyspace,
             acl,
             auth,
@@ -55,7 +57,8 @@ impl Inner {
             session,
             stamp: AtomicI64::new(1),
             mirror: Mutex::new(Mirror::default()),
-        }
+            this: Weak::clone(this),
+        })
     }
 
     /// The stamp, without a lock.
@@ -74,7 +77,7 @@ impl Inner {
     }
 
     /// A watch event for `path`: reads that one znode unless an own write accounts for it.
-    pub(crate) fn on_event(&self, path: &str) {
+    fn on_event(&self, path: &str) {
         let Some(key) = self.keyspace.key_of(path) else {
             return;
         };
@@ -82,7 +85,7 @@ impl Inner {
         if locked.mirror.consume(key) {
             return;
         }
-        if locked.fetch(key).is_err() {
+        if locked.prepare().is_err() || locked.fetch(key).is_err() {
             locked.lost();
         }
     }
@@ -135,9 +138,15 @@ impl Locked<'_> {
                 .map_err(|e| ZooKeeperError::request("add_auth", scheme, e))?;
         }
         let path = self.inner.keyspace.path();
+        let this = Weak::clone(&self.inner.this);
+        let on_change = move |path: &str| {
+            if let Some(inner) = this.upgrade() {
+                inner.on_event(path);
+            }
+        };
         self.inner
             .session
-            .arm(&self.zk, path)
+            .arm(&self.zk, path, on_change)
             .map_err(|e| ZooKeeperError::request("add_watch", path, e))?;
         self.mirror.armed = Some(epoch);
         Ok(Some(epoch))

@@ -19,11 +19,9 @@ use zookeeper::{AddWatchMode, WatchedEvent, WatchedEventType, ZkResult, ZkState,
 
 use crate::error::ZooKeeperError;
 
-/// What the client's threads tell the store's worker.
+/// What the client's threads tell the store's worker about the connection.
 #[derive(Debug)]
 pub(crate) enum Msg {
-    /// A znode at this path (below the keyspace) was created, changed or deleted.
-    Event(String),
     /// A connection was established: a new epoch.
     Connected,
     /// The connection was lost; the client is trying the next server.
@@ -195,11 +193,18 @@ impl Session {
         Ok(())
     }
 
-    /// Sets a persistent recursive watch on `path` through `zk`; its events go to the worker.
-    pub(crate) fn arm(&self, zk: &ZooKeeper, path: &str) -> ZkResult<()> {
+    /// Sets a persistent recursive watch on `path` through `zk`; `on_change` gets the path of
+    /// every znode created, changed or deleted below it. It runs on the client's event thread,
+    /// which delivers events in order and may block on requests (responses reach callers
+    /// through the client's I/O thread, not through it).
+    pub(crate) fn arm(
+        &self,
+        zk: &ZooKeeper,
+        path: &str,
+        on_change: impl Fn(&str) + Send + 'static,
+    ) -> ZkResult<()> {
         let generation = self.next_watch.fetch_add(1, Ordering::SeqCst) + 1;
         let newest = Arc::clone(&self.watch);
-        let tx = self.tx.clone();
         zk.add_watch(
             path,
             AddWatchMode::PersistentRecursive,
@@ -216,7 +221,7 @@ impl Session {
                         | WatchedEventType::NodeDeleted
                 );
                 if let (true, Some(path)) = (change, event.path) {
-                    let _ = tx.send(Msg::Event(path));
+                    on_change(&path);
                 }
             },
         )?;

@@ -1,8 +1,10 @@
-//! The store's worker thread: reads the znodes that watch events name, reloads the keyspace
-//! on each new connection, and replaces a client that gave up.
+//! The store's worker thread: reloads the keyspace on each new connection and replaces a
+//! client that gave up.
 //!
-//! Events and state changes arrive on the `zookeeper` client's own threads, which must not
-//! block on requests of that client; they only send a [`Msg`] here.
+//! State changes arrive on the `zookeeper` client's I/O thread, which must not block on
+//! requests of that client (it is the thread that would answer them); it only sends a [`Msg`]
+//! here. Watch events are handled on the client's event thread (see
+//! [`Session::arm`](crate::session::Session::arm)).
 
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -48,7 +50,6 @@ fn run(inner: &Inner, rx: &Receiver<Msg>) {
         };
         match msg {
             Msg::Stop => return,
-            Msg::Event(path) => inner.on_event(&path),
             Msg::Connected => {
                 backoff = Duration::ZERO;
                 // A failure here is seen again by the next `durables`, which retries.
