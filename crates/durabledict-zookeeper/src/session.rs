@@ -229,22 +229,12 @@ impl Session {
         Ok(())
     }
 
-    /// Waits until a server answers a request. The client reports its first connection to
-    /// listeners that may not be subscribed yet, so an answered request counts as that report.
+    /// Waits until a server answers a request.
     fn wait_connected(&self, timeout: Duration) -> Result<(), ZooKeeperError> {
         let deadline = Instant::now() + timeout;
         loop {
-            let zk = self.client();
-            let error = match zk.exists("/", false) {
-                Ok(_) => {
-                    let mut link = lock(&self.link);
-                    if !link.heard {
-                        link.heard = true;
-                        link.up();
-                        self.connected.store(true, Ordering::Release);
-                    }
-                    return Ok(());
-                }
+            let error = match self.probe() {
+                Ok(()) => return Ok(()),
                 Err(e) => e,
             };
             if Instant::now() >= deadline {
@@ -262,6 +252,25 @@ impl Session {
                 })?;
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Sends a request through the current client. A client reports its first connection to
+    /// listeners that may not have been subscribed yet (it connects as soon as it is made), so
+    /// an answer while it has reported nothing counts as that report.
+    pub(crate) fn probe(&self) -> ZkResult<()> {
+        // The serial first: a client replaced meanwhile has a later one.
+        let serial = lock(&self.link).serial;
+        let zk = self.client();
+        zk.exists("/", false)?;
+        let mut link = lock(&self.link);
+        if !link.heard && link.serial == serial {
+            link.heard = true;
+            link.up();
+            self.connected.store(true, Ordering::Release);
+            drop(link);
+            self.notify(Msg::Connected);
+        }
+        Ok(())
     }
 }
 

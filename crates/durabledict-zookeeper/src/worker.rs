@@ -35,8 +35,11 @@ fn run(inner: &Inner, rx: &Receiver<Msg>) {
                 Ok(msg) => msg,
                 Err(RecvTimeoutError::Timeout) => {
                     replace_at = None;
-                    if inner.session.replace_if_closed().is_err() {
-                        replace_at = Some(Instant::now() + backoff);
+                    // A failed probe is fine: the new client reports its connection when it
+                    // makes one, or gives up, and is replaced in turn.
+                    match inner.session.replace_if_closed() {
+                        Ok(()) => drop(inner.session.probe()),
+                        Err(_) => replace_at = Some(Instant::now() + backoff),
                     }
                     backoff = (backoff * 2).clamp(Duration::from_millis(100), MAX_BACKOFF);
                     continue;
