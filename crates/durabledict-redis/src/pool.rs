@@ -98,23 +98,28 @@ impl Pool {
             None => (self.open()?, false),
         };
         match request(&mut *conn) {
+            Err(e) if reused && replay == Replay::Resend && connection_lost(&e) => {
+                drop(conn);
+                let mut conn = self.open()?;
+                let result = request(&mut *conn);
+                self.settle(conn, result)
+            }
+            result => self.settle(conn, result),
+        }
+    }
+
+    /// Returns the connection to the pool unless the error says its stream is out of step.
+    fn settle<T>(&self, conn: Conn, result: RedisResult<T>) -> Result<T, StoreError> {
+        match result {
             Ok(value) => {
                 self.put(conn);
                 Ok(value)
             }
-            Err(e) if keeps_connection(&e) && conn.is_open() => {
-                self.put(conn);
-                Err(store_error(e))
-            }
             Err(e) => {
-                drop(conn);
-                if !(reused && replay == Replay::Resend && connection_lost(&e)) {
-                    return Err(store_error(e));
+                if keeps_connection(&e) && conn.is_open() {
+                    self.put(conn);
                 }
-                let mut conn = self.open()?;
-                let value = request(&mut *conn).map_err(store_error)?;
-                self.put(conn);
-                Ok(value)
+                Err(store_error(e))
             }
         }
     }

@@ -137,7 +137,6 @@ return {redis.call('GET', KEYS[2]), redis.call('HGETALL', KEYS[1])}
 "#;
 
 /// Every script, compiled (hashed) once per store.
-#[derive(Debug)]
 pub(crate) struct Scripts {
     pub(crate) init: Script,
     pub(crate) persist: Script,

@@ -1,5 +1,6 @@
 //! [`RedisStore`]: the [`Store`] over a Redis hash and its stamp key.
 
+use std::fmt;
 use std::sync::Arc;
 
 use durabledict_core::{Durables, SetDefault, StampValue, Store, StoreError};
@@ -32,12 +33,21 @@ use crate::scripts::Scripts;
 /// dict.insert("mode", "fast".to_string())?;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RedisStore {
     pub(crate) inner: Arc<Inner>,
 }
 
-#[derive(Debug)]
+impl fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("hash", &self.inner.keys.hash)
+            .field("stamp", &self.inner.keys.stamp)
+            .field("pool", &self.inner.pool)
+            .finish_non_exhaustive()
+    }
+}
+
 pub(crate) struct Inner {
     pub(crate) pool: Pool,
     pub(crate) scripts: Scripts,
