@@ -127,18 +127,18 @@ fn parse_interval(text: &str) -> Result<Duration, String> {
         Some(at) => text.split_at(at),
         None => (text, "s"),
     };
+    let not_a_duration = || format!("{text:?} is not a duration like 500ms, 2s or 1m");
+    if number.trim().is_empty() {
+        return Err(not_a_duration());
+    }
     let scale = match unit {
         "ms" => 0.001,
         "s" => 1.0,
         "m" => 60.0,
         _ => return Err(format!("unknown unit {unit:?}: use ms, s or m")),
     };
-    let value: f64 = number
-        .trim()
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration like 500ms, 2s or 1m"))?;
-    let interval = Duration::try_from_secs_f64(value * scale)
-        .map_err(|_| format!("{text:?} is not a duration like 500ms, 2s or 1m"))?;
+    let value: f64 = number.trim().parse().map_err(|_| not_a_duration())?;
+    let interval = Duration::try_from_secs_f64(value * scale).map_err(|_| not_a_duration())?;
     if interval.is_zero() {
         return Err("the interval must be longer than zero".into());
     }
