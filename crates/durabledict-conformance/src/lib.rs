@@ -81,12 +81,15 @@ macro_rules! __with_properties {
         }
     };
     ([$($property:ident),*] all) => {
-        vec![$((stringify!($property), $crate::$property as fn(&dyn $crate::Fixture))),*]
+        vec![$((stringify!($property), $crate::$property as $crate::Property)),*]
     };
 }
 
+/// A property: panics when the fixture's backend does not have it.
+pub type Property = fn(&dyn Fixture);
+
 /// Every property with its name, in the order [`suite!`] runs them.
-pub fn all() -> Vec<(&'static str, fn(&dyn Fixture))> {
+pub fn all() -> Vec<(&'static str, Property)> {
     __properties!(all)
 }
 
