@@ -176,12 +176,16 @@ fn keys_with_a_slash_are_refused_and_never_reach_the_server() {
     assert_eq!(s.pop("a/b").unwrap(), None);
     assert_eq!(s.get("a/b").unwrap(), None);
     assert!(zk.exists(&format!("{ks}/a/b"), false).unwrap().is_some());
-    // The deeper znode is not a key either.
+    // The deeper znode is not a key either: once its parent is seen, only the parent is.
+    eventually("the new key is seen", VISIBILITY, || {
+        d.contains_key("a").unwrap()
+    });
     assert_eq!(
         d.keys().unwrap(),
         ["a"],
         "only direct children of the keyspace are keys"
     );
+    assert_eq!(s.durables().unwrap().entries.len(), 1);
 }
 
 #[test]
@@ -240,6 +244,19 @@ fn the_layout_is_python_durabledicts() {
         VISIBILITY,
         || d.get("other").unwrap().is_some_and(|v| **v == *b"py"),
     );
+    // Python durabledict writes a new key in two steps: an empty znode, then its value.
+    zk.create(
+        &format!("{ks}/two-step"),
+        Vec::new(),
+        open_acl(),
+        CreateMode::Persistent,
+    )
+    .unwrap();
+    zk.set_data(&format!("{ks}/two-step"), b"final".to_vec(), None)
+        .unwrap();
+    eventually("the value of a two-step write is seen", VISIBILITY, || {
+        d.get("two-step").unwrap().is_some_and(|v| **v == *b"final")
+    });
     zk.delete(&format!("{ks}/flag"), None).unwrap();
     eventually(
         "a znode deleted behind the dict's back is gone",
