@@ -8,7 +8,7 @@ use diesel::sql_types::{BigInt, Binary, Nullable, Text};
 use crate::dialect::Backend;
 use crate::error::SqlError;
 use crate::schema::Column;
-use crate::stmt::Stmt;
+use crate::stmt::{StampSelect, Stmt};
 
 #[derive(QueryableByName)]
 struct IntRow {
@@ -53,6 +53,9 @@ pub(crate) trait Db: Connection + Send + 'static {
     /// The integer column `n` of the first row, if there is a row.
     fn int(&mut self, stmt: Stmt<'_>) -> QueryResult<Option<i64>>;
 
+    /// The stamp check.
+    fn stamp(&mut self, query: StampSelect<'_>) -> QueryResult<Option<i64>>;
+
     /// Every row's `k` and `v`.
     fn entries(&mut self, stmt: Stmt<'_>) -> QueryResult<Vec<(String, Vec<u8>)>>;
 
@@ -92,6 +95,10 @@ macro_rules! primitive_ops {
 
         fn int(&mut self, stmt: Stmt<'_>) -> QueryResult<Option<i64>> {
             Ok(stmt.load::<IntRow>(self)?.into_iter().next().map(|r| r.n))
+        }
+
+        fn stamp(&mut self, query: StampSelect<'_>) -> QueryResult<Option<i64>> {
+            query.get_result::<i64>(self).optional()
         }
 
         fn entries(&mut self, stmt: Stmt<'_>) -> QueryResult<Vec<(String, Vec<u8>)>> {

@@ -11,6 +11,10 @@ mod schema;
 mod stmt;
 mod store;
 
+/// The diesel this crate is built on, for running your own queries on the same database with
+/// the same version (and features) of diesel.
+pub use diesel;
+
 pub use builder::SqlStoreBuilder;
 pub use dialect::Backend;
 pub use error::SqlError;

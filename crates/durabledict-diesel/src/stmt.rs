@@ -80,3 +80,39 @@ impl Query for Stmt<'_> {
 }
 
 impl<Conn> RunQueryDsl<Conn> for Stmt<'_> {}
+
+/// The stamp check, the one statement on the hot path of every `Always` read: a typed query
+/// (one `BIGINT` column, read by position) that diesel keeps prepared under its type, so a
+/// check neither renders its SQL nor looks it up by text.
+///
+/// Keying the cache by type is sound because a connection belongs to one store's pool, and a
+/// store has exactly one stamp `SELECT` text (the keyspace is a parameter).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct StampSelect<'a>(pub(crate) Stmt<'a>);
+
+impl<DB> QueryFragment<DB> for StampSelect<'_>
+where
+    DB: Backend + HasSqlType<Text> + HasSqlType<Binary> + HasSqlType<BigInt>,
+    str: ToSql<Text, DB>,
+    [u8]: ToSql<Binary, DB>,
+    i64: ToSql<BigInt, DB>,
+{
+    fn walk_ast<'b>(&'b self, out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
+        self.0.walk_ast(out)
+    }
+}
+
+/// The cache key of [`StampSelect`].
+#[derive(Debug)]
+pub(crate) struct StampSelectId;
+
+impl QueryId for StampSelect<'_> {
+    type QueryId = StampSelectId;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl Query for StampSelect<'_> {
+    type SqlType = BigInt;
+}
+
+impl<Conn> RunQueryDsl<Conn> for StampSelect<'_> {}

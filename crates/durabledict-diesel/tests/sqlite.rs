@@ -59,6 +59,32 @@ fn memory_database_is_shared_by_clones() {
     assert_eq!(b.len().unwrap(), 5);
 }
 
+/// Threads that find every connection busy wait for one to be checked in, never for the
+/// connection timeout: the one connection of a `:memory:` database passes between 8 threads.
+#[test]
+fn busy_pool_hands_connections_over() {
+    let store = SqlStore::builder("sqlite::memory:")
+        .connection_timeout(std::time::Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let shared = dict(store.clone());
+    let started = std::time::Instant::now();
+    std::thread::scope(|s| {
+        for t in 0..8 {
+            let store = store.clone();
+            let shared = &shared;
+            s.spawn(move || {
+                for i in 0..50 {
+                    store.last_updated().unwrap();
+                    shared.insert(&format!("t{t}"), i.to_string()).unwrap();
+                }
+            });
+        }
+    });
+    assert_eq!(shared.len().unwrap(), 8);
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+}
+
 #[test]
 fn separate_memory_databases_are_separate() {
     let a = dict(SqlStore::builder("sqlite::memory:").build().unwrap());
