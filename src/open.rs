@@ -15,7 +15,7 @@ pub use error::OpenError;
 pub use value_encoding::{UnknownEncoding, ValueEncoding};
 
 use crate::PickleValue;
-use url::StoreUrl;
+use url::{StoreUrl, check_stamp_url};
 
 /// The keyspace used when none is given: the Redis hash, the SQL table, the ZooKeeper path
 /// `/durabledict`.
@@ -204,6 +204,9 @@ pub fn open_store(url: &str, options: &OpenOptions) -> Result<Box<dyn Store>, Op
                 parsed.backend_name()
             ),
         });
+    }
+    if let Some(stamp) = &options.stamp {
+        check_stamp_url(stamp)?;
     }
     parsed.build(options)
 }

@@ -67,6 +67,16 @@ impl OpenError {
     }
 
     /// Classifies an error from a backend's builder: unreachable, or refused configuration.
+    #[cfg_attr(
+        not(any(
+            feature = "sqlite",
+            feature = "postgres",
+            feature = "mysql",
+            feature = "redis",
+            feature = "zookeeper"
+        )),
+        allow(dead_code)
+    )]
     pub(crate) fn from_builder(error: StoreError) -> Self {
         match error.kind() {
             StoreErrorKind::Unavailable => OpenError::Unavailable(error),

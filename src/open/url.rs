@@ -10,7 +10,6 @@ const MYSQL: &str = "mysql://USER[:PASSWORD]@HOST[:PORT]/DATABASE";
 const REDIS: &str = "redis://[[USER]:PASSWORD@]HOST[:PORT][/DB] (or rediss://…)";
 const REDIS_UNIX: &str = "redis+unix:///PATH/TO/SOCKET[?db=DB]";
 const ZOOKEEPER: &str = "zk://HOST:PORT[,HOST:PORT…][/PATH]";
-const MEMCACHE: &str = "memcache://HOST:PORT";
 const EVERY: &str = "sqlite:PATH, sqlite::memory:, postgres://USER@HOST:PORT/DATABASE, \
                      mysql://USER@HOST:PORT/DATABASE, redis://HOST:PORT[/DB], rediss://…, \
                      redis+unix:///PATH, zk://HOST:PORT[,HOST:PORT…]/PATH";
@@ -189,6 +188,23 @@ impl<'a> StoreUrl<'a> {
     }
 }
 
+/// Checks the form of a memcached stamp URL.
+pub(crate) fn check_stamp_url(url: &str) -> Result<(), OpenError> {
+    const MEMCACHE: &str = "memcache://HOST:PORT";
+    let wrong = || OpenError::InvalidOption {
+        option: "stamp",
+        reason: format!(
+            "{:?} is not a memcached URL; expected {MEMCACHE}",
+            mask_password(url)
+        ),
+    };
+    let addr = url.strip_prefix("memcache://").ok_or_else(wrong)?;
+    match split_port(addr.trim_end_matches('/')) {
+        Some((name, port)) if !name.is_empty() && port.parse::<u16>().is_ok() => Ok(()),
+        _ => Err(wrong()),
+    }
+}
+
 fn disabled(scheme: &str, feature: &'static str) -> OpenError {
     OpenError::FeatureDisabled {
         scheme: scheme.to_owned(),
@@ -229,25 +245,6 @@ fn memcache_stamp(
     url: &str,
     options: &OpenOptions,
 ) -> Result<impl durabledict_core::Stamp + 'static, OpenError> {
-    let Some(addr) = url.strip_prefix("memcache://") else {
-        return Err(OpenError::InvalidOption {
-            option: "stamp",
-            reason: format!(
-                "{:?} is not a memcached URL; expected {MEMCACHE}",
-                mask_password(url)
-            ),
-        });
-    };
-    let host = addr.trim_end_matches('/');
-    match split_port(host) {
-        Some((name, port)) if !name.is_empty() && port.parse::<u16>().is_ok() => {}
-        _ => {
-            return Err(OpenError::InvalidOption {
-                option: "stamp",
-                reason: format!("{url:?} is not {MEMCACHE}"),
-            });
-        }
-    }
     #[cfg(feature = "memcache")]
     {
         let builder = durabledict_memcache_stamp::MemcacheStamp::builder(url)
@@ -260,7 +257,7 @@ fn memcache_stamp(
     }
     #[cfg(not(feature = "memcache"))]
     {
-        let _ = options;
+        let _ = (url, options);
         Err::<durabledict_core::MemoryStamp, _>(disabled("memcache", "memcache"))
     }
 }
@@ -441,6 +438,66 @@ mod tests {
             assert!(matches!(err, OpenError::UnknownScheme { .. }), "{url}");
             assert!(err.to_string().contains("zk://HOST:PORT"), "{err}");
         }
+    }
+
+    #[test]
+    fn options_that_do_not_fit_the_store_are_refused() {
+        let stamped = OpenOptions::new().stamp("memcache://127.0.0.1:11211");
+        for url in ["redis://127.0.0.1:1/", "zk://127.0.0.1:1/x"] {
+            let err = crate::open_store(url, &stamped).err().unwrap();
+            assert!(
+                matches!(
+                    err,
+                    OpenError::InvalidOption {
+                        option: "stamp",
+                        ..
+                    }
+                ),
+                "{url}: {err}"
+            );
+        }
+        let keyed = OpenOptions::new().stamp_key("k");
+        let err = crate::open_store("sqlite::memory:", &keyed).err().unwrap();
+        assert!(matches!(
+            err,
+            OpenError::InvalidOption {
+                option: "stamp key",
+                ..
+            }
+        ));
+        let bad = OpenOptions::new().stamp("127.0.0.1:11211");
+        let err = crate::open_store("sqlite::memory:", &bad).err().unwrap();
+        assert!(
+            err.to_string().contains("expected memcache://HOST:PORT"),
+            "{err}"
+        );
+        assert!(err.is_usage());
+    }
+
+    #[test]
+    #[cfg(not(feature = "mysql"))]
+    fn a_backend_compiled_out_names_its_feature() {
+        let err = crate::open_store("mysql://root@127.0.0.1/db", &OpenOptions::new())
+            .err()
+            .unwrap();
+        assert_eq!(
+            err.to_string(),
+            "mysql: URLs need durabledict's `mysql` cargo feature, which this build was \
+             compiled without"
+        );
+        assert!(err.is_usage());
+    }
+
+    #[test]
+    #[cfg(feature = "sqlite")]
+    fn the_keyspace_is_the_sql_table() {
+        let err = crate::open_store("sqlite::memory:", &OpenOptions::new().keyspace("a-b"))
+            .err()
+            .unwrap();
+        assert!(matches!(err, OpenError::Config(_)), "{err}");
+        assert!(err.to_string().contains("\"a-b\""), "{err}");
+        let dict = crate::open("sqlite::memory:", &OpenOptions::new().keyspace("a_b")).unwrap();
+        assert!(dict.is_empty().unwrap());
     }
 
     #[test]
