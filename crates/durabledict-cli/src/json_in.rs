@@ -12,6 +12,10 @@ use serde_json::value::RawValue;
 
 use crate::json_out::{BYTES_TAG, DICT_TAG, FLOAT_TAG};
 
+/// The deepest nesting of arrays and objects read: what the pickle decoder accepts, so that
+/// nothing is stored that cannot be read back (and no input can exhaust the stack).
+const MAX_DEPTH: usize = 128;
+
 /// Why a JSON text is not a value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum JsonError {
@@ -31,7 +35,7 @@ impl std::fmt::Display for JsonError {
 
 /// Reads one JSON value.
 pub(crate) fn from_json(text: &str) -> Result<PickleValue, JsonError> {
-    value(parse_raw(text)?)
+    value(parse_raw(text)?, 0)
 }
 
 /// Reads a JSON object: its entries, in key order (a repeated key: the last one wins).
@@ -44,7 +48,7 @@ pub(crate) fn object_from_json(text: &str) -> Result<Vec<(String, PickleValue)>,
     }
     fields(raw)?
         .into_iter()
-        .map(|(key, raw)| Ok((key, value(raw)?)))
+        .map(|(key, raw)| Ok((key, value(raw, 1)?)))
         .collect()
 }
 
@@ -62,26 +66,34 @@ fn fields(raw: &RawValue) -> Result<BTreeMap<String, &RawValue>, JsonError> {
     reread(raw, "object")
 }
 
-fn value(raw: &RawValue) -> Result<PickleValue, JsonError> {
+/// The value of `raw`, found inside `depth` arrays and objects.
+fn value(raw: &RawValue, depth: usize) -> Result<PickleValue, JsonError> {
     let text = raw.get();
+    let opens = matches!(text.as_bytes().first(), Some(b'{' | b'['));
+    if opens && depth >= MAX_DEPTH {
+        return Err(JsonError::Form(format!(
+            "arrays and objects nest more than {MAX_DEPTH} deep"
+        )));
+    }
+    let inner = depth + 1;
     match text.as_bytes().first() {
         Some(b'{') => {
             let fields = fields(raw)?;
             if fields.len() == 1
                 && let Some((tag, body)) = fields.iter().next()
-                && let Some(value) = tagged(tag, body)?
+                && let Some(value) = tagged(tag, body, inner)?
             {
                 return Ok(value);
             }
             fields
                 .into_iter()
-                .map(|(k, v)| Ok((PickleHashableValue::String(k), value(v)?)))
+                .map(|(k, v)| Ok((PickleHashableValue::String(k), value(v, inner)?)))
                 .collect::<Result<_, _>>()
                 .map(PickleValue::Dict)
         }
         Some(b'[') => reread::<Vec<&RawValue>>(raw, "array")?
             .into_iter()
-            .map(value)
+            .map(|item| value(item, inner))
             .collect::<Result<_, _>>()
             .map(PickleValue::List),
         Some(b'"') => reread(raw, "string").map(PickleValue::String),
@@ -92,7 +104,7 @@ fn value(raw: &RawValue) -> Result<PickleValue, JsonError> {
 }
 
 /// A one-key object that is a tagged form; `None` when `tag` is not a tag.
-fn tagged(tag: &str, body: &RawValue) -> Result<Option<PickleValue>, JsonError> {
+fn tagged(tag: &str, body: &RawValue, depth: usize) -> Result<Option<PickleValue>, JsonError> {
     let value = match tag {
         BYTES_TAG => {
             let text: String = reread(body, "$bytes")?;
@@ -118,8 +130,9 @@ fn tagged(tag: &str, body: &RawValue) -> Result<Option<PickleValue>, JsonError> 
             let pairs: Vec<(&RawValue, &RawValue)> =
                 reread(body, "$dict (an array of [key, value] pairs)")?;
             let mut dict = BTreeMap::new();
+            // Keys and values sit inside the dict, one level down, like those of an object.
             for (key, val) in pairs {
-                dict.insert(hashable(value(key)?)?, value(val)?);
+                dict.insert(hashable(value(key, depth)?)?, value(val, depth)?);
             }
             PickleValue::Dict(dict)
         }
@@ -259,6 +272,20 @@ mod tests {
         ] {
             assert!(matches!(from_json(text), Err(JsonError::Form(_))), "{text}");
         }
+    }
+
+    #[test]
+    fn nesting_is_bounded() {
+        let nested = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        assert!(from_json(&nested(MAX_DEPTH)).is_ok());
+        assert!(matches!(
+            from_json(&nested(MAX_DEPTH + 1)),
+            Err(JsonError::Form(_))
+        ));
+        let deep = format!("{}1{}", "{\"a\":".repeat(10_000), "}".repeat(10_000));
+        assert!(matches!(from_json(&deep), Err(JsonError::Form(_))));
+        let deep_dict = format!("{}1{}", "{\"$dict\":[[1,".repeat(200), "]]}".repeat(200));
+        assert!(matches!(from_json(&deep_dict), Err(JsonError::Form(_))));
     }
 
     #[test]

@@ -65,6 +65,17 @@ fn values_without_a_json_form_round_trip_in_tagged_form() {
     }
 }
 
+/// What `set` accepts reads back: nesting is bounded as the pickle decoder bounds it.
+#[test]
+fn nesting_deeper_than_the_decoder_reads_is_refused() {
+    let dir = temp();
+    let d = dir.path();
+    let nested = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+    run(d, &["set", "deep", &nested(128)]).ok();
+    assert_eq!(run(d, &["get", "deep"]).ok(), nested(128));
+    run(d, &["set", "deeper", &nested(129)]).fails(2, "nest more than 128 deep");
+}
+
 #[test]
 fn stores_keyspaces_and_the_environment() {
     let dir = temp();
