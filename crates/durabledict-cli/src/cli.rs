@@ -28,7 +28,12 @@ ZooKeeper path when the URL has none (/KEYSPACE).";
 /// Reads and writes a durabledict store: the values Python durabledict and the Rust
 /// durabledict crate keep in SQLite, PostgreSQL, MySQL, Redis or ZooKeeper.
 #[derive(Debug, Parser)]
-#[command(name = "durabledict", version, after_long_help = AFTER_HELP)]
+#[command(
+    name = "durabledict",
+    version,
+    after_help = "See --help for the store URLs, how values map to JSON, and the exit codes.",
+    after_long_help = AFTER_HELP
+)]
 pub(crate) struct Cli {
     /// Where the dict lives (see the store URLs below).
     #[arg(
