@@ -58,8 +58,17 @@ fn parse_raw(text: &str) -> Result<&RawValue, JsonError> {
 
 /// Re-reads a fragment serde_json has already checked; only a shape mismatch can fail.
 fn reread<'a, T: serde::Deserialize<'a>>(raw: &'a RawValue, what: &str) -> Result<T, JsonError> {
-    serde_json::from_str(raw.get())
-        .map_err(|e| JsonError::Form(format!("{what}: {e} in {}", raw.get())))
+    serde_json::from_str(raw.get()).map_err(|e| {
+        let text = raw.get();
+        let shown: String = text.chars().take(60).collect();
+        let more = if shown.len() < text.len() { "…" } else { "" };
+        // A position within the fragment would mislead: the fragment itself is shown instead.
+        let message = e.to_string();
+        let message = message
+            .rsplit_once(" at line ")
+            .map_or(message.as_str(), |(m, _)| m);
+        JsonError::Form(format!("{what}: {message}, in {shown}{more}"))
+    })
 }
 
 fn fields(raw: &RawValue) -> Result<BTreeMap<String, &RawValue>, JsonError> {
