@@ -8,7 +8,11 @@
 //! | `zookeeper_propagation` | insert in dict A until dict B (own client, `Always`) reads it | raw `set_data` round trip | p50 ≤ 1.5 ms, p99 ≤ 10 ms |
 //!
 //! The propagation percentiles over 200 writes (1,000 keys in the keyspace, so a full reload
-//! per change would show) are printed before the criterion groups run.
+//! per change would show) are printed before the criterion groups run. On a shared machine
+//! the baseline and the subject of a criterion group drift apart from load alone, so after the
+//! groups the bench also prints **paired** figures (`paired:` lines): baseline and subject run
+//! in alternating batches, and the median of the per-round ratios is reported. Those are the
+//! ratios to hold against the targets.
 //!
 //! Run with `cargo xtask bench zookeeper` (or `cargo bench --features zookeeper --bench
 //! zookeeper`).
@@ -179,12 +183,108 @@ fn propagation(c: &mut Criterion, connect: &str) {
     group.finish();
 }
 
+/// Runs `baseline` and `subject` (each timing one batch of `batch` operations) in
+/// alternating rounds; prints the medians per operation and the median of the round ratios.
+fn paired(
+    name: &str,
+    target: &str,
+    rounds: usize,
+    batch: u32,
+    mut baseline: impl FnMut(u32) -> Duration,
+    mut subject: impl FnMut(u32) -> Duration,
+) {
+    let median = |mut values: Vec<f64>| {
+        values.sort_by(f64::total_cmp);
+        values[values.len() / 2]
+    };
+    let (mut base, mut subj, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        let b = baseline(batch).as_secs_f64();
+        let s = subject(batch).as_secs_f64();
+        base.push(b / f64::from(batch));
+        subj.push(s / f64::from(batch));
+        ratios.push(s / b);
+    }
+    println!(
+        "paired: {name}: baseline {:.3} µs, subject {:.3} µs, ratio {:.3} (target {target})",
+        median(base) * 1e6,
+        median(subj) * 1e6,
+        median(ratios)
+    );
+}
+
+fn paired_ratios(connect: &str) {
+    let keys = keys();
+    let baseline: HashMap<String, Arc<String>> = keys
+        .iter()
+        .map(|k| (k.clone(), Arc::new("enabled".to_string())))
+        .collect();
+    let dict = filled(connect, "/bench/read");
+    let mut i = 0;
+    let mut j = 0;
+    paired(
+        "always read vs HashMap get + clone",
+        "<= 2",
+        200,
+        20_000,
+        |batch| {
+            let start = Instant::now();
+            for _ in 0..batch {
+                i = (i + 1) % KEYS;
+                black_box(baseline.get(black_box(keys[i].as_str())).cloned());
+            }
+            start.elapsed()
+        },
+        |batch| {
+            let start = Instant::now();
+            for _ in 0..batch {
+                j = (j + 1) % KEYS;
+                black_box(dict.get(black_box(keys[j].as_str())).expect("get"));
+            }
+            start.elapsed()
+        },
+    );
+    let writer = filled(connect, "/bench/write");
+    let raw = raw_client(connect);
+    let (mut n, mut m) = (0u64, 0u64);
+    paired(
+        "own write vs raw set_data",
+        "<= 1.2",
+        100,
+        10,
+        |batch| {
+            let start = Instant::now();
+            for _ in 0..batch {
+                n += 1;
+                raw.set_data(
+                    "/bench/write/feature.flag.8",
+                    n.to_string().into_bytes(),
+                    None,
+                )
+                .expect("set_data");
+            }
+            start.elapsed()
+        },
+        |batch| {
+            let start = Instant::now();
+            for _ in 0..batch {
+                m += 1;
+                writer
+                    .insert("feature.flag.7", m.to_string())
+                    .expect("insert");
+            }
+            start.elapsed()
+        },
+    );
+}
+
 fn benches(c: &mut Criterion) {
     let server = ZooKeeper::start().expect("start ZooKeeper (cargo xtask install)");
     let connect = server.connect_string();
     propagation(c, &connect);
     always_read(c, &connect);
     own_write(c, &connect);
+    paired_ratios(&connect);
 }
 
 criterion_group! {

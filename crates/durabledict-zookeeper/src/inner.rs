@@ -2,7 +2,7 @@
 //! store's lock so that a request and the mirror update it implies are one step.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
 use durabledict_core::{SetDefault, StampValue};
@@ -25,8 +25,6 @@ pub(crate) struct Inner {
     pub(crate) auth: Vec<(String, Vec<u8>)>,
     pub(crate) max_value_len: usize,
     pub(crate) session: Session,
-    /// The local stamp; changed only under the `mirror` lock, read without it.
-    stamp: AtomicI64,
     mirror: Mutex<Mirror>,
     /// For the watch's event handler, which must not keep the store alive.
     this: Weak<Inner>,
@@ -55,7 +53,6 @@ impl Inner {
             auth,
             max_value_len,
             session,
-            stamp: AtomicI64::new(1),
             mirror: Mutex::new(Mirror::default()),
             this: Weak::clone(this),
         })
@@ -63,7 +60,7 @@ impl Inner {
 
     /// The stamp, without a lock.
     pub(crate) fn stamp(&self) -> StampValue {
-        self.stamp.load(Ordering::Acquire)
+        self.session.hot().stamp.load(Ordering::Acquire)
     }
 
     /// Takes the store's lock.
@@ -103,8 +100,9 @@ impl Inner {
 impl Locked<'_> {
     fn bump(&self) -> StampValue {
         // Only ever changed under the lock we hold, so load + store cannot lose a bump.
-        let next = self.inner.stamp.load(Ordering::Acquire) + 1;
-        self.inner.stamp.store(next, Ordering::Release);
+        let stamp = &self.inner.session.hot().stamp;
+        let next = stamp.load(Ordering::Acquire) + 1;
+        stamp.store(next, Ordering::Release);
         next
     }
 

@@ -10,7 +10,7 @@
 //! per epoch, because events sent while it was away are lost. A closed client is replaced.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::{Duration, Instant};
@@ -65,14 +65,24 @@ impl Link {
     }
 }
 
+/// What every `Always` read looks at, on one cache line: the store's stamp and whether a
+/// connection is up.
+#[derive(Debug)]
+#[repr(align(64))]
+pub(crate) struct Hot {
+    /// The local stamp; changed only under the store's lock, read without it.
+    pub(crate) stamp: AtomicI64,
+    /// Whether a connection is up (`Link::connected`, readable without a lock).
+    connected: AtomicBool,
+}
+
 /// One store's link to ZooKeeper.
 pub(crate) struct Session {
     connect: String,
     session_timeout: Duration,
     client: RwLock<Arc<ZooKeeper>>,
     link: Arc<Mutex<Link>>,
-    /// `link.connected`, readable without a lock on every `Always` read.
-    connected: Arc<AtomicBool>,
+    hot: Arc<Hot>,
     /// The newest watch registration; older ones (left behind in the client by re-arming)
     /// stay silent.
     watch: Arc<AtomicU64>,
@@ -110,9 +120,12 @@ impl Session {
             closed: false,
             down_since: Some(Instant::now()),
         }));
-        let connected = Arc::new(AtomicBool::new(false));
+        let hot = Arc::new(Hot {
+            stamp: AtomicI64::new(1),
+            connected: AtomicBool::new(false),
+        });
         let client =
-            new_client(connect, session_timeout, 1, &link, &connected, &tx).map_err(|source| {
+            new_client(connect, session_timeout, 1, &link, &hot, &tx).map_err(|source| {
                 ZooKeeperError::Connect {
                     connect: connect.to_owned(),
                     timeout: connect_timeout,
@@ -124,7 +137,7 @@ impl Session {
             session_timeout,
             client: RwLock::new(Arc::new(client)),
             link,
-            connected,
+            hot,
             watch: Arc::new(AtomicU64::new(0)),
             next_watch: AtomicU64::new(0),
             tx,
@@ -144,9 +157,14 @@ impl Session {
         link.connected.then_some(link.epoch)
     }
 
+    /// The stamp and connection flag every read looks at.
+    pub(crate) fn hot(&self) -> &Hot {
+        &self.hot
+    }
+
     /// How long no connection has been up; `None` while connected. Lock-free when connected.
     pub(crate) fn down_for(&self) -> Option<Duration> {
-        if self.connected.load(Ordering::Acquire) {
+        if self.hot.connected.load(Ordering::Acquire) {
             return None;
         }
         lock(&self.link).down_since.map(|since| since.elapsed())
@@ -181,7 +199,7 @@ impl Session {
             self.session_timeout,
             serial,
             &self.link,
-            &self.connected,
+            &self.hot,
             &self.tx,
         )?;
         let old = std::mem::replace(
@@ -266,7 +284,7 @@ impl Session {
         if !link.heard && link.serial == serial {
             link.heard = true;
             link.up();
-            self.connected.store(true, Ordering::Release);
+            self.hot.connected.store(true, Ordering::Release);
             drop(link);
             self.notify(Msg::Connected);
         }
@@ -281,13 +299,13 @@ fn new_client(
     session_timeout: Duration,
     serial: u64,
     link: &Arc<Mutex<Link>>,
-    connected: &Arc<AtomicBool>,
+    hot: &Arc<Hot>,
     tx: &Sender<Msg>,
 ) -> ZkResult<ZooKeeper> {
     // Watch events all go to the keyspace watch; nothing else arrives at the default watcher.
     let zk = ZooKeeper::connect(connect, session_timeout, |_: WatchedEvent| {})?;
     let link = Arc::clone(link);
-    let connected = Arc::clone(connected);
+    let hot = Arc::clone(hot);
     let tx = tx.clone();
     zk.add_listener(move |state: ZkState| {
         let mut link = lock(&link);
@@ -310,7 +328,7 @@ fn new_client(
                 Msg::Disconnected
             }
         };
-        connected.store(link.connected, Ordering::Release);
+        hot.connected.store(link.connected, Ordering::Release);
         drop(link);
         let _ = tx.send(msg);
     });
