@@ -27,6 +27,10 @@ pub enum EncodeError {
     /// The value cannot be written as JSON (for example a map whose keys are not strings).
     #[error("cannot encode the value as JSON: {0}")]
     Json(#[source] serde_json::Error),
+    /// The pickle could be written but would be refused when read back (for example
+    /// containers nested deeper than the decoder's limit), so it is not stored at all.
+    #[error("the value would not be readable back: {0}")]
+    Unreadable(#[source] Box<DecodeError>),
 }
 
 /// Why stored bytes could not be decoded.

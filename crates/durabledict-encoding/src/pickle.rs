@@ -206,7 +206,16 @@ impl<V: Serialize> Pickle<V> {
     /// # Ok::<(), durabledict_encoding::EncodeError>(())
     /// ```
     pub fn to_pickle(&self, value: &V) -> Result<Vec<u8>, EncodeError> {
-        serde_pickle::to_vec(value, self.ser_options()).map_err(EncodeError::Pickle)
+        readable(serde_pickle::to_vec(value, self.ser_options()).map_err(EncodeError::Pickle)?)
+    }
+}
+
+/// Refuses to hand out a pickle that the decoder's safety limits would refuse, so a value that
+/// cannot be read back is never stored (it would make every later load of the dict fail).
+fn readable(raw: Vec<u8>) -> Result<Vec<u8>, EncodeError> {
+    match pickle_guard::check(&raw) {
+        Ok(_) => Ok(raw),
+        Err(e) => Err(EncodeError::Unreadable(Box::new(e))),
     }
 }
 
@@ -278,7 +287,9 @@ impl Pickle<Dynamic> {
     /// # Ok::<(), durabledict_encoding::EncodeError>(())
     /// ```
     pub fn to_pickle(&self, value: &Value) -> Result<Vec<u8>, EncodeError> {
-        serde_pickle::value_to_vec(value, self.ser_options()).map_err(EncodeError::Pickle)
+        readable(
+            serde_pickle::value_to_vec(value, self.ser_options()).map_err(EncodeError::Pickle)?,
+        )
     }
 
     /// Decodes a pickle that is not base64-encoded. The same safety checks apply as in

@@ -211,3 +211,29 @@ fn encodings_are_distinct_and_debuggable() {
         );
     }
 }
+
+#[test]
+fn values_too_deep_to_read_back_are_refused_when_encoding() {
+    use durabledict_encoding::{DynamicPickle, EncodeError, Encoding, PickleValue};
+    let mut value = PickleValue::None;
+    for _ in 0..200 {
+        value = PickleValue::List(vec![value]);
+    }
+    let err = DynamicPickle::new().encode(&value).unwrap_err();
+    assert!(
+        matches!(
+            err.downcast_ref::<EncodeError>(),
+            Some(EncodeError::Unreadable(_))
+        ),
+        "{err}"
+    );
+    let mut shallow = PickleValue::None;
+    for _ in 0..100 {
+        shallow = PickleValue::List(vec![shallow]);
+    }
+    let codec = DynamicPickle::new();
+    assert_eq!(
+        codec.decode(&codec.encode(&shallow).unwrap()).unwrap(),
+        shallow
+    );
+}
