@@ -79,7 +79,7 @@ impl Inner {
             return;
         };
         let mut locked = self.lock();
-        if locked.mirror.consume(key) {
+        if !locked.mirror.used || locked.mirror.consume(key) {
             return;
         }
         if locked.prepare().is_err() || locked.fetch(key).is_err() {
@@ -87,10 +87,11 @@ impl Inner {
         }
     }
 
-    /// Reloads the whole keyspace unless the mirror is known to be current.
+    /// Reloads the whole keyspace unless the mirror is known to be current (or was never
+    /// loaded: the first read loads it).
     pub(crate) fn resync(&self) -> Result<()> {
         let mut locked = self.lock();
-        if locked.is_current() {
+        if locked.is_current() || !locked.mirror.used {
             return Ok(());
         }
         locked.reload()
@@ -181,6 +182,7 @@ impl Locked<'_> {
             self.bump();
         }
         self.mirror.loaded = Some(epoch);
+        self.mirror.used = true;
         Ok(())
     }
 

@@ -31,6 +31,10 @@ pub(crate) struct Mirror {
     /// The epoch during which the whole keyspace was loaded after arming the watch: while it
     /// is the current epoch, the mirror follows the server through events alone.
     pub(crate) loaded: Option<u64>,
+    /// Whether the keyspace was ever loaded. Until then nobody reads through this handle (a
+    /// dict loads at once), so events and reconnections are not worth a request: the first
+    /// load reads everything anyway.
+    pub(crate) used: bool,
 }
 
 impl Mirror {
