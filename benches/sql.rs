@@ -6,7 +6,7 @@
 //! - an own write with 10,000 keys against one with 10 (own writes never reload), on both.
 
 use std::hint::black_box;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use durabledict::sql::SqlStore;
@@ -108,6 +108,17 @@ fn always_read_sqlite(c: &mut Criterion) {
         b.iter(|| black_box(always.get(black_box("feature.flag.7")).expect("get")))
     });
     group.finish();
+    interleaved(
+        "sqlite: Always read / raw SELECT of the stamp row",
+        1.2,
+        400,
+        || {
+            black_box(raw_stamp!(&mut raw));
+        },
+        || {
+            black_box(always.get("feature.flag.7").expect("get"));
+        },
+    );
 }
 
 #[cfg(feature = "postgres")]
@@ -127,6 +138,17 @@ fn always_read_postgres(c: &mut Criterion) {
         b.iter(|| black_box(always.get(black_box("feature.flag.7")).expect("get")))
     });
     group.finish();
+    interleaved(
+        "postgres: Always read / raw SELECT of the stamp row",
+        1.2,
+        200,
+        || {
+            black_box(raw_stamp!(&mut raw));
+        },
+        || {
+            black_box(always.get("feature.flag.7").expect("get"));
+        },
+    );
     drop(pg);
 }
 
@@ -135,15 +157,18 @@ fn always_read_postgres(_: &mut Criterion) {}
 
 /// An own write on a dict of `n` keys, for n = 10 and 10,000: the write is applied to the
 /// cache in O(1), never by a reload.
-fn own_writes(c: &mut Criterion, group: &str, url: &str) {
-    let mut group = c.benchmark_group(group);
-    for n in [10, 10_000] {
-        let table = format!("bench_write_{n}");
-        let dict = dict(
-            SqlStore::builder(url).table(&table).build().expect("store"),
-            n,
-        );
-        let mut i = 0u64;
+fn own_writes(c: &mut Criterion, name: &str, url: &str, batch: u32) {
+    let dicts: Vec<(usize, DurableDict<String>)> = [10, 10_000]
+        .into_iter()
+        .map(|n| {
+            let table = format!("bench_write_{n}");
+            let store = SqlStore::builder(url).table(&table).build().expect("store");
+            (n, dict(store, n))
+        })
+        .collect();
+    let mut i = 0u64;
+    let mut group = c.benchmark_group(name);
+    for (n, dict) in &dicts {
         group.bench_function(format!("keys_{n}"), |b| {
             b.iter(|| {
                 i += 1;
@@ -151,25 +176,83 @@ fn own_writes(c: &mut Criterion, group: &str, url: &str) {
                     .expect("insert")
             })
         });
-        assert_eq!(dict.status().reloads, 1, "own writes never reload");
     }
     group.finish();
+    let (small, large) = (&dicts[0].1, &dicts[1].1);
+    let (mut a, mut b) = (0u64, 0u64);
+    interleaved(
+        &format!("{name}: 10,000 keys / 10 keys"),
+        1.3,
+        batch,
+        || {
+            a += 1;
+            small
+                .insert("feature.flag.3", a.to_string())
+                .expect("insert");
+        },
+        || {
+            b += 1;
+            large
+                .insert("feature.flag.3", b.to_string())
+                .expect("insert");
+        },
+    );
+    for (_, dict) in &dicts {
+        assert_eq!(dict.status().reloads, 1, "own writes never reload");
+    }
 }
 
 fn own_write_sqlite(c: &mut Criterion) {
     let dir = TempDir::new("write");
-    own_writes(c, "sqlite_own_write", &sqlite_url(&dir));
+    own_writes(c, "sqlite_own_write", &sqlite_url(&dir), 5);
 }
 
 #[cfg(feature = "postgres")]
 fn own_write_postgres(c: &mut Criterion) {
     let pg = durabledict_test_servers::Postgres::start().expect("start PostgreSQL");
-    own_writes(c, "postgres_own_write", &pg.url());
+    own_writes(c, "postgres_own_write", &pg.url(), 20);
     drop(pg);
 }
 
 #[cfg(not(feature = "postgres"))]
 fn own_write_postgres(_: &mut Criterion) {}
+
+/// Runs `baseline` and `candidate` in alternating batches, so that the machine's noise falls
+/// on both alike, and prints each one's median time and the median of their per-round ratios
+/// next to the target: a steadier ratio than two criterion runs made one after the other.
+fn interleaved(
+    name: &str,
+    target: f64,
+    batch: u32,
+    mut baseline: impl FnMut(),
+    mut candidate: impl FnMut(),
+) {
+    const ROUNDS: usize = 41;
+    let time = |f: &mut dyn FnMut()| {
+        let start = Instant::now();
+        for _ in 0..batch {
+            f();
+        }
+        start.elapsed() / batch
+    };
+    let mut rounds: Vec<(Duration, Duration)> = (0..ROUNDS)
+        .map(|_| (time(&mut baseline), time(&mut candidate)))
+        .collect();
+    let mut ratios: Vec<f64> = rounds
+        .iter()
+        .map(|(b, c)| c.as_secs_f64() / b.as_secs_f64())
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    rounds.sort_by_key(|(b, _)| *b);
+    let base = rounds[ROUNDS / 2].0;
+    rounds.sort_by_key(|(_, c)| *c);
+    let cand = rounds[ROUNDS / 2].1;
+    let ratio = ratios[ROUNDS / 2];
+    let verdict = if ratio <= target { "met" } else { "NOT met" };
+    eprintln!(
+        "{name}: baseline {base:?}, candidate {cand:?}, ratio {ratio:.2} (target <= {target}: {verdict})"
+    );
+}
 
 criterion_group! {
     name = benches;
