@@ -1,6 +1,12 @@
 #![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
 
+#[cfg(not(any(feature = "sqlite", feature = "postgres", feature = "mysql")))]
+compile_error!(
+    "durabledict-diesel needs at least one of its backend features: sqlite (the default), \
+     postgres, mysql"
+);
+
 mod builder;
 mod db;
 mod dialect;

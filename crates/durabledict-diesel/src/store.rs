@@ -19,9 +19,6 @@ pub(crate) enum Pools {
     Postgres(crate::pool::Pool<diesel::pg::PgConnection>),
     #[cfg(feature = "mysql")]
     Mysql(crate::pool::Pool<diesel::mysql::MysqlConnection>),
-    /// Keeps the enum inhabited-looking when no backend is compiled in.
-    #[allow(dead_code)]
-    None(std::convert::Infallible),
 }
 
 /// Runs `$body` with `$c` bound to a connection of the store's backend, through the pool's
@@ -35,7 +32,6 @@ macro_rules! on_pool {
             Pools::Postgres(pool) => pool.run(|$c| $body),
             #[cfg(feature = "mysql")]
             Pools::Mysql(pool) => pool.run(|$c| $body),
-            Pools::None(never) => match *never {},
         }
     };
 }
@@ -53,6 +49,27 @@ pub(crate) enum StampMode {
 pub(crate) struct Prepared {
     schema: Schema,
     data: DataSql,
+}
+
+impl Prepared {
+    /// Refuses a key or value the table cannot hold, before anything is written.
+    fn check(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        if let Err(reason) = self.schema.check_key(key) {
+            return Err(SqlError::InvalidKey {
+                key: key.to_owned(),
+                reason,
+            }
+            .into());
+        }
+        if let Err(reason) = self.schema.check_value(value) {
+            return Err(SqlError::Value {
+                key: key.to_owned(),
+                reason,
+            }
+            .into());
+        }
+        Ok(())
+    }
 }
 
 pub(crate) struct Inner {
@@ -159,7 +176,8 @@ impl SqlStore {
             return Ok(prepared);
         }
         let (table, name) = (&self.inner.table_sql, self.inner.table.as_str());
-        let (columns, max_packet) = on_pool!(self, |c| ops::describe(c, table, name))?;
+        let (columns, max_packet): (Vec<Column>, Option<usize>) =
+            on_pool!(self, |c| ops::describe(c, table, name))?;
         self.prepare(&columns, max_packet)
     }
 
@@ -185,25 +203,6 @@ impl SqlStore {
             &schema,
         );
         Ok(inner.prepared.get_or_init(|| Prepared { schema, data }))
-    }
-
-    /// Refuses a key or value the table cannot hold, before anything is written.
-    fn check(&self, prepared: &Prepared, key: &str, value: &[u8]) -> Result<(), StoreError> {
-        if let Err(reason) = prepared.schema.check_key(key) {
-            return Err(SqlError::InvalidKey {
-                key: key.to_owned(),
-                reason,
-            }
-            .into());
-        }
-        if let Err(reason) = prepared.schema.check_value(value) {
-            return Err(SqlError::Value {
-                key: key.to_owned(),
-                reason,
-            }
-            .into());
-        }
-        Ok(())
     }
 
     /// After a committed write: the stamp it left, bumping the external stamp if there is one.
@@ -233,7 +232,8 @@ impl Store for SqlStore {
             inner.table.as_str(),
             inner.create_table.as_str(),
         );
-        let (columns, max_packet) = on_pool!(self, |c| ops::init(c, table, name, create, stamp))?;
+        let (columns, max_packet): (Vec<Column>, Option<usize>) =
+            on_pool!(self, |c| ops::init(c, table, name, create, stamp))?;
         self.prepare(&columns, max_packet)?;
         if let StampMode::External(stamp) = &inner.stamp
             && stamp.get()?.is_none()
@@ -247,7 +247,7 @@ impl Store for SqlStore {
 
     fn persist(&self, key: &str, value: &[u8]) -> Result<StampValue, StoreError> {
         let prepared = self.prepared()?;
-        self.check(prepared, key, value)?;
+        prepared.check(key, value)?;
         let (data, stamp) = (&prepared.data, self.stamp_row());
         let done = on_pool!(self, |c| ops::persist(c, data, stamp, key, value))?;
         let ((), stamp) = self.finish(done)?;
@@ -303,7 +303,7 @@ impl Store for SqlStore {
 
     fn setdefault(&self, key: &str, value: &[u8]) -> Result<SetDefault, StoreError> {
         let prepared = self.prepared()?;
-        self.check(prepared, key, value)?;
+        prepared.check(key, value)?;
         let (data, stamp) = (&prepared.data, self.stamp_row());
         let done = on_pool!(self, |c| ops::setdefault(c, data, stamp, key, value))?;
         match self.finish(done)? {
@@ -319,7 +319,7 @@ impl Store for SqlStore {
         }
         let prepared = self.prepared()?;
         for (key, value) in entries {
-            self.check(prepared, key, value)?;
+            prepared.check(key, value)?;
         }
         let (data, stamp) = (&prepared.data, self.stamp_row());
         let done = on_pool!(self, |c| ops::persist_many(c, data, stamp, entries))?;

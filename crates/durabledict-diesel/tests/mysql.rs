@@ -158,3 +158,8 @@ fn limits_of_the_created_table() {
     assert_eq!(other.get("big").unwrap().map(|v| v.len()), Some(max));
     store.drop_keyspace().unwrap();
 }
+
+#[test]
+fn text_values_table() {
+    common::text_values_table_works(&mysql_url());
+}

@@ -144,3 +144,8 @@ fn limits_of_the_created_table() {
     dict.insert(&"☃".repeat(255), vec![1]).unwrap();
     store.drop_keyspace().unwrap();
 }
+
+#[test]
+fn text_values_table() {
+    common::text_values_table_works(&postgres_url());
+}

@@ -339,3 +339,8 @@ fn memcached_restart_under_a_live_dict() {
         Some("again")
     );
 }
+
+#[test]
+fn text_values_table() {
+    common::text_values_table_works("sqlite::memory:");
+}

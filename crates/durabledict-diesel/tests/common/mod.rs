@@ -284,3 +284,39 @@ pub fn django_model_dict_works(url: &str, ddl: &str, shaped: &str) {
         "a pre-existing table's stamp starts from the clock: {stamp}"
     );
 }
+
+/// A table created with `text_values(true)` keeps values as text, as a Django `TextField` (so
+/// Python reads `str`): UTF-8 round-trips, other bytes are refused naming the key.
+pub fn text_values_table_works(url: &str) {
+    use durabledict_core::{DurableDict, Error, Raw, StoreErrorKind};
+
+    let store = SqlStore::builder(url)
+        .table(table_name("text_values"))
+        .text_values(true)
+        .build()
+        .unwrap();
+    let dict = DurableDict::<Vec<u8>>::builder(store.clone(), Raw)
+        .build()
+        .unwrap();
+    dict.insert("snowman", "☃ ключ".as_bytes().to_vec())
+        .unwrap();
+    let reader = DurableDict::<Vec<u8>>::builder(store.clone(), Raw)
+        .build()
+        .unwrap();
+    assert_eq!(
+        reader.get("snowman").unwrap().as_deref().map(Vec::as_slice),
+        Some("☃ ключ".as_bytes())
+    );
+    match dict.insert("bad", b"\xc3\x28".to_vec()) {
+        Err(e @ Error::Store { .. }) => {
+            assert_eq!(e.key(), Some("bad"));
+            assert_eq!(
+                e.store_error().map(|s| s.kind()),
+                Some(StoreErrorKind::Rejected)
+            );
+        }
+        other => panic!("invalid UTF-8 in a text column must be refused, got {other:?}"),
+    }
+    assert_eq!(reader.len().unwrap(), 1);
+    store.drop_keyspace().unwrap();
+}
