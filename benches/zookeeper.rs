@@ -3,7 +3,7 @@
 //!
 //! | group | measured | baseline | target |
 //! |---|---|---|---|
-//! | `zookeeper_always_read` | `dict.get` under `Always` (1,000 keys); `Manual` for reference | `HashMap` get + clone | ≤ 2× |
+//! | `zookeeper_always_read` | `dict.get` under `Always` (1,000 keys); for reference `Manual`, the same on `MemoryStore`, and `last_updated` alone | `HashMap` get + clone | ≤ 2× |
 //! | `zookeeper_own_write` | `dict.insert` of an existing key (1,000 keys) | raw `set_data` round trip | ≤ 1.2× |
 //! | `zookeeper_propagation` | insert in dict A until dict B (own client, `Always`) reads it | raw `set_data` round trip | p50 ≤ 1.5 ms, p99 ≤ 10 ms |
 //!
@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use durabledict::{DurableDict, Raw, SyncPolicy};
+use durabledict::{DurableDict, MemoryStore, Raw, Store, SyncPolicy};
 use durabledict_test_servers::ZooKeeper;
 use durabledict_zookeeper::ZooKeeperStore;
 use durabledict_zookeeper::zookeeper::{self, WatchedEvent};
@@ -86,6 +86,30 @@ fn always_read(c: &mut Criterion, connect: &str) {
             i = (i + 1) % KEYS;
             black_box(manual.get(black_box(keys[i].as_str())).expect("get"))
         })
+    });
+    // References that split the cost: the core's `Always` path on `MemoryStore`, and the
+    // stamp check alone, on this store and on `MemoryStore`.
+    let memory = MemoryStore::new();
+    let memory_always = DurableDict::<String>::builder(memory.clone(), Raw)
+        .build()
+        .expect("build a dict");
+    memory_always
+        .update(keys.iter().map(|k| (k.clone(), "enabled".to_string())))
+        .expect("fill");
+    group.bench_function("memory_dict_always", |b| {
+        b.iter(|| {
+            i = (i + 1) % KEYS;
+            black_box(memory_always.get(black_box(keys[i].as_str())).expect("get"))
+        })
+    });
+    let store: Box<dyn Store> =
+        Box::new(ZooKeeperStore::connect(connect, "/bench/read").expect("connect a store"));
+    group.bench_function("store_last_updated", |b| {
+        b.iter(|| black_box(store.last_updated().expect("last_updated")))
+    });
+    let memory: Box<dyn Store> = Box::new(memory);
+    group.bench_function("memory_store_last_updated", |b| {
+        b.iter(|| black_box(memory.last_updated().expect("last_updated")))
     });
     group.bench_function("dict_always", |b| {
         b.iter(|| {

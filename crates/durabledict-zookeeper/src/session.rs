@@ -73,7 +73,7 @@ pub(crate) struct Hot {
     /// The local stamp; changed only under the store's lock, read without it.
     pub(crate) stamp: AtomicI64,
     /// Whether a connection is up (`Link::connected`, readable without a lock).
-    connected: AtomicBool,
+    pub(crate) connected: AtomicBool,
 }
 
 /// One store's link to ZooKeeper.
@@ -158,7 +158,7 @@ impl Session {
     }
 
     /// The stamp and connection flag every read looks at.
-    pub(crate) fn hot(&self) -> &Hot {
+    pub(crate) fn hot(&self) -> &Arc<Hot> {
         &self.hot
     }
 

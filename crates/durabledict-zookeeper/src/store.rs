@@ -1,8 +1,8 @@
 //! [`ZooKeeperStore`] and its [`ZooKeeperStoreBuilder`].
 
 use std::fmt;
-use std::sync::Arc;
-use std::sync::mpsc;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
 use durabledict_core::{Durables, SetDefault, StampValue, Store, StoreError};
@@ -12,7 +12,7 @@ use crate::error::ZooKeeperError;
 use crate::inner::Inner;
 use crate::keys::Keyspace;
 use crate::limits::{self, DEFAULT_MAX_BUFFER};
-use crate::session::{Msg, Session};
+use crate::session::{Hot, Msg, Session};
 use crate::worker;
 
 /// The session timeout when none is set: kazoo's (the Python client's) default.
@@ -52,6 +52,8 @@ const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(10);
 /// ```
 pub struct ZooKeeperStore {
     inner: Arc<Inner>,
+    /// `inner.session.hot()`, one pointer closer for the stamp check of every read.
+    hot: Arc<Hot>,
 }
 
 impl fmt::Debug for ZooKeeperStore {
@@ -170,12 +172,13 @@ impl Store for ZooKeeperStore {
     }
 
     fn last_updated(&self) -> Result<Option<StampValue>, StoreError> {
-        if let Some(down) = self.inner.session.down_for()
+        if !self.hot.connected.load(Ordering::Acquire)
+            && let Some(down) = self.inner.session.down_for()
             && down > self.inner.session.session_timeout()
         {
             return Err(ZooKeeperError::Disconnected(down).into());
         }
-        Ok(Some(self.inner.stamp()))
+        Ok(Some(self.hot.stamp.load(Ordering::Acquire)))
     }
 
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
@@ -315,6 +318,7 @@ impl ZooKeeperStoreBuilder {
         let acl = self.acl.iter().map(Acl::to_zk).collect();
         let inner = Inner::new(keyspace, acl, self.auth, max_value_len, session);
         worker::spawn(Arc::clone(&inner), rx).map_err(StoreError::other)?;
-        Ok(ZooKeeperStore { inner })
+        let hot = Arc::clone(inner.session.hot());
+        Ok(ZooKeeperStore { inner, hot })
     }
 }
