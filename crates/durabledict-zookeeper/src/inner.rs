@@ -9,6 +9,7 @@ use durabledict_core::{SetDefault, StampValue};
 use zookeeper::{CreateMode, ZkError, ZooKeeper};
 
 use crate::error::{ZooKeeperError, is_refusal};
+use crate::expected::Expected;
 use crate::keys::Keyspace;
 use crate::mirror::Mirror;
 use crate::session::{Msg, Session};
@@ -26,6 +27,8 @@ pub(crate) struct Inner {
     pub(crate) max_value_len: usize,
     pub(crate) session: Session,
     mirror: Mutex<Mirror>,
+    /// Taken after `mirror` when both are needed, never before it.
+    expected: Mutex<Expected>,
     /// For the watch's event handler, which must not keep the store alive.
     this: Weak<Inner>,
 }
@@ -54,6 +57,7 @@ impl Inner {
             max_value_len,
             session,
             mirror: Mutex::new(Mirror::default()),
+            expected: Mutex::new(Expected::default()),
             this: Weak::clone(this),
         })
     }
@@ -61,6 +65,10 @@ impl Inner {
     /// The stamp, without a lock.
     pub(crate) fn stamp(&self) -> StampValue {
         self.session.hot().stamp.load(Ordering::Acquire)
+    }
+
+    fn expected(&self) -> MutexGuard<'_, Expected> {
+        self.expected.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Takes the store's lock.
@@ -78,8 +86,11 @@ impl Inner {
         let Some(key) = self.keyspace.key_of(path) else {
             return;
         };
+        if self.expected().consume(key) {
+            return;
+        }
         let mut locked = self.lock();
-        if !locked.mirror.used || locked.mirror.consume(key) {
+        if !locked.mirror.used {
             return;
         }
         if locked.prepare().is_err() || locked.fetch(key).is_err() {
@@ -178,6 +189,7 @@ impl Locked<'_> {
                 Err(e) => return Err(ZooKeeperError::request("get_data", &node, e)),
             }
         }
+        self.inner.expected().clear();
         if self.mirror.load(entries) {
             self.bump();
         }
@@ -214,11 +226,11 @@ impl Locked<'_> {
         key: &str,
         request: impl FnOnce(&ZooKeeper) -> Result<T, ZkError>,
     ) -> Result<T, ZkError> {
-        self.mirror.expect(key);
+        self.inner.expected().expect(key);
         let result = request(&self.zk);
         if let Err(error) = result {
             if is_refusal(error) {
-                if self.mirror.refused(key) && self.fetch(key).is_err() {
+                if self.inner.expected().refused(key) && self.fetch(key).is_err() {
                     self.lost();
                 }
             } else {

@@ -3,6 +3,7 @@
 
 mod acl;
 mod error;
+mod expected;
 mod inner;
 mod keys;
 mod limits;
