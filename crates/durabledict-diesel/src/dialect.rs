@@ -74,7 +74,7 @@ impl Backend {
 #[derive(Debug, Clone)]
 pub(crate) struct StampSql {
     pub(crate) create_table: String,
-    /// Reads the stamp as `n`; parameter: keyspace.
+    /// Reads the stamp; parameter: keyspace, last (see [`StampSelect`](crate::stmt::StampSelect)).
     pub(crate) select: String,
     /// Creates the stamp when missing, never changing an existing one; parameters: keyspace,
     /// initial value.

@@ -48,7 +48,7 @@ fn bump<C: Db>(c: &mut C, stamp: StampRow<'_>) -> Result<Option<i64>, SqlError> 
     let binds = [Bind::Text(stamp.keyspace), Bind::Int(clock_seed())];
     let new = if sql.bump_then_select {
         c.exec(Stmt::new(&sql.bump, &binds))?;
-        c.stamp(StampSelect(Stmt::new(&sql.select, &binds[..1])))?
+        c.stamp(StampSelect::new(&sql.select, stamp.keyspace))?
     } else {
         c.int(Stmt::new(&sql.bump, &binds))?
     };
@@ -118,7 +118,7 @@ pub(crate) fn last_updated<C: Db>(
     sql: &StampSql,
     keyspace: &str,
 ) -> Result<Option<i64>, SqlError> {
-    Ok(c.stamp(StampSelect(Stmt::new(&sql.select, &[Bind::Text(keyspace)])))?)
+    Ok(c.stamp(StampSelect::new(&sql.select, keyspace))?)
 }
 
 /// Every entry, and the stamp read first in the same snapshot when it is an SQL row.

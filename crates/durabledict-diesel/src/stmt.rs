@@ -88,17 +88,30 @@ impl<Conn> RunQueryDsl<Conn> for Stmt<'_> {}
 /// Keying the cache by type is sound because a connection belongs to one store's pool, and a
 /// store has exactly one stamp `SELECT` text (the keyspace is a parameter).
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct StampSelect<'a>(pub(crate) Stmt<'a>);
+pub(crate) struct StampSelect<'a> {
+    /// The statement up to its one parameter, the keyspace, which ends it.
+    prefix: &'a str,
+    keyspace: &'a str,
+}
+
+impl<'a> StampSelect<'a> {
+    /// `sql` ends with its only parameter, `?`.
+    pub(crate) fn new(sql: &'a str, keyspace: &'a str) -> Self {
+        StampSelect {
+            prefix: sql.strip_suffix('?').unwrap_or(sql),
+            keyspace,
+        }
+    }
+}
 
 impl<DB> QueryFragment<DB> for StampSelect<'_>
 where
-    DB: Backend + HasSqlType<Text> + HasSqlType<Binary> + HasSqlType<BigInt>,
+    DB: Backend + HasSqlType<Text>,
     str: ToSql<Text, DB>,
-    [u8]: ToSql<Binary, DB>,
-    i64: ToSql<BigInt, DB>,
 {
-    fn walk_ast<'b>(&'b self, out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
-        self.0.walk_ast(out)
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
+        out.push_sql(self.prefix);
+        out.push_bind_param::<Text, str>(self.keyspace)
     }
 }
 
