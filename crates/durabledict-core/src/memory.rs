@@ -65,7 +65,7 @@ impl MemoryStamp {
 
     /// Creates the stamp when it is missing: 1 when no value was ever handed out (a new
     /// keyspace), otherwise a fresh seed. Never changes an existing stamp.
-    pub fn init(&self) {
+    fn create_if_missing(&self) {
         let seed = self.seed();
         let _ =
             self.inner
@@ -110,6 +110,11 @@ impl Stamp for MemoryStamp {
                 Err(seen) => current = seen,
             }
         }
+    }
+
+    fn init(&self) -> Result<(), StoreError> {
+        self.create_if_missing();
+        Ok(())
     }
 }
 
@@ -226,8 +231,7 @@ impl MemoryStore {
 impl Store for MemoryStore {
     fn init(&self) -> Result<(), StoreError> {
         let _entries = self.open()?;
-        self.inner.stamp.init();
-        Ok(())
+        self.inner.stamp.init()
     }
 
     fn persist(&self, key: &str, value: &[u8]) -> Result<StampValue, StoreError> {

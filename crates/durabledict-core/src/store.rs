@@ -165,6 +165,17 @@ pub trait Stamp: Send + Sync + fmt::Debug {
     /// races, seeded so that it cannot collide with a value handed out before (for example
     /// from the clock).
     fn bump(&self) -> Result<StampValue, StoreError>;
+
+    /// Creates the stamp when it is missing, never changing an existing one; called when a
+    /// store using this stamp is prepared for a new dict. The default reads, then bumps when
+    /// missing: two stores starting at once may both bump, which costs other dicts one extra
+    /// reload. Override it with an atomic create-if-missing (memcached `add`, Redis `SETNX`).
+    fn init(&self) -> Result<(), StoreError> {
+        if self.get()?.is_none() {
+            self.bump()?;
+        }
+        Ok(())
+    }
 }
 
 macro_rules! forward_store {
@@ -219,6 +230,21 @@ impl<T: Stamp + ?Sized> Stamp for std::sync::Arc<T> {
     }
     fn bump(&self) -> Result<StampValue, StoreError> {
         (**self).bump()
+    }
+    fn init(&self) -> Result<(), StoreError> {
+        (**self).init()
+    }
+}
+
+impl<T: Stamp + ?Sized> Stamp for Box<T> {
+    fn get(&self) -> Result<Option<StampValue>, StoreError> {
+        (**self).get()
+    }
+    fn bump(&self) -> Result<StampValue, StoreError> {
+        (**self).bump()
+    }
+    fn init(&self) -> Result<(), StoreError> {
+        (**self).init()
     }
 }
 

@@ -235,12 +235,8 @@ impl Store for SqlStore {
         let (columns, max_packet): (Vec<Column>, Option<usize>) =
             on_pool!(self, |c| ops::init(c, table, name, create, stamp))?;
         self.prepare(&columns, max_packet)?;
-        if let StampMode::External(stamp) = &inner.stamp
-            && stamp.get()?.is_none()
-        {
-            // The Stamp trait has no create-if-missing: two stores starting at once may both
-            // bump, which costs the other dicts one extra reload and nothing else.
-            stamp.bump()?;
+        if let StampMode::External(stamp) = &inner.stamp {
+            stamp.init()?;
         }
         Ok(())
     }

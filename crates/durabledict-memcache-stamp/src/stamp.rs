@@ -111,6 +111,15 @@ impl Stamp for MemcacheStamp {
         ))
         .into())
     }
+
+    /// `add` of a clock seed: atomic create-if-missing, so stores starting at once never bump.
+    fn init(&self) -> Result<(), StoreError> {
+        if self.get()?.is_none() {
+            // Whoever adds first wins; a lost race means the stamp now exists, which is the goal.
+            self.client.add(clock_seed().unsigned_abs())?;
+        }
+        Ok(())
+    }
 }
 
 /// Configures a [`MemcacheStamp`]; made by [`MemcacheStamp::builder`].
