@@ -294,7 +294,10 @@ fn paired_ratios(bench: &Bench) {
     let (raw_store, _) = dict(&bench.url, "paired-write-raw", 10);
     let (_, small) = dict(&bench.url, "paired-write-10", 10);
     let (_, large) = dict(&bench.url, "paired-write-10000", 10_000);
-    let (hash, stamp) = (raw_store.hash_key().to_owned(), raw_store.stamp_key().to_owned());
+    let (hash, stamp) = (
+        raw_store.hash_key().to_owned(),
+        raw_store.stamp_key().to_owned(),
+    );
     let counter = std::cell::Cell::new(0u64);
     let multi = |conn: &mut Connection, i: u64| {
         let (stamp,): (i64,) = redis::pipe()
@@ -326,7 +329,11 @@ fn paired_ratios(bench: &Bench) {
         },
         || {
             let n = next();
-            timed(|| small.insert("feature.flag.3", format!("value {n}")).expect("insert"))
+            timed(|| {
+                small
+                    .insert("feature.flag.3", format!("value {n}"))
+                    .expect("insert")
+            })
         },
     );
     paired(
@@ -336,11 +343,19 @@ fn paired_ratios(bench: &Bench) {
         20,
         || {
             let n = next();
-            timed(|| small.insert("feature.flag.3", format!("value {n}")).expect("insert"))
+            timed(|| {
+                small
+                    .insert("feature.flag.3", format!("value {n}"))
+                    .expect("insert")
+            })
         },
         || {
             let n = next();
-            timed(|| large.insert("feature.flag.3", format!("value {n}")).expect("insert"))
+            timed(|| {
+                large
+                    .insert("feature.flag.3", format!("value {n}"))
+                    .expect("insert")
+            })
         },
     );
     assert_eq!(
@@ -359,13 +374,18 @@ fn paired_ratios(bench: &Bench) {
         2,
         || {
             timed(|| {
-                let all: HashMap<String, Vec<u8>> =
-                    redis::cmd("HGETALL").arg(&hash).query(&mut conn).expect("HGETALL");
+                let all: HashMap<String, Vec<u8>> = redis::cmd("HGETALL")
+                    .arg(&hash)
+                    .query(&mut conn)
+                    .expect("HGETALL");
                 black_box(all);
             })
         },
         || {
-            let _: i64 = redis::cmd("INCR").arg(&stamp).query(&mut other).expect("INCR");
+            let _: i64 = redis::cmd("INCR")
+                .arg(&stamp)
+                .query(&mut other)
+                .expect("INCR");
             timed(|| drop(black_box(dict.get("feature.flag.7").expect("get"))))
         },
     );
@@ -376,12 +396,20 @@ fn paired_ratios(bench: &Bench) {
         2,
         || {
             timed(|| {
-                let all: HashMap<String, Vec<u8>> =
-                    redis::cmd("HGETALL").arg(&hash).query(&mut conn).expect("HGETALL");
+                let all: HashMap<String, Vec<u8>> = redis::cmd("HGETALL")
+                    .arg(&hash)
+                    .query(&mut conn)
+                    .expect("HGETALL");
                 black_box(all);
             })
         },
-        || timed(|| drop(black_box(durabledict::Store::durables(&store).expect("durables")))),
+        || {
+            timed(|| {
+                drop(black_box(
+                    durabledict::Store::durables(&store).expect("durables"),
+                ))
+            })
+        },
     );
 }
 

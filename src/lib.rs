@@ -42,11 +42,11 @@ pub use durabledict_core::{
     Result, SetDefault, Snapshot, Stamp, StampValue, Status, Store, StoreError, StoreErrorKind,
     SyncPolicy, clock_seed,
 };
-pub use open::{
-    DEFAULT_KEYSPACE, OpenError, OpenOptions, UnknownEncoding, ValueEncoding, open, open_store,
-};
 pub use durabledict_encoding::{
     DynamicPickle, Fallback, Json, Pickle, PickleHashableValue, PickleValue, Protocol, Python2Str,
+};
+pub use open::{
+    DEFAULT_KEYSPACE, OpenError, OpenOptions, UnknownEncoding, ValueEncoding, open, open_store,
 };
 
 /// The encodings, with their error types and options.
