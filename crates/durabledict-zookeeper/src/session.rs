@@ -170,7 +170,7 @@ impl Session {
         lock(&self.link).down_since.map(|since| since.elapsed())
     }
 
-    /// The negotiated-for session timeout.
+    /// The session timeout asked of the server.
     pub(crate) fn session_timeout(&self) -> Duration {
         self.session_timeout
     }
