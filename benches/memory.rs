@@ -57,22 +57,24 @@ fn cached_read(c: &mut Criterion) {
     group.finish();
 }
 
-/// Reads `iters` keys on each of `threads` threads at once; returns the wall time divided by
-/// the thread count, so equal figures mean perfect scaling.
+/// Runs `read(key)` for `iters` keys on each of `threads` threads at once; returns the wall
+/// time divided by the thread count, so that the figure is the time per read of all threads
+/// together: half the one-thread figure means perfect scaling. Threads start half the key
+/// space apart, so that they do not read the same value at the same moment.
 fn parallel_reads(
-    dict: &DurableDict<String>,
     keys: &[String],
     threads: u32,
     iters: u64,
+    read: &(dyn Fn(&str) + Sync),
 ) -> Duration {
     let start = Instant::now();
     std::thread::scope(|s| {
         for t in 0..threads {
             s.spawn(move || {
-                let mut i = t as usize * 7;
+                let mut i = t as usize * keys.len() / 2;
                 for _ in 0..iters {
                     i = (i + 1) % keys.len();
-                    black_box(dict.get(black_box(keys[i].as_str())).expect("get"));
+                    read(black_box(keys[i].as_str()));
                 }
             });
         }
@@ -80,16 +82,30 @@ fn parallel_reads(
     start.elapsed() / threads
 }
 
+/// Two reading threads against one, for the dict and, as the machine's own scaling in the
+/// same run, for the plain `HashMap`.
 fn threaded_read(c: &mut Criterion) {
     let keys = keys(KEYS);
+    let baseline: HashMap<String, Arc<String>> = keys
+        .iter()
+        .map(|k| (k.clone(), Arc::new("enabled".to_string())))
+        .collect();
     let always = dict(SyncPolicy::Always, KEYS);
+    let read_dict = |key: &str| {
+        black_box(always.get(key).expect("get"));
+    };
+    let read_map = |key: &str| {
+        black_box(baseline.get(key).cloned());
+    };
     let mut group = c.benchmark_group("read_threads");
-    group.bench_function("one_thread", |b| {
-        b.iter_custom(|iters| parallel_reads(&always, &keys, 1, iters))
-    });
-    group.bench_function("two_threads", |b| {
-        b.iter_custom(|iters| parallel_reads(&always, &keys, 2, iters))
-    });
+    for threads in [1, 2] {
+        group.bench_function(format!("dict_{threads}"), |b| {
+            b.iter_custom(|iters| parallel_reads(&keys, threads, iters, &read_dict))
+        });
+        group.bench_function(format!("hashmap_{threads}"), |b| {
+            b.iter_custom(|iters| parallel_reads(&keys, threads, iters, &read_map))
+        });
+    }
     group.finish();
 }
 
