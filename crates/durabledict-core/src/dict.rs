@@ -177,6 +177,7 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
     // ---- reads -------------------------------------------------------------------------
 
     /// The value at `key`, `None` when absent.
+    #[inline]
     pub fn get(&self, key: &str) -> Result<Option<Arc<V>>> {
         Ok(self.current()?.get(key))
     }
@@ -187,6 +188,7 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
     }
 
     /// Whether `key` is present.
+    #[inline]
     pub fn contains_key(&self, key: &str) -> Result<bool> {
         Ok(self.current()?.contains_key(key))
     }
@@ -379,12 +381,17 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
 
     // ---- internals ---------------------------------------------------------------------
 
-    /// The table a read should use, after whatever stamp check the policy asks for.
+    /// The table a read should use, after whatever stamp check the policy asks for. Kept small
+    /// and inlined: this is every read's path; everything past an unchanged stamp is cold.
+    #[inline]
     fn current(&self) -> Result<Current<V>> {
         let table = self.table.load();
         match self.policy {
             SyncPolicy::Manual => Ok(table),
-            SyncPolicy::Always => self.check(table),
+            SyncPolicy::Always => match self.store.last_updated() {
+                Ok(stamp) if stamp == table.stamp() && self.serve_stale.is_none() => Ok(table),
+                checked => self.after_check(table, checked),
+            },
             SyncPolicy::AtMostEvery(interval) => {
                 let since = Duration::from_nanos(
                     self.nanos_now()
@@ -393,20 +400,26 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
                 if since < interval {
                     Ok(table)
                 } else {
-                    self.check(table)
+                    let checked = self.store.last_updated();
+                    self.after_check(table, checked)
                 }
             }
         }
     }
 
-    fn check(&self, table: Current<V>) -> Result<Current<V>> {
-        let stamp = match self.store.last_updated() {
+    /// Acts on a stamp check: records it, and reloads (single flight) when the stamp changed.
+    #[cold]
+    #[inline(never)]
+    fn after_check(
+        &self,
+        table: Current<V>,
+        checked: Result<Option<StampValue>, StoreError>,
+    ) -> Result<Current<V>> {
+        let stamp = match checked {
             Ok(stamp) => stamp,
             Err(e) => return self.stale_or_fail(table, e),
         };
-        if self.serve_stale.is_some() || self.policy != SyncPolicy::Always {
-            self.mark_synced();
-        }
+        self.mark_synced();
         if stamp == table.stamp() {
             return Ok(table);
         }

@@ -141,6 +141,7 @@ impl<V> Table<V> {
         }
     }
 
+    #[inline]
     pub(crate) fn stamp(&self) -> Option<StampValue> {
         match self.stamp.load(Ordering::Acquire) {
             MISSING => None,
@@ -153,6 +154,7 @@ impl<V> Table<V> {
         self.changed();
     }
 
+    #[inline]
     pub(crate) fn get(&self, key: &str) -> Option<Arc<V>> {
         match self.base.get(key) {
             Some(entry) if !entry.overridden.load(Ordering::Acquire) => {
