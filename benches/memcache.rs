@@ -6,13 +6,17 @@
 use std::hint::black_box;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
+
+#[path = "common/paired.rs"]
+mod paired;
 use durabledict::memcache::MemcacheStamp;
 use durabledict::sql::SqlStore;
 use durabledict::{DurableDict, Raw, Stamp, SyncPolicy};
 use durabledict_test_servers::Memcached;
+use paired::interleaved;
 
 /// A bare `get` of one key: the least a stamp check can cost.
 struct RawGet {
@@ -113,43 +117,6 @@ fn always_read(c: &mut Criterion) {
         dict.status().reloads,
         1,
         "the stamp never changed: no reload"
-    );
-}
-
-/// Runs `baseline` and `candidate` in alternating batches, so that the machine's noise falls
-/// on both alike, and prints each one's median time and the median of their per-round ratios
-/// next to the target: a steadier ratio than two criterion runs made one after the other.
-fn interleaved(
-    name: &str,
-    target: f64,
-    batch: u32,
-    mut baseline: impl FnMut(),
-    mut candidate: impl FnMut(),
-) {
-    const ROUNDS: usize = 41;
-    let time = |f: &mut dyn FnMut()| {
-        let start = Instant::now();
-        for _ in 0..batch {
-            f();
-        }
-        start.elapsed() / batch
-    };
-    let mut rounds: Vec<(Duration, Duration)> = (0..ROUNDS)
-        .map(|_| (time(&mut baseline), time(&mut candidate)))
-        .collect();
-    let mut ratios: Vec<f64> = rounds
-        .iter()
-        .map(|(b, c)| c.as_secs_f64() / b.as_secs_f64())
-        .collect();
-    ratios.sort_by(f64::total_cmp);
-    rounds.sort_by_key(|(b, _)| *b);
-    let base = rounds[ROUNDS / 2].0;
-    rounds.sort_by_key(|(_, c)| *c);
-    let cand = rounds[ROUNDS / 2].1;
-    let ratio = ratios[ROUNDS / 2];
-    let verdict = if ratio <= target { "met" } else { "NOT met" };
-    eprintln!(
-        "{name}: baseline {base:?}, candidate {cand:?}, ratio {ratio:.2} (target <= {target}: {verdict})"
     );
 }
 

@@ -22,11 +22,15 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+
+#[path = "common/paired.rs"]
+mod paired;
 use durabledict::{DurableDict, Encoding, SyncPolicy};
 use durabledict_encoding::Json;
 use durabledict_redis::RedisStore;
 use durabledict_redis::redis::{self, Connection};
 use durabledict_test_servers::RedisServer;
+use paired::{paired_each, timed};
 
 struct Bench {
     _server: RedisServer,
@@ -236,43 +240,6 @@ fn threaded(c: &mut Criterion, bench: &Bench) {
     group.finish();
 }
 
-/// Runs `rounds` rounds of `batch` baseline operations then `batch` subject operations (each
-/// closure times one operation itself, so set-up can stay out of the measure) and prints the
-/// median time per operation of each and the median of the per-round ratios.
-fn paired(
-    name: &str,
-    target: &str,
-    rounds: usize,
-    batch: usize,
-    mut baseline: impl FnMut() -> Duration,
-    mut subject: impl FnMut() -> Duration,
-) {
-    let median = |mut values: Vec<f64>| {
-        values.sort_by(f64::total_cmp);
-        values[values.len() / 2]
-    };
-    let (mut base, mut subj, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..rounds {
-        let b: Duration = (0..batch).map(|_| baseline()).sum();
-        let s: Duration = (0..batch).map(|_| subject()).sum();
-        base.push(b.as_secs_f64() / batch as f64);
-        subj.push(s.as_secs_f64() / batch as f64);
-        ratios.push(s.as_secs_f64() / b.as_secs_f64());
-    }
-    println!(
-        "paired: {name}: baseline {:.1} µs, subject {:.1} µs, ratio {:.3} (target {target})",
-        median(base) * 1e6,
-        median(subj) * 1e6,
-        median(ratios)
-    );
-}
-
-fn timed(op: impl FnOnce()) -> Duration {
-    let started = Instant::now();
-    op();
-    started.elapsed()
-}
-
 fn paired_ratios(bench: &Bench) {
     let mut conn = raw(&bench.url);
 
@@ -282,9 +249,9 @@ fn paired_ratios(bench: &Bench) {
         let stamp: Option<i64> = redis::cmd("GET").arg(&stamp_key).query(conn).expect("GET");
         black_box(stamp);
     };
-    paired(
+    paired_each(
         "always read vs raw GET",
-        "<= 1.15",
+        1.15,
         200,
         50,
         || timed(|| get_stamp(&mut conn)),
@@ -318,9 +285,9 @@ fn paired_ratios(bench: &Bench) {
         counter.get()
     };
     let reloads = (small.status().reloads, large.status().reloads);
-    paired(
+    paired_each(
         "own write, 10 keys, vs raw MULTI HSET INCR",
-        "<= 1.3",
+        1.3,
         200,
         20,
         || {
@@ -336,9 +303,9 @@ fn paired_ratios(bench: &Bench) {
             })
         },
     );
-    paired(
+    paired_each(
         "own write, 10,000 keys, vs 10 keys",
-        "<= 1.3",
+        1.3,
         200,
         20,
         || {
@@ -367,9 +334,9 @@ fn paired_ratios(bench: &Bench) {
     let (store, dict) = dict(&bench.url, "paired-reload", 10_000);
     let (hash, stamp) = (store.hash_key().to_owned(), store.stamp_key().to_owned());
     let mut other = raw(&bench.url);
-    paired(
+    paired_each(
         "read after another instance's write, 10,000 JSON values, vs raw HGETALL",
-        "<= 2",
+        2.0,
         30,
         2,
         || {
@@ -389,9 +356,9 @@ fn paired_ratios(bench: &Bench) {
             timed(|| drop(black_box(dict.get("feature.flag.7").expect("get"))))
         },
     );
-    paired(
+    paired_each(
         "the store's part of that reload (durables) vs raw HGETALL",
-        "informative",
+        1.1,
         30,
         2,
         || {

@@ -6,9 +6,12 @@
 //! - an own write with 10,000 keys against one with 10 (own writes never reload), on both.
 
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
+
+#[path = "common/paired.rs"]
+mod paired;
 use durabledict::sql::SqlStore;
 use durabledict::sql::diesel::backend::Backend;
 use durabledict::sql::diesel::prelude::*;
@@ -16,6 +19,7 @@ use durabledict::sql::diesel::query_builder::{AstPass, Query, QueryFragment, Que
 use durabledict::sql::diesel::serialize::ToSql;
 use durabledict::sql::diesel::sql_types::{BigInt, HasSqlType, Text};
 use durabledict::{DurableDict, Raw, SyncPolicy};
+use paired::interleaved;
 
 const TABLE: &str = "bench_flags";
 
@@ -216,43 +220,6 @@ fn own_write_postgres(c: &mut Criterion) {
 
 #[cfg(not(feature = "postgres"))]
 fn own_write_postgres(_: &mut Criterion) {}
-
-/// Runs `baseline` and `candidate` in alternating batches, so that the machine's noise falls
-/// on both alike, and prints each one's median time and the median of their per-round ratios
-/// next to the target: a steadier ratio than two criterion runs made one after the other.
-fn interleaved(
-    name: &str,
-    target: f64,
-    batch: u32,
-    mut baseline: impl FnMut(),
-    mut candidate: impl FnMut(),
-) {
-    const ROUNDS: usize = 41;
-    let time = |f: &mut dyn FnMut()| {
-        let start = Instant::now();
-        for _ in 0..batch {
-            f();
-        }
-        start.elapsed() / batch
-    };
-    let mut rounds: Vec<(Duration, Duration)> = (0..ROUNDS)
-        .map(|_| (time(&mut baseline), time(&mut candidate)))
-        .collect();
-    let mut ratios: Vec<f64> = rounds
-        .iter()
-        .map(|(b, c)| c.as_secs_f64() / b.as_secs_f64())
-        .collect();
-    ratios.sort_by(f64::total_cmp);
-    rounds.sort_by_key(|(b, _)| *b);
-    let base = rounds[ROUNDS / 2].0;
-    rounds.sort_by_key(|(_, c)| *c);
-    let cand = rounds[ROUNDS / 2].1;
-    let ratio = ratios[ROUNDS / 2];
-    let verdict = if ratio <= target { "met" } else { "NOT met" };
-    eprintln!(
-        "{name}: baseline {base:?}, candidate {cand:?}, ratio {ratio:.2} (target <= {target}: {verdict})"
-    );
-}
 
 criterion_group! {
     name = benches;

@@ -24,10 +24,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
+
+#[path = "common/paired.rs"]
+mod paired;
 use durabledict::{DurableDict, MemoryStore, Raw, Store, SyncPolicy};
 use durabledict_test_servers::ZooKeeper;
 use durabledict_zookeeper::ZooKeeperStore;
 use durabledict_zookeeper::zookeeper::{self, WatchedEvent};
+use paired::paired;
 
 const KEYS: usize = 1_000;
 
@@ -219,36 +223,6 @@ fn propagation(c: &mut Criterion, connect: &str) {
     group.finish();
 }
 
-/// Runs `baseline` and `subject` (each timing one batch of `batch` operations) in
-/// alternating rounds; prints the medians per operation and the median of the round ratios.
-fn paired(
-    name: &str,
-    target: &str,
-    rounds: usize,
-    batch: u32,
-    mut baseline: impl FnMut(u32) -> Duration,
-    mut subject: impl FnMut(u32) -> Duration,
-) {
-    let median = |mut values: Vec<f64>| {
-        values.sort_by(f64::total_cmp);
-        values[values.len() / 2]
-    };
-    let (mut base, mut subj, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..rounds {
-        let b = baseline(batch).as_secs_f64();
-        let s = subject(batch).as_secs_f64();
-        base.push(b / f64::from(batch));
-        subj.push(s / f64::from(batch));
-        ratios.push(s / b);
-    }
-    println!(
-        "paired: {name}: baseline {:.3} µs, subject {:.3} µs, ratio {:.3} (target {target})",
-        median(base) * 1e6,
-        median(subj) * 1e6,
-        median(ratios)
-    );
-}
-
 fn paired_ratios(connect: &str) {
     let keys = keys();
     let baseline: HashMap<String, Arc<String>> = keys
@@ -260,7 +234,7 @@ fn paired_ratios(connect: &str) {
     let mut j = 0;
     paired(
         "always read vs HashMap get + clone",
-        "<= 2",
+        2.0,
         200,
         20_000,
         |batch| {
@@ -285,7 +259,7 @@ fn paired_ratios(connect: &str) {
     let (mut n, mut m) = (0u64, 0u64);
     paired(
         "own write vs raw set_data",
-        "<= 1.2",
+        1.2,
         100,
         10,
         |batch| {

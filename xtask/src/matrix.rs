@@ -144,7 +144,19 @@ impl Tally {
                     );
                 }
                 None => {
-                    let _ = writeln!(out, "  {backend:width$}  no conformance test ran");
+                    // A backend that only runs paired with others (the memcached stamp under
+                    // each SQL store) has rows named after the pairs.
+                    let pairs: Vec<&str> = self
+                        .backends
+                        .keys()
+                        .map(String::as_str)
+                        .filter(|name| name.split('_').any(|part| part == *backend))
+                        .collect();
+                    let _ = if pairs.is_empty() {
+                        writeln!(out, "  {backend:width$}  no conformance test ran")
+                    } else {
+                        writeln!(out, "  {backend:width$}  runs paired: {}", pairs.join(", "))
+                    };
                 }
             }
         }
@@ -211,6 +223,27 @@ mod tests {
         );
         assert_eq!(conformance("conformance_redis"), None);
         assert_eq!(conformance("other::test"), None);
+    }
+
+    #[test]
+    fn a_backend_tested_only_in_pairs_names_its_pairs() {
+        let mut tally = Tally::default();
+        tally.read("test conformance_sqlite_memcache::pop ... ok");
+        tally.read("test conformance_sqlite::pop ... ok");
+        let text = tally.render(&["sqlite", "memcache", "zookeeper"]);
+        let line = |name: &str| {
+            text.lines()
+                .find(|l| l.trim_start().starts_with(&format!("{name} ")))
+                .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        };
+        assert_eq!(
+            line("memcache").as_deref(),
+            Some("memcache runs paired: sqlite_memcache")
+        );
+        assert_eq!(
+            line("zookeeper").as_deref(),
+            Some("zookeeper no conformance test ran")
+        );
     }
 
     #[test]
