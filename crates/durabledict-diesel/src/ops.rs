@@ -76,13 +76,13 @@ pub(crate) fn init<C: Db>(
     stamp: StampRow<'_>,
 ) -> Result<(Vec<Column>, Option<usize>), SqlError> {
     if let Some(sql) = stamp.sql {
-        c.exec(Stmt::new(&sql.create_table, &[]))?;
+        create_if_missing(c, &sql.create_table)?;
     }
     let columns_stmt = [Bind::Text(table_name)];
     let mut columns = c.columns(Stmt::new(&table.columns, &columns_stmt))?;
     let existed = !columns.is_empty();
     if !existed {
-        c.exec(Stmt::new(create_table, &[]))?;
+        create_if_missing(c, create_table)?;
         columns = c.columns(Stmt::new(&table.columns, &columns_stmt))?;
     }
     if let Some(sql) = stamp.sql {
@@ -93,6 +93,17 @@ pub(crate) fn init<C: Db>(
         ))?;
     }
     Ok((columns, max_packet(c, table)?))
+}
+
+/// Runs a `CREATE TABLE IF NOT EXISTS`. PostgreSQL's is not safe against a concurrent creator
+/// (the loser fails on a catalog unique index, e.g. `type "…" already exists`, once the winner
+/// commits), so a failure is retried once: by then the table exists and the statement is a
+/// no-op; an error that persists is a real one.
+fn create_if_missing<C: Db>(c: &mut C, create: &str) -> Result<(), SqlError> {
+    if c.exec(Stmt::new(create, &[])).is_err() {
+        c.exec(Stmt::new(create, &[]))?;
+    }
+    Ok(())
 }
 
 /// The data table's columns and MySQL's packet limit, for a table that exists.

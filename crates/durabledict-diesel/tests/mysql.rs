@@ -6,10 +6,9 @@
 mod common;
 
 use std::sync::OnceLock;
-use std::time::Duration;
 
 use common::{SqlFixture, StampKind, memcached_addr};
-use durabledict_core::{DurableDict, Error, Raw, StoreErrorKind};
+use durabledict_core::{DurableDict, Error, Raw};
 use durabledict_diesel::SqlStore;
 use durabledict_test_servers::MariaDb;
 
@@ -48,72 +47,12 @@ fn django_model_dict_table_works_as_it_is() {
     );
 }
 
-fn read(dict: &DurableDict<String>, key: &str) -> Result<Option<String>, Error> {
-    Ok(dict.get(key)?.map(|v| (*v).clone()))
-}
-
-fn assert_unavailable(result: Result<Option<String>, Error>) {
-    match result {
-        Err(e @ Error::Store { .. }) => assert_eq!(
-            e.store_error().map(|s| s.kind()),
-            Some(StoreErrorKind::Unavailable),
-            "{e}"
-        ),
-        other => panic!("an Always dict must fail while its server is down, got {other:?}"),
-    }
-}
-
-/// MariaDB stops and comes back under live dicts: an `Always` dict fails while it is down
-/// (or serves its last snapshot when asked to), and the same dicts work again once it is back,
-/// their dead pooled connections replaced.
+/// MariaDB stops and comes back under live dicts (see `common::restart_under_live_dicts`).
 #[test]
 fn server_restart_under_a_live_dict() {
     let mut db = MariaDb::start().unwrap_or_else(|e| panic!("cannot start MariaDB: {e}"));
     let url = db.url();
-    let store = || {
-        SqlStore::builder(&url)
-            .table("flags")
-            .connection_timeout(Duration::from_millis(500))
-            .build()
-            .unwrap()
-    };
-    let strict = DurableDict::<String>::builder(store(), Raw)
-        .build()
-        .unwrap();
-    let lenient = DurableDict::<String>::builder(store(), Raw)
-        .serve_stale_for(Duration::from_secs(60))
-        .build()
-        .unwrap();
-    strict.insert("k", "before".into()).unwrap();
-    assert_eq!(read(&lenient, "k").unwrap().as_deref(), Some("before"));
-
-    db.stop();
-    assert_unavailable(read(&strict, "k"));
-    assert_eq!(
-        read(&lenient, "k").unwrap().as_deref(),
-        Some("before"),
-        "serve_stale_for serves the last snapshot"
-    );
-    match strict.insert("k", "lost".into()) {
-        Err(e) => assert_eq!(
-            e.store_error().map(|s| s.kind()),
-            Some(StoreErrorKind::Unavailable)
-        ),
-        Ok(()) => panic!("a write while the server is down must fail"),
-    }
-
-    db.restart().unwrap();
-    // The first read after the restart already succeeds: dead connections are replaced.
-    assert_eq!(read(&strict, "k").unwrap().as_deref(), Some("before"));
-    DurableDict::<String>::builder(store(), Raw)
-        .build()
-        .unwrap()
-        .insert("k", "after".into())
-        .unwrap();
-    assert_eq!(read(&strict, "k").unwrap().as_deref(), Some("after"));
-    assert_eq!(read(&lenient, "k").unwrap().as_deref(), Some("after"));
-    strict.insert("k", "again".into()).unwrap();
-    assert_eq!(read(&lenient, "k").unwrap().as_deref(), Some("again"));
+    common::restart_under_live_dicts(&url, &mut db, |s| s.stop(), |s| s.restart().unwrap());
 }
 
 /// The created table holds any bytes, and keys of up to 1020 bytes compared exactly (MySQL's

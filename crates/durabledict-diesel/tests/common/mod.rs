@@ -7,7 +7,9 @@ use std::time::Duration;
 use diesel::Connection;
 use diesel::connection::SimpleConnection;
 use durabledict_conformance::{Capabilities, Fixture};
-use durabledict_core::{BoxError, Stamp, StampValue, Store, StoreError};
+use durabledict_core::{
+    BoxError, DurableDict, Error, Raw, Stamp, StampValue, Store, StoreError, StoreErrorKind,
+};
 use durabledict_diesel::{Backend, SqlStore};
 use durabledict_memcache_stamp::MemcacheStamp;
 
@@ -319,4 +321,76 @@ pub fn text_values_table_works(url: &str) {
     }
     assert_eq!(reader.len().unwrap(), 1);
     store.drop_keyspace().unwrap();
+}
+
+/// Reads `key` as an owned string.
+pub fn read(dict: &DurableDict<String>, key: &str) -> Result<Option<String>, Error> {
+    Ok(dict.get(key)?.map(|v| (*v).clone()))
+}
+
+/// Asserts that a read failed because the server is unavailable.
+pub fn assert_unavailable(result: Result<Option<String>, Error>) {
+    match result {
+        Err(e @ Error::Store { .. }) => assert_eq!(
+            e.store_error().map(|s| s.kind()),
+            Some(StoreErrorKind::Unavailable),
+            "{e}"
+        ),
+        other => panic!("an Always dict must fail while its server is down, got {other:?}"),
+    }
+}
+
+/// The server behind `url` (`server`) stops and comes back under live dicts: an
+/// `Always` dict fails while it is down (or serves its last snapshot when asked to), and the
+/// same dicts work again once it is back, their dead pooled connections replaced.
+pub fn restart_under_live_dicts<S>(
+    url: &str,
+    server: &mut S,
+    stop: impl FnOnce(&mut S),
+    restart: impl FnOnce(&mut S),
+) {
+    let store = || {
+        SqlStore::builder(url)
+            .table("flags")
+            .connection_timeout(Duration::from_millis(500))
+            .build()
+            .unwrap()
+    };
+    let strict = DurableDict::<String>::builder(store(), Raw)
+        .build()
+        .unwrap();
+    let lenient = DurableDict::<String>::builder(store(), Raw)
+        .serve_stale_for(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    strict.insert("k", "before".into()).unwrap();
+    assert_eq!(read(&lenient, "k").unwrap().as_deref(), Some("before"));
+
+    stop(server);
+    assert_unavailable(read(&strict, "k"));
+    assert_eq!(
+        read(&lenient, "k").unwrap().as_deref(),
+        Some("before"),
+        "serve_stale_for serves the last snapshot"
+    );
+    match strict.insert("k", "lost".into()) {
+        Err(e) => assert_eq!(
+            e.store_error().map(|s| s.kind()),
+            Some(StoreErrorKind::Unavailable)
+        ),
+        Ok(()) => panic!("a write while the server is down must fail"),
+    }
+
+    restart(server);
+    // The first read after the restart already succeeds: dead connections are replaced.
+    assert_eq!(read(&strict, "k").unwrap().as_deref(), Some("before"));
+    DurableDict::<String>::builder(store(), Raw)
+        .build()
+        .unwrap()
+        .insert("k", "after".into())
+        .unwrap();
+    assert_eq!(read(&strict, "k").unwrap().as_deref(), Some("after"));
+    assert_eq!(read(&lenient, "k").unwrap().as_deref(), Some("after"));
+    strict.insert("k", "again".into()).unwrap();
+    assert_eq!(read(&lenient, "k").unwrap().as_deref(), Some("again"));
 }
