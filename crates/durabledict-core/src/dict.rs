@@ -177,7 +177,7 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
     // ---- reads -------------------------------------------------------------------------
 
     /// The value at `key`, `None` when absent.
-    #[inline]
+    #[inline(always)]
     pub fn get(&self, key: &str) -> Result<Option<Arc<V>>> {
         Ok(self.current()?.get(key))
     }
@@ -383,7 +383,7 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
 
     /// The table a read should use, after whatever stamp check the policy asks for. Kept small
     /// and inlined: this is every read's path; everything past an unchanged stamp is cold.
-    #[inline]
+    #[inline(always)]
     fn current(&self) -> Result<Current<V>> {
         let table = self.table.load();
         match self.policy {

@@ -154,7 +154,7 @@ impl<V> Table<V> {
         self.changed();
     }
 
-    #[inline]
+    #[inline(always)]
     pub(crate) fn get(&self, key: &str) -> Option<Arc<V>> {
         match self.base.get(key) {
             Some(entry) if !entry.overridden.load(Ordering::Acquire) => {
