@@ -295,6 +295,9 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
     }
 
     /// Removes `key` from the store and returns the value it held there, `None` when absent.
+    /// The removal is atomic where the store can (`Store::pop`). When the stored value cannot
+    /// be decoded, the key is still removed (store and cache agree) and the error is
+    /// [`Error::Decode`] naming it.
     pub fn remove(&self, key: &str) -> Result<Option<Arc<V>>> {
         self.take(Op::Remove, key)
     }
