@@ -7,15 +7,13 @@
 
 mod common;
 
-use std::net::TcpStream;
 use std::path::Path;
 use std::process::Command;
 
 use common::keyspace;
-use common::spawned::Spawned;
 use durabledict_core::{DurableDict, Raw, Store, StoreErrorKind};
 use durabledict_redis::RedisStore;
-use durabledict_test_servers::free_port;
+use durabledict_test_servers::{RedisServer, free_port};
 
 fn openssl(dir: &Path, args: &[&str]) {
     let out = Command::new("openssl")
@@ -140,12 +138,10 @@ fn rediss_with_the_test_ca_and_a_client_certificate() {
     .iter()
     .map(|s| s.to_string())
     .collect();
-    let server = Spawned::start(
-        &args,
-        |_| TcpStream::connect(("127.0.0.1", port)).is_ok(),
-        dir,
-    );
-    let read = |name: &str| std::fs::read(server.path(name)).unwrap();
+    // Ready once it answers PING on its plain port; the TLS listener opened before that.
+    let _server = RedisServer::start_with_args(args)
+        .unwrap_or_else(|e| panic!("cannot start redis-server: {e}"));
+    let read = |name: &str| std::fs::read(dir.path().join(name)).unwrap();
     let url = format!("rediss://127.0.0.1:{port}/");
 
     let store = RedisStore::builder(&url, &keyspace("tls"))

@@ -7,7 +7,6 @@ mod common;
 
 use std::sync::OnceLock;
 
-use common::spawned::Spawned;
 use common::{keyspace, raw};
 use durabledict_core::{DurableDict, Raw, Store, StoreErrorKind};
 use durabledict_redis::RedisStore;
@@ -140,13 +139,10 @@ fn the_database_number_selects_the_database() {
 #[test]
 fn a_unix_socket() {
     let dir = tempfile::tempdir().unwrap();
-    let socket = dir.path().join("redis.sock");
-    let server = Spawned::start(
-        &["--unixsocket".to_string(), socket.display().to_string()],
-        |dir| dir.join("redis.sock").exists(),
-        dir,
-    );
-    let path = server.path("redis.sock");
+    let path = dir.path().join("redis.sock");
+    let _server =
+        RedisServer::start_with_args(["--unixsocket".to_string(), path.display().to_string()])
+            .unwrap_or_else(|e| panic!("cannot start redis-server: {e}"));
     round_trip(
         RedisStore::open(
             &format!("redis+unix://{}", path.display()),

@@ -36,11 +36,30 @@ pub struct RedisServer {
 impl RedisServer {
     /// Starts a server and waits until it answers `PING`.
     pub fn start() -> Result<Self> {
+        Self::start_with_args(Vec::<String>::new())
+    }
+
+    /// Starts a server with extra `redis-server` options — a Unix socket, a TLS port, ACL
+    /// users — after the defaults (so they can override them), and waits until it answers
+    /// `PING` on its plain loopback port. [`restart`](Self::restart) keeps the options.
+    ///
+    /// ```no_run
+    /// use durabledict_test_servers::RedisServer;
+    ///
+    /// let redis = RedisServer::start_with_args(["--unixsocket", "/tmp/redis-test.sock"])?;
+    /// # Ok::<(), durabledict_test_servers::ServerError>(())
+    /// ```
+    pub fn start_with_args<I, S>(args: I) -> Result<Self>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let extra: Vec<String> = args.into_iter().map(Into::into).collect();
         let program = find::binary(SERVER, "redis-server", PACKAGES)?;
         let dir = ServerDir::new(SERVER)?;
         let (port, daemon) = with_free_ports(SERVER, 1, |ports| {
             let port = ports[0];
-            let launch = redis_launch(&program, dir.path(), port);
+            let launch = redis_launch(&program, dir.path(), port).args(extra.iter().cloned());
             let mut daemon = Daemon::new(SERVER, launch, dir.path(), "redis.log");
             daemon.start(READY_TIMEOUT, || ping(port))?;
             Ok((port, daemon))

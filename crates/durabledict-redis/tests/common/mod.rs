@@ -3,8 +3,6 @@
 
 #![allow(dead_code, clippy::unwrap_used)]
 
-pub mod spawned;
-
 use std::sync::OnceLock;
 
 use durabledict_conformance::{Capabilities, Fixture};
