@@ -15,4 +15,4 @@ pub use error::{BoxError, Error, Op, Result, StoreError, StoreErrorKind};
 pub use memory::{MemoryStamp, MemoryStore};
 pub use policy::SyncPolicy;
 pub use store::{Durables, SetDefault, Stamp, StampValue, Store, clock_seed};
-pub use table::Snapshot;
+pub use table::{Iter, Snapshot};

@@ -89,10 +89,49 @@ impl<V> Snapshot<V> {
     }
 
     /// The entries, in no particular order.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &Arc<V>)> {
-        self.map.iter().map(|(k, v)| (&**k, v))
+    pub fn iter(&self) -> Iter<'_, V> {
+        Iter(self.map.iter())
     }
 }
+
+/// Iterates a snapshot's entries, in no particular order:
+///
+/// ```
+/// use durabledict_core::{DurableDict, MemoryStore, Raw};
+///
+/// let dict = DurableDict::<String>::builder(MemoryStore::new(), Raw).build()?;
+/// dict.insert("a", "1".to_string())?;
+/// for (key, value) in &*dict.snapshot()? {
+///     assert_eq!((key, value.as_str()), ("a", "1"));
+/// }
+/// # Ok::<(), durabledict_core::Error>(())
+/// ```
+impl<'a, V> IntoIterator for &'a Snapshot<V> {
+    type Item = (&'a str, &'a Arc<V>);
+    type IntoIter = Iter<'a, V>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+/// The entries of a [`Snapshot`], in no particular order; made by [`Snapshot::iter`].
+#[derive(Debug)]
+pub struct Iter<'a, V>(std::collections::hash_map::Iter<'a, Arc<str>, Arc<V>>);
+
+impl<'a, V> Iterator for Iter<'a, V> {
+    type Item = (&'a str, &'a Arc<V>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.0.next().map(|(k, v)| (&**k, v))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.0.size_hint()
+    }
+}
+
+impl<V> ExactSizeIterator for Iter<'_, V> {}
 
 impl<V: std::fmt::Debug> std::fmt::Debug for Snapshot<V> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
