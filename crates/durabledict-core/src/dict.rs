@@ -32,7 +32,8 @@ pub struct Status {
 
 /// A dictionary whose values live in a durable shared [`Store`] and are cached in process.
 ///
-/// Reads come from an immutable snapshot swapped atomically, so readers never lock. Before a
+/// Reads come from an in-process table that a reload replaces atomically and own writes
+/// extend through a small overlay, so readers never lock (docs/architecture.md). Before a
 /// read the [`SyncPolicy`] decides whether to check the store's stamp; when it differs from the
 /// synced one, exactly one thread reloads while the others wait for its result. A write goes
 /// to the store first; when the stamp it returns is exactly one past the synced stamp, nobody
