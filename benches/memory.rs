@@ -88,7 +88,6 @@ fn parallel_reads(
 /// Two reading threads against one, for the dict and, as the machine's own scaling in the
 /// same run, for the plain `HashMap`.
 fn threaded_read(c: &mut Criterion) {
-    paired_scaling();
     let keys = keys(KEYS);
     let baseline: HashMap<String, Arc<String>> = keys
         .iter()
@@ -101,6 +100,7 @@ fn threaded_read(c: &mut Criterion) {
     let read_map = |key: &str| {
         black_box(baseline.get(key).cloned());
     };
+    paired_scaling(&keys, &read_dict, &read_map);
     let mut group = c.benchmark_group("read_threads");
     for threads in [1, 2] {
         group.bench_function(format!("dict_{threads}"), |b| {
@@ -118,31 +118,20 @@ fn threaded_read(c: &mut Criterion) {
 /// dict and for the `HashMap` (the machine's own scaling). Single-thread figures on this
 /// machine drift by 50% between criterion groups, which makes two separate groups'
 /// ratio meaningless.
-fn paired_scaling() {
-    let keys = keys(KEYS);
-    let baseline: HashMap<String, Arc<String>> = keys
-        .iter()
-        .map(|k| (k.clone(), Arc::new("enabled".to_string())))
-        .collect();
-    let always = dict(SyncPolicy::Always, KEYS);
-    let read_dict = |key: &str| {
-        black_box(always.get(key).expect("get"));
-    };
-    let read_map = |key: &str| {
-        black_box(baseline.get(key).cloned());
-    };
-    for (name, read) in [
-        ("dict", &read_dict as &(dyn Fn(&str) + Sync)),
-        ("hashmap", &read_map),
-    ] {
+fn paired_scaling(
+    keys: &[String],
+    read_dict: &(dyn Fn(&str) + Sync),
+    read_map: &(dyn Fn(&str) + Sync),
+) {
+    for (name, read) in [("dict", read_dict), ("hashmap", read_map)] {
         // The ratio is (time per read with two threads) / (with one): 1 / scaling.
         let ratio = paired::paired(
             &format!("{name}: two reading threads vs one, time per read (1 / scaling)"),
             1.0 / 1.8,
             41,
             200_000,
-            |n| parallel_reads(&keys, 1, u64::from(n), read),
-            |n| parallel_reads(&keys, 2, u64::from(n), read),
+            |n| parallel_reads(keys, 1, u64::from(n), read),
+            |n| parallel_reads(keys, 2, u64::from(n), read),
         );
         println!(
             "paired: {name}: two threads give {:.2}x the throughput of one",
