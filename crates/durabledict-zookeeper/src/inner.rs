@@ -12,7 +12,7 @@ use crate::error::{ZooKeeperError, is_refusal};
 use crate::expected::Expected;
 use crate::keys::Keyspace;
 use crate::mirror::Mirror;
-use crate::session::{Msg, Session};
+use crate::session::Session;
 
 /// How often a write retries when other clients keep creating and deleting its znode between
 /// its `set_data` and its `create`.
@@ -216,7 +216,7 @@ impl Locked<'_> {
     /// unknown): reload before answering from it again.
     fn lost(&mut self) {
         self.mirror.loaded = None;
-        self.inner.session.notify(Msg::Reload);
+        self.inner.session.request_reload();
     }
 
     /// Sends an own request on `key`, keeping the expected-event bookkeeping right whatever

@@ -28,7 +28,8 @@ pub(crate) enum Msg {
     Disconnected,
     /// The client gave up (no server for a whole session timeout); it must be replaced.
     Closed,
-    /// The outcome of a write is unknown; reload the keyspace once connected.
+    /// The outcome of a write is unknown; reload the keyspace once connected. Sent once until
+    /// the worker takes it (see [`Session::request_reload`]).
     Reload,
     /// The store was dropped.
     Stop,
@@ -87,6 +88,10 @@ pub(crate) struct Session {
     /// stay silent.
     watch: Arc<AtomicU64>,
     next_watch: AtomicU64,
+    /// Whether a [`Msg::Reload`] is on its way to the worker: a caller retrying failed writes
+    /// in a loop must not flood the worker's queue (it would never get to replacing a client
+    /// that gave up).
+    reload_pending: AtomicBool,
     tx: Sender<Msg>,
 }
 
@@ -140,6 +145,7 @@ impl Session {
             hot,
             watch: Arc::new(AtomicU64::new(0)),
             next_watch: AtomicU64::new(0),
+            reload_pending: AtomicBool::new(false),
             tx,
         };
         session.wait_connected(connect_timeout)?;
@@ -179,6 +185,18 @@ impl Session {
     pub(crate) fn notify(&self, msg: Msg) {
         // The worker is gone only when the store is being dropped.
         let _ = self.tx.send(msg);
+    }
+
+    /// Asks the worker to reload the keyspace; one request is outstanding at a time.
+    pub(crate) fn request_reload(&self) {
+        if !self.reload_pending.swap(true, Ordering::AcqRel) {
+            self.notify(Msg::Reload);
+        }
+    }
+
+    /// Called by the worker as it takes a [`Msg::Reload`]: later failures ask again.
+    pub(crate) fn reload_taken(&self) {
+        self.reload_pending.store(false, Ordering::Release);
     }
 
     /// Replaces a client that gave up with a new one (a new session). Does nothing when the

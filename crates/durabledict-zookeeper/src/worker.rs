@@ -30,41 +30,37 @@ fn run(inner: &Inner, rx: &Receiver<Msg>) {
     let mut backoff = Duration::ZERO;
     let mut replace_at: Option<Instant> = None;
     loop {
-        let msg = match replace_at {
-            Some(at) => match rx.recv_timeout(at.saturating_duration_since(Instant::now())) {
-                Ok(msg) => msg,
-                Err(RecvTimeoutError::Timeout) => {
-                    replace_at = None;
-                    // A failed probe is fine: the new client reports its connection when it
-                    // makes one, or gives up, and is replaced in turn.
-                    match inner.session.replace_if_closed() {
-                        Ok(()) => drop(inner.session.probe()),
-                        Err(_) => replace_at = Some(Instant::now() + backoff),
-                    }
-                    backoff = (backoff * 2).clamp(Duration::from_millis(100), MAX_BACKOFF);
-                    continue;
-                }
-                Err(RecvTimeoutError::Disconnected) => return,
-            },
-            None => match rx.recv() {
-                Ok(msg) => msg,
-                Err(_) => return,
-            },
+        let received = match replace_at {
+            Some(at) => rx.recv_timeout(at.saturating_duration_since(Instant::now())),
+            None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
         };
-        match msg {
-            Msg::Stop => return,
-            Msg::Connected => {
+        match received {
+            Ok(Msg::Stop) | Err(RecvTimeoutError::Disconnected) => return,
+            Ok(Msg::Connected) => {
                 backoff = Duration::ZERO;
                 // A failure here is seen again by the next `durables`, which retries.
                 let _ = inner.resync();
             }
-            Msg::Reload => {
+            Ok(Msg::Reload) => {
+                inner.session.reload_taken();
                 let _ = inner.resync();
             }
-            Msg::Disconnected => {}
-            Msg::Closed => {
+            Ok(Msg::Disconnected) | Err(RecvTimeoutError::Timeout) => {}
+            Ok(Msg::Closed) => {
                 replace_at.get_or_insert_with(|| Instant::now() + backoff);
             }
+        }
+        // Checked after every message, not only on a quiet queue: traffic (a caller retrying
+        // failed writes) must not put the replacement off.
+        if replace_at.is_some_and(|at| Instant::now() >= at) {
+            replace_at = None;
+            // A failed probe is fine: the new client reports its connection when it makes
+            // one, or gives up, and is replaced in turn.
+            match inner.session.replace_if_closed() {
+                Ok(()) => drop(inner.session.probe()),
+                Err(_) => replace_at = Some(Instant::now() + backoff),
+            }
+            backoff = (backoff * 2).clamp(Duration::from_millis(100), MAX_BACKOFF);
         }
     }
 }

@@ -209,15 +209,36 @@ fn an_outage_past_the_session_timeout_fails_reads_then_recovers_everything() {
         }
         other => panic!("a write without a server must be unavailable, got {other:?}"),
     }
-    // Past the session timeout the clients give up; new sessions follow the restart.
-    std::thread::sleep(SESSION_TIMEOUT);
-    zk.restart().unwrap();
+    // Past the session timeout the clients give up and are replaced, over and over, while a
+    // caller retries a write as fast as it can, on through the restart: its failures must not
+    // put the replacements off (each asks for a reload; a flood of those once kept b's closed
+    // client from ever being replaced, so b never recovered).
+    let first = std::thread::scope(|scope| {
+        let writer = scope.spawn(|| {
+            let deadline = Instant::now() + SESSION_TIMEOUT * 2 + Duration::from_secs(30);
+            loop {
+                match b.insert("n0", "0".into()) {
+                    Ok(()) => return Ok(()),
+                    Err(Error::Store { ref source, .. })
+                        if source.kind() == StoreErrorKind::Unavailable
+                            && Instant::now() < deadline => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        });
+        std::thread::sleep(SESSION_TIMEOUT * 2);
+        zk.restart().unwrap();
+        writer.join().unwrap()
+    });
+    if let Err(e) = first {
+        panic!("b never recovered: {e}");
+    }
     let deadline = Instant::now() + Duration::from_secs(20);
-    let mut written = 0;
+    let mut written = 1;
     while written < 30 {
         match b.insert(&format!("n{written}"), written.to_string()) {
             Ok(()) => written += 1,
-            Err(e) => assert!(Instant::now() < deadline, "b never recovered: {e}"),
+            Err(e) => assert!(Instant::now() < deadline, "b failed after recovering: {e}"),
         }
     }
     let want = contents(&b);
