@@ -10,6 +10,7 @@
 //! per epoch, because events sent while it was away are lost. A closed client is replaced.
 
 use std::fmt;
+use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
@@ -197,6 +198,19 @@ impl Session {
     /// Called by the worker as it takes a [`Msg::Reload`]: later failures ask again.
     pub(crate) fn reload_taken(&self) {
         self.reload_pending.store(false, Ordering::Release);
+    }
+
+    /// Whether any server of the connect string accepts a TCP connection (within `timeout`
+    /// each). A new client is made only then: while no server answers, the `zookeeper` crate's
+    /// client retries connecting in a loop without pausing for its whole session timeout,
+    /// which would keep a core busy for as long as the outage lasts.
+    pub(crate) fn any_server_listens(&self, timeout: Duration) -> bool {
+        let hosts = self.connect.split('/').next().unwrap_or_default();
+        hosts
+            .split(',')
+            .filter_map(|host| host.trim().to_socket_addrs().ok())
+            .flatten()
+            .any(|addr| TcpStream::connect_timeout(&addr, timeout).is_ok())
     }
 
     /// Replaces a client that gave up with a new one (a new session). Does nothing when the

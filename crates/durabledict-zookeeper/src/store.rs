@@ -36,7 +36,9 @@ const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(10);
 /// While no server is reachable, reads keep being served from the cache for up to the session
 /// timeout (like Apache Curator); after that `last_updated` fails with
 /// [`StoreErrorKind::Unavailable`](durabledict_core::StoreErrorKind::Unavailable), as do
-/// requests that could not be sent.
+/// requests that could not be sent. Once the client has given up, the store opens a new
+/// session as soon as a server accepts connections again (checking with a back-off of up to
+/// 5 s), and the same dict works again.
 ///
 /// ```no_run
 /// use std::time::Duration;

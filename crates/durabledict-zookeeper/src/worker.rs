@@ -16,6 +16,9 @@ use crate::session::Msg;
 /// The longest wait between two attempts to open a new session while no server answers.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
+/// How long a server gets to accept a TCP connection before a new client is made.
+const LISTEN_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// Starts the worker; it runs until it receives [`Msg::Stop`].
 pub(crate) fn spawn(inner: Arc<Inner>, rx: Receiver<Msg>) -> std::io::Result<()> {
     std::thread::Builder::new()
@@ -53,14 +56,17 @@ fn run(inner: &Inner, rx: &Receiver<Msg>) {
         // Checked after every message, not only on a quiet queue: traffic (a caller retrying
         // failed writes) must not put the replacement off.
         if replace_at.is_some_and(|at| Instant::now() >= at) {
-            replace_at = None;
+            backoff = (backoff * 2).clamp(Duration::from_millis(100), MAX_BACKOFF);
+            replace_at = Some(Instant::now() + backoff);
+            if !inner.session.any_server_listens(LISTEN_TIMEOUT) {
+                continue;
+            }
             // A failed probe is fine: the new client reports its connection when it makes
             // one, or gives up, and is replaced in turn.
-            match inner.session.replace_if_closed() {
-                Ok(()) => drop(inner.session.probe()),
-                Err(_) => replace_at = Some(Instant::now() + backoff),
+            if inner.session.replace_if_closed().is_ok() {
+                replace_at = None;
+                let _ = inner.session.probe();
             }
-            backoff = (backoff * 2).clamp(Duration::from_millis(100), MAX_BACKOFF);
         }
     }
 }
