@@ -31,7 +31,7 @@ fn cpu_time() -> Duration {
 #[test]
 fn a_store_waits_quietly_for_a_server_and_reconnects_when_one_is_back() {
     let mut zk = ZooKeeper::start().unwrap();
-    let store = ZooKeeperStore::builder(&zk.connect_string(), "/cpu")
+    let store = ZooKeeperStore::builder(zk.connect_string(), "/cpu")
         .session_timeout(SESSION_TIMEOUT)
         .build()
         .unwrap();
