@@ -14,9 +14,14 @@
 //! the writes, own requests are serialised by the store's lock, and a foreign event can only
 //! consume an expectation while an own write of the same key has been sent and its event has
 //! not arrived yet, i.e. the own write commits after the foreign one and overwrites it; the
-//! event of that own write then finds no expectation left and reads the znode. A refused own request (no event will come) gives its expectation
-//! back, or, when a foreign event already consumed it, reads the znode itself. A request
-//! whose outcome is unknown (connection lost) makes the store reload everything.
+//! event of that own write then finds no expectation left and reads the znode. A refused own
+//! request (no event will come) gives its expectation back, or, when a foreign event already
+//! consumed it, reads the znode itself. A request whose outcome is unknown (connection lost)
+//! gives its expectation back too and makes the store reload everything; a reload forgets
+//! every expectation before it lists the keyspace.
+//!
+//! Taking an own event for a foreign one costs one read; the reverse would miss a change, so
+//! every doubt is settled by forgetting expectations.
 
 use std::collections::HashMap;
 
@@ -56,8 +61,8 @@ impl Expected {
         !self.consume(key)
     }
 
-    /// Forgets every expectation: after a full load, events still to come find the mirror
-    /// already current.
+    /// Forgets every expectation (before a full load: events still to come are then read, and
+    /// find the mirror current or bring it up to date).
     pub(crate) fn clear(&mut self) {
         self.events.clear();
     }

@@ -165,6 +165,11 @@ impl Locked<'_> {
     /// Loads every key (the watch set first, so nothing is missed), bumping the stamp when
     /// anything differs from the mirror.
     pub(crate) fn reload(&mut self) -> Result<()> {
+        // No own request is in flight while the lock is held, so an expectation still here is
+        // from a write whose event is late or lost. Forgotten before the keyspace is listed:
+        // a foreign event arriving meanwhile must be read, not taken for an own write's (an
+        // own event taken for foreign only costs a read).
+        self.inner.expected().clear();
         let path = self.inner.keyspace.path();
         let epoch = self.prepare()?.ok_or_else(|| {
             ZooKeeperError::request("get_children", path, ZkError::ConnectionLoss)
@@ -189,7 +194,6 @@ impl Locked<'_> {
                 Err(e) => return Err(ZooKeeperError::request("get_data", &node, e)),
             }
         }
-        self.inner.expected().clear();
         if self.mirror.load(entries) {
             self.bump();
         }
@@ -234,6 +238,11 @@ impl Locked<'_> {
                     self.lost();
                 }
             } else {
+                // The outcome is unknown, and so is whether an event will come: keep no
+                // expectation, or a foreign event for this key arriving before the reload
+                // would be taken for this request's and never read. (If this request's own
+                // event does arrive, it is read like a foreign one: at worst a wasted read.)
+                self.inner.expected().consume(key);
                 self.lost();
             }
         }

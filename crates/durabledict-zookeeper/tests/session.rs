@@ -249,3 +249,46 @@ fn an_outage_past_the_session_timeout_fails_reads_then_recovers_everything() {
     );
     assert_eq!(want.len(), 31);
 }
+
+#[test]
+fn a_write_lost_with_its_connection_leaves_nothing_to_swallow_a_foreign_change() {
+    let zk = ZooKeeper::start().unwrap();
+    let proxy = Proxy::start(zk.port());
+    let ks = "/lost-write";
+    let b = dict(&zk.connect_string(), ks);
+    // Enough keys that a's full reload after reconnecting takes a while, so that b's write can
+    // land before, inside and after it.
+    b.update((0..2000).map(|i| (format!("k{i}"), "x".to_owned())))
+        .unwrap();
+    b.insert("hot", "initial".into()).unwrap();
+    let started = Instant::now();
+    let store = ZooKeeperStore::builder(format!("127.0.0.1:{}", proxy.port()), ks)
+        .session_timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
+    let a = DurableDict::<String>::builder(store, Raw).build().unwrap();
+    assert_eq!(a.len().unwrap(), 2001);
+    let reload = started.elapsed();
+
+    const TRIALS: u32 = 6;
+    for trial in 0..TRIALS {
+        // a's write of "hot" is sent on a connection that breaks: its outcome is unknown.
+        proxy.cut();
+        std::thread::sleep(Duration::from_millis(100));
+        match a.insert("hot", format!("a{trial}")) {
+            Err(Error::Store { source, .. }) => {
+                assert_eq!(source.kind(), StoreErrorKind::Unavailable)
+            }
+            other => panic!("a write through a cut connection must fail, got {other:?}"),
+        }
+        proxy.restore();
+        std::thread::sleep(reload.mul_f64((f64::from(trial) + 0.5) / f64::from(TRIALS)));
+        let want = format!("b{trial}");
+        b.insert("hot", want.clone()).unwrap();
+        eventually(
+            &format!("trial {trial}: a sees b's write of \"hot\""),
+            VISIBILITY * 3,
+            || a.get("hot").is_ok_and(|v| v.as_deref() == Some(&want)),
+        );
+    }
+}
