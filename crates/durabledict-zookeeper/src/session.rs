@@ -36,6 +36,12 @@ pub(crate) enum Msg {
     Stop,
 }
 
+/// Where each client's default watcher hands events on: the keyspace watch, when the keyspace
+/// is the root `/` (of the server or of a chroot). The `zookeeper` crate matches a persistent
+/// watch's path against an event's `/a`, `/a/b`, … but never against `/`, so events under a
+/// watch set on `/` reach the default watcher instead.
+type RootWatch = Arc<RwLock<Option<Arc<dyn Fn(WatchedEvent) + Send + Sync>>>>;
+
 /// The connection state, as the current client last reported it.
 #[derive(Debug)]
 struct Link {
@@ -89,6 +95,7 @@ pub(crate) struct Session {
     /// stay silent.
     watch: Arc<AtomicU64>,
     next_watch: AtomicU64,
+    root_watch: RootWatch,
     /// Whether a [`Msg::Reload`] is on its way to the worker: a caller retrying failed writes
     /// in a loop must not flood the worker's queue (it would never get to replacing a client
     /// that gave up).
@@ -130,13 +137,12 @@ impl Session {
             stamp: AtomicI64::new(1),
             connected: AtomicBool::new(false),
         });
-        let client =
-            new_client(connect, session_timeout, 1, &link, &hot, &tx).map_err(|source| {
-                ZooKeeperError::Connect {
-                    connect: connect.to_owned(),
-                    timeout: connect_timeout,
-                    source,
-                }
+        let root_watch = RootWatch::default();
+        let client = new_client(connect, session_timeout, 1, &link, &hot, &tx, &root_watch)
+            .map_err(|source| ZooKeeperError::Connect {
+                connect: connect.to_owned(),
+                timeout: connect_timeout,
+                source,
             })?;
         let session = Session {
             connect: connect.to_owned(),
@@ -146,6 +152,7 @@ impl Session {
             hot,
             watch: Arc::new(AtomicU64::new(0)),
             next_watch: AtomicU64::new(0),
+            root_watch,
             reload_pending: AtomicBool::new(false),
             tx,
         };
@@ -233,6 +240,7 @@ impl Session {
             &self.link,
             &self.hot,
             &self.tx,
+            &self.root_watch,
         )?;
         let old = std::mem::replace(
             &mut *self.client.write().unwrap_or_else(PoisonError::into_inner),
@@ -251,29 +259,36 @@ impl Session {
         &self,
         zk: &ZooKeeper,
         path: &str,
-        on_change: impl Fn(&str) + Send + 'static,
+        on_change: impl Fn(&str) + Send + Sync + 'static,
     ) -> ZkResult<()> {
         let generation = self.next_watch.fetch_add(1, Ordering::SeqCst) + 1;
         let newest = Arc::clone(&self.watch);
+        let handler = Arc::new(move |event: WatchedEvent| {
+            // While the new registration is being set up both deliver; duplicates are
+            // harmless (an event only makes the store look at the znode).
+            if generation < newest.load(Ordering::SeqCst) {
+                return;
+            }
+            let change = matches!(
+                event.event_type,
+                WatchedEventType::NodeCreated
+                    | WatchedEventType::NodeDataChanged
+                    | WatchedEventType::NodeDeleted
+            );
+            if let (true, Some(path)) = (change, event.path) {
+                on_change(&path);
+            }
+        });
+        if path == "/" {
+            *self
+                .root_watch
+                .write()
+                .unwrap_or_else(PoisonError::into_inner) = Some(Arc::clone(&handler) as _);
+        }
         zk.add_watch(
             path,
             AddWatchMode::PersistentRecursive,
-            move |event: WatchedEvent| {
-                // While the new registration is being set up both deliver; duplicates are
-                // harmless (an event only makes the store look at the znode).
-                if generation < newest.load(Ordering::SeqCst) {
-                    return;
-                }
-                let change = matches!(
-                    event.event_type,
-                    WatchedEventType::NodeCreated
-                        | WatchedEventType::NodeDataChanged
-                        | WatchedEventType::NodeDeleted
-                );
-                if let (true, Some(path)) = (change, event.path) {
-                    on_change(&path);
-                }
-            },
+            move |event: WatchedEvent| handler(event),
         )?;
         self.watch.fetch_max(generation, Ordering::SeqCst);
         Ok(())
@@ -333,9 +348,20 @@ fn new_client(
     link: &Arc<Mutex<Link>>,
     hot: &Arc<Hot>,
     tx: &Sender<Msg>,
+    root_watch: &RootWatch,
 ) -> ZkResult<ZooKeeper> {
-    // Watch events all go to the keyspace watch; nothing else arrives at the default watcher.
-    let zk = ZooKeeper::connect(connect, session_timeout, |_: WatchedEvent| {})?;
+    // Watch events go to the keyspace watch; the default watcher gets only those of a watch
+    // on `/` (see [`RootWatch`]), besides connection states, which the listener handles.
+    let root_watch = Arc::clone(root_watch);
+    let zk = ZooKeeper::connect(connect, session_timeout, move |event: WatchedEvent| {
+        let handler = root_watch
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        if let Some(handler) = handler {
+            handler(event);
+        }
+    })?;
     let link = Arc::clone(link);
     let hot = Arc::clone(hot);
     let tx = tx.clone();

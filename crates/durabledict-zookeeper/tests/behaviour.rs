@@ -352,6 +352,36 @@ fn a_chroot_in_the_connect_string_roots_the_keyspace() {
 }
 
 #[test]
+fn the_root_of_a_chroot_can_be_the_keyspace() {
+    // The client matches a persistent watch against `/a`, `/a/b`, … but never `/`: events
+    // under a watch on the root reach the default watcher, which the store forwards.
+    let chroot = keyspace("root-keyspace");
+    let zk = raw_client(&server());
+    for path in [common::ROOT, chroot.as_str()] {
+        match zk.create(path, Vec::new(), open_acl(), CreateMode::Persistent) {
+            Ok(_) | Err(ZkError::NodeExists) => {}
+            Err(e) => panic!("create {path}: {e:?}"),
+        }
+    }
+    let connect = format!("{}{chroot}", server());
+    let a = dict(ZooKeeperStore::connect(&connect, "/").unwrap());
+    let b = dict(ZooKeeperStore::connect(&connect, "/").unwrap());
+    a.insert("k", "v".into()).unwrap();
+    let (data, _) = zk.get_data(&format!("{chroot}/k"), false).unwrap();
+    assert_eq!(data, b"v");
+    eventually("b sees a's insert under the root", VISIBILITY, || {
+        read(&b, "k").as_deref() == Some("v")
+    });
+    zk.set_data(&format!("{chroot}/k"), b"w".to_vec(), None)
+        .unwrap();
+    eventually("a and b see a raw client's change", VISIBILITY, || {
+        read(&a, "k").as_deref() == Some("w") && read(&b, "k").as_deref() == Some("w")
+    });
+    b.remove("k").unwrap();
+    eventually("a sees b's removal", VISIBILITY, || read(&a, "k").is_none());
+}
+
+#[test]
 fn invalid_configurations_are_refused() {
     for (connect, ks) in [
         (server(), "relative".to_owned()),
