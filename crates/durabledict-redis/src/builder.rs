@@ -20,7 +20,7 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 pub const DEFAULT_IO_TIMEOUT: Duration = Duration::from_secs(5);
 /// How many idle connections a store keeps open, by default.
 pub const DEFAULT_MAX_IDLE: usize = 8;
-/// After how long idle a connection is checked with `PING` before a write, by default.
+/// After how long idle a connection is checked with `PING` before a removal, by default.
 pub const DEFAULT_CHECK_IDLE_AFTER: Duration = Duration::from_secs(1);
 
 /// Configures a [`RedisStore`]; made by [`RedisStore::builder`] or
@@ -173,7 +173,9 @@ impl RedisStoreBuilder {
 
     /// How long sending a command and waiting for its reply may take. A command that times out
     /// fails as [`Unavailable`](durabledict_core::StoreErrorKind::Unavailable) and its
-    /// connection is closed.
+    /// connection is closed. A write is never sent again (on a cluster neither): one that timed
+    /// out ran at most once, and may or may not have been applied. On a cluster, the cluster
+    /// client sends a read that timed out again itself, up to 16 times.
     pub fn io_timeout(mut self, timeout: Duration) -> Self {
         self.io_timeout = timeout;
         self
@@ -186,7 +188,10 @@ impl RedisStoreBuilder {
         self
     }
 
-    /// After how long idle a connection is checked with `PING` before a write is sent on it.
+    /// After how long idle a connection is checked with `PING` before a removal (`depersist`,
+    /// `pop`, `clear`) is sent on it. Removals are never sent twice; every other operation is
+    /// sent once more on a new connection when its pooled one turns out dead, and needs no
+    /// check (see the crate docs, "What is sent twice").
     pub fn check_idle_after(mut self, idle: Duration) -> Self {
         self.check_idle_after = idle;
         self
@@ -214,7 +219,7 @@ impl RedisStoreBuilder {
         #[cfg(feature = "tls")]
         let _ = rustls::crypto::ring::default_provider().install_default();
         let keys = Keys::new(&self.keyspace, self.hash_tag);
-        let connector: Box<dyn Connect> = match &self.target {
+        let (reads, writes): (Box<dyn Connect>, Option<Box<dyn Connect>>) = match &self.target {
             Target::Server(url) => {
                 let client = self.server_client(url)?;
                 if !client.get_connection_info().addr().is_supported() {
@@ -222,11 +227,12 @@ impl RedisStoreBuilder {
                         "this URL needs a transport this build lacks (rediss:// needs the `tls` feature)",
                     ));
                 }
-                Box::new(Server {
+                let server = Server {
                     client,
                     connect_timeout: self.connect_timeout,
                     io_timeout: self.io_timeout,
-                })
+                };
+                (Box::new(server), None)
             }
             Target::Cluster(nodes) => {
                 if !keys.same_slot() {
@@ -235,24 +241,20 @@ impl RedisStoreBuilder {
                         keys.hash, keys.stamp
                     )));
                 }
-                let builder = ClusterClient::builder(nodes.iter().map(String::as_str))
-                    .connection_timeout(self.connect_timeout)
-                    .response_timeout(self.io_timeout);
-                #[cfg(feature = "tls")]
-                let builder = match &self.tls {
-                    Some(tls) => builder.certs(tls.certificates()),
-                    None => builder,
-                };
-                let client = builder.build().map_err(store_error)?;
-                Box::new(Cluster {
-                    client,
-                    io_timeout: self.io_timeout,
-                })
+                // The cluster client sends a command again on its own after a timeout (on the
+                // same connection, up to 16 times) or a redirection: harmless for reads, but a
+                // write would run several times. Writes get a client that sends once; the pool
+                // decides what may be sent again (see `pool`).
+                let reads = self.cluster_client(nodes, false)?;
+                let writes = self.cluster_client(nodes, true)?;
+                (Box::new(reads), Some(Box::new(writes)))
             }
         };
+        let pool = |connector| Pool::new(connector, self.max_idle, self.check_idle_after);
         Ok(RedisStore {
             inner: Arc::new(Inner {
-                pool: Pool::new(connector, self.max_idle, self.check_idle_after),
+                reads: pool(reads),
+                writes: writes.map(pool),
                 scripts: Scripts::new(),
                 keys,
                 keyspace: self.keyspace,
@@ -263,6 +265,28 @@ impl RedisStoreBuilder {
 }
 
 impl RedisStoreBuilder {
+    /// A cluster client with the timeouts and certificates; `send_once`: one that never sends
+    /// a command again by itself (after a timeout, a redirection, a broken connection).
+    fn cluster_client(&self, nodes: &[String], send_once: bool) -> Result<Cluster, StoreError> {
+        let builder = ClusterClient::builder(nodes.iter().map(String::as_str))
+            .connection_timeout(self.connect_timeout)
+            .response_timeout(self.io_timeout);
+        let builder = if send_once {
+            builder.retries(0)
+        } else {
+            builder
+        };
+        #[cfg(feature = "tls")]
+        let builder = match &self.tls {
+            Some(tls) => builder.certs(tls.certificates()),
+            None => builder,
+        };
+        Ok(Cluster {
+            client: builder.build().map_err(store_error)?,
+            io_timeout: self.io_timeout,
+        })
+    }
+
     fn server_client(&self, url: &str) -> Result<Client, StoreError> {
         #[cfg(feature = "tls")]
         if let Some(tls) = &self.tls {

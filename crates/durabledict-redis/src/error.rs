@@ -17,6 +17,45 @@ pub(crate) fn store_error(error: RedisError) -> StoreError {
     StoreError::new(kind_of(&error), error)
 }
 
+/// Like [`store_error`], for the error of a command sent to the server, said plainly where the
+/// client's own words ("Resource temporarily unavailable", "MOVED 866 …") do not tell what
+/// became of the command: a write that got no reply may or may not have been applied; a
+/// cluster's redirection means it was not run.
+pub(crate) fn request_error(error: RedisError, write: bool) -> StoreError {
+    let what = if error.redirect_node().is_some() {
+        "the cluster is moving the keyspace's slot; the command was not run"
+    } else if error.is_timeout() {
+        if write {
+            "no reply within the I/O timeout; the write may or may not have been applied"
+        } else {
+            "no reply within the I/O timeout"
+        }
+    } else if error.is_connection_dropped() && !error.is_connection_refusal() {
+        if write {
+            "the connection broke; the write may or may not have been applied"
+        } else {
+            "the connection broke"
+        }
+    } else {
+        return store_error(error);
+    };
+    StoreError::new(
+        kind_of(&error),
+        Failed {
+            what,
+            source: error,
+        },
+    )
+}
+
+/// A client error with what it means for the command.
+#[derive(Debug, thiserror::Error)]
+#[error("{what}: {source}")]
+struct Failed {
+    what: &'static str,
+    source: RedisError,
+}
+
 pub(crate) fn kind_of(error: &RedisError) -> StoreErrorKind {
     // A TLS handshake that fails (a certificate refused by either side) arrives as an I/O
     // error, but retrying cannot help: it is a refusal.

@@ -7,6 +7,32 @@
 //!
 //! Why not r2d2: its checkout either pings (a second round trip on the hot path) or does not
 //! notice a dead connection at all; here the policy is per operation (see [`Replay`]).
+//!
+//! # What is sent twice
+//!
+//! A pooled connection can be dead without anyone knowing: the server restarted, or closed it.
+//! The first command on it then fails with the connection lost, and whether it may be sent
+//! again on a new connection depends on what a second run would do. A command that failed
+//! that way may have run (the server can break the connection after running it, before the
+//! reply arrives), so only a command whose second run leaves what one run leaves is re-sent:
+//!
+//! | operation | [`Replay`] | a second run |
+//! |---|---|---|
+//! | reads, `init` | [`Resend`](Replay::Resend) | changes nothing |
+//! | `persist`, `persist_many`, `setdefault` | [`ResendWrite`](Replay::ResendWrite) | the same values, one more stamp bump |
+//! | `depersist`, `pop`, `clear` | [`CheckIdle`](Replay::CheckIdle) | would answer "absent": never sent twice |
+//!
+//! (A `setdefault` run twice finds the value its first run inserted; the store tells that as
+//! the insert, so the dict reads its own write.)
+//!
+//! A timeout is never a reason to send again (the server may be alive and slow, still to run
+//! the first one). Neither is a connection that was just opened (the server is down). A cluster
+//! answering `MOVED` did not run the command (the slot lives on another node): every kind is
+//! sent once more on a new connection, which reads the new slot map. On a cluster, writes use
+//! a client built never to send a command again by itself (see the builder).
+//!
+//! A connection found dead empties the pool of idle ones too: they went to the same server,
+//! so after a restart only the first operation meets a dead connection.
 
 use std::fmt;
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -15,7 +41,7 @@ use std::time::{Duration, Instant};
 use durabledict_core::StoreError;
 use redis::{ConnectionLike, RedisError, RedisResult};
 
-use crate::error::store_error;
+use crate::error::{request_error, store_error};
 
 /// A connection of either kind (one server, or a cluster client holding one per node).
 pub(crate) type Conn = Box<dyn ConnectionLike + Send>;
@@ -25,18 +51,33 @@ pub(crate) trait Connect: Send + Sync + fmt::Debug {
     fn connect(&self) -> RedisResult<Conn>;
 }
 
-/// What may be done when a pooled connection turns out to be dead.
+/// What may be done when a pooled connection turns out to be dead (see the module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Replay {
     /// The command changes nothing, or changes nothing a second time (reads, `init`): when a
-    /// connection taken from the pool fails with an I/O error, send it again once on a new
-    /// connection. This is what makes the first read after a server restart succeed.
+    /// connection taken from the pool fails with the connection lost, send it again once on a
+    /// new connection. This is what makes the first read after a server restart succeed.
     Resend,
-    /// The command writes: it is never sent twice (the server may have run it before the
-    /// connection broke, and a second `pop` would answer "absent"). Instead a connection that
-    /// sat idle for longer than `check_idle_after` is checked with a `PING` first, so a write
+    /// The command sets values (`persist`, `persist_many`, `setdefault`): it may have run
+    /// before the connection broke, and running it again leaves the same values and bumps the
+    /// stamp once more, which only makes dicts reload. Sent again like [`Resend`](Self::Resend),
+    /// so the first write after a server restart succeeds too.
+    ResendWrite,
+    /// The command removes (`depersist`, `pop`, `clear`): it is never sent twice, since a
+    /// second run would answer "absent" for what the first removed. Instead a connection that
+    /// sat idle for longer than `check_idle_after` is checked with a `PING` first, so a removal
     /// after a quiet period does not fail on a connection the server closed meanwhile.
     CheckIdle,
+}
+
+impl Replay {
+    fn resends(self) -> bool {
+        self != Replay::CheckIdle
+    }
+
+    fn writes(self) -> bool {
+        self != Replay::Resend
+    }
 }
 
 pub(crate) struct Pool {
@@ -75,41 +116,53 @@ impl Pool {
         }
     }
 
-    /// Runs `request` on a pooled or new connection. A connection that failed with anything
-    /// but a server's error reply is dropped (its stream may hold half a reply), so the next
-    /// operation opens a new one: that is the whole reconnection logic.
+    /// Runs `request` on a pooled or new connection, sending it a second time only as
+    /// [`Replay`] allows. A connection that failed with anything but a server's error reply is
+    /// dropped (its stream may hold half a reply), so the next operation opens a new one: that
+    /// is the whole reconnection logic.
     pub(crate) fn run<T>(
         &self,
         replay: Replay,
         mut request: impl FnMut(&mut dyn ConnectionLike) -> RedisResult<T>,
     ) -> Result<T, StoreError> {
-        let (mut conn, reused) = match self.take() {
-            Some(idle)
-                if replay == Replay::CheckIdle && idle.since.elapsed() >= self.check_idle_after =>
-            {
-                let mut conn = idle.conn;
-                if ping(&mut *conn) {
-                    (conn, true)
-                } else {
-                    (self.open()?, false)
-                }
+        let (mut conn, reused) = self.checkout(replay)?;
+        let mut result = request(&mut *conn);
+        if let Err(e) = &result {
+            let lost = reused && connection_lost(e);
+            if lost {
+                self.forget_idle();
             }
-            Some(idle) => (idle.conn, true),
-            None => (self.open()?, false),
-        };
-        match request(&mut *conn) {
-            Err(e) if reused && replay == Replay::Resend && connection_lost(&e) => {
+            if moved(e) || (lost && replay.resends()) {
                 drop(conn);
-                let mut conn = self.open()?;
-                let result = request(&mut *conn);
-                self.settle(conn, result)
+                conn = self.open()?;
+                result = request(&mut *conn);
             }
-            result => self.settle(conn, result),
         }
+        self.settle(replay, conn, result)
+    }
+
+    /// A connection from the pool (`true`), or a new one.
+    fn checkout(&self, replay: Replay) -> Result<(Conn, bool), StoreError> {
+        let Some(Idle { mut conn, since }) = self.take() else {
+            return Ok((self.open()?, false));
+        };
+        if replay == Replay::CheckIdle
+            && since.elapsed() >= self.check_idle_after
+            && !ping(&mut *conn)
+        {
+            self.forget_idle();
+            return Ok((self.open()?, false));
+        }
+        Ok((conn, true))
     }
 
     /// Returns the connection to the pool unless the error says its stream is out of step.
-    fn settle<T>(&self, conn: Conn, result: RedisResult<T>) -> Result<T, StoreError> {
+    fn settle<T>(
+        &self,
+        replay: Replay,
+        conn: Conn,
+        result: RedisResult<T>,
+    ) -> Result<T, StoreError> {
         match result {
             Ok(value) => {
                 self.put(conn);
@@ -119,7 +172,7 @@ impl Pool {
                 if keeps_connection(&e) && conn.is_open() {
                     self.put(conn);
                 }
-                Err(store_error(e))
+                Err(request_error(e, replay.writes()))
             }
         }
     }
@@ -130,6 +183,11 @@ impl Pool {
 
     fn take(&self) -> Option<Idle> {
         self.idle_guard().pop()
+    }
+
+    /// Closes every idle connection (outside the lock).
+    fn forget_idle(&self) {
+        drop(std::mem::take(&mut *self.idle_guard()));
     }
 
     fn put(&self, conn: Conn) {
@@ -151,12 +209,19 @@ fn ping(conn: &mut dyn ConnectionLike) -> bool {
     redis::cmd("PING").query::<String>(conn).is_ok()
 }
 
-/// A server's error reply leaves the connection in step: keep it.
+/// A server's error reply leaves the connection in step: keep it. Except a cluster's
+/// redirection: that connection's slot map is out of date, a new one reads the current map.
 fn keeps_connection(e: &RedisError) -> bool {
     matches!(
         e.kind(),
         redis::ErrorKind::Server(_) | redis::ErrorKind::Extension
-    )
+    ) && e.redirect_node().is_none()
+}
+
+/// The cluster node does not serve the slot any more: it refused the command without running
+/// it.
+fn moved(e: &RedisError) -> bool {
+    e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::Moved)
 }
 
 /// The connection broke (closed by the server, reset); not a timeout, which may mean the

@@ -112,11 +112,13 @@ redis.call('HDEL', KEYS[1], ARGV[1])
 return {value, stamp}
 "#;
 
-/// `ARGV[1]` = key, `ARGV[2]` = value. Returns `{existing value}` when the key is present
-/// (nothing written, no bump), else writes and returns the stamp.
+/// `ARGV[1]` = key, `ARGV[2]` = value. Returns `{existing value, stamp}` when the key is
+/// present (nothing written, no bump), else writes and returns the stamp. The stamp beside an
+/// existing value lets a second run of our own insert (sent again after the connection broke)
+/// be told as an insert at that stamp.
 const SETDEFAULT: &str = r#"
 local value = redis.call('HGET', KEYS[1], ARGV[1])
-if value then return {value} end
+if value then return {value, redis.call('GET', KEYS[2])} end
 local stamp = bump()
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 return stamp

@@ -21,7 +21,14 @@ use crate::scripts::Scripts;
 /// scripts too, each bumping the stamp once and only when it changed something.
 ///
 /// Connections are opened on first use, pooled, and re-opened after the server went away:
-/// the same store works again once the server is back. Clones share the pool.
+/// the same store works again once the server is back. Clones share the pool. A command that
+/// fails because its pooled connection turned out dead is sent once more on a new connection
+/// only where a second run leaves what one run leaves: reads, `init`, `persist`,
+/// `persist_many` and `setdefault` (whose second run only bumps the stamp once more).
+/// `depersist`, `pop` and `clear` are never sent twice, so one sent right after a server
+/// restart can fail once with [`Unavailable`](durabledict_core::StoreErrorKind::Unavailable)
+/// having removed nothing; a write without a reply within the I/O timeout is never sent
+/// again. The crate docs say exactly when ("What is sent twice").
 ///
 /// ```no_run
 /// use durabledict_core::DurableDict;
@@ -43,13 +50,17 @@ impl fmt::Debug for RedisStore {
         f.debug_struct("RedisStore")
             .field("hash", &self.inner.keys.hash)
             .field("stamp", &self.inner.keys.stamp)
-            .field("pool", &self.inner.pool)
+            .field("reads", &self.inner.reads)
+            .field("writes", &self.inner.writes)
             .finish_non_exhaustive()
     }
 }
 
 pub(crate) struct Inner {
-    pub(crate) pool: Pool,
+    pub(crate) reads: Pool,
+    /// A cluster's writes go through a client that never sends a command twice by itself;
+    /// `None`: writes share the pool of reads.
+    pub(crate) writes: Option<Pool>,
     pub(crate) scripts: Scripts,
     pub(crate) keys: Keys,
     pub(crate) keyspace: String,
@@ -95,17 +106,33 @@ impl RedisStore {
         &self.inner.keys.stamp
     }
 
-    /// Runs a write script with both keys and `args`; never sent twice.
-    fn write(&self, script: &Script, args: &[&[u8]]) -> Result<Value, StoreError> {
+    /// Runs a write script with both keys and `args`, sent a second time only as `replay`
+    /// allows.
+    fn write(&self, replay: Replay, script: &Script, args: &[&[u8]]) -> Result<Value, StoreError> {
+        self.write_resent(replay, script, args)
+            .map(|(reply, _)| reply)
+    }
+
+    /// [`write`](Self::write), also telling whether the script was sent twice.
+    fn write_resent(
+        &self,
+        replay: Replay,
+        script: &Script,
+        args: &[&[u8]],
+    ) -> Result<(Value, bool), StoreError> {
         let keys = &self.inner.keys;
-        self.inner.pool.run(Replay::CheckIdle, |conn| {
+        let pool = self.inner.writes.as_ref().unwrap_or(&self.inner.reads);
+        let mut sends = 0;
+        let reply = pool.run(replay, |conn| {
+            sends += 1;
             let mut invocation = script.key(&keys.hash);
             invocation.key(&keys.stamp);
             for arg in args {
                 invocation.arg(*arg);
             }
             invocation.invoke::<Value>(conn)
-        })
+        })?;
+        Ok((reply, sends > 1))
     }
 
     fn stamp_after(&self, value: Value) -> Result<StampValue, StoreError> {
@@ -153,7 +180,7 @@ impl Store for RedisStore {
             return Ok(());
         }
         let keys = &self.inner.keys;
-        let value = self.inner.pool.run(Replay::Resend, |conn| {
+        let value = self.inner.reads.run(Replay::Resend, |conn| {
             self.inner
                 .scripts
                 .init
@@ -165,12 +192,20 @@ impl Store for RedisStore {
     }
 
     fn persist(&self, key: &str, value: &[u8]) -> Result<StampValue, StoreError> {
-        let reply = self.write(&self.inner.scripts.persist, &[key.as_bytes(), value])?;
+        let reply = self.write(
+            Replay::ResendWrite,
+            &self.inner.scripts.persist,
+            &[key.as_bytes(), value],
+        )?;
         self.stamp_after(reply)
     }
 
     fn depersist(&self, key: &str) -> Result<Option<StampValue>, StoreError> {
-        match self.write(&self.inner.scripts.depersist, &[key.as_bytes()])? {
+        match self.write(
+            Replay::CheckIdle,
+            &self.inner.scripts.depersist,
+            &[key.as_bytes()],
+        )? {
             Value::Nil => Ok(None),
             reply => self.stamp_after(reply).map(Some),
         }
@@ -180,7 +215,7 @@ impl Store for RedisStore {
         let keys = &self.inner.keys;
         let value = self
             .inner
-            .pool
+            .reads
             .run(Replay::Resend, |conn| self.read_all(conn))?;
         let (stamp, hash) = reply::pair(value, "reading the keyspace")?;
         Ok(Durables {
@@ -191,7 +226,7 @@ impl Store for RedisStore {
 
     fn last_updated(&self) -> Result<Option<StampValue>, StoreError> {
         let keys = &self.inner.keys;
-        let value = self.inner.pool.run(Replay::Resend, |conn| {
+        let value = self.inner.reads.run(Replay::Resend, |conn| {
             conn.req_packed_command(&keys.get_stamp)?.extract_error()
         })?;
         reply::stamp(value, &keys.stamp)
@@ -199,7 +234,7 @@ impl Store for RedisStore {
 
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let keys = &self.inner.keys;
-        let value = self.inner.pool.run(Replay::Resend, |conn| {
+        let value = self.inner.reads.run(Replay::Resend, |conn| {
             redis::cmd("HGET")
                 .arg(&keys.hash)
                 .arg(key)
@@ -209,7 +244,11 @@ impl Store for RedisStore {
     }
 
     fn pop(&self, key: &str) -> Result<Option<(Vec<u8>, StampValue)>, StoreError> {
-        match self.write(&self.inner.scripts.pop, &[key.as_bytes()])? {
+        match self.write(
+            Replay::CheckIdle,
+            &self.inner.scripts.pop,
+            &[key.as_bytes()],
+        )? {
             Value::Nil => Ok(None),
             reply => {
                 let (value, stamp) = reply::pair(reply, "pop")?;
@@ -220,14 +259,27 @@ impl Store for RedisStore {
     }
 
     fn setdefault(&self, key: &str, value: &[u8]) -> Result<SetDefault, StoreError> {
-        match self.write(&self.inner.scripts.setdefault, &[key.as_bytes(), value])? {
-            Value::Array(existing) => {
-                let stored = existing.into_iter().next().unwrap_or(Value::Nil);
-                let stored = reply::bytes(stored, "setdefault")?.unwrap_or_default();
-                Ok(SetDefault::Existing(stored))
-            }
-            reply => self.stamp_after(reply).map(SetDefault::Inserted),
+        let (reply, resent) = self.write_resent(
+            Replay::ResendWrite,
+            &self.inner.scripts.setdefault,
+            &[key.as_bytes(), value],
+        )?;
+        if !matches!(reply, Value::Array(_)) {
+            return self.stamp_after(reply).map(SetDefault::Inserted);
         }
+        let (stored, stamp) = reply::pair(reply, "setdefault")?;
+        let stored = reply::bytes(stored, "setdefault")?.unwrap_or_default();
+        // Sent twice and the key holds our value: the first send inserted it before the
+        // connection broke (or another writer stored the very same bytes, which leaves the
+        // same). Telling it as our insert lets the dict read its own write; without a readable
+        // stamp, `Existing` is still a right answer.
+        if resent
+            && stored == value
+            && let Ok(Some(stamp)) = reply::stamp(stamp, &self.inner.keys.stamp)
+        {
+            return Ok(SetDefault::Inserted(stamp));
+        }
+        Ok(SetDefault::Existing(stored))
     }
 
     fn persist_many(&self, entries: &[(&str, &[u8])]) -> Result<Option<StampValue>, StoreError> {
@@ -238,12 +290,12 @@ impl Store for RedisStore {
             .iter()
             .flat_map(|(key, value)| [key.as_bytes(), *value])
             .collect();
-        let reply = self.write(&self.inner.scripts.persist_many, &args)?;
+        let reply = self.write(Replay::ResendWrite, &self.inner.scripts.persist_many, &args)?;
         self.stamp_after(reply).map(Some)
     }
 
     fn clear(&self) -> Result<Option<StampValue>, StoreError> {
-        match self.write(&self.inner.scripts.clear, &[])? {
+        match self.write(Replay::CheckIdle, &self.inner.scripts.clear, &[])? {
             Value::Nil => Ok(None),
             reply => self.stamp_after(reply).map(Some),
         }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::{keyspace, raw};
 use durabledict_core::{DurableDict, Error, Raw, Store, StoreErrorKind, SyncPolicy};
-use durabledict_redis::RedisStore;
+use durabledict_redis::{DEFAULT_CHECK_IDLE_AFTER, RedisStore};
 use durabledict_test_servers::{RedisServer, free_port};
 
 fn start() -> RedisServer {
@@ -80,14 +80,17 @@ fn a_restart_under_a_live_dict() {
     assert_eq!(read(&strict, "k").as_deref(), Some("again"));
 }
 
+/// Stops the server and starts it again on the same port, quickly: well within
+/// [`DEFAULT_CHECK_IDLE_AFTER`], so the dead pooled connections are not checked with `PING`.
+fn quick_restart(server: &mut RedisServer) {
+    server.stop();
+    server.restart().unwrap();
+}
+
 #[test]
-fn the_first_operation_after_a_quiet_restart_succeeds() {
+fn the_first_read_or_write_after_a_quick_restart_succeeds() {
     let mut server = start();
-    let ks = keyspace("quiet");
-    let store = RedisStore::builder(&server.url(), &ks)
-        .check_idle_after(Duration::from_millis(1))
-        .build()
-        .unwrap();
+    let store = RedisStore::open(&server.url(), &keyspace("quick")).unwrap();
     let reader = DurableDict::<String>::builder(store.clone(), Raw)
         .build()
         .unwrap();
@@ -98,18 +101,82 @@ fn the_first_operation_after_a_quiet_restart_succeeds() {
     writer.insert("k", "v".into()).unwrap();
     assert_eq!(read(&reader, "k").as_deref(), Some("v"));
 
-    // The pooled connections die with the server, unnoticed until used.
-    server.stop();
-    server.restart().unwrap();
-
-    // A read is sent again on a new connection; a write finds its idle connection dead with
-    // a PING and is sent once, on a new one.
+    // The pooled connections die with the server, unnoticed until used. A read is sent again
+    // on a new connection.
+    quick_restart(&mut server);
     assert_eq!(read(&reader, "k"), None);
-    server.stop();
-    server.restart().unwrap();
-    std::thread::sleep(Duration::from_millis(5));
+
+    // So are the writes that set values: running one twice leaves the same value.
+    quick_restart(&mut server);
     writer.insert("k", "after".into()).unwrap();
     assert_eq!(read(&reader, "k").as_deref(), Some("after"));
+    quick_restart(&mut server);
+    writer.update([("a", "1".to_string())]).unwrap();
+    assert_eq!(read(&reader, "a").as_deref(), Some("1"));
+    quick_restart(&mut server);
+    assert_eq!(writer.setdefault("s", "1".into()).unwrap().as_str(), "1");
+    assert_eq!(read(&reader, "s").as_deref(), Some("1"));
+}
+
+#[test]
+fn a_removal_right_after_a_quick_restart_fails_once_and_removes_nothing() {
+    let mut server = start();
+    let store = RedisStore::open(&server.url(), &keyspace("quick-removal")).unwrap();
+    let dict = DurableDict::<String>::builder(store.clone(), Raw)
+        .build()
+        .unwrap();
+    let stored = |server: &RedisServer| {
+        let mut conn = raw(&server.url());
+        redis::cmd("HGET")
+            .arg(store.hash_key())
+            .arg("k")
+            .query::<Option<String>>(&mut conn)
+            .unwrap()
+    };
+    type Removal = fn(&DurableDict<String>, &RedisStore) -> Result<bool, StoreErrorKind>;
+    let pop: Removal = |dict, _| {
+        dict.remove("k")
+            .map(|old| old.is_some())
+            .map_err(|e| e.store_error().unwrap().kind())
+    };
+    let depersist: Removal = |_, store| {
+        store
+            .depersist("k")
+            .map(|stamp| stamp.is_some())
+            .map_err(|e| e.kind())
+    };
+    for removal in [pop, depersist] {
+        dict.insert("k", "v".into()).unwrap();
+        let last_use = Instant::now();
+        quick_restart(&mut server);
+        // The restarted server is empty: give it the value again, from another connection.
+        let mut conn = raw(&server.url());
+        let () = redis::cmd("HSET")
+            .arg(store.hash_key())
+            .arg("k")
+            .arg("v")
+            .query(&mut conn)
+            .unwrap();
+
+        // Sent once, on the dead connection: the new server never sees it. Only a connection
+        // idle for `check_idle_after` is checked with PING first, and then the removal works.
+        match removal(&dict, &store) {
+            Err(kind) => {
+                assert_eq!(kind, StoreErrorKind::Unavailable);
+                assert_eq!(stored(&server).as_deref(), Some("v"), "removed anyway");
+                // The failure emptied the pool: the next attempt removes it.
+                assert!(removal(&dict, &store).unwrap());
+            }
+            Ok(removed) => {
+                assert!(
+                    last_use.elapsed() >= DEFAULT_CHECK_IDLE_AFTER,
+                    "sent on a connection the server had closed, and answered"
+                );
+                assert!(removed);
+            }
+        }
+        assert_eq!(stored(&server), None);
+    }
 }
 
 #[test]
