@@ -139,7 +139,16 @@ impl<'a> StoreUrl<'a> {
                         }
                     }
                 }
-                let path = after[hosts.len()..].trim_end_matches('/');
+                let path = &after[hosts.len()..];
+                // ZooKeeper's own check would name the path's first empty segment only as
+                // "must not be empty"; say which rule the URL breaks.
+                if path.contains("//") {
+                    return Err(invalid(
+                        &format!("the path {path:?} has an empty segment (`//`)"),
+                        ZOOKEEPER,
+                    ));
+                }
+                let path = path.strip_suffix('/').unwrap_or(path);
                 Ok(StoreUrl::ZooKeeper {
                     hosts,
                     path: (!path.is_empty()).then_some(path),
@@ -429,6 +438,20 @@ mod tests {
         expect_invalid("redis+unix://relative.sock", "absolute");
         expect_invalid("zk://a:1,b/x", "\"b\" is not HOST:PORT");
         expect_invalid("zk:///x", "no server");
+    }
+
+    #[test]
+    fn a_zookeeper_path_with_an_empty_segment_says_so() {
+        for (url, path) in [
+            ("zk://127.0.0.1:1//x", "//x"),
+            ("zk://a:1/apps//flags", "/apps//flags"),
+            ("zk://a:1/apps//", "/apps//"),
+        ] {
+            expect_invalid(
+                url,
+                &format!("the path {path:?} has an empty segment (`//`)"),
+            );
+        }
     }
 
     #[test]
