@@ -134,8 +134,8 @@ impl OpenOptions {
 /// | `zk://HOST:PORT[,HOST:PORT…][/PATH]` | ZooKeeper | `PATH`, else `/<keyspace>` |
 ///
 /// Each backend needs its cargo feature (`sqlite`, `postgres`, `mysql`, `redis`,
-/// `zookeeper`; `memcache` for a memcached stamp); a URL whose backend this build lacks is
-/// [`OpenError::FeatureDisabled`], naming the feature.
+/// `zookeeper`; `redis-tls` for `rediss://`; `memcache` for a memcached stamp); a URL whose
+/// backend this build lacks is [`OpenError::FeatureDisabled`], naming the feature.
 ///
 /// ```
 /// # #[cfg(feature = "sqlite")] {

@@ -272,9 +272,13 @@ fn memcache_stamp(
 }
 
 fn redis(url: &str, scheme: &str, options: &OpenOptions) -> Result<Box<dyn Store>, OpenError> {
+    // Checked here rather than left to the redis client, whose own message names none of
+    // durabledict's features.
+    if scheme.eq_ignore_ascii_case("rediss") && !cfg!(feature = "redis-tls") {
+        return Err(disabled(scheme, "redis-tls"));
+    }
     #[cfg(feature = "redis")]
     {
-        let _ = scheme;
         let store = durabledict_redis::RedisStore::builder(url, &options.keyspace)
             .connect_timeout(options.connect_timeout)
             .build()
@@ -509,6 +513,28 @@ mod tests {
              compiled without"
         );
         assert!(err.is_usage());
+    }
+
+    #[test]
+    #[cfg(not(feature = "redis-tls"))]
+    fn rediss_without_tls_names_its_feature() {
+        let err = crate::open_store("rediss://127.0.0.1:1/", &OpenOptions::new())
+            .err()
+            .unwrap();
+        assert_eq!(
+            err.to_string(),
+            "rediss: URLs need durabledict's `redis-tls` cargo feature, which this build was \
+             compiled without"
+        );
+        assert!(err.is_usage());
+    }
+
+    #[test]
+    #[cfg(feature = "redis-tls")]
+    fn rediss_with_tls_connects_on_first_use() {
+        // Building connects to nothing: an unreachable server fails the first request.
+        let store = crate::open_store("rediss://127.0.0.1:1/", &OpenOptions::new()).unwrap();
+        assert!(store.last_updated().is_err());
     }
 
     #[test]

@@ -220,3 +220,24 @@ fn an_unreachable_server_exits_3_without_a_backtrace() {
         run(d.path(), &[&["--store", url.as_str()][..], args].concat()).fails(3, "Unavailable");
     }
 }
+
+/// `rediss://` is Redis over TLS: with the `redis-tls` feature (on by default) it connects,
+/// so an unreachable server is a store error; without it, the error names the feature.
+#[test]
+fn rediss_urls_use_tls_or_name_the_feature() {
+    let port = durabledict_test_servers::free_port().unwrap();
+    let url = format!("rediss://127.0.0.1:{port}/");
+    let d = dir();
+    for args in [&["get", "k"][..], &["set", "k", "1"]] {
+        let out = run(d.path(), &[&["--store", url.as_str()][..], args].concat());
+        if cfg!(feature = "redis-tls") {
+            out.fails(3, "Unavailable");
+        } else {
+            out.fails(
+                2,
+                "rediss: URLs need durabledict's `redis-tls` cargo feature, which this build \
+                 was compiled without",
+            );
+        }
+    }
+}
