@@ -17,6 +17,10 @@ as a one-key object, read back the same way by `set` and `import`:
   dict with non-string keys {\"$dict\": [[key, value], ...]}  (array keys are tuples)
 A dict whose only key is \"$bytes\", \"$dict\" or \"$float\" is printed as a $dict too.
 
+`watch` prints one line per change: {\"key\": ..., \"old\": ..., \"new\": ...}. A side where
+the key is absent is left out, so a new key prints {\"key\": ..., \"new\": ...} and a deleted
+one {\"key\": ..., \"old\": ...}; \"old\": null or \"new\": null is a stored None.
+
 Exit codes: 0 success; 1 key not found (get, del); 2 usage error (bad option or URL,
 VALUE not JSON); 3 store or encoding error.
 
@@ -106,8 +110,9 @@ pub(crate) enum Command {
         #[arg(value_name = "FILE|-")]
         file: PathBuf,
     },
-    /// Print one JSON line per change made by anyone: {"key": ..., "old": ..., "new": ...}
-    /// (null for an absent key). Store errors are reported on stderr and retried.
+    /// Print one JSON line per change made by anyone: {"key": ..., "old": ..., "new": ...},
+    /// without "old" for a new key and without "new" for a deleted one. Store errors are
+    /// reported on stderr and retried.
     Watch {
         /// How often to check for changes: 500ms, 2s, 1m, or seconds.
         #[arg(long, default_value = "1s", value_parser = parse_interval)]

@@ -9,7 +9,8 @@ use crate::failure::Failure;
 use crate::json_out;
 use crate::output::print_line;
 
-/// Prints `{"key":…,"old":…,"new":…}` for every change seen, until `count` changes (or for
+/// Prints `{"key":…,"old":…,"new":…}` (a side where the key is absent left out) for every
+/// change seen, until `count` changes (or for
 /// ever). A store error is reported on stderr once (and again only when it changes) and
 /// retried every interval; the dict's own sync recovers from a lost stamp and a reconnect.
 pub(crate) fn watch(
@@ -63,7 +64,9 @@ fn rendered(
         .collect())
 }
 
-/// One line per key whose value differs, in key order; an absent side is `null`.
+/// One line per key whose value differs, in key order. A side where the key is absent is left
+/// out (`{"key":…,"new":…}` for an insert, `{"key":…,"old":…}` for a deletion), so that an
+/// absent key is never confused with a stored None (`null`).
 fn changes(before: &BTreeMap<String, String>, after: &BTreeMap<String, String>) -> Vec<String> {
     let mut keys: Vec<&String> = before.keys().chain(after.keys()).collect();
     keys.sort_unstable();
@@ -72,12 +75,14 @@ fn changes(before: &BTreeMap<String, String>, after: &BTreeMap<String, String>) 
         .filter_map(|key| {
             let (old, new) = (before.get(key), after.get(key));
             (old != new).then(|| {
-                format!(
-                    "{{\"key\":{},\"old\":{},\"new\":{}}}",
-                    json_out::string(key),
-                    old.map_or("null", String::as_str),
-                    new.map_or("null", String::as_str)
-                )
+                let mut line = format!("{{\"key\":{}", json_out::string(key));
+                for (field, side) in [("old", old), ("new", new)] {
+                    if let Some(value) = side {
+                        line.push_str(&format!(",\"{field}\":{value}"));
+                    }
+                }
+                line.push('}');
+                line
             })
         })
         .collect()
@@ -103,10 +108,22 @@ mod tests {
             changes(&before, &after),
             [
                 r#"{"key":"b","old":2,"new":20}"#,
-                r#"{"key":"c","old":3,"new":null}"#,
-                r#"{"key":"d","old":null,"new":"x"}"#,
+                r#"{"key":"c","old":3}"#,
+                r#"{"key":"d","new":"x"}"#,
             ]
         );
         assert!(changes(&after, &after).is_empty());
+    }
+
+    #[test]
+    fn a_stored_none_is_not_an_absent_key() {
+        let none = map(&[("n", "null")]);
+        let empty = map(&[]);
+        assert_eq!(changes(&empty, &none), [r#"{"key":"n","new":null}"#]);
+        assert_eq!(changes(&none, &empty), [r#"{"key":"n","old":null}"#]);
+        assert_eq!(
+            changes(&none, &map(&[("n", "0")])),
+            [r#"{"key":"n","old":null,"new":0}"#]
+        );
     }
 }

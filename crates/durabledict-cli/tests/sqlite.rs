@@ -197,27 +197,41 @@ fn watch_reports_changes_from_other_processes() {
         watcher.next_line(wait),
         r#"{"key":"a","old":1,"new":"one"}"#
     );
+    // A side where the key is absent is left out: a deletion has no "new", an insert no "old".
     run(d, &["del", "b"]).ok();
-    assert_eq!(watcher.next_line(wait), r#"{"key":"b","old":2,"new":null}"#);
+    assert_eq!(watcher.next_line(wait), r#"{"key":"b","old":2}"#);
     run_with(
         command(d),
         &["import", "-"],
         Some(r#"{"c": [1], "d": null}"#),
     )
     .ok();
-    assert_eq!(
-        watcher.next_line(wait),
-        r#"{"key":"c","old":null,"new":[1]}"#
-    );
-    assert_eq!(
-        watcher.next_line(wait),
-        r#"{"key":"d","old":null,"new":null}"#
-    );
+    assert_eq!(watcher.next_line(wait), r#"{"key":"c","new":[1]}"#);
+    assert_eq!(watcher.next_line(wait), r#"{"key":"d","new":null}"#);
     assert_eq!(
         watcher.wait_exit(wait),
         0,
         "--count 4 exits after 4 changes"
     );
+}
+
+/// A stored None (`null`) is told apart from an absent key in every kind of change.
+#[test]
+fn watch_tells_a_stored_none_from_an_absent_key() {
+    let dir = temp();
+    let d = dir.path();
+    run(d, &["set", "n", "null"]).ok();
+    let mut watcher = Watcher::start(command(d), &["watch", "--interval", "50ms", "--count", "4"]);
+    let wait = Duration::from_secs(10);
+    run(d, &["set", "n", "0"]).ok();
+    assert_eq!(watcher.next_line(wait), r#"{"key":"n","old":null,"new":0}"#);
+    run(d, &["set", "n", "null"]).ok();
+    assert_eq!(watcher.next_line(wait), r#"{"key":"n","old":0,"new":null}"#);
+    run(d, &["del", "n"]).ok();
+    assert_eq!(watcher.next_line(wait), r#"{"key":"n","old":null}"#);
+    run(d, &["set", "w", "null"]).ok();
+    assert_eq!(watcher.next_line(wait), r#"{"key":"w","new":null}"#);
+    assert_eq!(watcher.wait_exit(wait), 0);
 }
 
 #[test]
@@ -314,6 +328,7 @@ fn help_documents_the_json_forms_and_exit_codes() {
         "DURABLEDICT_STORE",
         "[default: sqlite:durabledict.db]",
         "--str",
+        r#"{"key": ..., "new": ...}"#,
     ] {
         assert!(text.contains(needle), "--help lacks {needle:?}:\n{text}");
     }
