@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use durabledict::ValueEncoding;
 
 /// What `--help` says after the commands: the JSON forms and the exit codes.
@@ -20,6 +20,9 @@ A dict whose only key is \"$bytes\", \"$dict\" or \"$float\" is printed as a $di
 `watch` prints one line per change: {\"key\": ..., \"old\": ..., \"new\": ...}. A side where
 the key is absent is left out, so a new key prints {\"key\": ..., \"new\": ...} and a deleted
 one {\"key\": ..., \"old\": ...}; \"old\": null or \"new\": null is a stored None.
+
+Options also come from the environment variables shown; an option given on the command
+line wins. An empty variable counts as unset (DURABLEDICT_STAMP= means no stamp).
 
 Exit codes: 0 success; 1 key not found (get, del); 2 usage error (bad option or URL,
 VALUE not JSON); 3 store or encoding error.
@@ -125,6 +128,29 @@ pub(crate) enum Command {
     Stamp,
 }
 
+impl Cli {
+    /// Parses the command line and the environment. An empty `DURABLEDICT_*` variable counts
+    /// as unset (clap would take it as the value `""`): an operator clears a variable with
+    /// `DURABLEDICT_STAMP=` as often as with `unset`.
+    pub(crate) fn from_env() -> Cli {
+        let mut command = Cli::command();
+        let empty: Vec<clap::Id> = command
+            .get_arguments()
+            .filter(|arg| {
+                arg.get_env()
+                    .and_then(std::env::var_os)
+                    .is_some_and(|value| value.is_empty())
+            })
+            .map(|arg| arg.get_id().clone())
+            .collect();
+        for id in empty {
+            command = command.mut_arg(id, |arg| arg.env(None));
+        }
+        let matches = command.get_matches();
+        Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+    }
+}
+
 fn parse_encoding(text: &str) -> Result<ValueEncoding, String> {
     text.parse()
         .map_err(|e: durabledict::UnknownEncoding| e.to_string())
@@ -174,7 +200,6 @@ mod tests {
 
     #[test]
     fn the_command_line_is_consistent() {
-        use clap::CommandFactory;
         Cli::command().debug_assert();
     }
 }

@@ -234,6 +234,36 @@ fn watch_tells_a_stored_none_from_an_absent_key() {
     assert_eq!(watcher.wait_exit(wait), 0);
 }
 
+/// An empty `DURABLEDICT_*` variable is as good as unset: the option's default applies.
+#[test]
+fn empty_environment_variables_count_as_unset() {
+    let dir = temp();
+    let d = dir.path();
+    let with_empty = || {
+        let mut cmd = command(d);
+        for name in [
+            "DURABLEDICT_STORE",
+            "DURABLEDICT_KEYSPACE",
+            "DURABLEDICT_ENCODING",
+            "DURABLEDICT_STAMP",
+            "DURABLEDICT_STAMP_KEY",
+        ] {
+            cmd.env(name, "");
+        }
+        cmd
+    };
+    run_with(with_empty(), &["set", "k", "1"], None).ok();
+    assert_eq!(run_with(with_empty(), &["get", "k"], None).ok(), "1");
+    // The defaults were used: the file durabledict.db, table durabledict, pickle.
+    assert_eq!(run(d, &["get", "k"]).ok(), "1");
+    // One empty variable among set ones leaves the others alone.
+    let mut cmd = with_empty();
+    cmd.env("DURABLEDICT_KEYSPACE", "other");
+    run_with(cmd, &["set", "k", "2"], None).ok();
+    assert_eq!(run(d, &["--keyspace", "other", "get", "k"]).ok(), "2");
+    assert_eq!(run(d, &["get", "k"]).ok(), "1");
+}
+
 #[test]
 fn usage_errors_exit_2_with_what_was_expected() {
     let dir = temp();
@@ -328,6 +358,7 @@ fn help_documents_the_json_forms_and_exit_codes() {
         "DURABLEDICT_STORE",
         "[default: sqlite:durabledict.db]",
         "--str",
+        "An empty variable counts as unset",
         r#"{"key": ..., "new": ...}"#,
     ] {
         assert!(text.contains(needle), "--help lacks {needle:?}:\n{text}");
