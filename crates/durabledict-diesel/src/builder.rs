@@ -38,6 +38,7 @@ pub struct SqlStoreBuilder {
     connection_timeout: Duration,
     busy_timeout: Duration,
     text_values: bool,
+    create_missing: bool,
 }
 
 impl fmt::Debug for SqlStoreBuilder {
@@ -53,6 +54,7 @@ impl fmt::Debug for SqlStoreBuilder {
             .field("connection_timeout", &self.connection_timeout)
             .field("busy_timeout", &self.busy_timeout)
             .field("text_values", &self.text_values)
+            .field("create_missing", &self.create_missing)
             .finish_non_exhaustive()
     }
 }
@@ -77,6 +79,7 @@ impl SqlStoreBuilder {
             connection_timeout: Duration::from_secs(3),
             busy_timeout: Duration::from_secs(5),
             text_values: false,
+            create_missing: true,
         }
     }
 
@@ -142,9 +145,45 @@ impl SqlStoreBuilder {
         self
     }
 
+    /// Whether [`init`](durabledict_core::Store::init) creates what is missing: the SQLite file,
+    /// the data table, the stamps table and the stamp row. `true` by default.
+    ///
+    /// With `false` the store only opens what exists, for readers that must not create
+    /// anything: a missing SQLite file is an error naming its path (not a new empty database),
+    /// a missing table is an error naming the table, and a missing stamp row reads as
+    /// `last_updated() == None`. Writes, where the database allows them, work as usual.
+    ///
+    /// Either way, `init` only reads when everything exists, so a role that may not create
+    /// tables, or a file opened read-only (a `file:…?mode=ro` URI), works with the default too.
+    ///
+    /// ```
+    /// use durabledict_core::{DurableDict, Raw, Store};
+    /// use durabledict_diesel::SqlStore;
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let url = format!("sqlite://{}/settings.db", dir.path().display());
+    ///
+    /// // Nothing there yet: the reader fails, and creates no file.
+    /// let reader = SqlStore::builder(&url).create_missing(false).build()?;
+    /// assert!(reader.init().unwrap_err().to_string().contains("settings.db"));
+    /// assert!(!dir.path().join("settings.db").exists());
+    ///
+    /// // Once a writer has made the store, the reader opens it as it is.
+    /// let writer = DurableDict::<String>::builder(SqlStore::builder(&url).build()?, Raw).build()?;
+    /// writer.insert("mode", "fast".to_string())?;
+    /// let reader = DurableDict::<String>::builder(reader, Raw).build()?;
+    /// assert_eq!(reader.get("mode")?.as_deref().map(String::as_str), Some("fast"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn create_missing(mut self, create: bool) -> Self {
+        self.create_missing = create;
+        self
+    }
+
     /// Checks the configuration and makes the store. It does not connect: the first operation
     /// (or [`Store::init`](durabledict_core::Store::init), which a dict's `build` calls)
-    /// does, and creates the table and the stamp when missing.
+    /// does, and creates the table and the stamp when missing (see
+    /// [`create_missing`](Self::create_missing)).
     pub fn build(self) -> Result<SqlStore, StoreError> {
         Ok(self.try_build()?)
     }
@@ -181,13 +220,17 @@ impl SqlStoreBuilder {
             connection_timeout: self.connection_timeout,
             keep_forever: false,
         };
+        let mut sqlite_file = None;
         let pools = match target {
             Target::Sqlite { path, memory } => {
                 if memory {
                     config.max_size = 1;
                     config.keep_forever = true;
+                } else {
+                    sqlite_file = Some(path.clone());
                 }
-                sqlite_pool(path, self.busy_timeout, &config)?
+                let open = sqlite_open_name(path, memory, self.create_missing);
+                sqlite_pool(open, self.busy_timeout, &config)?
             }
             Target::Postgres(url) => postgres_pool(url, &config)?,
             Target::Mysql(url) => mysql_pool(url, &config)?,
@@ -208,6 +251,8 @@ impl SqlStoreBuilder {
                 key_column: self.key_column,
                 value_column: self.value_column,
                 stamp,
+                create_missing: self.create_missing,
+                sqlite_file,
                 prepared: OnceLock::new(),
             }),
         })
@@ -248,6 +293,39 @@ fn target(url: &str) -> Result<Target, SqlError> {
     }
 }
 
+/// What SQLite is asked to open for `path`. Without `create`, a `file:` URI that opens the file
+/// read-write but never creates it (`mode=rw`), unless the URI already names a mode.
+fn sqlite_open_name(path: String, memory: bool, create: bool) -> String {
+    if create || memory {
+        return path;
+    }
+    if path.starts_with("file:") {
+        let (_, query) = path.split_once('?').unwrap_or((&path, ""));
+        if query.split('&').any(|p| p.starts_with("mode=")) {
+            return path;
+        }
+        let sep = if path.contains('?') { '&' } else { '?' };
+        return format!("{path}{sep}mode=rw");
+    }
+    // A plain path becomes a URI path: `file://` + an absolute path (empty authority), or
+    // `file:` + a relative one; the characters a URI gives a meaning to are escaped.
+    let mut uri = String::from(if path.starts_with('/') {
+        "file://"
+    } else {
+        "file:"
+    });
+    for c in path.chars() {
+        match c {
+            '%' => uri.push_str("%25"),
+            '?' => uri.push_str("%3f"),
+            '#' => uri.push_str("%23"),
+            c => uri.push(c),
+        }
+    }
+    uri.push_str("?mode=rw");
+    uri
+}
+
 #[cfg(not(all(feature = "sqlite", feature = "postgres", feature = "mysql")))]
 fn missing_feature(feature: &str) -> SqlError {
     SqlError::Config(format!(
@@ -259,10 +337,11 @@ fn missing_feature(feature: &str) -> SqlError {
 fn sqlite_pool(path: String, busy: Duration, config: &PoolConfig) -> Result<Pools, SqlError> {
     // WAL: readers never block the writer, and several processes share the file safely;
     // busy_timeout makes a writer wait for another's lock instead of failing at once.
-    let setup = format!(
-        "PRAGMA busy_timeout = {}; PRAGMA journal_mode = WAL;",
-        busy.as_millis()
-    );
+    let setup = crate::pool::Setup {
+        required: format!("PRAGMA busy_timeout = {};", busy.as_millis()),
+        // A file opened read-only keeps the journal mode its writers gave it.
+        unless_read_only: "PRAGMA journal_mode = WAL;".into(),
+    };
     Ok(Pools::Sqlite(crate::pool::Pool::new(path, setup, config)))
 }
 
@@ -275,7 +354,7 @@ fn sqlite_pool(_: String, _: Duration, _: &PoolConfig) -> Result<Pools, SqlError
 fn postgres_pool(url: String, config: &PoolConfig) -> Result<Pools, SqlError> {
     Ok(Pools::Postgres(crate::pool::Pool::new(
         url,
-        String::new(),
+        crate::pool::Setup::default(),
         config,
     )))
 }
@@ -288,9 +367,12 @@ fn postgres_pool(_: String, _: &PoolConfig) -> Result<Pools, SqlError> {
 #[cfg(feature = "mysql")]
 fn mysql_pool(url: String, config: &PoolConfig) -> Result<Pools, SqlError> {
     // Strict mode: a value that does not fit is an error, never silently truncated.
-    let setup = "SET SESSION sql_mode = \
-                 TRIM(BOTH ',' FROM CONCAT(@@SESSION.sql_mode, ',STRICT_ALL_TABLES'))"
-        .to_string();
+    let setup = crate::pool::Setup {
+        required: "SET SESSION sql_mode = \
+                   TRIM(BOTH ',' FROM CONCAT(@@SESSION.sql_mode, ',STRICT_ALL_TABLES'))"
+            .into(),
+        unless_read_only: String::new(),
+    };
     Ok(Pools::Mysql(crate::pool::Pool::new(url, setup, config)))
 }
 

@@ -73,6 +73,8 @@ impl Backend {
 /// The statements on the stamps table: they depend only on the configuration.
 #[derive(Debug, Clone)]
 pub(crate) struct StampSql {
+    /// The stamps table's name, unquoted.
+    pub(crate) table: String,
     pub(crate) create_table: String,
     /// Reads the stamp; parameter: keyspace, last (see [`StampSelect`](crate::stmt::StampSelect)).
     pub(crate) select: String,
@@ -119,6 +121,7 @@ impl StampSql {
             ),
         };
         StampSql {
+            table: table.to_string(),
             create_table,
             select: format!("SELECT {st} AS n FROM {t} WHERE {ks} = ?"),
             create,

@@ -18,6 +18,16 @@ pub enum SqlError {
     /// A connection could not be established.
     #[error("cannot connect: {0}")]
     Connect(#[from] diesel::ConnectionError),
+    /// The SQLite database file cannot be opened (a missing directory, a directory, a missing
+    /// file when the store may not create it, a file that is not a database).
+    #[error("cannot open the SQLite database {path:?}: {source}")]
+    Open {
+        /// The path, as the URL gave it.
+        path: String,
+        /// What failed.
+        #[source]
+        source: Box<SqlError>,
+    },
     /// A query failed.
     #[error("query failed: {0}")]
     Query(#[from] DieselError),
@@ -78,6 +88,11 @@ impl SqlError {
                 Class::Final(StoreErrorKind::Unavailable)
             }
             SqlError::Config(_) => Class::Final(StoreErrorKind::Other),
+            // A local file that cannot be opened stays so: not a server that may come back.
+            SqlError::Open { source, .. } => match **source {
+                SqlError::Connect(_) => Class::Final(StoreErrorKind::Other),
+                ref other => Class::Final(other.kind()),
+            },
             SqlError::Schema { .. } => Class::Final(StoreErrorKind::Corrupt),
             SqlError::Value { .. } | SqlError::InvalidKey { .. } => {
                 Class::Final(StoreErrorKind::Rejected)
@@ -179,6 +194,11 @@ fn classify_message(message: &str) -> Class {
         "max_allowed_packet",
         "string or blob too big",
         "out of range",
+        // No right to write: PostgreSQL, MySQL, a read-only SQLite file or MySQL server.
+        "permission denied",
+        "command denied",
+        "readonly database",
+        "read-only",
     ]) {
         Class::Final(StoreErrorKind::Rejected)
     } else if has(&[
@@ -217,6 +237,17 @@ mod tests {
             classify_message("Data too long for column 'key' at row 1"),
             Class::Final(StoreErrorKind::Rejected)
         );
+        for denied in [
+            "permission denied for table flags",
+            "INSERT command denied to user 'ro'@'localhost' for table `db`.`flags`",
+            "attempt to write a readonly database",
+        ] {
+            assert_eq!(
+                classify_message(denied),
+                Class::Final(StoreErrorKind::Rejected),
+                "{denied}"
+            );
+        }
         assert_eq!(
             classify_message("something else"),
             Class::Final(StoreErrorKind::Other)

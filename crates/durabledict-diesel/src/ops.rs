@@ -64,35 +64,56 @@ fn changed<C: Db, T>(c: &mut C, stamp: StampRow<'_>, value: T) -> Result<Done<T>
     })
 }
 
-/// Creates what is missing (the stamps table, the data table, the stamp row) and returns the
-/// data table's columns and MySQL's packet limit. A stamp row created for a table created
-/// here starts at 1; for a table that already existed (its stamp lost, or a Django table), at
-/// a clock seed, so it cannot repeat a stamp handed out before.
+/// Looks at the data table, the stamps table and the stamp row, creates what is missing when
+/// `create` allows it, and returns the data table's columns (none when it is missing) and
+/// MySQL's packet limit. When everything exists it only reads, so a role without CREATE or
+/// INSERT rights, or a read-only file, gets this far. A stamp row created for a table created
+/// here starts at 1; for a table that already existed (its stamp lost, or a Django table), at a
+/// clock seed, so it cannot repeat a stamp handed out before.
 pub(crate) fn init<C: Db>(
     c: &mut C,
     table: &TableSql,
     table_name: &str,
     create_table: &str,
     stamp: StampRow<'_>,
+    create: bool,
 ) -> Result<(Vec<Column>, Option<usize>), SqlError> {
-    if let Some(sql) = stamp.sql {
-        create_if_missing(c, &sql.create_table)?;
-    }
-    let columns_stmt = [Bind::Text(table_name)];
-    let mut columns = c.columns(Stmt::new(&table.columns, &columns_stmt))?;
+    let mut columns = columns(c, table, table_name)?;
     let existed = !columns.is_empty();
     if !existed {
+        if !create {
+            // The caller reports the missing table.
+            return Ok((columns, None));
+        }
         create_if_missing(c, create_table)?;
-        columns = c.columns(Stmt::new(&table.columns, &columns_stmt))?;
+        columns = self::columns(c, table, table_name)?;
     }
     if let Some(sql) = stamp.sql {
-        let first = if existed { clock_seed() } else { 1 };
-        c.exec(Stmt::new(
-            &sql.create,
-            &[Bind::Text(stamp.keyspace), Bind::Int(first)],
-        ))?;
+        if self::columns(c, table, &sql.table)?.is_empty() {
+            if !create {
+                return Err(SqlError::Schema {
+                    table: sql.table.clone(),
+                    reason: "the stamps table does not exist".into(),
+                });
+            }
+            create_if_missing(c, &sql.create_table)?;
+        }
+        if create && last_updated(c, sql, stamp.keyspace)?.is_none() {
+            // Safe against a concurrent creator: it never changes an existing row.
+            let first = if existed { clock_seed() } else { 1 };
+            c.exec(Stmt::new(
+                &sql.create,
+                &[Bind::Text(stamp.keyspace), Bind::Int(first)],
+            ))?;
+        }
     }
     Ok((columns, max_packet(c, table)?))
+}
+
+/// The catalog's description of a table's columns; none when the table does not exist (or is
+/// not visible to this role).
+fn columns<C: Db>(c: &mut C, table: &TableSql, name: &str) -> Result<Vec<Column>, SqlError> {
+    Ok(c.columns(Stmt::new(&table.columns, &[Bind::Text(name)]))?)
 }
 
 /// Runs a `CREATE TABLE IF NOT EXISTS`. PostgreSQL's is not safe against a concurrent creator
@@ -112,8 +133,7 @@ pub(crate) fn describe<C: Db>(
     table: &TableSql,
     table_name: &str,
 ) -> Result<(Vec<Column>, Option<usize>), SqlError> {
-    let columns = c.columns(Stmt::new(&table.columns, &[Bind::Text(table_name)]))?;
-    Ok((columns, max_packet(c, table)?))
+    Ok((columns(c, table, table_name)?, max_packet(c, table)?))
 }
 
 fn max_packet<C: Db>(c: &mut C, table: &TableSql) -> Result<Option<usize>, SqlError> {

@@ -44,12 +44,31 @@ impl<C> fmt::Debug for Pooled<C> {
     }
 }
 
+/// The SQL each new connection runs.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Setup {
+    pub(crate) required: String,
+    /// Run next; a failure because the database is read-only is ignored.
+    pub(crate) unless_read_only: String,
+}
+
 /// Opens connections: establishes, then runs the per-connection setup SQL.
 pub(crate) struct Manager<C> {
     url: String,
-    setup: String,
+    setup: Setup,
     generation: Arc<AtomicU64>,
     _conn: std::marker::PhantomData<fn() -> C>,
+}
+
+impl<C> Clone for Manager<C> {
+    fn clone(&self) -> Self {
+        Manager {
+            url: self.url.clone(),
+            setup: self.setup.clone(),
+            generation: Arc::clone(&self.generation),
+            _conn: std::marker::PhantomData,
+        }
+    }
 }
 
 impl<C> fmt::Debug for Manager<C> {
@@ -66,8 +85,14 @@ impl<C: Db + R2D2Connection> r2d2::ManageConnection for Manager<C> {
     fn connect(&self) -> Result<Pooled<C>, SqlError> {
         let generation = self.generation.load(Ordering::SeqCst);
         let mut conn = C::establish(&self.url)?;
-        if !self.setup.is_empty() {
-            conn.batch_execute(&self.setup)?;
+        if !self.setup.required.is_empty() {
+            conn.batch_execute(&self.setup.required)?;
+        }
+        if !self.setup.unless_read_only.is_empty() {
+            match conn.batch_execute(&self.setup.unless_read_only) {
+                Err(e) if e.to_string().contains("readonly") => {}
+                other => other?,
+            }
         }
         Ok(Pooled {
             conn,
@@ -96,6 +121,8 @@ type Checkout<C> = r2d2::PooledConnection<Manager<C>>;
 /// thread waits in r2d2 for a connection, connections go back to r2d2 instead, to wake it.
 pub(crate) struct Pool<C: Db + R2D2Connection> {
     inner: r2d2::Pool<Manager<C>>,
+    /// Opens a connection outside the pool (see [`open_now`](Self::open_now)).
+    manager: Manager<C>,
     hot: Mutex<Vec<Checkout<C>>>,
     max_hot: usize,
     /// Threads that found `hot` empty and are getting a connection from r2d2.
@@ -116,7 +143,7 @@ impl<C: Db + R2D2Connection> fmt::Debug for Pool<C> {
 
 impl<C: Db + R2D2Connection> Pool<C> {
     /// A pool that connects lazily: building it never fails because the server is down.
-    pub(crate) fn new(url: String, setup: String, config: &PoolConfig) -> Self {
+    pub(crate) fn new(url: String, setup: Setup, config: &PoolConfig) -> Self {
         let generation = Arc::new(AtomicU64::new(0));
         let manager = Manager {
             url,
@@ -135,12 +162,21 @@ impl<C: Db + R2D2Connection> Pool<C> {
             builder = builder.idle_timeout(None).max_lifetime(None);
         }
         Pool {
-            inner: builder.build_unchecked(manager),
+            inner: builder.build_unchecked(manager.clone()),
+            manager,
             hot: Mutex::new(Vec::new()),
             max_hot: usize::try_from(config.max_size).unwrap_or(usize::MAX),
             waiting: AtomicUsize::new(0),
             generation,
         }
+    }
+
+    /// Opens one connection outside the pool and closes it: the pool retries a failed connect
+    /// until its connection timeout, which suits a server that is down, but a local file that
+    /// cannot be opened fails the same way every time, so it is told at once.
+    pub(crate) fn open_now(&self) -> Result<(), SqlError> {
+        use r2d2::ManageConnection;
+        self.manager.connect().map(drop)
     }
 
     /// Runs `op` on a pooled connection. When the connection turns out dead, it and every

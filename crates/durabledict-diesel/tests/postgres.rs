@@ -111,3 +111,77 @@ fn limits_of_the_created_table() {
 fn text_values_table() {
     common::text_values_table_works(&postgres_url());
 }
+
+/// Tables an admin made, used by application roles that may create nothing (PostgreSQL 15
+/// gives ordinary roles no CREATE on schema public), as in the usual Django deployment: a role
+/// with SELECT, INSERT, UPDATE and DELETE builds a dict, reads and writes; a SELECT-only role
+/// builds a dict and reads, and its writes are refused.
+#[test]
+fn roles_without_create_rights_use_existing_tables() {
+    let database = common::table_name("grants");
+    let admin_url = server().create_database(&database).unwrap();
+    let admin = DurableDict::<String>::builder(
+        SqlStore::builder(&admin_url)
+            .table("flags")
+            .build()
+            .unwrap(),
+        Raw,
+    )
+    .build()
+    .unwrap();
+    admin.insert("from_admin", "a".into()).unwrap();
+    let (rw, ro) = (format!("{database}_rw"), format!("{database}_ro"));
+    common::execute(
+        &admin_url,
+        &format!(
+            "CREATE ROLE {rw} LOGIN; CREATE ROLE {ro} LOGIN; \
+             GRANT USAGE ON SCHEMA public TO {rw}, {ro}; \
+             GRANT SELECT, INSERT, UPDATE, DELETE ON flags, durabledict_stamps TO {rw}; \
+             GRANT SELECT ON flags, durabledict_stamps TO {ro}"
+        ),
+    )
+    .unwrap();
+    let url_as = |role: &str| admin_url.replacen("://postgres@", &format!("://{role}@"), 1);
+    assert!(
+        common::execute(&url_as(&rw), "CREATE TABLE probe (x int)").is_err(),
+        "the application role must not be able to create tables"
+    );
+    let dict_as = |role: &str| {
+        let store = SqlStore::builder(url_as(role))
+            .table("flags")
+            .build()
+            .unwrap();
+        DurableDict::<String>::builder(store, Raw)
+            .build()
+            .unwrap_or_else(|e| panic!("{role} cannot build a dict: {e}"))
+    };
+
+    let writer = dict_as(&rw);
+    assert_eq!(
+        common::read(&writer, "from_admin").unwrap().as_deref(),
+        Some("a")
+    );
+    writer.insert("from_app", "w".into()).unwrap();
+    assert_eq!(
+        common::read(&admin, "from_app").unwrap().as_deref(),
+        Some("w")
+    );
+    writer.remove("from_admin").unwrap();
+
+    let reader = dict_as(&ro);
+    assert_eq!(
+        common::read(&reader, "from_app").unwrap().as_deref(),
+        Some("w")
+    );
+    assert_eq!(reader.len().unwrap(), 1);
+    assert!(reader.last_updated().unwrap().is_some());
+    match reader.insert("from_reader", "r".into()) {
+        Err(e) => assert_eq!(
+            e.store_error().map(|s| s.kind()),
+            Some(durabledict_core::StoreErrorKind::Rejected),
+            "{e}"
+        ),
+        Ok(()) => panic!("a SELECT-only role must not write"),
+    }
+    assert_eq!(common::read(&admin, "from_reader").unwrap(), None);
+}

@@ -344,3 +344,126 @@ fn memcached_restart_under_a_live_dict() {
 fn text_values_table() {
     common::text_values_table_works("sqlite::memory:");
 }
+
+/// A file a writer made, opened read-only (`mode=ro`), is read as it is: building the dict
+/// writes nothing, and a write is refused.
+#[test]
+fn a_read_only_file_can_be_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ro.db");
+    let writer = dict(
+        SqlStore::builder(format!("sqlite://{}", path.display()))
+            .table("flags")
+            .build()
+            .unwrap(),
+    );
+    writer.insert("k", "v".into()).unwrap();
+    let stamp = writer.last_updated().unwrap();
+    drop(writer);
+
+    let url = format!("file:{}?mode=ro", path.display());
+    let reader = DurableDict::<String>::builder(
+        SqlStore::builder(&url).table("flags").build().unwrap(),
+        Raw,
+    )
+    .build()
+    .unwrap_or_else(|e| panic!("a read-only file cannot be opened: {e}"));
+    assert_eq!(common::read(&reader, "k").unwrap().as_deref(), Some("v"));
+    assert_eq!(reader.last_updated().unwrap(), stamp);
+    match reader.insert("k", "w".into()) {
+        Err(e) => assert_eq!(
+            e.store_error().map(|s| s.kind()),
+            Some(StoreErrorKind::Rejected),
+            "{e}"
+        ),
+        Ok(()) => panic!("a read-only file must not be written"),
+    }
+}
+
+/// A path SQLite cannot open is a permanent local error, reported at once and naming the path,
+/// not a wait for a connection that never comes.
+#[test]
+fn a_path_that_cannot_be_opened_fails_at_once() {
+    for (url, path) in [
+        ("sqlite:/nonexistent/dir/x.db", "/nonexistent/dir/x.db"),
+        ("sqlite:/", "/"),
+        ("sqlite:.", "."),
+    ] {
+        let store = SqlStore::builder(url).table("flags").build().unwrap();
+        let started = std::time::Instant::now();
+        let e = match DurableDict::<String>::builder(store, Raw).build() {
+            Err(e) => e,
+            Ok(_) => panic!("{url} must not open"),
+        };
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(1),
+            "{url}: took {:?}",
+            started.elapsed()
+        );
+        let kind = e.store_error().map(|s| s.kind());
+        assert!(
+            matches!(kind, Some(StoreErrorKind::Other | StoreErrorKind::Rejected)),
+            "{url}: {kind:?}: {e}"
+        );
+        assert!(e.to_string().contains(&format!("{path:?}")), "{url}: {e}");
+    }
+}
+
+/// `create_missing(false)` opens what exists and creates nothing: no file, no table, no stamp
+/// row.
+#[test]
+fn create_missing_false_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("existing.db");
+    let url = format!("sqlite://{}", path.display());
+    let reader = |table: &str| {
+        SqlStore::builder(&url)
+            .table(table)
+            .create_missing(false)
+            .build()
+            .unwrap()
+    };
+
+    // No file: an error naming it, and still no file.
+    let e = reader("flags").init().unwrap_err();
+    assert_ne!(e.kind(), StoreErrorKind::Unavailable, "{e}");
+    assert!(e.to_string().contains(&path.display().to_string()), "{e}");
+    assert!(!path.exists(), "no file is created");
+
+    // A file without the table: the missing table is named, and not created.
+    let writer = dict(SqlStore::builder(&url).table("other").build().unwrap());
+    writer.insert("k", "v".into()).unwrap();
+    let e = reader("flags").init().unwrap_err();
+    assert_eq!(e.kind(), StoreErrorKind::Corrupt, "{e}");
+    assert!(e.to_string().contains("flags"), "{e}");
+    let tables = "SELECT count(*) FROM sqlite_master WHERE name = 'flags'";
+    assert_eq!(common::query_i64(&url, tables).unwrap(), 0);
+
+    // A table without its stamp row: read as it is, the stamp `None`, no row created.
+    common::execute(&url, "DELETE FROM durabledict_stamps").unwrap();
+    let d = dict(reader("other"));
+    assert_eq!(common::read(&d, "k").unwrap().as_deref(), Some("v"));
+    assert_eq!(d.last_updated().unwrap(), None);
+    let rows = "SELECT count(*) FROM durabledict_stamps";
+    assert_eq!(common::query_i64(&url, rows).unwrap(), 0);
+
+    // A file without the stamps table (its dicts used another stamp): named, not created.
+    common::execute(&url, "DROP TABLE durabledict_stamps").unwrap();
+    let e = reader("other").init().unwrap_err();
+    assert!(e.to_string().contains("durabledict_stamps"), "{e}");
+    let stamps = "SELECT count(*) FROM sqlite_master WHERE name = 'durabledict_stamps'";
+    assert_eq!(common::query_i64(&url, stamps).unwrap(), 0);
+
+    // A read-only URI that names its own mode is opened as it says.
+    let ro = format!("file:{}?mode=ro", path.display());
+    let store = SqlStore::builder(&ro)
+        .table("other")
+        .stamp(common::FrozenStamp)
+        .create_missing(false)
+        .build()
+        .unwrap();
+    assert_eq!(
+        common::read(&dict(store), "k").unwrap().as_deref(),
+        Some("v")
+    );
+}
