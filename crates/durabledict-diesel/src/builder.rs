@@ -259,7 +259,8 @@ impl SqlStoreBuilder {
     }
 }
 
-/// Reads the backend and the driver's connection string from a URL.
+/// Reads the backend and the driver's connection string from a URL. Schemes match in any
+/// case (as URL schemes do); the drivers get them in lower case.
 fn target(url: &str) -> Result<Target, SqlError> {
     let sqlite = |path: &str| {
         let memory = matches!(path, ":memory:" | "");
@@ -272,17 +273,23 @@ fn target(url: &str) -> Result<Target, SqlError> {
             memory,
         })
     };
-    if let Some(rest) = url.strip_prefix("sqlite://") {
+    let after = |scheme: &str| {
+        url.get(..scheme.len())
+            .filter(|head| head.eq_ignore_ascii_case(scheme))
+            .map(|_| &url[scheme.len()..])
+    };
+    if let Some(rest) = after("sqlite://").or_else(|| after("sqlite:")) {
         sqlite(rest)
-    } else if let Some(rest) = url.strip_prefix("sqlite:") {
-        sqlite(rest)
-    } else if url.starts_with("file:") || url == ":memory:" {
+    } else if let Some(rest) = after("file:") {
+        // SQLite recognises only a lower-case `file:` as a URI.
+        sqlite(&format!("file:{rest}"))
+    } else if url == ":memory:" {
         sqlite(url)
-    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(Target::Postgres(url.into()))
-    } else if url.starts_with("mysql://") {
-        Ok(Target::Mysql(url.into()))
-    } else if let Some(rest) = url.strip_prefix("mariadb://") {
+    } else if let Some(rest) = after("postgres://") {
+        Ok(Target::Postgres(format!("postgres://{rest}")))
+    } else if let Some(rest) = after("postgresql://") {
+        Ok(Target::Postgres(format!("postgresql://{rest}")))
+    } else if let Some(rest) = after("mysql://").or_else(|| after("mariadb://")) {
         Ok(Target::Mysql(format!("mysql://{rest}")))
     } else if !url.contains("://") && !url.is_empty() {
         sqlite(url)
@@ -410,6 +417,29 @@ mod tests {
         ));
         assert!(matches!(target("mariadb://h/db"), Ok(Target::Mysql(u)) if u == "mysql://h/db"));
         assert!(target("redis://h").is_err());
+    }
+
+    /// URL schemes are case-insensitive; the drivers get them in lower case.
+    #[test]
+    fn schemes_match_in_any_case() {
+        assert!(
+            matches!(target("SQLITE:upper.db"), Ok(Target::Sqlite { path, memory: false }) if path == "upper.db")
+        );
+        assert!(
+            matches!(target("SQLite://rel/x.db"), Ok(Target::Sqlite { path, .. }) if path == "rel/x.db")
+        );
+        assert!(
+            matches!(target("FILE:x.db?mode=ro"), Ok(Target::Sqlite { path, .. }) if path == "file:x.db?mode=ro")
+        );
+        assert!(
+            matches!(target("POSTGRES://u@h/db"), Ok(Target::Postgres(u)) if u == "postgres://u@h/db")
+        );
+        assert!(
+            matches!(target("PostgreSQL://h/db"), Ok(Target::Postgres(u)) if u == "postgresql://h/db")
+        );
+        assert!(matches!(target("MySQL://h/db"), Ok(Target::Mysql(u)) if u == "mysql://h/db"));
+        assert!(matches!(target("MARIADB://h/db"), Ok(Target::Mysql(u)) if u == "mysql://h/db"));
+        assert!(target("REDIS://h").is_err());
     }
 
     #[test]
