@@ -15,6 +15,11 @@ use crate::error::MemcacheError;
 /// and pymemcache's `FLAG_INTEGER`).
 const FLAG_INTEGER: u32 = 2;
 
+/// The longest stamp value accepted (a `u64` has at most 20 digits). A longer one can only come
+/// from a broken server or another program's value under our key, and is refused before
+/// anything is allocated for it.
+const MAX_STAMP_LEN: usize = 64;
+
 /// One connection: a buffered reader over the stream, and a reply buffer reused across
 /// commands.
 #[derive(Debug)]
@@ -164,6 +169,12 @@ impl Client {
             }
             let len =
                 parse_value_header(header, &self.key).ok_or_else(|| unexpected("get", header))?;
+            if len > MAX_STAMP_LEN {
+                // Nothing is read or allocated for it: the connection is dropped.
+                return Err(MemcacheError::Protocol(format!(
+                    "get announced a {len}-byte value; a stamp has at most {MAX_STAMP_LEN}"
+                )));
+            }
             let mut data = vec![0; len + 2];
             conn.reader.read_exact(&mut data)?;
             if !data.ends_with(b"\r\n") {
@@ -252,6 +263,7 @@ pub(crate) fn parse_decimal(bytes: &[u8]) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use durabledict_core::{StoreError, StoreErrorKind};
 
     #[test]
     fn value_headers() {
@@ -259,6 +271,42 @@ mod tests {
         assert_eq!(parse_value_header(b"VALUE k 0 12 99", "k"), Some(12));
         assert_eq!(parse_value_header(b"VALUE other 0 5", "k"), None);
         assert_eq!(parse_value_header(b"ERROR", "k"), None);
+    }
+
+    /// A client of a fake server on 127.0.0.1 that answers every request with `reply`.
+    fn client_of_fake_server(reply: &'static [u8]) -> Client {
+        use std::net::TcpListener;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let mut request = [0; 256];
+                if stream.read(&mut request).is_ok() {
+                    let _ = stream.write_all(reply);
+                }
+            }
+        });
+        let timeout = Duration::from_secs(2);
+        Client::new(addr, "k".into(), timeout, timeout, 1)
+    }
+
+    /// A `VALUE` line announcing more bytes than a stamp can have is a protocol error, before
+    /// anything is allocated for them (a broken server could otherwise overflow the length or
+    /// make the client allocate without bound).
+    #[test]
+    fn absurd_value_lengths_are_refused() {
+        for reply in [
+            &b"VALUE k 0 18446744073709551615\r\n"[..],
+            &b"VALUE k 0 1000000000000\r\n"[..],
+            &b"VALUE k 0 65\r\n"[..],
+        ] {
+            let e = client_of_fake_server(reply).get().unwrap_err();
+            assert!(matches!(e, MemcacheError::Protocol(_)), "{e}");
+            assert_eq!(StoreError::from(e).kind(), StoreErrorKind::Other);
+        }
+        let fine = client_of_fake_server(b"VALUE k 2 3\r\n123\r\nEND\r\n");
+        assert_eq!(fine.get().unwrap().as_deref(), Some(&b"123"[..]));
     }
 
     #[test]
