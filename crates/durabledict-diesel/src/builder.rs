@@ -219,15 +219,15 @@ impl SqlStoreBuilder {
             max_size: self.pool_size,
             connection_timeout: self.connection_timeout,
             keep_forever: false,
+            local_file: None,
         };
-        let mut sqlite_file = None;
         let pools = match target {
             Target::Sqlite { path, memory } => {
                 if memory {
                     config.max_size = 1;
                     config.keep_forever = true;
                 } else {
-                    sqlite_file = Some(path.clone());
+                    config.local_file = Some(path.clone());
                 }
                 let open = sqlite_open_name(path, memory, self.create_missing);
                 sqlite_pool(open, self.busy_timeout, &config)?
@@ -252,7 +252,6 @@ impl SqlStoreBuilder {
                 value_column: self.value_column,
                 stamp,
                 create_missing: self.create_missing,
-                sqlite_file,
                 prepared: OnceLock::new(),
             }),
         })

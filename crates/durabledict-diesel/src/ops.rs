@@ -78,7 +78,7 @@ pub(crate) fn init<C: Db>(
     stamp: StampRow<'_>,
     create: bool,
 ) -> Result<(Vec<Column>, Option<usize>), SqlError> {
-    let mut columns = columns(c, table, table_name)?;
+    let mut columns = table_columns(c, table, table_name)?;
     let existed = !columns.is_empty();
     if !existed {
         if !create {
@@ -86,10 +86,10 @@ pub(crate) fn init<C: Db>(
             return Ok((columns, None));
         }
         create_if_missing(c, create_table)?;
-        columns = self::columns(c, table, table_name)?;
+        columns = table_columns(c, table, table_name)?;
     }
     if let Some(sql) = stamp.sql {
-        if self::columns(c, table, &sql.table)?.is_empty() {
+        if table_columns(c, table, &sql.table)?.is_empty() {
             if !create {
                 return Err(SqlError::Schema {
                     table: sql.table.clone(),
@@ -112,7 +112,7 @@ pub(crate) fn init<C: Db>(
 
 /// The catalog's description of a table's columns; none when the table does not exist (or is
 /// not visible to this role).
-fn columns<C: Db>(c: &mut C, table: &TableSql, name: &str) -> Result<Vec<Column>, SqlError> {
+fn table_columns<C: Db>(c: &mut C, table: &TableSql, name: &str) -> Result<Vec<Column>, SqlError> {
     Ok(c.columns(Stmt::new(&table.columns, &[Bind::Text(name)]))?)
 }
 
@@ -133,7 +133,7 @@ pub(crate) fn describe<C: Db>(
     table: &TableSql,
     table_name: &str,
 ) -> Result<(Vec<Column>, Option<usize>), SqlError> {
-    Ok((columns(c, table, table_name)?, max_packet(c, table)?))
+    Ok((table_columns(c, table, table_name)?, max_packet(c, table)?))
 }
 
 fn max_packet<C: Db>(c: &mut C, table: &TableSql) -> Result<Option<usize>, SqlError> {

@@ -25,6 +25,8 @@ pub(crate) struct PoolConfig {
     pub(crate) connection_timeout: Duration,
     /// Keep connections forever (an SQLite `:memory:` database lives in its one connection).
     pub(crate) keep_forever: bool,
+    /// The path of a local database file (SQLite), as the URL gave it.
+    pub(crate) local_file: Option<String>,
 }
 
 /// A connection with what the pool needs to know about it.
@@ -121,8 +123,9 @@ type Checkout<C> = r2d2::PooledConnection<Manager<C>>;
 /// thread waits in r2d2 for a connection, connections go back to r2d2 instead, to wake it.
 pub(crate) struct Pool<C: Db + R2D2Connection> {
     inner: r2d2::Pool<Manager<C>>,
-    /// Opens a connection outside the pool (see [`open_now`](Self::open_now)).
+    /// Opens a connection outside the pool (see [`open_local_file`](Self::open_local_file)).
     manager: Manager<C>,
+    local_file: Option<String>,
     hot: Mutex<Vec<Checkout<C>>>,
     max_hot: usize,
     /// Threads that found `hot` empty and are getting a connection from r2d2.
@@ -164,6 +167,7 @@ impl<C: Db + R2D2Connection> Pool<C> {
         Pool {
             inner: builder.build_unchecked(manager.clone()),
             manager,
+            local_file: config.local_file.clone(),
             hot: Mutex::new(Vec::new()),
             max_hot: usize::try_from(config.max_size).unwrap_or(usize::MAX),
             waiting: AtomicUsize::new(0),
@@ -171,12 +175,22 @@ impl<C: Db + R2D2Connection> Pool<C> {
         }
     }
 
-    /// Opens one connection outside the pool and closes it: the pool retries a failed connect
-    /// until its connection timeout, which suits a server that is down, but a local file that
-    /// cannot be opened fails the same way every time, so it is told at once.
-    pub(crate) fn open_now(&self) -> Result<(), SqlError> {
+    /// With a local database file, opens one connection outside the pool and closes it. The
+    /// pool retries a failed connect until its connection timeout, which suits a server that
+    /// is down; a file that cannot be opened fails the same way every time, so it is told at
+    /// once, by name.
+    pub(crate) fn open_local_file(&self) -> Result<(), SqlError> {
         use r2d2::ManageConnection;
-        self.manager.connect().map(drop)
+        let Some(path) = &self.local_file else {
+            return Ok(());
+        };
+        self.manager
+            .connect()
+            .map(drop)
+            .map_err(|source| SqlError::Open {
+                path: path.clone(),
+                source: Box::new(source),
+            })
     }
 
     /// Runs `op` on a pooled connection. When the connection turns out dead, it and every

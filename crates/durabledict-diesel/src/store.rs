@@ -83,8 +83,6 @@ pub(crate) struct Inner {
     pub(crate) stamp: StampMode,
     /// Whether `init` creates what is missing.
     pub(crate) create_missing: bool,
-    /// The path of an SQLite file database, as the URL gave it.
-    pub(crate) sqlite_file: Option<String>,
     pub(crate) prepared: OnceLock<Prepared>,
 }
 
@@ -209,19 +207,6 @@ impl SqlStore {
         Ok(inner.prepared.get_or_init(|| Prepared { schema, data }))
     }
 
-    /// Opens an SQLite file once, outside the pool, so that a path that cannot be opened is
-    /// reported at once and by name, not as a connection timeout.
-    fn open_sqlite_file(&self) -> Result<(), SqlError> {
-        #[cfg(feature = "sqlite")]
-        if let (Pools::Sqlite(pool), Some(path)) = (&self.inner.pools, &self.inner.sqlite_file) {
-            pool.open_now().map_err(|source| SqlError::Open {
-                path: path.clone(),
-                source: Box::new(source),
-            })?;
-        }
-        Ok(())
-    }
-
     /// After a committed write: the stamp it left, bumping the external stamp if there is one.
     fn finish<T>(&self, done: Done<T>) -> Result<(T, Option<StampValue>), StoreError> {
         if !done.changed {
@@ -249,7 +234,14 @@ impl Store for SqlStore {
             inner.table.as_str(),
             inner.create_table.as_str(),
         );
-        self.open_sqlite_file()?;
+        match &inner.pools {
+            #[cfg(feature = "sqlite")]
+            Pools::Sqlite(pool) => pool.open_local_file()?,
+            #[cfg(feature = "postgres")]
+            Pools::Postgres(pool) => pool.open_local_file()?,
+            #[cfg(feature = "mysql")]
+            Pools::Mysql(pool) => pool.open_local_file()?,
+        }
         let create_missing = inner.create_missing;
         let (columns, max_packet): (Vec<Column>, Option<usize>) = on_pool!(self, |c| {
             ops::init(c, table, name, create, stamp, create_missing)
