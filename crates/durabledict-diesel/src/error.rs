@@ -61,8 +61,9 @@ pub enum SqlError {
         /// Why the column cannot hold it.
         reason: String,
     },
-    /// The write was committed but the external stamp could not be bumped: other dicts will
-    /// not see it until the next bump.
+    /// The write was committed but the external stamp could not be bumped: no dict sees it
+    /// until the stamp changes again, and the dict making that change still misses it. Write
+    /// again or bump the stamp (see [`SqlStore`](crate::SqlStore)).
     #[error("the write was committed but the stamp could not be bumped: {0}")]
     StampAfterCommit(#[source] StoreError),
 }

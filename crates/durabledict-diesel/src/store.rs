@@ -95,6 +95,16 @@ pub(crate) struct Inner {
 /// is needed; or any [`Stamp`] given to [`SqlStoreBuilder::stamp`] (memcached, as Python's
 /// Django `ModelDict` did), bumped after the write commits.
 ///
+/// With an external stamp the write and the bump are not atomic. When the bump fails, the
+/// writer gets an error whose source is [`SqlError::StampAfterCommit`](crate::SqlError): the
+/// write is committed but no dict sees it. The dict that makes the next bump gets exactly one
+/// past the stamp it had seen, so it applies only its own write and keeps missing the earlier
+/// one until another change (other dicts reload and see both), and `sync` does not reload, the
+/// stamp being unchanged. After a `StampAfterCommit`, write again (an `insert` or `update`
+/// writes and bumps again), or, for a `remove`, `pop`, `clear` or `setdefault` (which change
+/// nothing the second time and bump nothing), bump the stamp yourself ([`Stamp::bump`]): every
+/// dict then reloads.
+///
 /// Every write is one transaction (`setdefault`, `pop` and batch updates included); a write
 /// that changes nothing (a `setdefault` on a present key, removing an absent key) bumps
 /// nothing. A full load reads the stamp first and the rows in the same snapshot.

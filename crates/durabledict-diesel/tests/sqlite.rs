@@ -467,3 +467,94 @@ fn create_missing_false_creates_nothing() {
         Some("v")
     );
 }
+
+/// An external stamp whose next bump can be made to fail.
+#[derive(Debug)]
+struct FlakyStamp {
+    inner: std::sync::Arc<durabledict_core::MemoryStamp>,
+    fail_next: std::sync::atomic::AtomicBool,
+}
+
+impl durabledict_core::Stamp for FlakyStamp {
+    fn get(&self) -> Result<Option<durabledict_core::StampValue>, durabledict_core::StoreError> {
+        self.inner.get()
+    }
+    fn bump(&self) -> Result<durabledict_core::StampValue, durabledict_core::StoreError> {
+        if self
+            .fail_next
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            return Err(durabledict_core::StoreError::unavailable(
+                "stamp server down",
+            ));
+        }
+        self.inner.bump()
+    }
+}
+
+/// What the README says of an external stamp whose bump fails after the commit: nobody sees
+/// the write; the dict making the next bump applies only its own write and keeps missing the
+/// earlier one; other dicts see both; writing again makes every dict see it.
+#[test]
+fn a_failed_external_bump_hides_the_write_until_the_next_change() {
+    use durabledict_core::Stamp;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/flaky.db", dir.path().display());
+    let stamp = std::sync::Arc::new(durabledict_core::MemoryStamp::new());
+    let on = |s: std::sync::Arc<durabledict_core::MemoryStamp>| {
+        dict(
+            SqlStore::builder(&url)
+                .table("flags")
+                .stamp(s)
+                .build()
+                .unwrap(),
+        )
+    };
+    let flaky = std::sync::Arc::new(FlakyStamp {
+        inner: stamp.clone(),
+        fail_next: false.into(),
+    });
+    let a = dict(
+        SqlStore::builder(&url)
+            .table("flags")
+            .stamp(flaky.clone())
+            .build()
+            .unwrap(),
+    );
+    let (b, c) = (on(stamp.clone()), on(stamp.clone()));
+    assert_eq!(c.len().unwrap(), 0);
+
+    flaky
+        .fail_next
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let e = a.insert("first", "1".into()).unwrap_err();
+    assert!(e.to_string().contains("committed"), "{e}");
+    assert_eq!(
+        common::read(&b, "first").unwrap(),
+        None,
+        "no bump, no reload"
+    );
+
+    b.insert("second", "2".into()).unwrap();
+    assert_eq!(
+        common::read(&b, "first").unwrap(),
+        None,
+        "b applied only its own write"
+    );
+    assert_eq!(common::read(&c, "first").unwrap().as_deref(), Some("1"));
+    assert!(!b.sync().unwrap(), "sync reloads only on a changed stamp");
+    assert_eq!(common::read(&b, "first").unwrap(), None);
+
+    // The remedy: write again, and every dict reloads.
+    a.insert("first", "1".into()).unwrap();
+    assert_eq!(common::read(&b, "first").unwrap().as_deref(), Some("1"));
+
+    // A removal finds nothing to remove the second time, so it bumps nothing: bump the stamp.
+    flaky
+        .fail_next
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    a.remove("first").unwrap_err();
+    assert_eq!(common::read(&b, "first").unwrap().as_deref(), Some("1"));
+    stamp.bump().unwrap();
+    assert_eq!(common::read(&b, "first").unwrap(), None);
+}
