@@ -261,6 +261,7 @@ pub(crate) fn parse_decimal(bytes: &[u8]) -> Option<u64> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use durabledict_core::{StoreError, StoreErrorKind};
