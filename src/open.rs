@@ -44,6 +44,7 @@ pub struct OpenOptions {
     stamp_key: Option<String>,
     policy: SyncPolicy,
     connect_timeout: Duration,
+    create_missing: bool,
 }
 
 impl Default for OpenOptions {
@@ -55,13 +56,14 @@ impl Default for OpenOptions {
             stamp_key: None,
             policy: SyncPolicy::default(),
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            create_missing: true,
         }
     }
 }
 
 impl OpenOptions {
     /// Keyspace [`DEFAULT_KEYSPACE`], [`ValueEncoding::Pickle`], the store's own stamp,
-    /// [`SyncPolicy::Always`], a 3 s connect timeout.
+    /// [`SyncPolicy::Always`], a 3 s connect timeout, missing things created.
     pub fn new() -> Self {
         Self::default()
     }
@@ -106,6 +108,36 @@ impl OpenOptions {
         self
     }
 
+    /// Whether an SQL store creates what is missing (the SQLite file, the table, the stamp
+    /// row) when it is prepared ([`Store::init`], which building a dict calls); `true` by
+    /// default. It is passed to the SQL store builder's `create_missing`.
+    ///
+    /// With `false` the store opens only what exists, for programs that must not create
+    /// anything by looking (a mistyped path must not become a new empty database): a missing
+    /// SQLite file or table is an error ([`Store::init`] names it), a missing stamp row reads
+    /// as `None`. Redis and ZooKeeper stores ignore it. Whatever the store, [`Store::init`]
+    /// may still create a stamp kept apart (Redis's stamp key, a memcached stamp) and the
+    /// ZooKeeper keyspace node, so a reader that must create nothing uses the store from
+    /// [`open_store`] without calling `init` (and without building a dict).
+    ///
+    /// ```
+    /// # #[cfg(feature = "sqlite")] {
+    /// use durabledict::OpenOptions;
+    ///
+    /// let path = std::env::temp_dir().join(format!("no-such-{}.db", std::process::id()));
+    /// let url = format!("sqlite:{}", path.display());
+    /// let reader = durabledict::open_store(&url, &OpenOptions::new().create_missing(false))?;
+    /// let err = reader.init().unwrap_err();
+    /// assert!(err.to_string().contains(&path.display().to_string()), "{err}");
+    /// assert!(!path.exists());
+    /// # }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn create_missing(mut self, create: bool) -> Self {
+        self.create_missing = create;
+        self
+    }
+
     /// The keyspace set.
     pub fn keyspace_name(&self) -> &str {
         &self.keyspace
@@ -120,6 +152,11 @@ impl OpenOptions {
     pub fn sync_policy(&self) -> SyncPolicy {
         self.policy
     }
+
+    /// Whether missing things are created; see [`create_missing`](Self::create_missing).
+    pub fn creates_missing(&self) -> bool {
+        self.create_missing
+    }
 }
 
 /// Opens a dict of arbitrary Python values ([`PickleValue`]) on the store `url` names, and
@@ -127,7 +164,7 @@ impl OpenOptions {
 ///
 /// | URL | store | keyspace |
 /// |---|---|---|
-/// | `sqlite:PATH`, `sqlite://PATH`, `sqlite::memory:` | SQLite file (created when missing) | table |
+/// | `sqlite:PATH`, `sqlite://PATH`, `sqlite::memory:` | SQLite file (created when missing, unless [`OpenOptions::create_missing`] says not to) | table |
 /// | `postgres://USER@HOST:PORT/DB` (`postgresql://`) | PostgreSQL | table |
 /// | `mysql://USER@HOST:PORT/DB` (`mariadb://`) | MySQL / MariaDB | table |
 /// | `redis://[:PASSWORD@]HOST:PORT[/DB]`, `rediss://…`, `redis+unix:///PATH[?db=N]` | Redis | hash |

@@ -234,7 +234,8 @@ fn sql(url: &str, backend: Sql, options: &OpenOptions) -> Result<Box<dyn Store>,
     {
         let mut builder = durabledict_diesel::SqlStore::builder(url)
             .table(options.keyspace.as_str())
-            .connection_timeout(options.connect_timeout);
+            .connection_timeout(options.connect_timeout)
+            .create_missing(options.create_missing);
         if let Some(stamp) = &options.stamp {
             builder = builder.stamp(memcache_stamp(stamp, options)?);
         }
@@ -535,6 +536,38 @@ mod tests {
         // Building connects to nothing: an unreachable server fails the first request.
         let store = crate::open_store("rediss://127.0.0.1:1/", &OpenOptions::new()).unwrap();
         assert!(store.last_updated().is_err());
+    }
+
+    #[test]
+    #[cfg(feature = "sqlite")]
+    fn without_create_missing_an_sql_store_opens_only_what_exists() {
+        let path =
+            std::env::temp_dir().join(format!("open-create-missing-{}.db", std::process::id()));
+        let url = format!("sqlite:{}", path.display());
+        let reader = OpenOptions::new().create_missing(false);
+        assert!(!reader.creates_missing());
+        let store = crate::open_store(&url, &reader).unwrap();
+        assert!(store.get("k").is_err());
+        let err = store.init().unwrap_err();
+        assert!(
+            err.to_string().contains(&path.display().to_string()),
+            "{err}"
+        );
+        assert!(!path.exists(), "a reader created {}", path.display());
+
+        // Once a writer made the table, the reader reads it; another table is still missing.
+        let writer = crate::open_store(&url, &OpenOptions::new()).unwrap();
+        writer.init().unwrap();
+        writer.persist("k", b"v").unwrap();
+        let store = crate::open_store(&url, &reader).unwrap();
+        assert_eq!(store.get("k").unwrap().as_deref(), Some(&b"v"[..]));
+        let other = crate::open_store(&url, &reader.clone().keyspace("other")).unwrap();
+        let err = other.durables().unwrap_err();
+        assert!(err.to_string().contains("other"), "{err}");
+        drop((writer, store, other));
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
     }
 
     #[test]
