@@ -24,6 +24,10 @@ one {\"key\": ..., \"old\": ...}; \"old\": null or \"new\": null is a stored Non
 Options also come from the environment variables shown; an option given on the command
 line wins. An empty variable counts as unset (DURABLEDICT_STAMP= means no stamp).
 
+Only set and import create what is missing (the SQLite file, the table, the stamp); get,
+del, list, stamp and watch create nothing: a missing SQLite file or table is exit code 3,
+and a lost stamp prints as null.
+
 Exit codes: 0 success; 1 key not found (get, del); 2 usage error (bad option or URL,
 VALUE not JSON); 3 store or encoding error.
 

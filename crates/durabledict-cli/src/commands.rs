@@ -1,11 +1,15 @@
-//! The commands. `get`, `set`, `del`, `import` and `stamp` touch only the keys they name, so a
-//! value elsewhere that cannot be decoded never stops an operator from fixing things; `list`
-//! and `watch` load the whole dict.
+//! The commands. Only `set` and `import` write, so only they prepare the store (create the
+//! SQLite file, the table, the keyspace, the stamp when missing). The others use the store as
+//! it is: looking creates nothing, so a mistyped SQLite path is an error instead of a new
+//! empty database, and `stamp` shows a lost stamp as `null` instead of re-seeding it.
+//!
+//! Every command but `list` and `watch` touches only the keys it names, so a value elsewhere
+//! that cannot be decoded never stops an operator from fixing things.
 
 use std::io::Read;
 use std::path::Path;
 
-use durabledict::{Encoding, OpenOptions, PickleValue, Store, SyncPolicy, ValueEncoding};
+use durabledict::{Encoding, OpenOptions, PickleValue, Store, ValueEncoding};
 
 use crate::cli::{Cli, Command};
 use crate::failure::{Failure, store_error};
@@ -15,9 +19,7 @@ use crate::output::print_line;
 use crate::watch;
 
 pub(crate) fn run(cli: Cli) -> Result<(), Failure> {
-    let mut options = OpenOptions::new()
-        .keyspace(cli.keyspace.as_str())
-        .encoding(cli.encoding);
+    let mut options = OpenOptions::new().keyspace(cli.keyspace.as_str());
     if let Some(stamp) = &cli.stamp {
         options = options.stamp(stamp.as_str());
     }
@@ -25,8 +27,9 @@ pub(crate) fn run(cli: Cli) -> Result<(), Failure> {
         options = options.stamp_key(key.as_str());
     }
     let url = cli.store.as_str();
+    let encoding = cli.encoding;
     match cli.command {
-        Command::Get { key } => get(&open_store(url, &options)?, cli.encoding, &key),
+        Command::Get { key } => get(&*reader(url, &options)?, encoding, &key),
         Command::Set { key, value, string } => {
             let value = if string {
                 PickleValue::String(value)
@@ -38,32 +41,26 @@ pub(crate) fn run(cli: Cli) -> Result<(), Failure> {
                     JsonError::Form(msg) => Failure::Usage(format!("VALUE: {msg}")),
                 })?
             };
-            write(
-                &open_store(url, &options)?,
-                cli.encoding,
-                vec![(key, value)],
-            )
+            write(&*writer(url, &options)?, encoding, vec![(key, value)])
         }
         Command::Del { key } => {
-            let store = open_store(url, &options)?;
+            let store = reader(url, &options)?;
             match store.depersist(&key) {
                 Ok(Some(_)) => Ok(()),
                 Ok(None) => Err(Failure::NotFound(key)),
                 Err(e) => Err(store_error("delete", Some(&key), e)),
             }
         }
-        Command::List => list(url, &options),
+        Command::List => list(&*reader(url, &options)?, encoding),
         Command::Import { file } => {
             let entries = read_import(&file)?;
-            write(&open_store(url, &options)?, cli.encoding, entries)
+            write(&*writer(url, &options)?, encoding, entries)
         }
         Command::Watch { interval, count } => {
-            let dict = durabledict::open(url, &options.policy(SyncPolicy::Manual))?;
-            watch::watch(&dict, interval, count)
+            watch::watch(&*reader(url, &options)?, encoding, interval, count)
         }
         Command::Stamp => {
-            let store = open_store(url, &options)?;
-            let stamp = store
+            let stamp = reader(url, &options)?
                 .last_updated()
                 .map_err(|e| store_error("stamp check", None, e))?;
             print_line(&stamp.map_or_else(|| "null".to_owned(), |s| s.to_string()))
@@ -71,11 +68,34 @@ pub(crate) fn run(cli: Cli) -> Result<(), Failure> {
     }
 }
 
-/// The store, prepared (table, keyspace and stamp created when missing; nothing bumped).
-fn open_store(url: &str, options: &OpenOptions) -> Result<Box<dyn Store>, Failure> {
+/// The store for a command that writes, prepared: the SQLite file, table, keyspace and stamp
+/// are created when missing (nothing is bumped).
+fn writer(url: &str, options: &OpenOptions) -> Result<Box<dyn Store>, Failure> {
     let store = durabledict::open_store(url, options)?;
     store.init().map_err(|e| store_error("init", None, e))?;
     Ok(store)
+}
+
+/// The store as it is, for a command that reads (or deletes a key): nothing is prepared, so
+/// nothing is created.
+fn reader(url: &str, options: &OpenOptions) -> Result<Box<dyn Store>, Failure> {
+    Ok(durabledict::open_store(
+        url,
+        &options.clone().create_missing(false),
+    )?)
+}
+
+/// The stored value of `key`, decoded.
+pub(crate) fn decode(
+    encoding: ValueEncoding,
+    key: &str,
+    bytes: &[u8],
+) -> Result<PickleValue, Failure> {
+    encoding.decode(bytes).map_err(|e| {
+        Failure::Store(format!(
+            "cannot decode the stored value of key {key:?} as {encoding}: {e}"
+        ))
+    })
 }
 
 fn get(store: &dyn Store, encoding: ValueEncoding, key: &str) -> Result<(), Failure> {
@@ -83,21 +103,18 @@ fn get(store: &dyn Store, encoding: ValueEncoding, key: &str) -> Result<(), Fail
         .get(key)
         .map_err(|e| store_error("get", Some(key), e))?
         .ok_or_else(|| Failure::NotFound(key.to_owned()))?;
-    let value = encoding.decode(&bytes).map_err(|e| {
-        Failure::Store(format!(
-            "cannot decode the stored value of key {key:?} as {encoding}: {e}"
-        ))
-    })?;
-    print_line(&json_out::to_json(&value))
+    print_line(&json_out::to_json(&decode(encoding, key, &bytes)?))
 }
 
-fn list(url: &str, options: &OpenOptions) -> Result<(), Failure> {
-    let dict = durabledict::open(url, options)?;
-    let snapshot = dict.snapshot()?;
-    let mut entries: Vec<(&str, &PickleValue)> =
-        snapshot.iter().map(|(k, v)| (k, v.as_ref())).collect();
+fn list(store: &dyn Store, encoding: ValueEncoding) -> Result<(), Failure> {
+    let durables = store.durables().map_err(|e| store_error("list", None, e))?;
+    let mut entries = durables
+        .entries
+        .iter()
+        .map(|(key, bytes)| Ok((key.as_str(), decode(encoding, key, bytes)?)))
+        .collect::<Result<Vec<_>, Failure>>()?;
     entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
-    print_line(&json_out::object(entries))
+    print_line(&json_out::object(entries.iter().map(|(k, v)| (*k, v))))
 }
 
 /// Writes the entries as one batch, after checking every key and encoding every value, as a

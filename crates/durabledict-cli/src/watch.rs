@@ -1,36 +1,50 @@
-//! `watch`: one live dict, synced every interval, its changes printed as JSON lines.
+//! `watch`: the store's stamp checked every interval; when it moved, every entry read again
+//! and the changes printed as JSON lines.
+//!
+//! It reads the store directly rather than through a dict, which would prepare the store
+//! (creating a missing table, keyspace or stamp) when built.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use durabledict::{DurableDict, PickleValue};
+use durabledict::{StampValue, Store, ValueEncoding};
 
-use crate::failure::Failure;
+use crate::commands::decode;
+use crate::failure::{Failure, store_error};
 use crate::json_out;
 use crate::output::print_line;
 
+/// Every entry's JSON text (comparing texts tells changes apart even for NaN), and the stamp
+/// it was read at.
+struct Seen {
+    stamp: Option<StampValue>,
+    entries: BTreeMap<String, String>,
+}
+
 /// Prints `{"key":…,"old":…,"new":…}` (a side where the key is absent left out) for every
-/// change seen, until `count` changes (or for
-/// ever). A store error is reported on stderr once (and again only when it changes) and
-/// retried every interval; the dict's own sync recovers from a lost stamp and a reconnect.
+/// change seen, until `count` changes (or for ever). A store error is reported on stderr once
+/// (and again only when it changes) and retried every interval. Any change of the stamp
+/// causes a reload, a lost stamp (`None`) included, so changes are seen after a memcached or
+/// Redis restart and after a reconnection.
 pub(crate) fn watch(
-    dict: &DurableDict<PickleValue>,
+    store: &dyn Store,
+    encoding: ValueEncoding,
     interval: Duration,
     count: Option<u64>,
 ) -> Result<(), Failure> {
-    let mut seen = rendered(dict)?;
+    let mut seen = load(store, encoding)?;
     eprintln!(
         "durabledict: watching {} keys, checking every {interval:?}",
-        seen.len()
+        seen.entries.len()
     );
     let mut printed = 0u64;
     let mut failing: Option<String> = None;
     while count.is_none_or(|n| printed < n) {
         std::thread::sleep(interval);
-        let now = match dict.sync().and_then(|_| rendered(dict)) {
+        let now = match check(store, encoding, seen.stamp) {
             Ok(now) => now,
-            Err(error) => {
-                let message = error.to_string();
+            Err(failure) => {
+                let message = failure.to_string();
                 if failing.as_ref() != Some(&message) {
                     eprintln!("durabledict: watch: {message}; retrying every {interval:?}");
                     failing = Some(message);
@@ -41,7 +55,8 @@ pub(crate) fn watch(
         if failing.take().is_some() {
             eprintln!("durabledict: watch: the store answers again");
         }
-        for line in changes(&seen, &now) {
+        let Some(now) = now else { continue };
+        for line in changes(&seen.entries, &now.entries) {
             if count.is_some_and(|n| printed >= n) {
                 break;
             }
@@ -53,15 +68,35 @@ pub(crate) fn watch(
     Ok(())
 }
 
-/// Every entry's JSON text: comparing texts tells changes apart even for NaN.
-fn rendered(
-    dict: &DurableDict<PickleValue>,
-) -> Result<BTreeMap<String, String>, durabledict::Error> {
-    Ok(dict
-        .snapshot()?
+/// The entries again when the stamp is no longer `stamp`; `None` when it still is.
+fn check(
+    store: &dyn Store,
+    encoding: ValueEncoding,
+    stamp: Option<StampValue>,
+) -> Result<Option<Seen>, Failure> {
+    let now = store
+        .last_updated()
+        .map_err(|e| store_error("stamp check", None, e))?;
+    if now == stamp {
+        return Ok(None);
+    }
+    load(store, encoding).map(Some)
+}
+
+fn load(store: &dyn Store, encoding: ValueEncoding) -> Result<Seen, Failure> {
+    let durables = store.durables().map_err(|e| store_error("load", None, e))?;
+    let entries = durables
+        .entries
         .iter()
-        .map(|(key, value)| (key.to_owned(), json_out::to_json(value)))
-        .collect())
+        .map(|(key, bytes)| {
+            let value = decode(encoding, key, bytes)?;
+            Ok((key.clone(), json_out::to_json(&value)))
+        })
+        .collect::<Result<_, Failure>>()?;
+    Ok(Seen {
+        stamp: durables.stamp,
+        entries,
+    })
 }
 
 /// One line per key whose value differs, in key order. A side where the key is absent is left

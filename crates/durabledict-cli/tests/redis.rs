@@ -238,3 +238,32 @@ fn rediss_urls_use_tls_or_name_the_feature() {
         }
     }
 }
+
+/// `get`, `list`, `del` and `stamp` only look: a deleted stamp key stays deleted (`stamp`
+/// prints `null`) and no hash is created for a keyspace never written to.
+#[test]
+fn reading_commands_create_nothing() {
+    let url = server().url();
+    let ks = keyspace("reads");
+    let d = dir();
+    let args = ["--store", url.as_str(), "--keyspace", ks.as_str()];
+    let cli = |more: &[&str]| run(d.path(), &[&args[..], more].concat());
+    assert_eq!(cli(&["stamp"]).ok(), "null");
+    assert_eq!(cli(&["list"]).ok(), "{}");
+    cli(&["get", "a"]).fails(1, "key not found: a");
+    cli(&["del", "a"]).fails(1, "key not found: a");
+    let mut con = raw(&url);
+    let stamp_key = format!("{ks}last_updated");
+    let exists: i64 = redis::cmd("EXISTS")
+        .arg(&ks)
+        .arg(&stamp_key)
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(exists, 0, "reads created the hash or the stamp");
+
+    cli(&["set", "a", "1"]).ok();
+    let _: i64 = redis::cmd("DEL").arg(&stamp_key).query(&mut con).unwrap();
+    assert_eq!(cli(&["stamp"]).ok(), "null");
+    assert_eq!(cli(&["get", "a"]).ok(), "1");
+    assert_eq!(cli(&["stamp"]).ok(), "null");
+}

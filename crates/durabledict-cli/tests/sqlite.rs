@@ -86,8 +86,11 @@ fn stores_keyspaces_and_the_environment() {
         &["--store", &url, "--keyspace", "flags", "set", "k", "1"],
     )
     .ok();
-    // Another keyspace (table) in the same file is another dict.
-    assert_eq!(run(d, &["--store", &url, "list"]).ok(), "{}");
+    // Another keyspace (table) in the same file is another dict: one never written to has no
+    // table, and reading it does not create one.
+    run(d, &["--store", &url, "list"]).fails(3, "durabledict");
+    run(d, &["--store", &url, "set", "k", "2"]).ok();
+    assert_eq!(run(d, &["--store", &url, "list"]).ok(), r#"{"k":2}"#);
     let mut cmd = command(d);
     cmd.env("DURABLEDICT_STORE", &url)
         .env("DURABLEDICT_KEYSPACE", "flags");
@@ -143,6 +146,8 @@ fn json_and_raw_encodings() {
 fn import_writes_a_json_object_as_one_batch() {
     let dir = temp();
     let d = dir.path();
+    // An empty object writes nothing, but prepares the store like any write.
+    run_with(command(d), &["import", "-"], Some("{}")).ok();
     let before: i64 = run(d, &["stamp"]).ok().parse().unwrap();
     let file = d.join("entries.json");
     std::fs::write(&file, r#"{"a": 1, "b": {"$bytes": "AA=="}, "c": [true]}"#).unwrap();
@@ -173,6 +178,7 @@ fn import_writes_a_json_object_as_one_batch() {
 fn stamp_grows_with_every_write() {
     let dir = temp();
     let d = dir.path();
+    run(d, &["set", "z", "0"]).ok();
     let first: i64 = run(d, &["stamp"]).ok().parse().unwrap();
     run(d, &["set", "a", "1"]).ok();
     let second: i64 = run(d, &["stamp"]).ok().parse().unwrap();
@@ -264,6 +270,36 @@ fn empty_environment_variables_count_as_unset() {
     assert_eq!(run(d, &["get", "k"]).ok(), "1");
 }
 
+/// Only `set` and `import` create the SQLite file and the table: reading a mistyped path is a
+/// store error, not a new empty database.
+#[test]
+fn reading_commands_create_nothing() {
+    let dir = temp();
+    let d = dir.path();
+    let url = format!("sqlite:{}", d.join("typo.db").display());
+    for args in [
+        &["get", "a"][..],
+        &["del", "a"],
+        &["list"],
+        &["stamp"],
+        &["watch", "--count", "1"],
+    ] {
+        let out = run(d, &[&["--store", url.as_str()][..], args].concat());
+        out.fails(3, "unable to open database file");
+    }
+    let left: Vec<_> = std::fs::read_dir(d).unwrap().collect();
+    assert!(left.is_empty(), "reads created {left:?}");
+
+    // A write creates the file and the table; reads then work, and a missing key is exit 1.
+    run(d, &["--store", &url, "set", "b", "1"]).ok();
+    run(d, &["--store", &url, "get", "a"]).fails(1, "key not found: a");
+    run(d, &["--store", &url, "del", "a"]).fails(1, "key not found: a");
+    // A keyspace never written to has no table, and reading it creates none.
+    for _ in 0..2 {
+        run(d, &["--store", &url, "--keyspace", "other", "get", "a"]).fails(3, "other");
+    }
+}
+
 #[test]
 fn usage_errors_exit_2_with_what_was_expected() {
     let dir = temp();
@@ -313,8 +349,8 @@ fn usage_errors_exit_2_with_what_was_expected() {
         .fails(2, "is not a memcached URL; expected memcache://HOST:PORT");
     run(d, &["frobnicate"]).fails(2, "unrecognized subcommand");
     run(d, &["watch", "--interval", "soon"]).fails(2, "is not a duration");
-    // Nothing was written by any of them.
-    assert_eq!(run(d, &["list"]).ok(), "{}");
+    // Nothing was written by any of them, not even the default SQLite file.
+    assert!(!d.join("durabledict.db").exists());
 }
 
 #[test]
@@ -374,7 +410,12 @@ fn values_written_by_cpython_are_listed_as_json() {
     let d = dir.path();
     let db = d.join("py.db");
     let url = format!("sqlite:{}", db.display());
-    run(d, &["--store", &url, "--keyspace", "settings", "stamp"]).ok();
+    run_with(
+        command(d),
+        &["--store", &url, "--keyspace", "settings", "import", "-"],
+        Some("{}"),
+    )
+    .ok();
     let script = format!(
         "{PYTHON_VALUES}\n{}",
         r#"
