@@ -284,8 +284,15 @@ fn reading_commands_create_nothing() {
         &["stamp"],
         &["watch", "--count", "1"],
     ] {
+        let started = std::time::Instant::now();
         let out = run(d, &[&["--store", url.as_str()][..], args].concat());
-        out.fails(3, "unable to open database file");
+        out.fails(3, "cannot open the SQLite database");
+        out.fails(3, "typo.db");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(2),
+            "{args:?} took {:?}",
+            started.elapsed()
+        );
     }
     let left: Vec<_> = std::fs::read_dir(d).unwrap().collect();
     assert!(left.is_empty(), "reads created {left:?}");

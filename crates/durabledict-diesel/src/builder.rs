@@ -151,7 +151,9 @@ impl SqlStoreBuilder {
     /// With `false` the store only opens what exists, for readers that must not create
     /// anything: a missing SQLite file is an error naming its path (not a new empty database),
     /// a missing table is an error naming the table, and a missing stamp row reads as
-    /// `last_updated() == None`. Writes, where the database allows them, work as usual.
+    /// `last_updated() == None`; a lost external stamp (see [`stamp`](Self::stamp)) is not
+    /// re-created either. Writes, where the database allows them, work as usual. A SQLite file
+    /// that cannot be opened is told at once, also to a store used without `init`.
     ///
     /// Either way, `init` only reads when everything exists, so a role that may not create
     /// tables, or a file opened read-only (a `file:…?mode=ro` URI), works with the default too.

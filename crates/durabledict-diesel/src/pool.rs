@@ -4,7 +4,7 @@
 //! conflict is retried.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -126,6 +126,8 @@ pub(crate) struct Pool<C: Db + R2D2Connection> {
     /// Opens a connection outside the pool (see [`open_local_file`](Self::open_local_file)).
     manager: Manager<C>,
     local_file: Option<String>,
+    /// Whether the local database file has been opened once (see [`run`](Self::run)).
+    local_file_opened: AtomicBool,
     hot: Mutex<Vec<Checkout<C>>>,
     max_hot: usize,
     /// Threads that found `hot` empty and are getting a connection from r2d2.
@@ -168,6 +170,7 @@ impl<C: Db + R2D2Connection> Pool<C> {
             inner: builder.build_unchecked(manager.clone()),
             manager,
             local_file: config.local_file.clone(),
+            local_file_opened: AtomicBool::new(false),
             hot: Mutex::new(Vec::new()),
             max_hot: usize::try_from(config.max_size).unwrap_or(usize::MAX),
             waiting: AtomicUsize::new(0),
@@ -201,6 +204,12 @@ impl<C: Db + R2D2Connection> Pool<C> {
         &self,
         mut op: impl FnMut(&mut C) -> Result<T, SqlError>,
     ) -> Result<T, SqlError> {
+        // Also for stores used without `init`: a file that cannot be opened is told at once,
+        // not after the pool's connection timeout.
+        if self.local_file.is_some() && !self.local_file_opened.load(Ordering::Acquire) {
+            self.open_local_file()?;
+            self.local_file_opened.store(true, Ordering::Release);
+        }
         let mut broken_retries = 0;
         let mut attempt = 0;
         loop {

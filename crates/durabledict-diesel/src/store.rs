@@ -257,7 +257,8 @@ impl Store for SqlStore {
             ops::init(c, table, name, create, stamp, create_missing)
         })?;
         self.prepare(&columns, max_packet)?;
-        if let StampMode::External(stamp) = &inner.stamp {
+        // Creating a lost external stamp is creating something too.
+        if let (StampMode::External(stamp), true) = (&inner.stamp, create_missing) {
             stamp.init()?;
         }
         Ok(())

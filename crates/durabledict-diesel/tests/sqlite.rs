@@ -424,9 +424,17 @@ fn create_missing_false_creates_nothing() {
             .unwrap()
     };
 
-    // No file: an error naming it, and still no file.
+    // No file: an error naming it, and still no file; at once also without `init`.
     let e = reader("flags").init().unwrap_err();
     assert_ne!(e.kind(), StoreErrorKind::Unavailable, "{e}");
+    assert!(e.to_string().contains(&path.display().to_string()), "{e}");
+    let started = std::time::Instant::now();
+    let e = reader("flags").get("k").unwrap_err();
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
     assert!(e.to_string().contains(&path.display().to_string()), "{e}");
     assert!(!path.exists(), "no file is created");
 
