@@ -22,8 +22,12 @@
 //! | `persist`, `persist_many`, `setdefault` | [`ResendWrite`](Replay::ResendWrite) | the same values, one more stamp bump |
 //! | `depersist`, `pop`, `clear` | [`CheckIdle`](Replay::CheckIdle) | would answer "absent": never sent twice |
 //!
-//! (A `setdefault` run twice finds the value its first run inserted; the store tells that as
-//! the insert, so the dict reads its own write.)
+//! "The same values" holds for the keys written. If the first send did run and another
+//! client changed one of those keys before the second, the second overwrites that change: a
+//! value-setting write is applied at least once (redis-py re-sends every command once after a
+//! connection error). A `setdefault` run twice finds the value its first run inserted, which it
+//! cannot tell from another client's insert of the same bytes, so it bumps the stamp again:
+//! every dict reloads, its own included.
 //!
 //! A timeout is never a reason to send again (the server may be alive and slow, still to run
 //! the first one). Neither is a connection that was just opened (the server is down). A cluster

@@ -112,13 +112,18 @@ redis.call('HDEL', KEYS[1], ARGV[1])
 return {value, stamp}
 "#;
 
-/// `ARGV[1]` = key, `ARGV[2]` = value. Returns `{existing value, stamp}` when the key is
-/// present (nothing written, no bump), else writes and returns the stamp. The stamp beside an
-/// existing value lets a second run of our own insert (sent again after the connection broke)
-/// be told as an insert at that stamp.
+/// `ARGV[1]` = key, `ARGV[2]` = value, `ARGV[3]` = `1` when this is the second send (the
+/// connection of the first broke). Returns `{existing value}` when the key is present (nothing
+/// written, no bump), else writes and returns the stamp. A second send that finds its own bytes
+/// cannot tell whether its first send stored them or another client did, so it bumps and
+/// returns the stamp: reported as an insert whose stamp is never one past what the dict had
+/// seen (the first send, or the other client, bumped already), which makes the dict reload.
 const SETDEFAULT: &str = r#"
 local value = redis.call('HGET', KEYS[1], ARGV[1])
-if value then return {value, redis.call('GET', KEYS[2])} end
+if value then
+  if ARGV[3] == '1' and value == ARGV[2] then return bump() end
+  return {value}
+end
 local stamp = bump()
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 return stamp

@@ -24,7 +24,8 @@ use crate::scripts::Scripts;
 /// the same store works again once the server is back. Clones share the pool. A command that
 /// fails because its pooled connection turned out dead is sent once more on a new connection
 /// only where a second run leaves what one run leaves: reads, `init`, `persist`,
-/// `persist_many` and `setdefault` (whose second run only bumps the stamp once more).
+/// `persist_many` and `setdefault` (whose second run only bumps the stamp once more; a change
+/// another client made to the same key between the two sends is overwritten).
 /// `depersist`, `pop` and `clear` are never sent twice, so one sent right after a server
 /// restart can fail once with [`Unavailable`](durabledict_core::StoreErrorKind::Unavailable)
 /// having removed nothing; a write without a reply within the I/O timeout is never sent
@@ -109,30 +110,33 @@ impl RedisStore {
     /// Runs a write script with both keys and `args`, sent a second time only as `replay`
     /// allows.
     fn write(&self, replay: Replay, script: &Script, args: &[&[u8]]) -> Result<Value, StoreError> {
-        self.write_resent(replay, script, args)
-            .map(|(reply, _)| reply)
+        self.write_with(replay, script, args, false)
     }
 
-    /// [`write`](Self::write), also telling whether the script was sent twice.
-    fn write_resent(
+    /// Runs a write script. With `tell_send`, one more argument says which send this is: `0`
+    /// for the first, `1` for the second (after the first one's connection broke).
+    fn write_with(
         &self,
         replay: Replay,
         script: &Script,
         args: &[&[u8]],
-    ) -> Result<(Value, bool), StoreError> {
+        tell_send: bool,
+    ) -> Result<Value, StoreError> {
         let keys = &self.inner.keys;
         let pool = self.inner.writes.as_ref().unwrap_or(&self.inner.reads);
         let mut sends = 0;
-        let reply = pool.run(replay, |conn| {
+        pool.run(replay, |conn| {
             sends += 1;
             let mut invocation = script.key(&keys.hash);
             invocation.key(&keys.stamp);
             for arg in args {
                 invocation.arg(*arg);
             }
+            if tell_send {
+                invocation.arg(if sends > 1 { "1" } else { "0" });
+            }
             invocation.invoke::<Value>(conn)
-        })?;
-        Ok((reply, sends > 1))
+        })
     }
 
     fn stamp_after(&self, value: Value) -> Result<StampValue, StoreError> {
@@ -259,27 +263,21 @@ impl Store for RedisStore {
     }
 
     fn setdefault(&self, key: &str, value: &[u8]) -> Result<SetDefault, StoreError> {
-        let (reply, resent) = self.write_resent(
+        // The script is told which send this is (see SETDEFAULT in scripts.rs).
+        let reply = self.write_with(
             Replay::ResendWrite,
             &self.inner.scripts.setdefault,
             &[key.as_bytes(), value],
+            true,
         )?;
-        if !matches!(reply, Value::Array(_)) {
-            return self.stamp_after(reply).map(SetDefault::Inserted);
+        match reply {
+            Value::Array(existing) => {
+                let stored = existing.into_iter().next().unwrap_or(Value::Nil);
+                let stored = reply::bytes(stored, "setdefault")?.unwrap_or_default();
+                Ok(SetDefault::Existing(stored))
+            }
+            reply => self.stamp_after(reply).map(SetDefault::Inserted),
         }
-        let (stored, stamp) = reply::pair(reply, "setdefault")?;
-        let stored = reply::bytes(stored, "setdefault")?.unwrap_or_default();
-        // Sent twice and the key holds our value: the first send inserted it before the
-        // connection broke (or another writer stored the very same bytes, which leaves the
-        // same). Telling it as our insert lets the dict read its own write; without a readable
-        // stamp, `Existing` is still a right answer.
-        if resent
-            && stored == value
-            && let Ok(Some(stamp)) = reply::stamp(stamp, &self.inner.keys.stamp)
-        {
-            return Ok(SetDefault::Inserted(stamp));
-        }
-        Ok(SetDefault::Existing(stored))
     }
 
     fn persist_many(&self, entries: &[(&str, &[u8])]) -> Result<Option<StampValue>, StoreError> {

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 
 use common::{keyspace, raw, raw_hash, raw_stamp, server_url};
-use durabledict_core::{DurableDict, Raw, StoreErrorKind, SyncPolicy};
+use durabledict_core::{DurableDict, Raw, Store, StoreErrorKind, SyncPolicy};
 use durabledict_redis::RedisStore;
 
 /// A TCP proxy to this binary's server that, when told to, forwards the next command but
@@ -124,13 +124,37 @@ fn writes_that_set_values_are_sent_again_and_leave_what_one_run_leaves() {
     assert_eq!(dict.status().stamp, Some(before + 2));
     before += 2;
 
-    // The second run of a setdefault finds the value the first one inserted (no second bump)
-    // and is told as the insert it was: the dict reads its own write.
+    // The second run of a setdefault finds the value the first one inserted. It cannot tell
+    // that from another client's insert of the same bytes, so it bumps once more and is told
+    // as an insert at a stamp that is not the synced one + 1: the dict reloads, and reads its
+    // own write.
     proxy.lose_next_reply();
     assert_eq!(dict.setdefault("t", "w".into()).unwrap().as_str(), "w");
-    assert_eq!(stamp(), before + 1);
+    assert_eq!(stamp(), before + 2);
     assert_eq!(read(&dict, "t").as_deref(), Some("w"));
-    assert_eq!(dict.status().stamp, Some(before + 1));
+    assert_eq!(dict.status().stamp, Some(before + 2));
+}
+
+#[test]
+fn a_resent_setdefault_never_hides_another_clients_write() {
+    // The dict is synced at S; another client writes j (S + 1); the dict's pooled connection
+    // dies; its setdefault of a value the key already holds is sent again. Told as an insert
+    // at S + 1, the dict would take the other client's bump for its own and never see j.
+    let proxy = Proxy::start();
+    let (store, dict) = manual_dict(&proxy, "resent-setdefault");
+    dict.insert("k", "v".into()).unwrap();
+    dict.setdefault("loaded", "x".into()).unwrap(); // loads the script
+    let other = RedisStore::open(&server_url(), store.hash_key()).unwrap();
+    other.persist("j", b"x").unwrap();
+
+    proxy.lose_next_reply();
+    assert_eq!(dict.setdefault("k", "v".into()).unwrap().as_str(), "v");
+    assert_eq!(
+        read(&dict, "j").as_deref(),
+        Some("x"),
+        "{:?}",
+        dict.status()
+    );
 }
 
 #[test]
