@@ -44,8 +44,16 @@ pub(crate) fn run(cli: Cli) -> Result<(), Failure> {
             write(&*writer(url, &options)?, encoding, vec![(key, value)])
         }
         Command::Del { key } => {
-            let store = reader(url, &options)?;
-            match store.depersist(&key) {
+            // Looked for first, so that deleting a missing key creates nothing; a deletion
+            // is a write, and a write may need what only a prepared store has (the stamps
+            // table, on tables a Python program made).
+            let present = reader(url, &options)?
+                .get(&key)
+                .map_err(|e| store_error("delete", Some(&key), e))?;
+            if present.is_none() {
+                return Err(Failure::NotFound(key));
+            }
+            match writer(url, &options)?.depersist(&key) {
                 Ok(Some(_)) => Ok(()),
                 Ok(None) => Err(Failure::NotFound(key)),
                 Err(e) => Err(store_error("delete", Some(&key), e)),
@@ -76,8 +84,7 @@ fn writer(url: &str, options: &OpenOptions) -> Result<Box<dyn Store>, Failure> {
     Ok(store)
 }
 
-/// The store as it is, for a command that reads (or deletes a key): nothing is prepared, so
-/// nothing is created.
+/// The store as it is, for a command that reads: nothing is prepared, so nothing is created.
 fn reader(url: &str, options: &OpenOptions) -> Result<Box<dyn Store>, Failure> {
     Ok(durabledict::open_store(
         url,

@@ -497,3 +497,45 @@ print("ok", len(got))
     );
     assert_eq!(python(&script, &[db.to_str().unwrap()]).trim(), "ok 16");
 }
+
+/// A database a Django `ModelDict` made has the data table only (its stamp lived in
+/// memcached): reading commands work on it as it is and create nothing; `del` of a key that
+/// is there prepares the store (it needs the stamps table) and deletes it.
+#[test]
+fn a_table_python_made_without_a_stamps_table_is_read_as_it_is() {
+    let dir = temp();
+    let d = dir.path();
+    let db = d.join("django.db");
+    let url = format!("sqlite:{}", db.display());
+    let script = r#"
+import base64, pickle, sqlite3, sys
+con = sqlite3.connect(sys.argv[1])
+con.execute('CREATE TABLE "durabledict" ("id" INTEGER PRIMARY KEY AUTOINCREMENT, '
+            '"key" VARCHAR(32) NOT NULL UNIQUE, "value" TEXT NOT NULL)')
+for k, v in [("a", "x"), ("b", 2)]:
+    con.execute('INSERT INTO "durabledict" ("key", "value") VALUES (?, ?)',
+                (k, base64.encodebytes(pickle.dumps(v, 2)).decode()))
+con.commit()
+"#;
+    python(script, &[db.to_str().unwrap()]);
+    let tables = || {
+        python(
+            "import sqlite3, sys; print(sorted(r[0] for r in sqlite3.connect(sys.argv[1])\
+             .execute(\"SELECT name FROM sqlite_master WHERE type = 'table'\")))",
+            &[db.to_str().unwrap()],
+        )
+    };
+    let before = tables();
+    assert_eq!(
+        run(d, &["--store", &url, "list"]).ok(),
+        r#"{"a":"x","b":2}"#
+    );
+    assert_eq!(run(d, &["--store", &url, "get", "a"]).ok(), r#""x""#);
+    assert_eq!(run(d, &["--store", &url, "stamp"]).ok(), "null");
+    run(d, &["--store", &url, "del", "nope"]).fails(1, "key not found: nope");
+    assert_eq!(tables(), before, "reading commands created a table");
+
+    run(d, &["--store", &url, "del", "a"]).ok();
+    assert_eq!(run(d, &["--store", &url, "list"]).ok(), r#"{"b":2}"#);
+    assert_ne!(run(d, &["--store", &url, "stamp"]).ok(), "null");
+}

@@ -1,6 +1,7 @@
 //! [`SqlStoreBuilder`]: the URL, table, columns, stamp and pool of an [`SqlStore`].
 
 use std::fmt;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -255,6 +256,7 @@ impl SqlStoreBuilder {
                 stamp,
                 create_missing: self.create_missing,
                 prepared: OnceLock::new(),
+                stamps_table_seen: AtomicBool::new(false),
             }),
         })
     }

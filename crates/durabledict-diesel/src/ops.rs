@@ -65,8 +65,8 @@ fn changed<C: Db, T>(c: &mut C, stamp: StampRow<'_>, value: T) -> Result<Done<T>
 }
 
 /// Looks at the data table, the stamps table and the stamp row, creates what is missing when
-/// `create` allows it, and returns the data table's columns (none when it is missing) and
-/// MySQL's packet limit. When everything exists it only reads, so a role without CREATE or
+/// `create` allows it, and returns the data table's columns (none when it is missing),
+/// MySQL's packet limit and whether the stamps table (of an SQL-row stamp) exists. When everything exists it only reads, so a role without CREATE or
 /// INSERT rights, or a read-only file, gets this far. A stamp row created for a table created
 /// here starts at 1; for a table that already existed (its stamp lost, or a Django table), at a
 /// clock seed, so it cannot repeat a stamp handed out before.
@@ -77,24 +77,22 @@ pub(crate) fn init<C: Db>(
     create_table: &str,
     stamp: StampRow<'_>,
     create: bool,
-) -> Result<(Vec<Column>, Option<usize>), SqlError> {
+) -> Result<(Vec<Column>, Option<usize>, bool), SqlError> {
     let mut columns = table_columns(c, table, table_name)?;
     let existed = !columns.is_empty();
     if !existed {
         if !create {
             // The caller reports the missing table.
-            return Ok((columns, None));
+            return Ok((columns, None, false));
         }
         create_if_missing(c, create_table)?;
         columns = table_columns(c, table, table_name)?;
     }
     if let Some(sql) = stamp.sql {
-        if table_columns(c, table, &sql.table)?.is_empty() {
+        if !table_exists(c, table, &sql.table)? {
             if !create {
-                return Err(SqlError::Schema {
-                    table: sql.table.clone(),
-                    reason: "the stamps table does not exist".into(),
-                });
+                // Read as no stamp; a write is refused (see the store).
+                return Ok((columns, max_packet(c, table)?, false));
             }
             create_if_missing(c, &sql.create_table)?;
         }
@@ -107,7 +105,16 @@ pub(crate) fn init<C: Db>(
             ))?;
         }
     }
-    Ok((columns, max_packet(c, table)?))
+    Ok((columns, max_packet(c, table)?, true))
+}
+
+/// Whether the table `name` exists (and is visible to this role).
+pub(crate) fn table_exists<C: Db>(
+    c: &mut C,
+    table: &TableSql,
+    name: &str,
+) -> Result<bool, SqlError> {
+    Ok(!table_columns(c, table, name)?.is_empty())
 }
 
 /// The catalog's description of a table's columns; none when the table does not exist (or is

@@ -1,6 +1,7 @@
 //! [`SqlStore`]: the [`Store`] on one SQL table.
 
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use durabledict_core::{Durables, SetDefault, Stamp, StampValue, Store, StoreError};
@@ -84,6 +85,10 @@ pub(crate) struct Inner {
     /// Whether `init` creates what is missing.
     pub(crate) create_missing: bool,
     pub(crate) prepared: OnceLock<Prepared>,
+    /// Whether the stamps table (of the SQL-row stamp) is known to exist. Once seen it is not
+    /// looked for again; while missing (a store opened with `create_missing(false)` on tables
+    /// a Python or Django program made) every use looks, so one a writer creates is noticed.
+    pub(crate) stamps_table_seen: AtomicBool,
 }
 
 /// A durabledict [`Store`] on one SQL table (one table is one keyspace): one row per key, in a
@@ -182,6 +187,45 @@ impl SqlStore {
         }
     }
 
+    /// Whether the stamps table exists (see [`Inner::stamps_table_seen`]).
+    fn stamps_table_exists(&self, sql: &StampSql) -> Result<bool, StoreError> {
+        if self.inner.stamps_table_seen.load(Ordering::Acquire) {
+            return Ok(true);
+        }
+        let table = &self.inner.table_sql;
+        let exists = on_pool!(self, |c| ops::table_exists(c, table, &sql.table))?;
+        if exists {
+            self.inner.stamps_table_seen.store(true, Ordering::Release);
+        }
+        Ok(exists)
+    }
+
+    /// The stamp row to read: none while the stamps table does not exist, so that the stamp
+    /// of a keyspace nothing has stamped yet reads as `None` rather than failing.
+    fn stamp_row_to_read(&self) -> Result<StampRow<'_>, StoreError> {
+        let row = self.stamp_row();
+        match row.sql {
+            Some(sql) if !self.stamps_table_exists(sql)? => Ok(StampRow { sql: None, ..row }),
+            _ => Ok(row),
+        }
+    }
+
+    /// The stamp row to bump: a write cannot be stamped while the stamps table does not
+    /// exist, so it is refused before anything is written.
+    fn stamp_row_to_write(&self) -> Result<StampRow<'_>, StoreError> {
+        let row = self.stamp_row();
+        match row.sql {
+            Some(sql) if !self.stamps_table_exists(sql)? => Err(SqlError::Schema {
+                table: sql.table.clone(),
+                reason: "the stamps table does not exist, so no write can be stamped; a store \
+                         that may create what is missing (the default) creates it in `init`"
+                    .into(),
+            }
+            .into()),
+            _ => Ok(row),
+        }
+    }
+
     /// The table's shape, read from the catalog the first time it is needed.
     fn prepared(&self) -> Result<&Prepared, StoreError> {
         if let Some(prepared) = self.inner.prepared.get() {
@@ -253,9 +297,13 @@ impl Store for SqlStore {
             Pools::Mysql(pool) => pool.open_local_file()?,
         }
         let create_missing = inner.create_missing;
-        let (columns, max_packet): (Vec<Column>, Option<usize>) = on_pool!(self, |c| {
-            ops::init(c, table, name, create, stamp, create_missing)
-        })?;
+        let (columns, max_packet, stamps_table): (Vec<Column>, Option<usize>, bool) =
+            on_pool!(self, |c| {
+                ops::init(c, table, name, create, stamp, create_missing)
+            })?;
+        if stamps_table {
+            inner.stamps_table_seen.store(true, Ordering::Release);
+        }
         self.prepare(&columns, max_packet)?;
         // Creating a lost external stamp is creating something too.
         if let (StampMode::External(stamp), true) = (&inner.stamp, create_missing) {
@@ -267,7 +315,7 @@ impl Store for SqlStore {
     fn persist(&self, key: &str, value: &[u8]) -> Result<StampValue, StoreError> {
         let prepared = self.prepared()?;
         prepared.check(key, value)?;
-        let (data, stamp) = (&prepared.data, self.stamp_row());
+        let (data, stamp) = (&prepared.data, self.stamp_row_to_write()?);
         let done = on_pool!(self, |c| ops::persist(c, data, stamp, key, value))?;
         let ((), stamp) = self.finish(done)?;
         stamp.ok_or_else(|| SqlError::Query(diesel::result::Error::NotFound).into())
@@ -275,14 +323,14 @@ impl Store for SqlStore {
 
     fn depersist(&self, key: &str) -> Result<Option<StampValue>, StoreError> {
         let prepared = self.prepared()?;
-        let (data, stamp) = (&prepared.data, self.stamp_row());
+        let (data, stamp) = (&prepared.data, self.stamp_row_to_write()?);
         let done = on_pool!(self, |c| ops::depersist(c, data, stamp, key))?;
         Ok(self.finish(done)?.1)
     }
 
     fn durables(&self) -> Result<Durables, StoreError> {
         let prepared = self.prepared()?;
-        let (data, stamp) = (&prepared.data, self.stamp_row());
+        let (data, stamp) = (&prepared.data, self.stamp_row_to_read()?);
         match &self.inner.stamp {
             StampMode::Row(_) => Ok(on_pool!(self, |c| ops::durables(c, data, stamp))?),
             StampMode::External(external) => {
@@ -298,6 +346,9 @@ impl Store for SqlStore {
     fn last_updated(&self) -> Result<Option<StampValue>, StoreError> {
         match &self.inner.stamp {
             StampMode::Row(sql) => {
+                if !self.stamps_table_exists(sql)? {
+                    return Ok(None);
+                }
                 let keyspace = self.inner.table.as_str();
                 Ok(on_pool!(self, |c| ops::last_updated(c, sql, keyspace))?)
             }
@@ -312,7 +363,7 @@ impl Store for SqlStore {
 
     fn pop(&self, key: &str) -> Result<Option<(Vec<u8>, StampValue)>, StoreError> {
         let prepared = self.prepared()?;
-        let (data, stamp) = (&prepared.data, self.stamp_row());
+        let (data, stamp) = (&prepared.data, self.stamp_row_to_write()?);
         let done = on_pool!(self, |c| ops::pop(c, data, stamp, key))?;
         Ok(match self.finish(done)? {
             (Some(value), Some(stamp)) => Some((value, stamp)),
@@ -323,7 +374,7 @@ impl Store for SqlStore {
     fn setdefault(&self, key: &str, value: &[u8]) -> Result<SetDefault, StoreError> {
         let prepared = self.prepared()?;
         prepared.check(key, value)?;
-        let (data, stamp) = (&prepared.data, self.stamp_row());
+        let (data, stamp) = (&prepared.data, self.stamp_row_to_write()?);
         let done = on_pool!(self, |c| ops::setdefault(c, data, stamp, key, value))?;
         match self.finish(done)? {
             (Some(existing), _) => Ok(SetDefault::Existing(existing)),
@@ -340,14 +391,14 @@ impl Store for SqlStore {
         for (key, value) in entries {
             prepared.check(key, value)?;
         }
-        let (data, stamp) = (&prepared.data, self.stamp_row());
+        let (data, stamp) = (&prepared.data, self.stamp_row_to_write()?);
         let done = on_pool!(self, |c| ops::persist_many(c, data, stamp, entries))?;
         Ok(self.finish(done)?.1)
     }
 
     fn clear(&self) -> Result<Option<StampValue>, StoreError> {
         let prepared = self.prepared()?;
-        let (data, stamp) = (&prepared.data, self.stamp_row());
+        let (data, stamp) = (&prepared.data, self.stamp_row_to_write()?);
         let done = on_pool!(self, |c| ops::clear(c, data, stamp))?;
         Ok(self.finish(done)?.1)
     }

@@ -162,7 +162,11 @@ fn init_creates_the_stamp_once_and_never_bumps_it() {
     let url = format!("sqlite://{}/init.db", dir.path().display());
     let table = table_name("init");
     let store = SqlStore::builder(&url).table(&table).build().unwrap();
-    assert!(store.last_updated().is_err(), "no stamps table before init");
+    assert_eq!(
+        store.last_updated().unwrap(),
+        None,
+        "no stamps table before init: no stamp"
+    );
     store.init().unwrap();
     assert_eq!(store.last_updated().unwrap(), Some(1));
     store.persist("k", b"v").unwrap();
@@ -455,12 +459,27 @@ fn create_missing_false_creates_nothing() {
     let rows = "SELECT count(*) FROM durabledict_stamps";
     assert_eq!(common::query_i64(&url, rows).unwrap(), 0);
 
-    // A file without the stamps table (its dicts used another stamp): named, not created.
+    // A file without the stamps table (a table a Python or Django program made): read as it
+    // is with no stamp, with and without `init`; a write is refused, naming the stamps table,
+    // and writes nothing; nothing is created.
     common::execute(&url, "DROP TABLE durabledict_stamps").unwrap();
-    let e = reader("other").init().unwrap_err();
+    let d = dict(reader("other"));
+    assert_eq!(common::read(&d, "k").unwrap().as_deref(), Some("v"));
+    assert_eq!(d.last_updated().unwrap(), None);
+    let bare = reader("other");
+    assert_eq!(bare.last_updated().unwrap(), None);
+    let all = bare.durables().unwrap();
+    assert_eq!((all.entries.len(), all.stamp), (1, None));
+    let e = bare.persist("k2", b"w").unwrap_err();
     assert!(e.to_string().contains("durabledict_stamps"), "{e}");
+    assert_eq!(bare.get("k2").unwrap(), None);
     let stamps = "SELECT count(*) FROM sqlite_master WHERE name = 'durabledict_stamps'";
     assert_eq!(common::query_i64(&url, stamps).unwrap(), 0);
+    // Once a writer has created it, the same reader sees the stamp.
+    let writer = dict(SqlStore::builder(&url).table("other").build().unwrap());
+    writer.insert("k3", "w".into()).unwrap();
+    assert!(bare.last_updated().unwrap().is_some());
+    common::execute(&url, "DROP TABLE durabledict_stamps").unwrap();
 
     // A read-only URI that names its own mode is opened as it says.
     let ro = format!("file:{}?mode=ro", path.display());
