@@ -85,6 +85,11 @@ fn always_read(c: &mut Criterion, bench: &Bench) {
     group.finish();
 }
 
+/// The `i`th key of a dict of `keys` keys, cycling.
+fn cycled(i: u64, keys: u64) -> String {
+    format!("feature.flag.{}", i % keys)
+}
+
 fn own_write(c: &mut Criterion, bench: &Bench) {
     let (store, _) = dict(&bench.url, "bench-write-raw", 10);
     let (_, small) = dict(&bench.url, "bench-write-10", 10);
@@ -110,15 +115,17 @@ fn own_write(c: &mut Criterion, bench: &Bench) {
             black_box(stamp)
         })
     });
-    for (name, dict) in [
-        ("dict_insert_10_keys", &small),
-        ("dict_insert_10000_keys", &large),
+    // Every write goes to the next key, cycling over the whole dict (see own_write in
+    // benches/memory.rs).
+    for (name, dict, keys) in [
+        ("dict_insert_10_keys", &small, 10),
+        ("dict_insert_10000_keys", &large, 10_000),
     ] {
         let before = dict.status().reloads;
         group.bench_function(name, |b| {
             b.iter(|| {
                 i += 1;
-                dict.insert("feature.flag.3", format!("value {i}"))
+                dict.insert(&cycled(i, keys), format!("value {i}"))
                     .expect("insert")
             })
         });
@@ -298,7 +305,7 @@ fn paired_ratios(bench: &Bench) {
             let n = next();
             timed(|| {
                 small
-                    .insert("feature.flag.3", format!("value {n}"))
+                    .insert(&cycled(n, 10), format!("value {n}"))
                     .expect("insert")
             })
         },
@@ -312,7 +319,7 @@ fn paired_ratios(bench: &Bench) {
             let n = next();
             timed(|| {
                 small
-                    .insert("feature.flag.3", format!("value {n}"))
+                    .insert(&cycled(n, 10), format!("value {n}"))
                     .expect("insert")
             })
         },
@@ -320,7 +327,7 @@ fn paired_ratios(bench: &Bench) {
             let n = next();
             timed(|| {
                 large
-                    .insert("feature.flag.3", format!("value {n}"))
+                    .insert(&cycled(n, 10_000), format!("value {n}"))
                     .expect("insert")
             })
         },

@@ -172,12 +172,14 @@ fn own_writes(c: &mut Criterion, name: &str, url: &str, batch: u32) {
         .collect();
     let mut i = 0u64;
     let mut group = c.benchmark_group(name);
+    // Every write goes to the next key, cycling over the whole dict (see own_write in
+    // benches/memory.rs).
+    let key = |n: usize, i: u64| format!("feature.flag.{}", i % n as u64);
     for (n, dict) in &dicts {
         group.bench_function(format!("keys_{n}"), |b| {
             b.iter(|| {
                 i += 1;
-                dict.insert("feature.flag.3", i.to_string())
-                    .expect("insert")
+                dict.insert(&key(*n, i), i.to_string()).expect("insert")
             })
         });
     }
@@ -191,13 +193,13 @@ fn own_writes(c: &mut Criterion, name: &str, url: &str, batch: u32) {
         || {
             a += 1;
             small
-                .insert("feature.flag.3", a.to_string())
+                .insert(&key(dicts[0].0, a), a.to_string())
                 .expect("insert");
         },
         || {
             b += 1;
             large
-                .insert("feature.flag.3", b.to_string())
+                .insert(&key(dicts[1].0, b), b.to_string())
                 .expect("insert");
         },
     );

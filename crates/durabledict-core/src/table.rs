@@ -266,12 +266,14 @@ impl<V> Table<V> {
             return Arc::clone(snapshot);
         }
         let overlay = self.overlay.load();
-        let mut map: HashMap<Arc<str>, Arc<V>, Hasher> = self
-            .base
-            .iter()
-            .filter(|(key, _)| !overlay.contains_key(&***key))
-            .map(|(key, entry)| (Arc::clone(key), Arc::clone(&entry.value)))
-            .collect();
+        let mut map: HashMap<Arc<str>, Arc<V>, Hasher> =
+            HashMap::with_capacity_and_hasher(self.len(), Hasher::default());
+        map.extend(
+            self.base
+                .iter()
+                .filter(|(_, entry)| !entry.overridden.load(Ordering::Acquire))
+                .map(|(key, entry)| (Arc::clone(key), Arc::clone(&entry.value))),
+        );
         map.extend(
             overlay
                 .iter()
@@ -293,16 +295,36 @@ impl<V> Table<V> {
             .clone()
     }
 
-    /// A new table with the same contents and stamp and an empty overlay.
+    /// A new table with the same contents and stamp and an empty overlay: one pass over the
+    /// base (a base entry the overlay holds is marked `overridden`, so no overlay lookup per
+    /// entry) into a map sized once. The caller holds the update lock.
     pub(crate) fn rebuilt(&self) -> Self {
-        let snapshot = self.snapshot();
-        Table::new(
-            snapshot
-                .map
+        let overlay = self.overlay.load();
+        let mut base: HashMap<Arc<str>, BaseEntry<V>, Hasher> =
+            HashMap::with_capacity_and_hasher(self.len(), Hasher::default());
+        let entry = |value: &Arc<V>| BaseEntry {
+            value: Arc::clone(value),
+            overridden: AtomicBool::new(false),
+        };
+        base.extend(
+            self.base
                 .iter()
-                .map(|(k, v)| (Arc::clone(k), Arc::clone(v))),
-            snapshot.stamp,
-        )
+                .filter(|(_, e)| !e.overridden.load(Ordering::Acquire))
+                .map(|(key, e)| (Arc::clone(key), entry(&e.value))),
+        );
+        base.extend(
+            overlay
+                .iter()
+                .filter_map(|(key, value)| Some((Arc::clone(key), entry(value.as_ref()?)))),
+        );
+        Table {
+            live: AtomicUsize::new(base.len()),
+            base,
+            overlay: ArcSwap::from_pointee(Overlay::default()),
+            has_overlay: AtomicBool::new(false),
+            stamp: AtomicI64::new(self.stamp.load(Ordering::Acquire)),
+            snapshot: Mutex::new(None),
+        }
     }
 
     fn changed(&self) {
