@@ -117,8 +117,8 @@ impl fmt::Display for Op {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The key is not in the dict (`pop` without a default, `remove` of an absent key where
-    /// asked to be strict).
+    /// The key is not in the dict. Only [`pop`](crate::DurableDict::pop) returns it; `remove`
+    /// of an absent key returns `Ok(None)`, `pop_or` its default.
     #[error("key not found: {key:?}")]
     KeyNotFound {
         /// The missing key.
@@ -151,7 +151,11 @@ pub enum Error {
         #[source]
         source: BoxError,
     },
-    /// A stored value could not be decoded; the cache was left as it was.
+    /// A stored value could not be decoded. The cache was left as it was, except after
+    /// `remove`, `pop` and `pop_or`, which still removed the key from the store and the cache.
+    /// A reload swaps in nothing unless every value decodes, so while such a value is in the
+    /// store every reload (and every `build`) fails with this error; `serve_stale_for` does not
+    /// cover it.
     #[error("cannot decode the stored value of key {key:?}: {source}")]
     Decode {
         /// The key whose value is undecodable.

@@ -10,7 +10,9 @@ use std::time::Duration;
 #[non_exhaustive]
 pub enum SyncPolicy {
     /// Check the stamp before every read (Python's `autosync=True`). Every read sees every
-    /// change committed before it began. The default.
+    /// change committed before it began, except with a stamp driven by change events (the
+    /// ZooKeeper store's), where a change is seen once its event has arrived (about a
+    /// millisecond on a local network). The default.
     #[default]
     Always,
     /// Never check on reads; the cache changes only on this dict's writes and on
