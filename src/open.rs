@@ -167,7 +167,7 @@ impl OpenOptions {
 /// | `sqlite:PATH`, `sqlite://PATH`, `sqlite::memory:` | SQLite file (created when missing, unless [`OpenOptions::create_missing`] says not to) | table |
 /// | `postgres://USER@HOST:PORT/DB` (`postgresql://`) | PostgreSQL | table |
 /// | `mysql://USER@HOST:PORT/DB` (`mariadb://`) | MySQL / MariaDB | table |
-/// | `redis://[:PASSWORD@]HOST:PORT[/DB]`, `rediss://…`, `redis+unix:///PATH[?db=N]` | Redis | hash |
+/// | `redis://[[USER][:PASSWORD]@]HOST[:PORT][/DB]`, `rediss://…`, `redis+unix:///PATH[?db=DB]` | Redis | hash |
 /// | `zk://HOST:PORT[,HOST:PORT…][/PATH]` | ZooKeeper | `PATH`, else `/<keyspace>` |
 ///
 /// Each backend needs its cargo feature (`sqlite`, `postgres`, `mysql`, `redis`,
@@ -201,7 +201,7 @@ impl OpenOptions {
 ///
 /// let err = durabledict::open("ftp://example", &OpenOptions::new()).unwrap_err();
 /// assert!(matches!(err, OpenError::UnknownScheme { .. }));
-/// assert!(err.to_string().contains("redis://HOST:PORT[/DB]"), "{err}");
+/// assert!(err.to_string().contains("redis://[[USER][:PASSWORD]@]HOST[:PORT][/DB]"), "{err}");
 /// ```
 pub fn open(url: &str, options: &OpenOptions) -> Result<DurableDict<PickleValue>, OpenError> {
     let store = open_store(url, options)?;

@@ -7,12 +7,13 @@ use super::{OpenError, OpenOptions};
 const SQLITE: &str = "sqlite:PATH, sqlite://PATH or sqlite::memory:";
 const POSTGRES: &str = "postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE";
 const MYSQL: &str = "mysql://USER[:PASSWORD]@HOST[:PORT]/DATABASE";
-const REDIS: &str = "redis://[[USER]:PASSWORD@]HOST[:PORT][/DB] (or rediss://…)";
-const REDIS_UNIX: &str = "redis+unix:///PATH/TO/SOCKET[?db=DB]";
+const REDIS: &str = "redis://[[USER][:PASSWORD]@]HOST[:PORT][/DB] (or rediss://…)";
+const REDIS_UNIX: &str = "redis+unix:///PATH[?db=DB]";
 const ZOOKEEPER: &str = "zk://HOST:PORT[,HOST:PORT…][/PATH]";
 const EVERY: &str = "sqlite:PATH, sqlite::memory:, postgres://USER@HOST:PORT/DATABASE, \
-                     mysql://USER@HOST:PORT/DATABASE, redis://HOST:PORT[/DB], rediss://…, \
-                     redis+unix:///PATH, zk://HOST:PORT[,HOST:PORT…]/PATH";
+                     mysql://USER@HOST:PORT/DATABASE, \
+                     redis://[[USER][:PASSWORD]@]HOST[:PORT][/DB], rediss://…, \
+                     redis+unix:///PATH[?db=DB], zk://HOST:PORT[,HOST:PORT…][/PATH]";
 
 /// A store URL whose form has been checked.
 #[derive(Debug)]

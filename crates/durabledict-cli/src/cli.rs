@@ -32,9 +32,9 @@ Exit codes: 0 success; 1 key not found (get, del); 2 usage error (bad option or 
 VALUE not JSON); 3 store or encoding error.
 
 Store URLs: sqlite:PATH, sqlite::memory:, postgres://USER@HOST:PORT/DATABASE,
-mysql://USER@HOST:PORT/DATABASE, redis://HOST:PORT[/DB], rediss://..., redis+unix:///PATH,
-zk://HOST:PORT[,HOST:PORT...][/PATH]. The keyspace is the Redis hash, the SQL table, and the
-ZooKeeper path when the URL has none (/KEYSPACE).";
+mysql://USER@HOST:PORT/DATABASE, redis://[[USER][:PASSWORD]@]HOST[:PORT][/DB], rediss://...,
+redis+unix:///PATH[?db=DB], zk://HOST:PORT[,HOST:PORT...][/PATH]. The keyspace is the Redis
+hash, the SQL table, and the ZooKeeper path when the URL has none (/KEYSPACE).";
 
 /// Reads and writes a durabledict store: the values Python durabledict and the Rust
 /// durabledict crate keep in SQLite, PostgreSQL, MySQL, Redis or ZooKeeper.

@@ -70,8 +70,8 @@ pub(crate) struct Inner {
 
 impl RedisStore {
     /// A store on one server with the defaults: Python's key layout, the default timeouts.
-    /// The URL is `redis://[user][:password@]host[:port][/db]`, `rediss://...` (feature `tls`)
-    /// or `redis+unix:///path/to/socket[?db=N&user=U&pass=P]`. Connects on first use.
+    /// The URL is `redis://[[USER][:PASSWORD]@]HOST[:PORT][/DB]`, `rediss://…` (feature `tls`)
+    /// or `redis+unix:///PATH[?db=DB&user=USER&pass=PASSWORD]`. Connects on first use.
     pub fn open(url: &str, keyspace: &str) -> Result<Self, StoreError> {
         Self::builder(url, keyspace).build()
     }
