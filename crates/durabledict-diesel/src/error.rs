@@ -92,7 +92,8 @@ impl SqlError {
             // A local file that cannot be opened stays so: not a server that may come back.
             SqlError::Open { source, .. } => match **source {
                 SqlError::Connect(_) => Class::Final(StoreErrorKind::Other),
-                ref other => Class::Final(other.kind()),
+                // A statement of the connection's set-up, e.g. a lock another process holds.
+                ref other => other.class(),
             },
             SqlError::Schema { .. } => Class::Final(StoreErrorKind::Corrupt),
             SqlError::Value { .. } | SqlError::InvalidKey { .. } => {
@@ -218,6 +219,30 @@ fn classify_message(message: &str) -> Class {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unopenable_file_is_final_but_a_set_up_statement_keeps_its_class() {
+        let open = |source| SqlError::Open {
+            path: "x.db".into(),
+            source: Box::new(source),
+        };
+        let connect = diesel::ConnectionError::BadConnection("unable to open".into());
+        assert_eq!(
+            open(SqlError::Connect(connect)).class(),
+            Class::Final(StoreErrorKind::Other)
+        );
+        let query = |message: &str| {
+            SqlError::Query(DieselError::DatabaseError(
+                DatabaseErrorKind::Unknown,
+                Box::new(message.to_owned()),
+            ))
+        };
+        assert_eq!(open(query("deadlock detected")).class(), Class::Conflict);
+        assert_eq!(
+            open(query("database is locked")).class(),
+            Class::Final(StoreErrorKind::Unavailable)
+        );
+    }
 
     #[test]
     fn messages_are_sorted() {

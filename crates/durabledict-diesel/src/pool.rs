@@ -187,13 +187,21 @@ impl<C: Db + R2D2Connection> Pool<C> {
         let Some(path) = &self.local_file else {
             return Ok(());
         };
-        self.manager
-            .connect()
-            .map(drop)
-            .map_err(|source| SqlError::Open {
-                path: path.clone(),
-                source: Box::new(source),
-            })
+        match self.manager.connect() {
+            Ok(_) => Ok(()),
+            Err(source) => {
+                let error = SqlError::Open {
+                    path: path.clone(),
+                    source: Box::new(source),
+                };
+                match error.class() {
+                    Class::Final(_) => Err(error),
+                    // Transient (the set-up waited out a lock another process holds): the
+                    // pool's own retries deal with it.
+                    Class::Broken | Class::Conflict => Ok(()),
+                }
+            }
+        }
     }
 
     /// Runs `op` on a pooled connection. When the connection turns out dead, it and every

@@ -213,10 +213,10 @@ impl Session {
     /// which would keep a core busy for as long as the outage lasts.
     pub(crate) fn any_server_listens(&self, timeout: Duration) -> bool {
         let hosts = self.connect.split('/').next().unwrap_or_default();
+        // The first address of each host only: the client connects to no other.
         hosts
             .split(',')
-            .filter_map(|host| host.trim().to_socket_addrs().ok())
-            .flatten()
+            .filter_map(|host| host.trim().to_socket_addrs().ok()?.next())
             .any(|addr| TcpStream::connect_timeout(&addr, timeout).is_ok())
     }
 
