@@ -247,7 +247,11 @@ impl DataSql {
             (Backend::Sqlite, true) => {
                 (format!("CAST({v} AS BLOB)"), "CAST(? AS TEXT)".to_string())
             }
-            (Backend::Mysql, true) => (v.clone(), "?".to_string()),
+            // The value is bound as bytes, which MySQL copies into a text column unconverted:
+            // into a latin1 column (older Django databases) UTF-8 would be stored garbled. Taken
+            // as UTF-8 text, it is converted to the column's character set, and a character
+            // the column cannot hold is refused (strict mode) instead of stored wrong.
+            (Backend::Mysql, true) => (v.clone(), "CONVERT(? USING utf8mb4)".to_string()),
         };
         let select_one = format!("SELECT {read} AS v FROM {t} WHERE {k} = ?");
         let upsert = match backend {

@@ -47,6 +47,47 @@ fn django_model_dict_table_works_as_it_is() {
     );
 }
 
+/// An existing table whose value column is latin1 (MySQL's default before 8.0, so common in
+/// older Django databases): text is converted to it, and a character it cannot hold is refused,
+/// naming the key, with nothing written; never stored garbled.
+#[test]
+fn a_latin1_value_column_holds_what_it_can_and_refuses_the_rest() {
+    let url = mysql_url();
+    let table = common::table_name("latin1");
+    common::execute(
+        &url,
+        &format!(
+            "CREATE TABLE `{table}` (`id` integer AUTO_INCREMENT NOT NULL PRIMARY KEY, \
+             `key` varchar(32) CHARACTER SET latin1 NOT NULL UNIQUE, \
+             `value` longtext CHARACTER SET latin1 NOT NULL)"
+        ),
+    )
+    .unwrap();
+    let dict =
+        DurableDict::<String>::builder(SqlStore::builder(&url).table(&table).build().unwrap(), Raw)
+            .build()
+            .unwrap();
+    dict.insert("e", "café".into()).unwrap();
+    let other =
+        DurableDict::<String>::builder(SqlStore::builder(&url).table(&table).build().unwrap(), Raw)
+            .build()
+            .unwrap();
+    assert_eq!(common::read(&other, "e").unwrap().as_deref(), Some("café"));
+    let stored =
+        format!("SELECT count(*) FROM `{table}` WHERE `value` = 'café' AND LENGTH(`value`) = 4");
+    assert_eq!(
+        common::query_i64(&url, &stored).unwrap(),
+        1,
+        "one latin1 byte per character"
+    );
+
+    let error = dict.insert("z", "ж".into()).unwrap_err();
+    assert!(error.to_string().contains("\"z\""), "{error}");
+    let rows = format!("SELECT count(*) FROM `{table}` WHERE `key` = 'z'");
+    assert_eq!(common::query_i64(&url, &rows).unwrap(), 0);
+    assert_eq!(common::read(&other, "z").unwrap(), None);
+}
+
 /// MariaDB stops and comes back under live dicts (see `common::restart_under_live_dicts`).
 #[test]
 fn server_restart_under_a_live_dict() {
