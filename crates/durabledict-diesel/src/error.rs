@@ -61,6 +61,15 @@ pub enum SqlError {
         /// Why the column cannot hold it.
         reason: String,
     },
+    /// Writing one entry of a batch failed; nothing of the batch was written.
+    #[error("writing key {key:?} failed: {source}")]
+    Entry {
+        /// The key whose row the database refused.
+        key: String,
+        /// What failed.
+        #[source]
+        source: Box<SqlError>,
+    },
     /// The write was committed but the external stamp could not be bumped: no dict sees it
     /// until the stamp changes again, and the dict making that change still misses it. Write
     /// again or bump the stamp (see [`SqlStore`](crate::SqlStore)).
@@ -95,6 +104,7 @@ impl SqlError {
                 // A statement of the connection's set-up, e.g. a lock another process holds.
                 ref other => other.class(),
             },
+            SqlError::Entry { source, .. } => source.class(),
             SqlError::Schema { .. } => Class::Final(StoreErrorKind::Corrupt),
             SqlError::Value { .. } | SqlError::InvalidKey { .. } => {
                 Class::Final(StoreErrorKind::Rejected)
@@ -107,6 +117,7 @@ impl SqlError {
     pub(crate) fn breaks_connection(&self) -> bool {
         match self {
             SqlError::Query(e) | SqlError::CommitUnknown(e) => classify(e) == Class::Broken,
+            SqlError::Entry { source, .. } => source.breaks_connection(),
             _ => false,
         }
     }

@@ -273,7 +273,11 @@ pub(crate) fn persist_many<C: Db>(
             c.exec(Stmt::new(
                 &data.upsert,
                 &[Bind::Text(key), Bind::Bytes(value)],
-            ))?;
+            ))
+            .map_err(|e| SqlError::Entry {
+                key: (*key).to_owned(),
+                source: Box::new(e.into()),
+            })?;
         }
         changed(c, stamp, ())
     })

@@ -88,6 +88,41 @@ fn a_latin1_value_column_holds_what_it_can_and_refuses_the_rest() {
     assert_eq!(common::read(&other, "z").unwrap(), None);
 }
 
+/// A batch a column refuses part of (an emoji in a utf8mb3 column) writes nothing and names
+/// the key of the row refused.
+#[test]
+fn a_refused_entry_of_a_batch_is_named_and_nothing_is_written() {
+    let url = mysql_url();
+    let table = common::table_name("utf8mb3");
+    common::execute(
+        &url,
+        &format!(
+            "CREATE TABLE `{table}` (`id` integer AUTO_INCREMENT NOT NULL PRIMARY KEY, \
+             `key` varchar(32) CHARACTER SET utf8mb3 NOT NULL UNIQUE, \
+             `value` longtext CHARACTER SET utf8mb3 NOT NULL)"
+        ),
+    )
+    .unwrap();
+    let store = SqlStore::builder(&url).table(&table).build().unwrap();
+    let dict = DurableDict::<String>::builder(store, Raw).build().unwrap();
+    let error = dict
+        .update([("c", "x".to_string()), ("d", "🎉".to_string())])
+        .unwrap_err();
+    let source = error.store_error().unwrap();
+    assert_eq!(
+        source.kind(),
+        durabledict_core::StoreErrorKind::Rejected,
+        "{error}"
+    );
+    assert!(error.to_string().contains("key \"d\""), "{error}");
+    let rows = format!("SELECT count(*) FROM `{table}`");
+    assert_eq!(
+        common::query_i64(&url, &rows).unwrap(),
+        0,
+        "nothing of the batch"
+    );
+}
+
 /// MariaDB stops and comes back under live dicts (see `common::restart_under_live_dicts`).
 #[test]
 fn server_restart_under_a_live_dict() {
