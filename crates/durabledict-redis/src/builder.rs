@@ -20,8 +20,10 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 pub const DEFAULT_IO_TIMEOUT: Duration = Duration::from_secs(5);
 /// How many idle connections a store keeps open, by default.
 pub const DEFAULT_MAX_IDLE: usize = 8;
-/// After how long idle a connection is checked with `PING` before a removal, by default.
-pub const DEFAULT_CHECK_IDLE_AFTER: Duration = Duration::from_secs(1);
+/// After how long idle a connection is checked with `PING` before a removal, by default: at
+/// once, so a removal right after a server restart succeeds (one more round trip per removal;
+/// reads and writes that set values never pay it).
+pub const DEFAULT_CHECK_IDLE_AFTER: Duration = Duration::ZERO;
 
 /// Configures a [`RedisStore`]; made by [`RedisStore::builder`] or
 /// [`RedisStore::cluster_builder`]. Building checks the configuration and opens no connection:
@@ -189,9 +191,12 @@ impl RedisStoreBuilder {
     }
 
     /// After how long idle a connection is checked with `PING` before a removal (`depersist`,
-    /// `pop`, `clear`) is sent on it. Removals are never sent twice; every other operation is
-    /// sent once more on a new connection when its pooled one turns out dead, and needs no
-    /// check (see the crate docs, "What is sent twice").
+    /// `pop`, `clear`) is sent on it; by default at once (zero). Removals are never sent twice,
+    /// so this check is what makes a removal right after a server restart succeed; a larger
+    /// value saves the round trip for removals on connections used within it, which then fail
+    /// once with `Unavailable` (nothing removed) if the server restarted meanwhile. Every other
+    /// operation is sent once more on a new connection when its pooled one turns out dead, and
+    /// needs no check (see the crate docs, "What is sent twice").
     pub fn check_idle_after(mut self, idle: Duration) -> Self {
         self.check_idle_after = idle;
         self

@@ -69,8 +69,9 @@ pub(crate) enum Replay {
     ResendWrite,
     /// The command removes (`depersist`, `pop`, `clear`): it is never sent twice, since a
     /// second run would answer "absent" for what the first removed. Instead a connection that
-    /// sat idle for longer than `check_idle_after` is checked with a `PING` first, so a removal
-    /// after a quiet period does not fail on a connection the server closed meanwhile.
+    /// sat idle for at least `check_idle_after` (by default zero: every pooled connection) is
+    /// checked with a `PING` first, so a removal does not fail on a connection the server
+    /// closed meanwhile.
     CheckIdle,
 }
 

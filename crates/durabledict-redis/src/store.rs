@@ -26,10 +26,10 @@ use crate::scripts::Scripts;
 /// only where a second run leaves what one run leaves: reads, `init`, `persist`,
 /// `persist_many` and `setdefault` (whose second run only bumps the stamp once more; a change
 /// another client made to the same key between the two sends is overwritten).
-/// `depersist`, `pop` and `clear` are never sent twice, so one sent right after a server
-/// restart can fail once with [`Unavailable`](durabledict_core::StoreErrorKind::Unavailable)
-/// having removed nothing; a write without a reply within the I/O timeout is never sent
-/// again. The crate docs say exactly when ("What is sent twice").
+/// `depersist`, `pop` and `clear` are never sent twice; they check a pooled connection with
+/// `PING` first (see [`check_idle_after`](crate::RedisStoreBuilder::check_idle_after)). A write
+/// without a reply within the I/O timeout is never sent again. The crate docs say exactly when
+/// ("What is sent twice").
 ///
 /// ```no_run
 /// use durabledict_core::DurableDict;

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::{keyspace, raw, raw_hash, raw_stamp};
 use durabledict_core::{DurableDict, Error, Raw, Store, StoreErrorKind, SyncPolicy};
-use durabledict_redis::{DEFAULT_CHECK_IDLE_AFTER, RedisStore};
+use durabledict_redis::RedisStore;
 use durabledict_test_servers::{RedisServer, free_port};
 
 fn start() -> RedisServer {
@@ -97,7 +97,8 @@ fn a_restart_under_a_live_dict() {
 }
 
 /// Stops the server and starts it again on the same port, quickly: well within
-/// [`DEFAULT_CHECK_IDLE_AFTER`], so the dead pooled connections are not checked with `PING`.
+/// a second, so the dead pooled connections of a store that checks only connections idle for
+/// longer are not checked with `PING`.
 fn quick_restart(server: &mut RedisServer) {
     server.stop();
     server.restart().unwrap();
@@ -135,9 +136,14 @@ fn the_first_read_or_write_after_a_quick_restart_succeeds() {
 }
 
 #[test]
-fn a_removal_right_after_a_quick_restart_fails_once_and_removes_nothing() {
+fn a_removal_right_after_a_quick_restart_succeeds() {
     let mut server = start();
     let store = RedisStore::open(&server.url(), &keyspace("quick-removal")).unwrap();
+    // With a check only after a second idle, the same removal fails once instead.
+    let lazy = RedisStore::builder(&server.url(), store.hash_key())
+        .check_idle_after(Duration::from_secs(1))
+        .build()
+        .unwrap();
     let dict = DurableDict::<String>::builder(store.clone(), Raw)
         .build()
         .unwrap();
@@ -163,7 +169,6 @@ fn a_removal_right_after_a_quick_restart_fails_once_and_removes_nothing() {
     };
     for removal in [pop, depersist] {
         dict.insert("k", "v".into()).unwrap();
-        let last_use = Instant::now();
         quick_restart(&mut server);
         // The restarted server is empty: give it the value again, from another connection.
         let mut conn = raw(&server.url());
@@ -174,18 +179,38 @@ fn a_removal_right_after_a_quick_restart_fails_once_and_removes_nothing() {
             .query(&mut conn)
             .unwrap();
 
-        // Sent once, on the dead connection: the new server never sees it. Only a connection
-        // idle for `check_idle_after` is checked with PING first, and then the removal works.
-        match removal(&dict, &store) {
+        // The dead pooled connection fails its PING; the removal goes to a new one.
+        assert!(
+            removal(&dict, &store).unwrap(),
+            "removed at the first attempt"
+        );
+        assert_eq!(stored(&server), None);
+
+        // A store that checks only connections idle for a second: sent once, on the dead
+        // connection, which the new server never sees; nothing removed, and the failure empties
+        // the pool, so the next attempt removes it.
+        let lazy_dict = DurableDict::<String>::builder(lazy.clone(), Raw)
+            .build()
+            .unwrap();
+        lazy_dict.insert("k", "v".into()).unwrap();
+        let last_use = Instant::now();
+        quick_restart(&mut server);
+        let mut conn = raw(&server.url());
+        let () = redis::cmd("HSET")
+            .arg(store.hash_key())
+            .arg("k")
+            .arg("v")
+            .query(&mut conn)
+            .unwrap();
+        match removal(&lazy_dict, &lazy) {
             Err(kind) => {
                 assert_eq!(kind, StoreErrorKind::Unavailable);
                 assert_eq!(stored(&server).as_deref(), Some("v"), "removed anyway");
-                // The failure emptied the pool: the next attempt removes it.
-                assert!(removal(&dict, &store).unwrap());
+                assert!(removal(&lazy_dict, &lazy).unwrap());
             }
             Ok(removed) => {
                 assert!(
-                    last_use.elapsed() >= DEFAULT_CHECK_IDLE_AFTER,
+                    last_use.elapsed() >= Duration::from_secs(1),
                     "sent on a connection the server had closed, and answered"
                 );
                 assert!(removed);
