@@ -151,12 +151,17 @@ impl Pool {
         let Some(Idle { mut conn, since }) = self.take() else {
             return Ok((self.open()?, false));
         };
-        if replay == Replay::CheckIdle
-            && since.elapsed() >= self.check_idle_after
-            && !ping(&mut *conn)
-        {
-            self.forget_idle();
-            return Ok((self.open()?, false));
+        if replay == Replay::CheckIdle && since.elapsed() >= self.check_idle_after {
+            match redis::cmd("PING").query::<String>(&mut *conn) {
+                Ok(_) => {}
+                // A server too busy to answer in time would keep a new connection waiting
+                // too (a cluster client's connect waits without a timeout): nothing was sent.
+                Err(e) if e.is_timeout() => return Err(request_error(e, false)),
+                Err(_) => {
+                    self.forget_idle();
+                    return Ok((self.open()?, false));
+                }
+            }
         }
         Ok((conn, true))
     }
@@ -208,10 +213,6 @@ impl Pool {
     fn idle_guard(&self) -> MutexGuard<'_, Vec<Idle>> {
         self.idle.lock().unwrap_or_else(PoisonError::into_inner)
     }
-}
-
-fn ping(conn: &mut dyn ConnectionLike) -> bool {
-    redis::cmd("PING").query::<String>(conn).is_ok()
 }
 
 /// A server's error reply leaves the connection in step: keep it. Except a cluster's

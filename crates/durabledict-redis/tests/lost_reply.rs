@@ -160,7 +160,16 @@ fn a_resent_setdefault_never_hides_another_clients_write() {
 #[test]
 fn a_removal_whose_reply_is_lost_fails_although_it_ran() {
     let proxy = Proxy::start();
-    let (store, dict) = manual_dict(&proxy, "lost-removal");
+    // No PING before the removal (its connection was just used), so the reply lost is the
+    // removal's own.
+    let store = RedisStore::builder(&proxy.url(), &keyspace("lost-removal"))
+        .check_idle_after(std::time::Duration::from_secs(3600))
+        .build()
+        .unwrap();
+    let dict = DurableDict::<String>::builder(store.clone(), Raw)
+        .policy(SyncPolicy::Manual)
+        .build()
+        .unwrap();
     let mut conn = raw(&server_url());
     dict.insert("k", "v".into()).unwrap();
     dict.remove("gone").unwrap(); // loads the script
