@@ -47,22 +47,29 @@ fn django_model_dict_table_works_as_it_is() {
     );
 }
 
+/// A Django-shaped table whose key and value columns use `charset`; returns the URL and the
+/// table's name.
+fn django_table(charset: &str) -> (String, String) {
+    let url = mysql_url();
+    let table = common::table_name(charset);
+    common::execute(
+        &url,
+        &format!(
+            "CREATE TABLE `{table}` (`id` integer AUTO_INCREMENT NOT NULL PRIMARY KEY, \
+             `key` varchar(32) CHARACTER SET {charset} NOT NULL UNIQUE, \
+             `value` longtext CHARACTER SET {charset} NOT NULL)"
+        ),
+    )
+    .unwrap();
+    (url, table)
+}
+
 /// An existing table whose value column is latin1 (MySQL's default before 8.0, so common in
 /// older Django databases): text is converted to it, and a character it cannot hold is refused,
 /// naming the key, with nothing written; never stored garbled.
 #[test]
 fn a_latin1_value_column_holds_what_it_can_and_refuses_the_rest() {
-    let url = mysql_url();
-    let table = common::table_name("latin1");
-    common::execute(
-        &url,
-        &format!(
-            "CREATE TABLE `{table}` (`id` integer AUTO_INCREMENT NOT NULL PRIMARY KEY, \
-             `key` varchar(32) CHARACTER SET latin1 NOT NULL UNIQUE, \
-             `value` longtext CHARACTER SET latin1 NOT NULL)"
-        ),
-    )
-    .unwrap();
+    let (url, table) = django_table("latin1");
     let dict =
         DurableDict::<String>::builder(SqlStore::builder(&url).table(&table).build().unwrap(), Raw)
             .build()
@@ -92,17 +99,7 @@ fn a_latin1_value_column_holds_what_it_can_and_refuses_the_rest() {
 /// the key of the row refused.
 #[test]
 fn a_refused_entry_of_a_batch_is_named_and_nothing_is_written() {
-    let url = mysql_url();
-    let table = common::table_name("utf8mb3");
-    common::execute(
-        &url,
-        &format!(
-            "CREATE TABLE `{table}` (`id` integer AUTO_INCREMENT NOT NULL PRIMARY KEY, \
-             `key` varchar(32) CHARACTER SET utf8mb3 NOT NULL UNIQUE, \
-             `value` longtext CHARACTER SET utf8mb3 NOT NULL)"
-        ),
-    )
-    .unwrap();
+    let (url, table) = django_table("utf8mb3");
     let store = SqlStore::builder(&url).table(&table).build().unwrap();
     let dict = DurableDict::<String>::builder(store, Raw).build().unwrap();
     let error = dict

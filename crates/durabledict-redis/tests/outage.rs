@@ -155,6 +155,16 @@ fn a_removal_right_after_a_quick_restart_succeeds() {
             .query::<Option<String>>(&mut conn)
             .unwrap()
     };
+    // The restarted server is empty: give it the value again, from another connection.
+    let put_back = |server: &RedisServer| {
+        let mut conn = raw(&server.url());
+        let () = redis::cmd("HSET")
+            .arg(store.hash_key())
+            .arg("k")
+            .arg("v")
+            .query(&mut conn)
+            .unwrap();
+    };
     type Removal = fn(&DurableDict<String>, &RedisStore) -> Result<bool, StoreErrorKind>;
     let pop: Removal = |dict, _| {
         dict.remove("k")
@@ -170,14 +180,7 @@ fn a_removal_right_after_a_quick_restart_succeeds() {
     for removal in [pop, depersist] {
         dict.insert("k", "v".into()).unwrap();
         quick_restart(&mut server);
-        // The restarted server is empty: give it the value again, from another connection.
-        let mut conn = raw(&server.url());
-        let () = redis::cmd("HSET")
-            .arg(store.hash_key())
-            .arg("k")
-            .arg("v")
-            .query(&mut conn)
-            .unwrap();
+        put_back(&server);
 
         // The dead pooled connection fails its PING; the removal goes to a new one.
         assert!(
@@ -195,13 +198,7 @@ fn a_removal_right_after_a_quick_restart_succeeds() {
         lazy_dict.insert("k", "v".into()).unwrap();
         let last_use = Instant::now();
         quick_restart(&mut server);
-        let mut conn = raw(&server.url());
-        let () = redis::cmd("HSET")
-            .arg(store.hash_key())
-            .arg("k")
-            .arg("v")
-            .query(&mut conn)
-            .unwrap();
+        put_back(&server);
         match removal(&lazy_dict, &lazy) {
             Err(kind) => {
                 assert_eq!(kind, StoreErrorKind::Unavailable);

@@ -330,9 +330,9 @@ fn digest_acls_keep_other_clients_out() {
     );
 }
 
-#[test]
-fn a_chroot_in_the_connect_string_roots_the_keyspace() {
-    let chroot = keyspace("chroot");
+/// A raw client, a chroot made for the test, and the connect string rooted at it.
+fn chrooted(name: &str) -> (zookeeper::ZooKeeper, String, String) {
+    let chroot = keyspace(name);
     let zk = raw_client(&server());
     for path in [common::ROOT, chroot.as_str()] {
         match zk.create(path, Vec::new(), open_acl(), CreateMode::Persistent) {
@@ -341,6 +341,12 @@ fn a_chroot_in_the_connect_string_roots_the_keyspace() {
         }
     }
     let connect = format!("{}{chroot}", server());
+    (zk, chroot, connect)
+}
+
+#[test]
+fn a_chroot_in_the_connect_string_roots_the_keyspace() {
+    let (zk, chroot, connect) = chrooted("chroot");
     let a = dict(ZooKeeperStore::connect(&connect, "/flags").unwrap());
     let b = dict(ZooKeeperStore::connect(&connect, "/flags").unwrap());
     a.insert("k", "v".into()).unwrap();
@@ -355,15 +361,7 @@ fn a_chroot_in_the_connect_string_roots_the_keyspace() {
 fn the_root_of_a_chroot_can_be_the_keyspace() {
     // The client matches a persistent watch against `/a`, `/a/b`, … but never `/`: events
     // under a watch on the root reach the default watcher, which the store forwards.
-    let chroot = keyspace("root-keyspace");
-    let zk = raw_client(&server());
-    for path in [common::ROOT, chroot.as_str()] {
-        match zk.create(path, Vec::new(), open_acl(), CreateMode::Persistent) {
-            Ok(_) | Err(ZkError::NodeExists) => {}
-            Err(e) => panic!("create {path}: {e:?}"),
-        }
-    }
-    let connect = format!("{}{chroot}", server());
+    let (zk, chroot, connect) = chrooted("root-keyspace");
     let a = dict(ZooKeeperStore::connect(&connect, "/").unwrap());
     let b = dict(ZooKeeperStore::connect(&connect, "/").unwrap());
     a.insert("k", "v".into()).unwrap();
