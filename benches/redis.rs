@@ -292,6 +292,14 @@ fn paired_ratios(bench: &Bench) {
         counter.get()
     };
     let reloads = (small.status().reloads, large.status().reloads);
+    // One own write, to the next of the dict's `keys` keys.
+    let insert = |dict: &DurableDict<String>, keys: u64| {
+        let n = next();
+        timed(|| {
+            dict.insert(&cycled(n, keys), format!("value {n}"))
+                .expect("insert")
+        })
+    };
     paired_each(
         "own write, 10 keys, vs raw MULTI HSET INCR",
         1.3,
@@ -301,36 +309,15 @@ fn paired_ratios(bench: &Bench) {
             let n = next();
             timed(|| multi(&mut conn, n))
         },
-        || {
-            let n = next();
-            timed(|| {
-                small
-                    .insert(&cycled(n, 10), format!("value {n}"))
-                    .expect("insert")
-            })
-        },
+        || insert(&small, 10),
     );
     paired_each(
         "own write, 10,000 keys, vs 10 keys",
         1.3,
         200,
         20,
-        || {
-            let n = next();
-            timed(|| {
-                small
-                    .insert(&cycled(n, 10), format!("value {n}"))
-                    .expect("insert")
-            })
-        },
-        || {
-            let n = next();
-            timed(|| {
-                large
-                    .insert(&cycled(n, 10_000), format!("value {n}"))
-                    .expect("insert")
-            })
-        },
+        || insert(&small, 10),
+        || insert(&large, 10_000),
     );
     assert_eq!(
         (small.status().reloads, large.status().reloads),
@@ -341,20 +328,22 @@ fn paired_ratios(bench: &Bench) {
     let (store, dict) = dict(&bench.url, "paired-reload", 10_000);
     let (hash, stamp) = (store.hash_key().to_owned(), store.stamp_key().to_owned());
     let mut other = raw(&bench.url);
+    // The baseline of both: the raw round trip that reads the whole hash.
+    let mut raw_hgetall = || {
+        timed(|| {
+            let all: HashMap<String, Vec<u8>> = redis::cmd("HGETALL")
+                .arg(&hash)
+                .query(&mut conn)
+                .expect("HGETALL");
+            black_box(all);
+        })
+    };
     paired_each(
         "read after another instance's write, 10,000 JSON values, vs raw HGETALL",
         2.0,
         30,
         2,
-        || {
-            timed(|| {
-                let all: HashMap<String, Vec<u8>> = redis::cmd("HGETALL")
-                    .arg(&hash)
-                    .query(&mut conn)
-                    .expect("HGETALL");
-                black_box(all);
-            })
-        },
+        &mut raw_hgetall,
         || {
             let _: i64 = redis::cmd("INCR")
                 .arg(&stamp)
@@ -368,15 +357,7 @@ fn paired_ratios(bench: &Bench) {
         1.1,
         30,
         2,
-        || {
-            timed(|| {
-                let all: HashMap<String, Vec<u8>> = redis::cmd("HGETALL")
-                    .arg(&hash)
-                    .query(&mut conn)
-                    .expect("HGETALL");
-                black_box(all);
-            })
-        },
+        &mut raw_hgetall,
         || {
             timed(|| {
                 drop(black_box(

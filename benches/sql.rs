@@ -104,21 +104,31 @@ fn always_read_sqlite(c: &mut Criterion) {
         100,
     );
     let mut raw = SqliteConnection::establish(&dir.db()).expect("connect");
-    let mut group = c.benchmark_group("sqlite_always_read");
-    group.bench_function("raw_select_stamp", |b| {
-        b.iter(|| black_box(raw_stamp!(&mut raw)))
+    always_read_vs_raw(c, "sqlite", 400, &always, || {
+        black_box(raw_stamp!(&mut raw));
     });
+}
+
+/// An `Always` read against the raw `SELECT` of the stamp row (`raw`): a criterion group, then
+/// the paired ratio held against the target.
+fn always_read_vs_raw(
+    c: &mut Criterion,
+    backend: &str,
+    batch: u32,
+    always: &DurableDict<String>,
+    mut raw: impl FnMut(),
+) {
+    let mut group = c.benchmark_group(format!("{backend}_always_read"));
+    group.bench_function("raw_select_stamp", |b| b.iter(&mut raw));
     group.bench_function("dict_always_get", |b| {
         b.iter(|| black_box(always.get(black_box("feature.flag.7")).expect("get")))
     });
     group.finish();
     interleaved(
-        "sqlite: Always read / raw SELECT of the stamp row",
+        &format!("{backend}: Always read / raw SELECT of the stamp row"),
         1.2,
-        400,
-        || {
-            black_box(raw_stamp!(&mut raw));
-        },
+        batch,
+        raw,
         || {
             black_box(always.get("feature.flag.7").expect("get"));
         },
@@ -134,25 +144,9 @@ fn always_read_postgres(c: &mut Criterion) {
         100,
     );
     let mut raw = PgConnection::establish(&url).expect("connect");
-    let mut group = c.benchmark_group("postgres_always_read");
-    group.bench_function("raw_select_stamp", |b| {
-        b.iter(|| black_box(raw_stamp!(&mut raw)))
+    always_read_vs_raw(c, "postgres", 200, &always, || {
+        black_box(raw_stamp!(&mut raw));
     });
-    group.bench_function("dict_always_get", |b| {
-        b.iter(|| black_box(always.get(black_box("feature.flag.7")).expect("get")))
-    });
-    group.finish();
-    interleaved(
-        "postgres: Always read / raw SELECT of the stamp row",
-        1.2,
-        200,
-        || {
-            black_box(raw_stamp!(&mut raw));
-        },
-        || {
-            black_box(always.get("feature.flag.7").expect("get"));
-        },
-    );
     drop(pg);
 }
 

@@ -87,6 +87,19 @@ fn commit_outcome<T>(result: Result<T, SqlError>, body_done: bool) -> Result<T, 
     }
 }
 
+/// `body`, noting in `done` that it finished, so that a failure after it is known to be the
+/// COMMIT's (see [`commit_outcome`]).
+fn noting<'a, C, T>(
+    done: &'a mut bool,
+    body: impl FnOnce(&mut C) -> Result<T, SqlError> + 'a,
+) -> impl FnOnce(&mut C) -> Result<T, SqlError> + 'a {
+    move |c| {
+        let value = body(c)?;
+        *done = true;
+        Ok(value)
+    }
+}
+
 macro_rules! primitive_ops {
     () => {
         fn exec(&mut self, stmt: Stmt<'_>) -> QueryResult<usize> {
@@ -141,11 +154,7 @@ impl Db for diesel::sqlite::SqliteConnection {
         // IMMEDIATE takes the write lock at BEGIN (waiting up to busy_timeout), so a
         // transaction never fails later trying to upgrade a read lock.
         let mut done = false;
-        let result = self.immediate_transaction(|c| {
-            let value = body(c)?;
-            done = true;
-            Ok(value)
-        });
+        let result = self.immediate_transaction(noting(&mut done, body));
         commit_outcome(result, done)
     }
 
@@ -169,11 +178,10 @@ impl Db for diesel::pg::PgConnection {
         body: impl FnOnce(&mut Self) -> Result<T, SqlError>,
     ) -> Result<T, SqlError> {
         let mut done = false;
-        let result = self.build_transaction().read_committed().run(|c| {
-            let value = body(c)?;
-            done = true;
-            Ok(value)
-        });
+        let result = self
+            .build_transaction()
+            .read_committed()
+            .run(noting(&mut done, body));
         commit_outcome(result, done)
     }
 
@@ -199,11 +207,7 @@ impl Db for diesel::mysql::MysqlConnection {
         body: impl FnOnce(&mut Self) -> Result<T, SqlError>,
     ) -> Result<T, SqlError> {
         let mut done = false;
-        let result = self.transaction(|c| {
-            let value = body(c)?;
-            done = true;
-            Ok(value)
-        });
+        let result = self.transaction(noting(&mut done, body));
         commit_outcome(result, done)
     }
 
