@@ -142,7 +142,7 @@ impl<V: Send + Sync + 'static> Builder<V> {
             encoding: self.encoding,
             policy: self.policy,
             serve_stale: self.serve_stale,
-            table: ArcSwap::from_pointee(Table::new([], None)),
+            table: ArcSwap::from_pointee(Table::new([], None, 0)),
             update: Mutex::new(()),
             epoch: Instant::now(),
             epoch_wall: SystemTime::now(),
@@ -245,14 +245,15 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
     /// Checks the stamp and reloads when it changed, whatever the policy. Returns whether it
     /// reloaded.
     pub fn sync(&self) -> Result<bool> {
-        let seen = self.table.load().stamp();
+        let seen = self.table.load_full();
         let stamp = self.last_updated()?;
         self.mark_synced();
-        if stamp == seen {
+        if self.confirms(&seen, stamp) {
             return Ok(false);
         }
+        drop(seen);
         let _update = self.lock_update();
-        if self.table.load().stamp() == stamp {
+        if self.confirms(&self.table.load(), stamp) {
             return Ok(false);
         }
         self.reload_locked().map(|_| true)
@@ -379,7 +380,9 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
             .store
             .clear()
             .map_err(|e| self.failed(Op::Clear, None, e))?;
-        self.apply_own(stamp, |table| Some(Table::new([], table.stamp())));
+        self.apply_own(stamp, |table| {
+            Some(Table::new([], table.stamp(), table.epoch()))
+        });
         Ok(())
     }
 
@@ -393,7 +396,9 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
         match self.policy {
             SyncPolicy::Manual => Ok(table),
             SyncPolicy::Always => match self.store.last_updated() {
-                Ok(stamp) if stamp == table.stamp() && self.serve_stale.is_none() => Ok(table),
+                Ok(stamp) if self.confirms(&table, stamp) && self.serve_stale.is_none() => {
+                    Ok(table)
+                }
                 checked => self.after_check(table, checked),
             },
             SyncPolicy::AtMostEvery(interval) => {
@@ -424,14 +429,14 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
             Err(e) => return self.stale_or_fail(table, e),
         };
         self.mark_synced();
-        if stamp == table.stamp() {
+        if self.confirms(&table, stamp) {
             return Ok(table);
         }
         drop(table);
         let _update = self.lock_update();
         // Single flight: whoever held the lock before us may already have loaded this stamp.
         let latest = self.table.load();
-        if latest.stamp() == stamp {
+        if self.confirms(&latest, stamp) {
             return Ok(latest);
         }
         drop(latest);
@@ -449,6 +454,9 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
     /// Loads every entry and swaps the table. The caller holds the update lock. Nothing is
     /// swapped unless every value decodes.
     fn reload_locked(&self) -> Result<Arc<Table<V>>> {
+        // Read before the entries: a continuity lost while they are read shows as a changed
+        // epoch at the next check, which reloads again.
+        let epoch = self.store.epoch();
         let durables = self
             .store
             .durables()
@@ -461,7 +469,7 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
                 Ok((Arc::from(key), Arc::new(value)))
             })
             .collect::<Result<Vec<_>>>()?;
-        let table = Arc::new(Table::new(entries, durables.stamp));
+        let table = Arc::new(Table::new(entries, durables.stamp, epoch));
         self.table.store(Arc::clone(&table));
         self.reloads.fetch_add(1, Ordering::Relaxed);
         self.mark_synced();
@@ -481,7 +489,10 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
     ) {
         let Some(stamp) = stamp else { return };
         let table = self.table.load_full();
-        let ours = table.stamp().and_then(|s| s.checked_add(1)) == Some(stamp);
+        // Across a changed epoch the store may have restarted and counted up to this stamp
+        // again with other contents: only a reload knows.
+        let ours = table.stamp().and_then(|s| s.checked_add(1)) == Some(stamp)
+            && self.store.epoch() == table.epoch();
         if !ours && self.reload_locked().is_ok() {
             return;
         }
@@ -494,6 +505,13 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
         if let Some(replacement) = replacement {
             self.table.store(Arc::new(replacement));
         }
+    }
+
+    /// Whether a stamp check that read `stamp` confirms `table`: the same stamp, and the store
+    /// kept its continuity since the table was loaded (the epoch is read after the check).
+    #[inline(always)]
+    fn confirms(&self, table: &Table<V>, stamp: Option<StampValue>) -> bool {
+        stamp == table.stamp() && self.store.epoch() == table.epoch()
     }
 
     fn take(&self, op: Op, key: &str) -> Result<Option<Arc<V>>> {

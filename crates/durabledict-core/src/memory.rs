@@ -2,7 +2,7 @@
 //! single-process use, with fault injection.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crate::error::StoreError;
@@ -61,6 +61,12 @@ impl MemoryStamp {
     pub fn set(&self, value: StampValue) {
         self.inner.value.store(value, Ordering::SeqCst);
         self.inner.high_water.fetch_max(value, Ordering::SeqCst);
+    }
+
+    /// Forgets the stamp and every value handed out: the next one created is 1 again.
+    fn forget_history(&self) {
+        self.inner.value.store(MISSING, Ordering::SeqCst);
+        self.inner.high_water.store(0, Ordering::SeqCst);
     }
 
     /// Creates the stamp when it is missing: 1 when no value was ever handed out (a new
@@ -149,6 +155,8 @@ struct MemoryInner {
     fail_next: AtomicUsize,
     down: AtomicBool,
     max_value_len: Option<usize>,
+    /// Bumped by every injected fault and by [`MemoryStore::restart`] (see [`Store::epoch`]).
+    epoch: AtomicU64,
 }
 
 /// The error a [`MemoryStore`] returns while a fault is injected.
@@ -193,6 +201,17 @@ impl MemoryStore {
         self.inner.stamp.lose();
     }
 
+    /// Simulates a server restarted without its data (Redis without persistence): every
+    /// entry and the stamp are gone, the stamp counts from 1 again as if it had never been
+    /// handed out, and the [`epoch`](Store::epoch) changes, as a client that reconnects to a
+    /// restarted server sees.
+    pub fn restart(&self) {
+        let mut entries = self.entries();
+        entries.clear();
+        self.inner.stamp.forget_history();
+        self.inner.epoch.fetch_add(1, Ordering::SeqCst);
+    }
+
     /// Writes an entry without bumping the stamp: another program writing behind the
     /// dicts' backs.
     pub fn write_unstamped(&self, key: &str, value: &[u8]) {
@@ -206,19 +225,20 @@ impl MemoryStore {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Consumes an injected fault, if one is pending.
+    /// Consumes an injected fault, if one is pending. A fault changes the epoch, as a failed
+    /// request to a real server does.
     fn fault(&self) -> Result<(), StoreError> {
-        if self.inner.down.load(Ordering::SeqCst) {
+        let failed = self.inner.down.load(Ordering::SeqCst)
+            || self
+                .inner
+                .fail_next
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok();
+        if failed {
+            self.inner.epoch.fetch_add(1, Ordering::SeqCst);
             return Err(StoreError::unavailable(InjectedFault));
         }
-        let taken = self
-            .inner
-            .fail_next
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
-        match taken {
-            Ok(_) => Err(StoreError::unavailable(InjectedFault)),
-            Err(_) => Ok(()),
-        }
+        Ok(())
     }
 
     /// Locks the entries after checking for injected faults.
@@ -304,5 +324,9 @@ impl Store for MemoryStore {
 
     fn max_value_len(&self) -> Option<usize> {
         self.inner.max_value_len
+    }
+
+    fn epoch(&self) -> u64 {
+        self.inner.epoch.load(Ordering::Acquire)
     }
 }

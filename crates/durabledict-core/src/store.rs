@@ -141,6 +141,26 @@ pub trait Store: Send + Sync + fmt::Debug {
     fn max_value_len(&self) -> Option<usize> {
         None
     }
+
+    /// A counter that changes whenever the store may have lost continuity with what it served
+    /// before, so that an unchanged stamp no longer proves unchanged contents: a request that
+    /// failed (the server may be restarting), a new connection to a server whose identity
+    /// changed (a Redis `run_id`), a replaced session, a database file replaced on disk.
+    ///
+    /// Why the stamp alone is not enough: a server restarted without its data starts its
+    /// counter again, and writers that count from nothing (Python durabledict's `INCR`) can
+    /// bring it back to exactly the number a dict last synced at, with other contents. A dict
+    /// reads the epoch before every load and after every stamp check, and treats a changed
+    /// epoch like a changed stamp: it reloads once. It also never takes its own write as the
+    /// only change (the O(1) path) across a changed epoch.
+    ///
+    /// Only changes matter, and it must be cheap (one atomic load): it is read on every stamp
+    /// check. A stamp from a separate [`Stamp`] has an epoch of its own; a store using one adds
+    /// it in. The default, for stores that cannot lose continuity (one process's memory), is
+    /// always 0.
+    fn epoch(&self) -> u64 {
+        0
+    }
 }
 
 /// A shared `last_updated` counter kept apart from the values (memcached, a Redis key, an SQL
@@ -175,6 +195,12 @@ pub trait Stamp: Send + Sync + fmt::Debug {
             self.bump()?;
         }
         Ok(())
+    }
+
+    /// Changes whenever this stamp may have lost continuity (a failed request, a new
+    /// connection to a restarted server); see [`Store::epoch`]. The default is always 0.
+    fn epoch(&self) -> u64 {
+        0
     }
 }
 
@@ -217,6 +243,9 @@ impl<T: Store + ?Sized> Store for $($ptr)::+<T> {
     fn max_value_len(&self) -> Option<usize> {
         (**self).max_value_len()
     }
+    fn epoch(&self) -> u64 {
+        (**self).epoch()
+    }
 }
     };
 }
@@ -234,6 +263,9 @@ impl<T: Stamp + ?Sized> Stamp for std::sync::Arc<T> {
     fn init(&self) -> Result<(), StoreError> {
         (**self).init()
     }
+    fn epoch(&self) -> u64 {
+        (**self).epoch()
+    }
 }
 
 impl<T: Stamp + ?Sized> Stamp for Box<T> {
@@ -245,6 +277,9 @@ impl<T: Stamp + ?Sized> Stamp for Box<T> {
     }
     fn init(&self) -> Result<(), StoreError> {
         (**self).init()
+    }
+    fn epoch(&self) -> u64 {
+        (**self).epoch()
     }
 }
 

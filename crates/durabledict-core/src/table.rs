@@ -149,16 +149,19 @@ pub(crate) struct Table<V> {
     /// Whether the overlay holds anything, so reads of keys absent from the base skip it.
     has_overlay: AtomicBool,
     stamp: AtomicI64,
+    /// The store's [`epoch`](crate::Store::epoch) read before the entries were loaded.
+    epoch: u64,
     live: AtomicUsize,
     /// The materialized snapshot of the current contents, dropped by every change.
     snapshot: Mutex<Option<Arc<Snapshot<V>>>>,
 }
 
 impl<V> Table<V> {
-    /// A table holding `entries`, synced at `stamp`.
+    /// A table holding `entries`, synced at `stamp` in the store's `epoch`.
     pub(crate) fn new(
         entries: impl IntoIterator<Item = (Arc<str>, Arc<V>)>,
         stamp: Option<StampValue>,
+        epoch: u64,
     ) -> Self {
         let base: HashMap<Arc<str>, BaseEntry<V>, Hasher> = entries
             .into_iter()
@@ -176,6 +179,7 @@ impl<V> Table<V> {
             overlay: ArcSwap::from_pointee(Overlay::default()),
             has_overlay: AtomicBool::new(false),
             stamp: AtomicI64::new(stamp.unwrap_or(MISSING)),
+            epoch,
             snapshot: Mutex::new(None),
         }
     }
@@ -186,6 +190,12 @@ impl<V> Table<V> {
             MISSING => None,
             s => Some(s),
         }
+    }
+
+    /// The store's epoch these contents were loaded in.
+    #[inline]
+    pub(crate) fn epoch(&self) -> u64 {
+        self.epoch
     }
 
     pub(crate) fn set_stamp(&self, stamp: StampValue) {
@@ -323,6 +333,7 @@ impl<V> Table<V> {
             overlay: ArcSwap::from_pointee(Overlay::default()),
             has_overlay: AtomicBool::new(false),
             stamp: AtomicI64::new(self.stamp.load(Ordering::Acquire)),
+            epoch: self.epoch,
             snapshot: Mutex::new(None),
         }
     }

@@ -149,6 +149,8 @@ fn manual_reads_never_touch_the_store() {
     assert_eq!(value(&d, "k").as_deref(), Some("v"));
     assert!(d.sync().is_err(), "an explicit sync reports the outage");
     store.set_available(true);
+    // The store may have restarted during the outage: the first sync after it reloads once.
+    assert!(d.sync().expect("sync"));
     assert!(!d.sync().expect("sync"));
 }
 
@@ -304,4 +306,86 @@ fn many_own_writes_stay_consistent_across_overlay_rebuilds() {
         assert_eq!(value(&other, key).as_deref(), Some(want.as_str()));
     }
     assert_eq!(d.status().reloads, 1, "own writes never reloaded");
+}
+
+/// A server restarted without its data, then written from nothing by a writer that counts the
+/// stamp from 1 (as Python durabledict's `INCR` does), back to the very stamp a dict had synced
+/// at: the dict must not keep its old contents.
+fn recount_after_restart(policy: SyncPolicy, failed_check_between: bool) {
+    let store = MemoryStore::new();
+    let reader = dict(&store, policy);
+    let writer = dict(&store, SyncPolicy::Manual);
+    writer.insert("a", "1".into()).expect("insert");
+    reader.sync().expect("sync");
+    assert_eq!(value(&reader, "a").as_deref(), Some("1"));
+    let synced = reader.status().stamp.expect("a stamp");
+    assert_eq!(synced, 2, "the keyspace was new: 1, then 2");
+
+    store.restart();
+    if failed_check_between {
+        store.set_available(false);
+        assert!(reader.sync().is_err());
+        store.set_available(true);
+    }
+    // The restarted server counts from 1 again (`INCR` of a missing key): two writes bring it
+    // back to `synced`.
+    python_write(&store, "b", "x");
+    python_write(&store, "a", "99");
+    assert_eq!(store.last_updated().expect("stamp"), Some(synced));
+
+    if let SyncPolicy::AtMostEvery(interval) = policy {
+        std::thread::sleep(interval);
+    }
+    if policy == SyncPolicy::Manual {
+        assert!(
+            reader.sync().expect("sync"),
+            "sync reloads across the restart"
+        );
+    }
+    assert_eq!(value(&reader, "a").as_deref(), Some("99"));
+    assert_eq!(value(&reader, "b").as_deref(), Some("x"));
+}
+
+#[test]
+fn a_restart_that_recounts_to_the_synced_stamp_is_noticed_under_always() {
+    recount_after_restart(SyncPolicy::Always, false);
+    recount_after_restart(SyncPolicy::Always, true);
+}
+
+#[test]
+fn a_restart_that_recounts_to_the_synced_stamp_is_noticed_under_at_most_every() {
+    let policy = SyncPolicy::AtMostEvery(Duration::from_millis(20));
+    recount_after_restart(policy, false);
+    recount_after_restart(policy, true);
+}
+
+#[test]
+fn a_restart_that_recounts_to_the_synced_stamp_is_noticed_by_sync() {
+    recount_after_restart(SyncPolicy::Manual, false);
+    recount_after_restart(SyncPolicy::Manual, true);
+}
+
+#[test]
+fn an_own_write_across_a_restart_is_not_taken_as_the_only_change() {
+    let store = MemoryStore::new();
+    let d = dict(&store, SyncPolicy::Manual);
+    d.insert("a", "1".into()).expect("insert");
+    assert_eq!(d.status().stamp, Some(2));
+    store.restart();
+    // Another writer puts the stamp at 2 again; our write makes it 3, one past what we synced.
+    python_write(&store, "b", "x");
+    python_write(&store, "c", "y");
+    d.insert("d", "z".into()).expect("own write");
+    assert_eq!(d.status().stamp, Some(3));
+    assert_eq!(value(&d, "a"), None, "the restart wiped `a`");
+    assert_eq!(value(&d, "b").as_deref(), Some("x"));
+    assert_eq!(value(&d, "c").as_deref(), Some("y"));
+}
+
+/// A write as Python durabledict makes it: the value, then `INCR` of the stamp, which counts
+/// from 1 when the stamp is missing.
+fn python_write(store: &MemoryStore, key: &str, value: &str) {
+    use durabledict_core::Stamp;
+    store.write_unstamped(key, value.as_bytes());
+    store.stamp().bump().expect("bump");
 }
