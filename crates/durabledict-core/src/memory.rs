@@ -270,10 +270,7 @@ impl Store for MemoryStore {
 
     fn durables(&self) -> Result<Durables, StoreError> {
         let entries = self.open()?;
-        Ok(Durables {
-            stamp: self.inner.stamp.get()?,
-            entries: entries.clone(),
-        })
+        Ok(Durables::new(entries.clone(), self.inner.stamp.get()?))
     }
 
     fn last_updated(&self) -> Result<Option<StampValue>, StoreError> {

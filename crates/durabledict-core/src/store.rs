@@ -15,12 +15,40 @@ pub type StampValue = i64;
 ///
 /// The stamp must be read **before or atomically with** the entries, never after: a write that
 /// lands between the two reads is then seen by the next stamp check instead of being lost.
+///
+/// Built with [`Durables::new`] (the struct may grow fields):
+///
+/// ```
+/// use std::collections::HashMap;
+/// use durabledict_core::Durables;
+///
+/// let durables = Durables::new(HashMap::from([("k".to_string(), b"v".to_vec())]), Some(7));
+/// assert_eq!(durables.stamp, Some(7));
+/// assert!(durables.unreadable.is_empty());
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Durables {
     /// Every key and its encoded value.
     pub entries: HashMap<String, Vec<u8>>,
     /// The stamp the entries were read at; `None` when the stamp is missing.
     pub stamp: Option<StampValue>,
+    /// Entries the store holds under a name that is not a valid key here (not UTF-8, as a
+    /// Python program can write to a Redis hash): the raw name and why it was left out of
+    /// [`entries`](Self::entries). One such entry poisons only itself: the dict loads every
+    /// other key and lists these in its [`Status`](crate::Status).
+    pub unreadable: Vec<(Vec<u8>, String)>,
+}
+
+impl Durables {
+    /// Entries read at `stamp`, with nothing unreadable.
+    pub fn new(entries: HashMap<String, Vec<u8>>, stamp: Option<StampValue>) -> Self {
+        Durables {
+            entries,
+            stamp,
+            unreadable: Vec::new(),
+        }
+    }
 }
 
 /// What [`Store::setdefault`] did.

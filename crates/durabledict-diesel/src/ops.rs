@@ -174,7 +174,7 @@ pub(crate) fn durables<C: Db>(
             .entries(Stmt::new(&data.select_all, &[]))?
             .into_iter()
             .collect();
-        Ok(Durables { entries, stamp })
+        Ok(Durables::new(entries, stamp))
     };
     match stamp.sql {
         Some(_) => c.snapshot_tx(read),

@@ -222,10 +222,8 @@ impl Store for RedisStore {
             .reads
             .run(Replay::Resend, |conn| self.read_all(conn))?;
         let (stamp, hash) = reply::pair(value, "reading the keyspace")?;
-        Ok(Durables {
-            stamp: reply::stamp(stamp, &keys.stamp)?,
-            entries: reply::entries(hash, &keys.hash)?,
-        })
+        let stamp = reply::stamp(stamp, &keys.stamp)?;
+        Ok(Durables::new(reply::entries(hash, &keys.hash)?, stamp))
     }
 
     fn last_updated(&self) -> Result<Option<StampValue>, StoreError> {

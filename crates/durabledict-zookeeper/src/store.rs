@@ -167,10 +167,7 @@ impl Store for ZooKeeperStore {
             locked.reload()?;
         }
         let (entries, stamp) = locked.snapshot();
-        Ok(Durables {
-            entries,
-            stamp: Some(stamp),
-        })
+        Ok(Durables::new(entries, Some(stamp)))
     }
 
     fn last_updated(&self) -> Result<Option<StampValue>, StoreError> {
