@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use durabledict_core::{DurableDict, Error, Raw, SyncPolicy};
+use durabledict_core::{DurableDict, Encoding, Error, Raw, SyncPolicy};
 
 use crate::fixture::Fixture;
 use crate::harness::{Keyspace, Typed, TypedEncoding, contents, pairs, read, store_contents};
@@ -179,8 +179,7 @@ pub fn contains_key(fixture: &dyn Fixture) {
 }
 
 /// The encoding given at construction is what the store holds, and bytes another encoding
-/// cannot read are a decode error naming the key, leaving the cache as it was (reference 12,
-/// 19).
+/// cannot read are a decode error naming the key, for that key only (reference 12, 19).
 pub fn encoding_is_used(fixture: &dyn Fixture) {
     let ks = Keyspace::new(fixture);
     let typed = DurableDict::builder(ks.store(), TypedEncoding)
@@ -200,29 +199,88 @@ pub fn encoding_is_used(fixture: &dyn Fixture) {
         .expect("insert");
     ks.eventually(
         "a read after the foreign write reports the undecodable key",
-        || {
-            match typed.get("t") {
-                Err(Error::Decode { key, .. }) => {
-                    assert_eq!(key, "bad", "the decode error names the key");
-                    true
-                }
-                // Not propagated yet (eventual visibility): the cache was left as it was.
-                Ok(Some(value)) => {
-                    assert_eq!(*value, Typed::sample());
-                    false
-                }
-                other => {
-                    panic!("an undecodable value must be a Decode error naming it, got {other:?}")
-                }
+        || match typed.get("bad") {
+            Err(Error::Decode { key, .. }) => {
+                assert_eq!(key, "bad", "the decode error names the key");
+                true
             }
+            // Not propagated yet (eventual visibility).
+            Ok(None) => false,
+            other => panic!("an undecodable value must be a Decode error naming it, got {other:?}"),
         },
     );
-    // The cache was left as it was; once the bad value is gone the dict recovers.
-    raw.remove("bad").expect("remove");
-    ks.eventually(
-        "the dict recovers once the bad value is gone",
-        || matches!(typed.get("t"), Ok(Some(v)) if *v == Typed::sample()),
+    assert_eq!(
+        typed
+            .get("t")
+            .expect("the other key still reads")
+            .as_deref(),
+        Some(&Typed::sample()),
     );
+    assert_eq!(
+        typed
+            .status()
+            .undecodable
+            .first()
+            .map(|(key, _)| key.as_str()),
+        Some("bad"),
+    );
+    raw.remove("bad").expect("remove");
+    ks.eventually("the bad key is gone once removed elsewhere", || {
+        matches!(typed.get("bad"), Ok(None)) && typed.status().undecodable.is_empty()
+    });
+}
+
+/// A value that cannot be decoded poisons only its key: a dict builds on a keyspace holding
+/// one, reads every other key, reloads after other changes, reports it in `status()`, and is
+/// healed by another program's rewrite and by its own write.
+pub fn undecodable_value_poisons_only_its_key(fixture: &dyn Fixture) {
+    let ks = Keyspace::new(fixture);
+    let raw = DurableDict::<Vec<u8>>::builder(ks.store(), Raw)
+        .build()
+        .expect("build");
+    let good = TypedEncoding.encode(&Typed::sample()).expect("encode");
+    raw.update([
+        ("good", good.clone()),
+        ("bad1", b"\xffgarbage".to_vec()),
+        ("bad2", b"\x80\x05 a newer pickle".to_vec()),
+    ])
+    .expect("update");
+    let typed = DurableDict::builder(ks.store(), TypedEncoding)
+        .build()
+        .expect("a dict builds on a keyspace holding undecodable values");
+    assert_eq!(
+        typed.get("good").expect("get").as_deref(),
+        Some(&Typed::sample())
+    );
+    assert!(matches!(typed.get("bad1"), Err(Error::Decode { key, .. }) if key == "bad1"));
+    assert_eq!(
+        typed.len().expect("len"),
+        1,
+        "len leaves undecodable keys out"
+    );
+    let listed: Vec<String> = typed
+        .status()
+        .undecodable
+        .into_iter()
+        .map(|(key, _)| key)
+        .collect();
+    assert_eq!(listed, ["bad1", "bad2"]);
+
+    // Reloads keep working, and another program's rewrite heals its key.
+    raw.insert("bad1", good.clone()).expect("rewrite");
+    ks.eventually(
+        "a rewrite elsewhere heals the key",
+        || matches!(typed.get("bad1"), Ok(Some(v)) if *v == Typed::sample()),
+    );
+    assert!(matches!(typed.get("bad2"), Err(Error::Decode { .. })));
+    // An own write heals it at once.
+    typed.insert("bad2", Typed::sample()).expect("own write");
+    assert_eq!(
+        typed.get("bad2").expect("get").as_deref(),
+        Some(&Typed::sample())
+    );
+    assert!(typed.status().undecodable.is_empty());
+    assert_eq!(typed.len().expect("len"), 3);
 }
 
 /// Batch update writes every entry, and another dict sees all of them at once.

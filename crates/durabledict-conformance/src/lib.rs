@@ -14,7 +14,8 @@ mod sync;
 pub use basic::{
     clear, contains_key, encoding_is_used, get_default, invalid_input, loads_existing, overwrite,
     pop, remove, set_and_get, setdefault, shared_through_arc, stamp_changes_on_writes,
-    typed_values, unusual_keys, update_batch, views_and_snapshots, writes_reach_store,
+    typed_values, undecodable_value_poisons_only_its_key, unusual_keys, update_batch,
+    views_and_snapshots, writes_reach_store,
 };
 pub use concurrency::concurrent_writers_converge;
 pub use fixture::{Capabilities, Fixture, Visibility};
@@ -52,8 +53,8 @@ macro_rules! __properties {
             [
                 set_and_get, overwrite, remove, writes_reach_store, typed_values, setdefault,
                 loads_existing, stamp_changes_on_writes, pop, get_default, contains_key,
-                encoding_is_used, update_batch, clear, views_and_snapshots, unusual_keys,
-                invalid_input, shared_through_arc, always_follows_the_stamp,
+                encoding_is_used, undecodable_value_poisons_only_its_key, update_batch, clear,
+                views_and_snapshots, unusual_keys, invalid_input, shared_through_arc, always_follows_the_stamp,
                 manual_waits_for_sync, bounded_staleness, keyspaces_are_isolated,
                 instances_converge, stamp_loss_recovery, own_writes_do_not_reload,
                 concurrent_writers_converge, model

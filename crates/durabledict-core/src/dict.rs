@@ -11,7 +11,7 @@ use crate::encoding::Encoding;
 use crate::error::{Error, Op, Result, StoreError};
 use crate::policy::SyncPolicy;
 use crate::store::{SetDefault, StampValue, Store};
-use crate::table::{Snapshot, Table};
+use crate::table::{Damaged, SharedError, Snapshot, Table};
 
 /// What a dict knows about its own health: when it last synced and the last error it saw.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,8 +26,19 @@ pub struct Status {
     pub last_sync: SystemTime,
     /// How many times the whole store was loaded (the first load included).
     pub reloads: u64,
-    /// The last store error, when it happened, and its message.
+    /// The last error a load, check or write met (a store error, or a stored value that did
+    /// not decode), when it happened, and its message.
     pub last_error: Option<(SystemTime, String)>,
+    /// Keys the store holds whose value did not decode, with the encoding's error, sorted by
+    /// key. Each poisons only itself: [`get`](DurableDict::get) of one returns
+    /// [`Error::Decode`]; `contains_key`, `len`, `keys`, `iter` and `snapshot` leave them out.
+    /// An own write or removal of the key, or a reload after another program rewrote it,
+    /// heals it.
+    pub undecodable: Vec<(String, String)>,
+    /// Entries the store holds under a name that is not a key (see
+    /// [`Durables::unreadable`](crate::Durables::unreadable)): the raw name and why. Left out of
+    /// the dict; address them through the store.
+    pub unreadable: Vec<(Vec<u8>, String)>,
 }
 
 /// A dictionary whose values live in a durable shared [`Store`] and are cached in process.
@@ -142,7 +153,7 @@ impl<V: Send + Sync + 'static> Builder<V> {
             encoding: self.encoding,
             policy: self.policy,
             serve_stale: self.serve_stale,
-            table: ArcSwap::from_pointee(Table::new([], None, 0)),
+            table: ArcSwap::from_pointee(Table::new([], None, 0, Arc::default())),
             update: Mutex::new(()),
             epoch: Instant::now(),
             epoch_wall: SystemTime::now(),
@@ -177,10 +188,15 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
 
     // ---- reads -------------------------------------------------------------------------
 
-    /// The value at `key`, `None` when absent.
+    /// The value at `key`, `None` when absent; [`Error::Decode`] naming the key when the
+    /// store holds a value for it that does not decode (every other key reads as usual).
     #[inline(always)]
     pub fn get(&self, key: &str) -> Result<Option<Arc<V>>> {
-        Ok(self.current()?.get(key))
+        let table = self.current()?;
+        match table.get(key) {
+            None if table.is_damaged() => self.poisoned(&table, key),
+            found => Ok(found),
+        }
     }
 
     /// The value at `key`, or `default` when absent (like Python's `get(k, default)`).
@@ -259,11 +275,16 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
         self.reload_locked().map(|_| true)
     }
 
-    /// The dict's health: synced stamp, last sync, reload count, last error.
+    /// The dict's health: synced stamp, last sync, reload count, last error, and what the
+    /// store holds that the dict could not take in.
     pub fn status(&self) -> Status {
         let nanos = self.synced_at.load(Ordering::Relaxed);
+        let table = self.table.load();
+        let (undecodable, unreadable) = table.damage();
         Status {
-            stamp: self.table.load().stamp(),
+            stamp: table.stamp(),
+            undecodable,
+            unreadable,
             last_sync: self.epoch_wall + Duration::from_nanos(nanos),
             reloads: self.reloads.load(Ordering::Relaxed),
             last_error: self
@@ -381,7 +402,7 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
             .clear()
             .map_err(|e| self.failed(Op::Clear, None, e))?;
         self.apply_own(stamp, |table| {
-            Some(Table::new([], table.stamp(), table.epoch()))
+            Some(Table::new([], table.stamp(), table.epoch(), Arc::default()))
         });
         Ok(())
     }
@@ -451,8 +472,9 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
         }
     }
 
-    /// Loads every entry and swaps the table. The caller holds the update lock. Nothing is
-    /// swapped unless every value decodes.
+    /// Loads every entry and swaps the table. The caller holds the update lock. A value that
+    /// does not decode is left out and remembered with its error (it poisons only its key),
+    /// and recorded as the last error.
     fn reload_locked(&self) -> Result<Arc<Table<V>>> {
         // Read before the entries: a continuity lost while they are read shows as a changed
         // epoch at the next check, which reloads again.
@@ -461,15 +483,42 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
             .store
             .durables()
             .map_err(|e| self.failed(Op::Load, None, e))?;
-        let entries = durables
-            .entries
-            .into_iter()
-            .map(|(key, bytes)| {
-                let value = self.decode(&key, &bytes)?;
-                Ok((Arc::from(key), Arc::new(value)))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let table = Arc::new(Table::new(entries, durables.stamp, epoch));
+        let mut damaged = Damaged {
+            unreadable: durables.unreadable,
+            ..Damaged::default()
+        };
+        let mut entries = Vec::with_capacity(durables.entries.len());
+        for (key, bytes) in durables.entries {
+            match self.encoding.decode(&bytes) {
+                Ok(value) => entries.push((Arc::from(key), Arc::new(value))),
+                Err(source) => {
+                    let error = SharedError(Arc::from(source));
+                    self.record(&Error::Decode {
+                        key: key.clone(),
+                        source: Box::new(error.clone()),
+                    });
+                    damaged.undecodable.insert(Arc::from(key), error);
+                }
+            }
+        }
+        if let Some((name, reason)) = damaged.unreadable.first() {
+            self.record(&format!(
+                "the store holds {} entr{} under a name that is not a key, e.g. {:?}: {reason}",
+                damaged.unreadable.len(),
+                if damaged.unreadable.len() == 1 {
+                    "y"
+                } else {
+                    "ies"
+                },
+                String::from_utf8_lossy(name),
+            ));
+        }
+        let table = Arc::new(Table::new(
+            entries,
+            durables.stamp,
+            epoch,
+            Arc::new(damaged),
+        ));
         self.table.store(Arc::clone(&table));
         self.reloads.fetch_add(1, Ordering::Relaxed);
         self.mark_synced();
@@ -504,6 +553,20 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
         }
         if let Some(replacement) = replacement {
             self.table.store(Arc::new(replacement));
+        }
+    }
+
+    /// The answer to a `get` of `key`, absent from `table`: [`Error::Decode`] when the store
+    /// holds an undecodable value for it.
+    #[cold]
+    #[inline(never)]
+    fn poisoned(&self, table: &Table<V>, key: &str) -> Result<Option<Arc<V>>> {
+        match table.poison(key) {
+            Some(error) => Err(Error::Decode {
+                key: key.to_owned(),
+                source: Box::new(error.clone()),
+            }),
+            None => Ok(None),
         }
     }
 
@@ -563,20 +626,29 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
     }
 
     fn decode(&self, key: &str, bytes: &[u8]) -> Result<V> {
-        self.encoding.decode(bytes).map_err(|source| Error::Decode {
-            key: key.to_owned(),
-            source,
+        self.encoding.decode(bytes).map_err(|source| {
+            let error = Error::Decode {
+                key: key.to_owned(),
+                source,
+            };
+            self.record(&error);
+            error
         })
     }
 
     /// Records a store error for [`status`](Self::status) and wraps it with its context.
     fn failed(&self, op: Op, key: Option<&str>, error: StoreError) -> Error {
         let error = Error::store(op, key, error);
+        self.record(&error);
+        error
+    }
+
+    /// Records an error as the last one, for [`status`](Self::status).
+    fn record(&self, error: &dyn fmt::Display) {
         *self
             .last_error
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = Some((SystemTime::now(), error.to_string()));
-        error
     }
 
     fn lock_update(&self) -> MutexGuard<'_, ()> {

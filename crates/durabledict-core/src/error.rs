@@ -151,11 +151,11 @@ pub enum Error {
         #[source]
         source: BoxError,
     },
-    /// A stored value could not be decoded. The cache was left as it was, except after
-    /// `remove`, `pop` and `pop_or`, which still removed the key from the store and the cache.
-    /// A reload swaps in nothing unless every value decodes, so while such a value is in the
-    /// store every reload (and every `build`) fails with this error; `serve_stale_for` does not
-    /// cover it.
+    /// A stored value could not be decoded. It poisons only its key: a load leaves it out of
+    /// the cache and lists it in [`Status::undecodable`](crate::Status::undecodable), every
+    /// other key loads, and `get` of this key returns this error until an own write, a
+    /// removal, or another program's rewrite (seen at the next reload) replaces it. `remove`,
+    /// `pop` and `pop_or` of it still remove the key from the store and the cache.
     #[error("cannot decode the stored value of key {key:?}: {source}")]
     Decode {
         /// The key whose value is undecodable.

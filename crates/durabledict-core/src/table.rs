@@ -25,6 +25,38 @@ type Overlay<V> =
 
 const MISSING: StampValue = StampValue::MIN;
 
+/// An error shared by every read that meets it (a decode error is reported again at each
+/// `get` of its key, not consumed).
+#[derive(Debug, Clone)]
+pub(crate) struct SharedError(pub(crate) Arc<dyn std::error::Error + Send + Sync>);
+
+impl std::fmt::Display for SharedError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for SharedError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
+/// What a load found in the store that it could not take in.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Damaged {
+    /// Keys whose stored value did not decode, with the encoding's error.
+    pub(crate) undecodable: HashMap<Arc<str>, SharedError, Hasher>,
+    /// Names that are not keys (see `Durables::unreadable`), with why.
+    pub(crate) unreadable: Vec<(Vec<u8>, String)>,
+}
+
+impl Damaged {
+    fn is_empty(&self) -> bool {
+        self.undecodable.is_empty() && self.unreadable.is_empty()
+    }
+}
+
 /// A base entry; `overridden` once the overlay holds the key's current state.
 struct BaseEntry<V> {
     value: Arc<V>,
@@ -151,6 +183,10 @@ pub(crate) struct Table<V> {
     stamp: AtomicI64,
     /// The store's [`epoch`](crate::Store::epoch) read before the entries were loaded.
     epoch: u64,
+    /// What the store held but this dict could not take in, each poisoning only itself:
+    /// values that did not decode (a key here is overridden by an own write to it, see
+    /// [`Table::poison`]) and names that are not keys.
+    damaged: Arc<Damaged>,
     live: AtomicUsize,
     /// The materialized snapshot of the current contents, dropped by every change.
     snapshot: Mutex<Option<Arc<Snapshot<V>>>>,
@@ -162,6 +198,7 @@ impl<V> Table<V> {
         entries: impl IntoIterator<Item = (Arc<str>, Arc<V>)>,
         stamp: Option<StampValue>,
         epoch: u64,
+        damaged: Arc<Damaged>,
     ) -> Self {
         let base: HashMap<Arc<str>, BaseEntry<V>, Hasher> = entries
             .into_iter()
@@ -180,6 +217,7 @@ impl<V> Table<V> {
             has_overlay: AtomicBool::new(false),
             stamp: AtomicI64::new(stamp.unwrap_or(MISSING)),
             epoch,
+            damaged,
             snapshot: Mutex::new(None),
         }
     }
@@ -190,6 +228,34 @@ impl<V> Table<V> {
             MISSING => None,
             s => Some(s),
         }
+    }
+
+    /// The decode error of `key` when the store holds a value for it that did not decode and
+    /// no own write replaced it since.
+    #[cold]
+    pub(crate) fn poison(&self, key: &str) -> Option<&SharedError> {
+        let error = self.damaged.undecodable.get(key)?;
+        (!(self.has_overlay.load(Ordering::Acquire) && self.overlaid(key).is_some()))
+            .then_some(error)
+    }
+
+    /// Whether anything the store holds is left out of this table.
+    #[inline(always)]
+    pub(crate) fn is_damaged(&self) -> bool {
+        !self.damaged.is_empty()
+    }
+
+    /// The undecodable keys (not replaced by an own write since) and their errors, sorted, and
+    /// the names that are not keys.
+    pub(crate) fn damage(&self) -> (Vec<(String, String)>, Vec<(Vec<u8>, String)>) {
+        let mut undecodable: Vec<(String, String)> = self
+            .damaged
+            .undecodable
+            .keys()
+            .filter_map(|key| Some((key.to_string(), self.poison(key)?.to_string())))
+            .collect();
+        undecodable.sort();
+        (undecodable, self.damaged.unreadable.clone())
     }
 
     /// The store's epoch these contents were loaded in.
@@ -238,7 +304,8 @@ impl<V> Table<V> {
     /// Sets `key` to `value` (`None` removes it). The caller holds the update lock.
     pub(crate) fn set(&self, key: &str, value: Option<Arc<V>>) {
         let was_present = self.contains_key(key);
-        if !was_present && value.is_none() {
+        // A removal of an absent key changes nothing, unless it removes an undecodable value.
+        if !was_present && value.is_none() && !self.damaged.undecodable.contains_key(key) {
             return;
         }
         let is_present = value.is_some();
@@ -310,6 +377,16 @@ impl<V> Table<V> {
     /// entry) into a map sized once. The caller holds the update lock.
     pub(crate) fn rebuilt(&self) -> Self {
         let overlay = self.overlay.load();
+        // An own write to an undecodable key healed it: the new base has no overlay to say so.
+        let damaged = if self.damaged.is_empty() {
+            Arc::clone(&self.damaged)
+        } else {
+            let mut damaged = (*self.damaged).clone();
+            damaged
+                .undecodable
+                .retain(|key, _| !overlay.contains_key(key));
+            Arc::new(damaged)
+        };
         let mut base: HashMap<Arc<str>, BaseEntry<V>, Hasher> =
             HashMap::with_capacity_and_hasher(self.len(), Hasher::default());
         let entry = |value: &Arc<V>| BaseEntry {
@@ -334,6 +411,7 @@ impl<V> Table<V> {
             has_overlay: AtomicBool::new(false),
             stamp: AtomicI64::new(self.stamp.load(Ordering::Acquire)),
             epoch: self.epoch,
+            damaged,
             snapshot: Mutex::new(None),
         }
     }

@@ -274,14 +274,99 @@ fn own_write_after_a_foreign_one_survives_a_failed_reload() {
     assert_eq!(value(&d, "mine").as_deref(), Some("2"));
 }
 
+/// A stored value that does not decode poisons only its key: the build, reloads, `get` of
+/// every other key, `status()`, and healing by an own write, a removal and a foreign rewrite.
 #[test]
-fn undecodable_store_contents_fail_the_build_naming_the_key() {
+fn an_undecodable_value_poisons_only_its_key() {
     let store = MemoryStore::new();
+    store.write_unstamped("good", b"fine");
     store.write_unstamped("bad", &[0xff, 0xfe]);
-    match DurableDict::<String>::builder(store, Raw).build() {
+    let d = DurableDict::<String>::builder(store.clone(), Raw)
+        .build()
+        .expect("a dict builds on a keyspace holding one undecodable value");
+    assert_eq!(value(&d, "good").as_deref(), Some("fine"));
+    match d.get("bad") {
         Err(Error::Decode { key, .. }) => assert_eq!(key, "bad"),
-        other => panic!("expected a decode error, got {other:?}"),
+        other => panic!("expected a decode error naming the key, got {other:?}"),
     }
+    // Reported again at every read, not consumed.
+    assert!(matches!(d.get("bad"), Err(Error::Decode { .. })));
+    assert!(!d.contains_key("bad").expect("contains_key"));
+    assert_eq!(d.len().expect("len"), 1);
+    assert_eq!(d.keys().expect("keys"), vec!["good".to_string()]);
+    assert_eq!(d.snapshot().expect("snapshot").len(), 1);
+    let status = d.status();
+    assert_eq!(status.undecodable.len(), 1);
+    assert_eq!(status.undecodable[0].0, "bad");
+    let (_, last) = status
+        .last_error
+        .expect("the decode error is the last error");
+    assert!(last.contains("\"bad\""), "{last}");
+
+    // Reloads keep working: another writer changes another key.
+    let other = dict(&store, SyncPolicy::Manual);
+    other.insert("more", "x".into()).expect("foreign write");
+    assert_eq!(value(&d, "more").as_deref(), Some("x"));
+    assert!(matches!(d.get("bad"), Err(Error::Decode { .. })));
+
+    // An own write heals it, also across an overlay rebuild.
+    d.insert("bad", "healed".into()).expect("own write");
+    assert_eq!(value(&d, "bad").as_deref(), Some("healed"));
+    assert!(d.status().undecodable.is_empty());
+    for i in 0..100 {
+        d.insert(&format!("k{i}"), "v".into()).expect("own write");
+    }
+    assert_eq!(value(&d, "bad").as_deref(), Some("healed"));
+
+    // A foreign rewrite heals it at the next reload; a removal heals it too.
+    store.write_unstamped("bad2", &[0xff]);
+    store.write_unstamped("bad3", &[0xff]);
+    other.insert("bump", "x".into()).expect("foreign write");
+    assert!(matches!(d.get("bad2"), Err(Error::Decode { .. })));
+    assert_eq!(d.status().undecodable.len(), 2);
+    other
+        .insert("bad2", "fixed".into())
+        .expect("foreign rewrite");
+    assert_eq!(value(&d, "bad2").as_deref(), Some("fixed"));
+    assert!(matches!(d.remove("bad3"), Err(Error::Decode { .. })));
+    assert_eq!(d.get("bad3").expect("removed"), None);
+    assert!(d.status().undecodable.is_empty());
+}
+
+/// Entries a store cannot hand over as keys are listed in `status()`; the rest loads.
+#[test]
+fn names_that_are_not_keys_are_reported_not_fatal() {
+    #[derive(Debug)]
+    struct Unreadable(MemoryStore);
+    impl Store for Unreadable {
+        fn persist(&self, key: &str, value: &[u8]) -> Result<StampValue, StoreError> {
+            self.0.persist(key, value)
+        }
+        fn depersist(&self, key: &str) -> Result<Option<StampValue>, StoreError> {
+            self.0.depersist(key)
+        }
+        fn durables(&self) -> Result<Durables, StoreError> {
+            let mut durables = self.0.durables()?;
+            durables
+                .unreadable
+                .push((vec![0xff], "not UTF-8".to_string()));
+            Ok(durables)
+        }
+        fn last_updated(&self) -> Result<Option<StampValue>, StoreError> {
+            self.0.last_updated()
+        }
+    }
+    let store = MemoryStore::new();
+    store.write_unstamped("good", b"fine");
+    let d = DurableDict::<String>::builder(Unreadable(store), Raw)
+        .build()
+        .expect("build");
+    assert_eq!(value(&d, "good").as_deref(), Some("fine"));
+    assert_eq!(
+        d.status().unreadable,
+        vec![(vec![0xff], "not UTF-8".to_string())]
+    );
+    assert!(d.status().last_error.is_some());
 }
 
 #[test]
