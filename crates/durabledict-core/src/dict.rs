@@ -263,13 +263,14 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
     pub fn sync(&self) -> Result<bool> {
         let seen = self.table.load_full();
         let stamp = self.last_updated()?;
-        self.mark_synced();
         if self.confirms(&seen, stamp) {
+            self.mark_synced();
             return Ok(false);
         }
         drop(seen);
         let _update = self.lock_update();
         if self.confirms(&self.table.load(), stamp) {
+            self.mark_synced();
             return Ok(false);
         }
         self.reload_locked().map(|_| true)
@@ -438,6 +439,9 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
     }
 
     /// Acts on a stamp check: records it, and reloads (single flight) when the stamp changed.
+    /// The cache counts as confirmed (`last_sync`) only when the check confirmed it or the
+    /// reload succeeded. A failed check or a failed reload serves the last table when
+    /// `serve_stale_for` allows it.
     #[cold]
     #[inline(never)]
     fn after_check(
@@ -447,25 +451,32 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
     ) -> Result<Current<V>> {
         let stamp = match checked {
             Ok(stamp) => stamp,
-            Err(e) => return self.stale_or_fail(table, e),
+            Err(e) => {
+                let error = self.failed(Op::Check, None, e);
+                return self.stale_or_fail(table, error);
+            }
         };
-        self.mark_synced();
         if self.confirms(&table, stamp) {
+            self.mark_synced();
             return Ok(table);
         }
         drop(table);
         let _update = self.lock_update();
         // Single flight: whoever held the lock before us may already have loaded this stamp.
-        let latest = self.table.load();
+        let latest = self.table.load_full();
         if self.confirms(&latest, stamp) {
-            return Ok(latest);
+            self.mark_synced();
+            return Ok(Guard::from_inner(latest));
         }
-        drop(latest);
-        self.reload_locked().map(Guard::from_inner)
+        match self.reload_locked() {
+            Ok(table) => Ok(Guard::from_inner(table)),
+            Err(error) => self.stale_or_fail(Guard::from_inner(latest), error),
+        }
     }
 
-    fn stale_or_fail(&self, table: Current<V>, error: StoreError) -> Result<Current<V>> {
-        let error = self.failed(Op::Check, None, error);
+    /// The last table when serving stale data is allowed and it was confirmed recently enough,
+    /// else `error` (already recorded).
+    fn stale_or_fail(&self, table: Current<V>, error: Error) -> Result<Current<V>> {
         match self.serve_stale {
             Some(max_age) if self.synced_ago() <= max_age => Ok(table),
             _ => Err(error),
@@ -585,8 +596,12 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
             .map_err(|e| self.failed(op, Some(key), e))?;
         let Some((bytes, stamp)) = popped else {
             // Absent in the store: drop it from the cache too if a stale snapshot had it.
-            if self.table.load().contains_key(key) {
-                let _ = self.sync_locked();
+            // A failed reload is recorded in `status()` by `reload_locked` (and the next check
+            // reloads); the removal itself has its answer: nothing to remove.
+            if self.table.load().contains_key(key)
+                && let Err(error) = self.reload_locked()
+            {
+                debug_assert!(self.status().last_error.is_some(), "{error}");
             }
             return Ok(None);
         };
@@ -595,10 +610,6 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
             None
         });
         self.decode(key, &bytes).map(|v| Some(Arc::new(v)))
-    }
-
-    fn sync_locked(&self) -> Result<()> {
-        self.reload_locked().map(drop)
     }
 
     fn encode(&self, key: &str, value: &V) -> Result<Vec<u8>> {

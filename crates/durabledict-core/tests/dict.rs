@@ -197,6 +197,9 @@ impl Store for Probe {
         self.checks.fetch_add(1, Ordering::SeqCst);
         self.inner.last_updated()
     }
+    fn pop(&self, key: &str) -> Result<Option<(Vec<u8>, StampValue)>, StoreError> {
+        self.inner.pop(key)
+    }
 }
 
 #[test]
@@ -473,4 +476,83 @@ fn python_write(store: &MemoryStore, key: &str, value: &str) {
     use durabledict_core::Stamp;
     store.write_unstamped(key, value.as_bytes());
     store.stamp().bump().expect("bump");
+}
+
+/// `serve_stale_for` also covers a reload that fails after a stamp check that succeeded (the
+/// connection died between the two).
+#[test]
+fn serve_stale_covers_a_reload_failing_after_a_good_check() {
+    let store = MemoryStore::new();
+    let probe = Probe::new(&store);
+    let fail_loads = Arc::clone(&probe.fail_loads);
+    let d = DurableDict::<String>::builder(probe, Raw)
+        .serve_stale_for(Duration::from_secs(60))
+        .build()
+        .expect("build");
+    d.insert("k", "old".into()).expect("insert");
+    dict(&store, SyncPolicy::Manual)
+        .insert("k", "new".into())
+        .expect("foreign write");
+    fail_loads.store(true, Ordering::SeqCst);
+    assert_eq!(value(&d, "k").as_deref(), Some("old"), "served stale");
+    assert!(
+        d.status().last_error.is_some(),
+        "the failed load is recorded"
+    );
+    fail_loads.store(false, Ordering::SeqCst);
+    assert_eq!(value(&d, "k").as_deref(), Some("new"));
+}
+
+/// A reload that fails does not count as a sync: under `AtMostEvery` the next read checks
+/// again instead of serving unconfirmed contents for a whole interval.
+#[test]
+fn a_failed_reload_does_not_advance_last_sync() {
+    let store = MemoryStore::new();
+    let probe = Probe::new(&store);
+    let fail_loads = Arc::clone(&probe.fail_loads);
+    let d = DurableDict::<String>::builder(probe, Raw)
+        .policy(SyncPolicy::AtMostEvery(Duration::from_millis(50)))
+        .build()
+        .expect("build");
+    d.insert("k", "old".into()).expect("insert");
+    let synced = d.status().last_sync;
+    dict(&store, SyncPolicy::Manual)
+        .insert("k", "new".into())
+        .expect("foreign write");
+    fail_loads.store(true, Ordering::SeqCst);
+    std::thread::sleep(Duration::from_millis(60));
+    assert!(d.get("k").is_err(), "the reload fails");
+    assert_eq!(
+        d.status().last_sync,
+        synced,
+        "a failed reload is not a sync"
+    );
+    assert!(d.get("k").is_err(), "the next read tries again at once");
+    fail_loads.store(false, Ordering::SeqCst);
+    assert_eq!(value(&d, "k").as_deref(), Some("new"));
+    assert!(d.status().last_sync > synced);
+}
+
+/// A removal that finds the key already gone reloads to drop it from a stale cache; when that
+/// reload fails, the removal still answers (nothing to remove) and the failure is recorded.
+#[test]
+fn a_failed_reload_after_removing_an_absent_key_is_recorded() {
+    let store = MemoryStore::new();
+    let probe = Probe::new(&store);
+    let fail_loads = Arc::clone(&probe.fail_loads);
+    let d = DurableDict::<String>::builder(probe, Raw)
+        .policy(SyncPolicy::Manual)
+        .build()
+        .expect("build");
+    d.insert("k", "v".into()).expect("insert");
+    dict(&store, SyncPolicy::Manual)
+        .remove("k")
+        .expect("foreign removal");
+    fail_loads.store(true, Ordering::SeqCst);
+    assert_eq!(d.remove("k").expect("remove"), None);
+    let (_, last) = d
+        .status()
+        .last_error
+        .expect("the failed reload is recorded");
+    assert!(last.contains("load"), "{last}");
 }
