@@ -281,11 +281,10 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
     pub fn status(&self) -> Status {
         let nanos = self.synced_at.load(Ordering::Relaxed);
         let table = self.table.load();
-        let (undecodable, unreadable) = table.damage();
         Status {
             stamp: table.stamp(),
-            undecodable,
-            unreadable,
+            undecodable: table.undecodable(),
+            unreadable: table.unreadable(),
             last_sync: self.epoch_wall + Duration::from_nanos(nanos),
             reloads: self.reloads.load(Ordering::Relaxed),
             last_error: self

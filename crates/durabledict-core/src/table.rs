@@ -245,9 +245,8 @@ impl<V> Table<V> {
         !self.damaged.is_empty()
     }
 
-    /// The undecodable keys (not replaced by an own write since) and their errors, sorted, and
-    /// the names that are not keys.
-    pub(crate) fn damage(&self) -> (Vec<(String, String)>, Vec<(Vec<u8>, String)>) {
+    /// The undecodable keys (not replaced by an own write since) and their errors, sorted.
+    pub(crate) fn undecodable(&self) -> Vec<(String, String)> {
         let mut undecodable: Vec<(String, String)> = self
             .damaged
             .undecodable
@@ -255,7 +254,12 @@ impl<V> Table<V> {
             .filter_map(|key| Some((key.to_string(), self.poison(key)?.to_string())))
             .collect();
         undecodable.sort();
-        (undecodable, self.damaged.unreadable.clone())
+        undecodable
+    }
+
+    /// The names that are not keys, and why.
+    pub(crate) fn unreadable(&self) -> Vec<(Vec<u8>, String)> {
+        self.damaged.unreadable.clone()
     }
 
     /// The store's epoch these contents were loaded in.
