@@ -232,8 +232,11 @@ impl SqlStoreBuilder {
                 } else {
                     config.local_file = Some(path.clone());
                 }
-                let open = sqlite_open_name(path, memory, self.create_missing);
-                sqlite_pool(open, self.busy_timeout, &config)?
+                // The file is opened without creating it first, so that the store knows
+                // whether it made the file (see `sqlite_pool`).
+                let open = sqlite_open_name(path.clone(), memory, false);
+                let create = (self.create_missing && open != path).then_some(path);
+                sqlite_pool(open, create, self.busy_timeout, &config)?
             }
             Target::Postgres(url) => postgres_pool(url, &config)?,
             Target::Mysql(url) => mysql_pool(url, &config)?,
@@ -344,19 +347,31 @@ fn missing_feature(feature: &str) -> SqlError {
 }
 
 #[cfg(feature = "sqlite")]
-fn sqlite_pool(path: String, busy: Duration, config: &PoolConfig) -> Result<Pools, SqlError> {
-    // WAL: readers never block the writer, and several processes share the file safely;
-    // busy_timeout makes a writer wait for another's lock instead of failing at once.
+fn sqlite_pool(
+    path: String,
+    create_url: Option<String>,
+    busy: Duration,
+    config: &PoolConfig,
+) -> Result<Pools, SqlError> {
+    // busy_timeout makes a writer wait for another's lock instead of failing at once. WAL
+    // (readers never block the writer) only on a file the store made: WAL needs write access
+    // to the directory even to read (the `-shm` file), so a database made by another program
+    // (Django's default rollback journal) keeps its journal mode, and its readers their access.
     let setup = crate::pool::Setup {
+        create_url,
         required: format!("PRAGMA busy_timeout = {};", busy.as_millis()),
-        // A file opened read-only keeps the journal mode its writers gave it.
-        unless_read_only: "PRAGMA journal_mode = WAL;".into(),
+        on_create: "PRAGMA journal_mode = WAL;".into(),
     };
     Ok(Pools::Sqlite(crate::pool::Pool::new(path, setup, config)))
 }
 
 #[cfg(not(feature = "sqlite"))]
-fn sqlite_pool(_: String, _: Duration, _: &PoolConfig) -> Result<Pools, SqlError> {
+fn sqlite_pool(
+    _: String,
+    _: Option<String>,
+    _: Duration,
+    _: &PoolConfig,
+) -> Result<Pools, SqlError> {
     Err(missing_feature("sqlite"))
 }
 
@@ -381,7 +396,7 @@ fn mysql_pool(url: String, config: &PoolConfig) -> Result<Pools, SqlError> {
         required: "SET SESSION sql_mode = \
                    TRIM(BOTH ',' FROM CONCAT(@@SESSION.sql_mode, ',STRICT_ALL_TABLES'))"
             .into(),
-        unless_read_only: String::new(),
+        ..crate::pool::Setup::default()
     };
     Ok(Pools::Mysql(crate::pool::Pool::new(url, setup, config)))
 }

@@ -40,6 +40,15 @@ struct ColumnRow {
     max_chars: Option<String>,
     #[diesel(sql_type = Nullable<Text>)]
     max_bytes: Option<String>,
+    #[diesel(sql_type = Text)]
+    tbl: String,
+}
+
+#[cfg(feature = "sqlite")]
+#[derive(QueryableByName)]
+struct FileRow {
+    #[diesel(sql_type = Text)]
+    file: String,
 }
 
 /// A connection of one backend.
@@ -64,6 +73,12 @@ pub(crate) trait Db: Connection + Send + 'static {
 
     /// The rows of a catalog query (see [`TableSql::columns`](crate::dialect::TableSql)).
     fn columns(&mut self, stmt: Stmt<'_>) -> QueryResult<Vec<Column>>;
+
+    /// The path of the database file the connection opened (SQLite); `None` when it has none
+    /// (an in-memory database, or a server).
+    fn database_file(&mut self) -> QueryResult<Option<String>> {
+        Ok(None)
+    }
 
     /// A write transaction that serializes with other writers of the same rows. A failure
     /// after the body succeeded (during COMMIT) is [`SqlError::CommitUnknown`].
@@ -135,6 +150,7 @@ macro_rules! primitive_ops {
                     ty: r.ty,
                     max_chars: r.max_chars,
                     max_bytes: r.max_bytes,
+                    table: r.tbl,
                 })
                 .collect())
         }
@@ -146,6 +162,15 @@ impl Db for diesel::sqlite::SqliteConnection {
     const BACKEND: Backend = Backend::Sqlite;
 
     primitive_ops!();
+
+    fn database_file(&mut self) -> QueryResult<Option<String>> {
+        let sql = "SELECT file AS file FROM pragma_database_list WHERE name = 'main'";
+        Ok(Stmt::new(sql, &[])
+            .load::<FileRow>(self)?
+            .into_iter()
+            .next()
+            .map(|r| r.file))
+    }
 
     fn write_tx<T>(
         &mut self,

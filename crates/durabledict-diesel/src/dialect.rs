@@ -135,7 +135,10 @@ impl StampSql {
 /// The statements on the data table that do not depend on its column types.
 #[derive(Debug, Clone)]
 pub(crate) struct TableSql {
-    /// Lists the table's columns as `name`, `ty`, `max_chars`, `max_bytes`; parameter: table.
+    /// Lists a table's columns as `name`, `ty`, `max_chars`, `max_bytes`, with `tbl`, the
+    /// table's name as the catalog keeps it; parameter: the table's name in any case the
+    /// database would resolve to it (SQLite: any; MySQL: any unless `lower_case_table_names`
+    /// is 0; PostgreSQL, whose quoted names are exact: only the same).
     pub(crate) columns: String,
     /// Reads `max_allowed_packet` as `n` (MySQL only).
     pub(crate) max_packet: Option<String>,
@@ -145,22 +148,33 @@ pub(crate) struct TableSql {
 impl TableSql {
     pub(crate) fn new(backend: Backend, table: &str) -> Self {
         let columns = match backend {
-            Backend::Sqlite => "SELECT name AS name, type AS ty, NULL AS max_chars, \
-                                NULL AS max_bytes FROM pragma_table_info(?)"
+            Backend::Sqlite => "SELECT p.name AS name, p.type AS ty, NULL AS max_chars, \
+                                NULL AS max_bytes, m.name AS tbl \
+                                FROM sqlite_master AS m JOIN pragma_table_info(m.name) AS p \
+                                WHERE m.type IN ('table', 'view') AND m.name = ? COLLATE NOCASE"
                 .to_string(),
             Backend::Postgres => "SELECT CAST(column_name AS TEXT) AS name, \
                  CAST(data_type AS TEXT) AS ty, \
                  CAST(character_maximum_length AS TEXT) AS max_chars, \
-                 CAST(character_octet_length AS TEXT) AS max_bytes \
+                 CAST(character_octet_length AS TEXT) AS max_bytes, \
+                 CAST(table_name AS TEXT) AS tbl \
                  FROM information_schema.columns \
                  WHERE table_schema = current_schema() AND table_name = ?"
                 .to_string(),
-            Backend::Mysql => "SELECT CAST(COLUMN_NAME AS CHAR) AS name, \
-                 CAST(DATA_TYPE AS CHAR) AS ty, \
-                 CAST(CHARACTER_MAXIMUM_LENGTH AS CHAR) AS max_chars, \
-                 CAST(CHARACTER_OCTET_LENGTH AS CHAR) AS max_bytes \
-                 FROM information_schema.COLUMNS \
-                 WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ?"
+            // The catalog's collation ignores case whatever the server does with table names,
+            // so the comparison is spelled out: exact when names are case-sensitive
+            // (`lower_case_table_names` = 0), in lower case otherwise, as the server looks
+            // tables up.
+            Backend::Mysql => "SELECT CAST(c.COLUMN_NAME AS CHAR) AS name, \
+                 CAST(c.DATA_TYPE AS CHAR) AS ty, \
+                 CAST(c.CHARACTER_MAXIMUM_LENGTH AS CHAR) AS max_chars, \
+                 CAST(c.CHARACTER_OCTET_LENGTH AS CHAR) AS max_bytes, \
+                 CAST(c.TABLE_NAME AS CHAR) AS tbl \
+                 FROM information_schema.COLUMNS AS c JOIN (SELECT ? AS t) AS arg \
+                 WHERE c.TABLE_SCHEMA = DATABASE() AND \
+                 IF(@@lower_case_table_names = 0, \
+                    CAST(c.TABLE_NAME AS BINARY) = CAST(arg.t AS BINARY), \
+                    LOWER(c.TABLE_NAME) = LOWER(arg.t))"
                 .to_string(),
         };
         TableSql {

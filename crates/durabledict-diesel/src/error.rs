@@ -28,6 +28,23 @@ pub enum SqlError {
         #[source]
         source: Box<SqlError>,
     },
+    /// The SQLite database file was deleted or moved away while the store had it open. It is
+    /// not opened again, nor created, until the path names a file again; then the store opens
+    /// that one.
+    #[error(
+        "the SQLite database {path:?} no longer exists (deleted or moved while open); it is \
+         read again once a file is there"
+    )]
+    FileGone {
+        /// The file's path, as SQLite resolved it.
+        path: String,
+    },
+    /// The SQLite database file kept being replaced on disk while the store reopened it.
+    #[error("the SQLite database {path:?} kept being replaced while it was reopened")]
+    FileReplaced {
+        /// The file's path, as SQLite resolved it.
+        path: String,
+    },
     /// A query failed.
     #[error("query failed: {0}")]
     Query(#[from] DieselError),
@@ -94,9 +111,11 @@ impl SqlError {
     pub(crate) fn class(&self) -> Class {
         match self {
             SqlError::Query(e) => classify(e),
-            SqlError::Pool(_) | SqlError::Connect(_) | SqlError::CommitUnknown(_) => {
-                Class::Final(StoreErrorKind::Unavailable)
-            }
+            SqlError::Pool(_)
+            | SqlError::Connect(_)
+            | SqlError::CommitUnknown(_)
+            | SqlError::FileGone { .. }
+            | SqlError::FileReplaced { .. } => Class::Final(StoreErrorKind::Unavailable),
             SqlError::Config(_) => Class::Final(StoreErrorKind::Other),
             // A local file that cannot be opened stays so: not a server that may come back.
             SqlError::Open { source, .. } => match **source {
@@ -119,6 +138,24 @@ impl SqlError {
             SqlError::Query(e) | SqlError::CommitUnknown(e) => classify(e) == Class::Broken,
             SqlError::Entry { source, .. } => source.breaks_connection(),
             _ => false,
+        }
+    }
+
+    /// Whether, after this error, the database may not be the one read before: a connection
+    /// died or none could be made (the server may have restarted, maybe empty), a commit's
+    /// outcome is unknown, the file was deleted or replaced. A lock wait or a refused
+    /// statement says nothing of the kind.
+    pub(crate) fn loses_continuity(&self) -> bool {
+        match self {
+            SqlError::Pool(_)
+            | SqlError::Connect(_)
+            | SqlError::CommitUnknown(_)
+            | SqlError::FileGone { .. }
+            | SqlError::FileReplaced { .. } => true,
+            SqlError::Open { source, .. } | SqlError::Entry { source, .. } => {
+                source.loses_continuity()
+            }
+            other => other.breaks_connection(),
         }
     }
 

@@ -11,6 +11,7 @@ mod builder;
 mod db;
 mod dialect;
 mod error;
+mod file;
 mod ops;
 mod pool;
 mod schema;

@@ -17,7 +17,17 @@ use crate::stmt::{Bind, StampSelect, Stmt};
 pub(crate) struct StampRow<'a> {
     /// `None`: the stamp is external and bumped after the commit.
     pub(crate) sql: Option<&'a StampSql>,
+    /// The data table's name as the catalog keeps it (see [`stamp_key`]).
     pub(crate) keyspace: &'a str,
+}
+
+/// The key of a table's stamp row: the table's name as the catalog keeps it, whatever case
+/// the store was configured with. Where the database resolves names without regard to case
+/// (SQLite, MySQL unless `lower_case_table_names` is 0), `flags` and `FLAGS` are one table, and
+/// must be one stamp; where a name is the table only exactly (PostgreSQL, quoted), the catalog
+/// gives back the name as configured. A table that does not exist has no other name.
+pub(crate) fn stamp_key<'a>(columns: &'a [Column], configured: &'a str) -> &'a str {
+    columns.first().map_or(configured, |c| c.table.as_str())
 }
 
 /// What a write did: its result, whether it changed anything, and the stamp it left when the
@@ -64,10 +74,10 @@ fn changed<C: Db, T>(c: &mut C, stamp: StampRow<'_>, value: T) -> Result<Done<T>
     })
 }
 
-/// Looks at the data table, the stamps table and the stamp row, creates what is missing when
-/// `create` allows it, and returns the data table's columns (none when it is missing),
-/// MySQL's packet limit and whether the stamps table (of an SQL-row stamp) exists. When everything exists it only reads, so a role without CREATE or
-/// INSERT rights, or a read-only file, gets this far. A stamp row created for a table created
+/// Looks at the data table, the stamps table and the stamp row (keyed by [`stamp_key`]),
+/// creates what is missing when `create` allows it, and returns the data table's columns (none
+/// when it is missing), MySQL's packet limit and whether the stamps table (of an SQL-row stamp)
+/// exists. When everything exists it only reads, so a role without CREATE or INSERT rights, or a read-only file, gets this far. A stamp row created for a table created
 /// here starts at 1; for a table that already existed (its stamp lost, or a Django table), at a
 /// clock seed, so it cannot repeat a stamp handed out before.
 pub(crate) fn init<C: Db>(
@@ -75,7 +85,7 @@ pub(crate) fn init<C: Db>(
     table: &TableSql,
     table_name: &str,
     create_table: &str,
-    stamp: StampRow<'_>,
+    stamp: Option<&StampSql>,
     create: bool,
 ) -> Result<(Vec<Column>, Option<usize>, bool), SqlError> {
     let mut columns = table_columns(c, table, table_name)?;
@@ -88,7 +98,8 @@ pub(crate) fn init<C: Db>(
         create_if_missing(c, create_table)?;
         columns = table_columns(c, table, table_name)?;
     }
-    if let Some(sql) = stamp.sql {
+    let keyspace = stamp_key(&columns, table_name);
+    if let Some(sql) = stamp {
         if !table_exists(c, table, &sql.table)? {
             if !create {
                 // Read as no stamp; a write is refused (see the store).
@@ -96,12 +107,12 @@ pub(crate) fn init<C: Db>(
             }
             create_if_missing(c, &sql.create_table)?;
         }
-        if create && last_updated(c, sql, stamp.keyspace)?.is_none() {
+        if create && last_updated(c, sql, keyspace)?.is_none() {
             // Safe against a concurrent creator: it never changes an existing row.
             let first = if existed { clock_seed() } else { 1 };
             c.exec(Stmt::new(
                 &sql.create,
-                &[Bind::Text(stamp.keyspace), Bind::Int(first)],
+                &[Bind::Text(keyspace), Bind::Int(first)],
             ))?;
         }
     }

@@ -1,17 +1,20 @@
 //! The r2d2 connection pool, with what a long-lived store needs on top: a connection that
 //! failed is dropped together with every connection opened before it (after a server restart
-//! they are all dead), and an operation that failed on a dead connection or in a transient
-//! conflict is retried.
+//! they are all dead), an operation that failed on a dead connection or in a transient
+//! conflict is retried, connections to an SQLite file that was deleted or replaced on disk are
+//! replaced, and an epoch counts the times continuity may have been lost.
 
 use std::fmt;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use diesel::r2d2::R2D2Connection;
 
 use crate::db::Db;
 use crate::error::{Class, SqlError};
+use crate::file::{self, FileId};
 
 /// How many times one operation runs at most (first try included).
 const MAX_ATTEMPTS: u32 = 5;
@@ -35,6 +38,8 @@ pub(crate) struct Pooled<C> {
     /// The pool generation it was opened in.
     generation: u64,
     broken: bool,
+    /// The database file it opened (SQLite), as it was right after opening.
+    file: Option<FileId>,
 }
 
 impl<C> fmt::Debug for Pooled<C> {
@@ -46,12 +51,16 @@ impl<C> fmt::Debug for Pooled<C> {
     }
 }
 
-/// The SQL each new connection runs.
+/// How connections are opened, and the SQL each new connection runs.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Setup {
+    /// SQLite: the name that opens the file and creates it when missing, tried when `url`
+    /// (which never creates) finds no file. Then the store made the file, and `on_create` runs.
+    pub(crate) create_url: Option<String>,
+    /// Run on every new connection.
     pub(crate) required: String,
-    /// Run next; a failure because the database is read-only is ignored.
-    pub(crate) unless_read_only: String,
+    /// Run next, on a file this connection just created.
+    pub(crate) on_create: String,
 }
 
 /// Opens connections: establishes, then runs the per-connection setup SQL.
@@ -59,6 +68,8 @@ pub(crate) struct Manager<C> {
     url: String,
     setup: Setup,
     generation: Arc<AtomicU64>,
+    /// The database file (SQLite), as SQLite resolved it at the first connection.
+    file: Arc<OnceLock<Option<PathBuf>>>,
     _conn: std::marker::PhantomData<fn() -> C>,
 }
 
@@ -68,6 +79,7 @@ impl<C> Clone for Manager<C> {
             url: self.url.clone(),
             setup: self.setup.clone(),
             generation: Arc::clone(&self.generation),
+            file: Arc::clone(&self.file),
             _conn: std::marker::PhantomData,
         }
     }
@@ -86,20 +98,32 @@ impl<C: Db + R2D2Connection> r2d2::ManageConnection for Manager<C> {
 
     fn connect(&self) -> Result<Pooled<C>, SqlError> {
         let generation = self.generation.load(Ordering::SeqCst);
-        let mut conn = C::establish(&self.url)?;
+        let (mut conn, created) = match (C::establish(&self.url), &self.setup.create_url) {
+            (Ok(conn), _) => (conn, false),
+            (Err(_), Some(create)) => (C::establish(create)?, true),
+            (Err(e), None) => return Err(e.into()),
+        };
         if !self.setup.required.is_empty() {
             conn.batch_execute(&self.setup.required)?;
         }
-        if !self.setup.unless_read_only.is_empty() {
-            match conn.batch_execute(&self.setup.unless_read_only) {
-                Err(e) if e.to_string().contains("readonly") => {}
-                other => other?,
-            }
+        if created && !self.setup.on_create.is_empty() {
+            conn.batch_execute(&self.setup.on_create)?;
         }
+        let path = match self.file.get() {
+            Some(path) => path.clone(),
+            None => {
+                let path = file::database_path(conn.database_file()?);
+                self.file.get_or_init(|| path).clone()
+            }
+        };
+        // Unknown when it cannot be told: then it is taken as replaced at its first use, and
+        // the connection replaced, as long as the path names a file.
+        let file = path.and_then(|p| file::identify(&p).ok().flatten());
         Ok(Pooled {
             conn,
             generation,
             broken: false,
+            file,
         })
     }
 
@@ -133,6 +157,8 @@ pub(crate) struct Pool<C: Db + R2D2Connection> {
     /// Threads that found `hot` empty and are getting a connection from r2d2.
     waiting: AtomicUsize,
     generation: Arc<AtomicU64>,
+    /// Counts the times continuity may have been lost (see [`epoch`](Self::epoch)).
+    epoch: AtomicU64,
 }
 
 impl<C: Db + R2D2Connection> fmt::Debug for Pool<C> {
@@ -154,6 +180,7 @@ impl<C: Db + R2D2Connection> Pool<C> {
             url,
             setup,
             generation: Arc::clone(&generation),
+            file: Arc::new(OnceLock::new()),
             _conn: std::marker::PhantomData,
         };
         let mut builder = r2d2::Pool::builder()
@@ -175,6 +202,47 @@ impl<C: Db + R2D2Connection> Pool<C> {
             max_hot: usize::try_from(config.max_size).unwrap_or(usize::MAX),
             waiting: AtomicUsize::new(0),
             generation,
+            epoch: AtomicU64::new(0),
+        }
+    }
+
+    /// Changes whenever what this pool reads may have lost continuity with what it read
+    /// before: a connection died (the server may have restarted, empty), the server could not
+    /// be reached, a commit's outcome is unknown, or the database file was deleted or replaced.
+    pub(crate) fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    fn lost_continuity(&self) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// The database file's path, for messages.
+    fn file_name(&self) -> String {
+        match self.manager.file.get() {
+            Some(Some(path)) => path.display().to_string(),
+            _ => self.local_file.clone().unwrap_or_default(),
+        }
+    }
+
+    /// What the database file's path names now: `None` without a local file (or when it cannot
+    /// be told); an error when it names nothing (deleted or moved away), since opening it would
+    /// make a new, empty database (or fail), and the old one is gone for every other process.
+    fn current_file(&self) -> Result<Option<FileId>, SqlError> {
+        let Some(Some(path)) = self.manager.file.get() else {
+            return Ok(None);
+        };
+        match file::identify(path) {
+            Ok(Some(id)) => Ok(Some(id)),
+            Ok(None) => {
+                // Connections to the deleted file are of no further use.
+                self.generation.fetch_add(1, Ordering::SeqCst);
+                self.lost_continuity();
+                Err(SqlError::FileGone {
+                    path: self.file_name(),
+                })
+            }
+            Err(_) => Ok(None),
         }
     }
 
@@ -218,11 +286,41 @@ impl<C: Db + R2D2Connection> Pool<C> {
             self.open_local_file()?;
             self.local_file_opened.store(true, Ordering::Release);
         }
+        let result = self.run_retrying(&mut op);
+        if let Err(error) = &result {
+            if error.loses_continuity() {
+                self.lost_continuity();
+            }
+        }
+        result
+    }
+
+    fn run_retrying<T>(
+        &self,
+        op: &mut impl FnMut(&mut C) -> Result<T, SqlError>,
+    ) -> Result<T, SqlError> {
         let mut broken_retries = 0;
         let mut attempt = 0;
         loop {
             attempt += 1;
+            // Before the checkout: a file that is gone is not opened again (and so created).
+            let file = self.current_file()?;
             let mut conn = self.checkout()?;
+            if file.is_some() && conn.file != file {
+                // The path names another file than this connection reads: every connection
+                // opened so far reads the old one.
+                conn.broken = true;
+                self.generation
+                    .fetch_max(conn.generation + 1, Ordering::SeqCst);
+                self.lost_continuity();
+                drop(conn);
+                if attempt >= MAX_ATTEMPTS {
+                    return Err(SqlError::FileReplaced {
+                        path: self.file_name(),
+                    });
+                }
+                continue;
+            }
             let error = match op(&mut conn.conn) {
                 Ok(value) => {
                     self.check_in(conn);
@@ -234,6 +332,8 @@ impl<C: Db + R2D2Connection> Pool<C> {
                 conn.broken = true;
                 self.generation
                     .fetch_max(conn.generation + 1, Ordering::SeqCst);
+                // Even when a retry succeeds, it reads a server that may have restarted.
+                self.lost_continuity();
             }
             drop(conn);
             let retry = match error.class() {

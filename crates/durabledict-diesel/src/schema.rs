@@ -11,6 +11,8 @@ pub(crate) struct Column {
     pub(crate) ty: String,
     pub(crate) max_chars: Option<String>,
     pub(crate) max_bytes: Option<String>,
+    /// The table's name as the catalog keeps it (see [`TableSql::columns`](crate::dialect::TableSql)).
+    pub(crate) table: String,
 }
 
 /// A length limit.
@@ -242,6 +244,7 @@ mod tests {
             ty: ty.into(),
             max_chars: chars.map(Into::into),
             max_bytes: bytes.map(Into::into),
+            table: "t".into(),
         }
     }
 

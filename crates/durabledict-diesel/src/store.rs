@@ -50,6 +50,8 @@ pub(crate) enum StampMode {
 pub(crate) struct Prepared {
     schema: Schema,
     data: DataSql,
+    /// The key of the stamp row (see [`ops::stamp_key`]).
+    stamp_key: String,
 }
 
 impl Prepared {
@@ -179,11 +181,25 @@ impl SqlStore {
 
     fn stamp_row(&self) -> StampRow<'_> {
         StampRow {
-            sql: match &self.inner.stamp {
-                StampMode::Row(sql) => Some(sql),
-                StampMode::External(_) => None,
-            },
-            keyspace: &self.inner.table,
+            sql: self.stamp_sql(),
+            keyspace: self.stamp_key(),
+        }
+    }
+
+    fn stamp_sql(&self) -> Option<&StampSql> {
+        match &self.inner.stamp {
+            StampMode::Row(sql) => Some(sql),
+            StampMode::External(_) => None,
+        }
+    }
+
+    /// The key of the stamp row: the table's name as the catalog keeps it. Without the table
+    /// there is none but the configured name (and nothing to stamp); a database that cannot be
+    /// reached fails the stamp's own statement.
+    fn stamp_key(&self) -> &str {
+        match self.prepared() {
+            Ok(prepared) => &prepared.stamp_key,
+            Err(_) => &self.inner.table,
         }
     }
 
@@ -258,7 +274,12 @@ impl SqlStore {
             &inner.value_column,
             &schema,
         );
-        Ok(inner.prepared.get_or_init(|| Prepared { schema, data }))
+        let stamp_key = ops::stamp_key(columns, &inner.table).to_owned();
+        Ok(inner.prepared.get_or_init(|| Prepared {
+            schema,
+            data,
+            stamp_key,
+        }))
     }
 
     /// After a committed write: the stamp it left, bumping the external stamp if there is one.
@@ -281,7 +302,7 @@ impl SqlStore {
 
 impl Store for SqlStore {
     fn init(&self) -> Result<(), StoreError> {
-        let stamp = self.stamp_row();
+        let stamp = self.stamp_sql();
         let inner = &self.inner;
         let (table, name, create) = (
             &inner.table_sql,
@@ -349,7 +370,7 @@ impl Store for SqlStore {
                 if !self.stamps_table_exists(sql)? {
                     return Ok(None);
                 }
-                let keyspace = self.inner.table.as_str();
+                let keyspace = self.stamp_key();
                 Ok(on_pool!(self, |c| ops::last_updated(c, sql, keyspace))?)
             }
             StampMode::External(stamp) => stamp.get(),
@@ -408,6 +429,23 @@ impl Store for SqlStore {
         match self.prepared() {
             Ok(prepared) => prepared.schema.check_key(key),
             Err(_) => Ok(()),
+        }
+    }
+
+    /// The pool's own epoch (a failed request, a replaced SQLite file), plus an external
+    /// stamp's (a restarted memcached), so that a change of either is seen.
+    fn epoch(&self) -> u64 {
+        let own = match &self.inner.pools {
+            #[cfg(feature = "sqlite")]
+            Pools::Sqlite(pool) => pool.epoch(),
+            #[cfg(feature = "postgres")]
+            Pools::Postgres(pool) => pool.epoch(),
+            #[cfg(feature = "mysql")]
+            Pools::Mysql(pool) => pool.epoch(),
+        };
+        match &self.inner.stamp {
+            StampMode::Row(_) => own,
+            StampMode::External(stamp) => own.wrapping_add(stamp.epoch()),
         }
     }
 
