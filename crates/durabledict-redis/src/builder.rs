@@ -8,6 +8,7 @@ use durabledict_core::StoreError;
 use redis::cluster::ClusterClient;
 use redis::{Client, RedisResult};
 
+use crate::continuity::{self, Continuity, Identity};
 use crate::error::{config, store_error};
 use crate::keys::Keys;
 use crate::pool::{Conn, Connect, Pool};
@@ -255,11 +256,20 @@ impl RedisStoreBuilder {
                 (Box::new(reads), Some(Box::new(writes)))
             }
         };
-        let pool = |connector| Pool::new(connector, self.max_idle, self.check_idle_after);
+        let continuity = Arc::new(Continuity::default());
+        let pool = |connector| {
+            Pool::new(
+                connector,
+                Arc::clone(&continuity),
+                self.max_idle,
+                self.check_idle_after,
+            )
+        };
         Ok(RedisStore {
             inner: Arc::new(Inner {
                 reads: pool(reads),
                 writes: writes.map(pool),
+                continuity,
                 scripts: Scripts::new(),
                 keys,
                 keyspace: self.keyspace,
@@ -320,13 +330,14 @@ impl fmt::Debug for Server {
 }
 
 impl Connect for Server {
-    fn connect(&self) -> RedisResult<Conn> {
-        let conn = self
+    fn connect(&self) -> RedisResult<(Conn, Identity)> {
+        let mut conn = self
             .client
             .get_connection_with_timeout(self.connect_timeout)?;
         conn.set_read_timeout(Some(self.io_timeout))?;
         conn.set_write_timeout(Some(self.io_timeout))?;
-        Ok(Box::new(conn))
+        let identity = continuity::identify(&mut conn)?;
+        Ok((Box::new(conn), identity))
     }
 }
 
@@ -343,10 +354,12 @@ impl fmt::Debug for Cluster {
 }
 
 impl Connect for Cluster {
-    fn connect(&self) -> RedisResult<Conn> {
-        // Connects to the initial nodes and reads the slot map; fails when none answers.
+    fn connect(&self) -> RedisResult<(Conn, Identity)> {
+        // Connects to the initial nodes and reads the slot map; fails when none answers. The
+        // client opens and re-opens its connections to the nodes by itself, so there is no one
+        // server to identify (see the crate docs, "A server that restarts empty").
         let conn = self.client.get_connection()?;
         conn.set_write_timeout(Some(self.io_timeout))?;
-        Ok(Box::new(conn))
+        Ok((Box::new(conn), Identity::Untracked))
     }
 }

@@ -2,6 +2,7 @@
 #![warn(missing_docs)]
 
 mod builder;
+mod continuity;
 mod error;
 mod keys;
 mod pool;

@@ -39,20 +39,22 @@
 //! so after a restart only the first operation meets a dead connection.
 
 use std::fmt;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use durabledict_core::StoreError;
 use redis::{ConnectionLike, RedisError, RedisResult};
 
+use crate::continuity::{Continuity, Identity};
 use crate::error::{request_error, store_error};
 
 /// A connection of either kind (one server, or a cluster client holding one per node).
 pub(crate) type Conn = Box<dyn ConnectionLike + Send>;
 
-/// Opens a new connection, with the configured timeouts set on it.
+/// Opens a new connection, with the configured timeouts set on it, and says who answered
+/// (see [`continuity`](crate::continuity)).
 pub(crate) trait Connect: Send + Sync + fmt::Debug {
-    fn connect(&self) -> RedisResult<Conn>;
+    fn connect(&self) -> RedisResult<(Conn, Identity)>;
 }
 
 /// What may be done when a pooled connection turns out to be dead (see the module docs).
@@ -87,6 +89,8 @@ impl Replay {
 
 pub(crate) struct Pool {
     connector: Box<dyn Connect>,
+    /// Shared with the store's other pool (a cluster's writes).
+    continuity: Arc<Continuity>,
     idle: Mutex<Vec<Idle>>,
     max_idle: usize,
     check_idle_after: Duration,
@@ -110,11 +114,13 @@ impl fmt::Debug for Pool {
 impl Pool {
     pub(crate) fn new(
         connector: Box<dyn Connect>,
+        continuity: Arc<Continuity>,
         max_idle: usize,
         check_idle_after: Duration,
     ) -> Self {
         Pool {
             connector,
+            continuity,
             idle: Mutex::new(Vec::new()),
             max_idle,
             check_idle_after,
@@ -124,7 +130,8 @@ impl Pool {
     /// Runs `request` on a pooled or new connection, sending it a second time only as
     /// [`Replay`] allows. A connection that failed with anything but a server's error reply is
     /// dropped (its stream may hold half a reply), so the next operation opens a new one: that
-    /// is the whole reconnection logic.
+    /// is the whole reconnection logic. Every failure that may hide a restart bumps the
+    /// store's epoch, also one that a second send on a new connection then hides.
     pub(crate) fn run<T>(
         &self,
         replay: Replay,
@@ -133,6 +140,7 @@ impl Pool {
         let (mut conn, reused) = self.checkout(replay)?;
         let mut result = request(&mut *conn);
         if let Err(e) = &result {
+            self.continuity.failed(e);
             let lost = reused && connection_lost(e);
             if lost {
                 self.forget_idle();
@@ -141,6 +149,9 @@ impl Pool {
                 drop(conn);
                 conn = self.open()?;
                 result = request(&mut *conn);
+                if let Err(e) = &result {
+                    self.continuity.failed(e);
+                }
             }
         }
         self.settle(replay, conn, result)
@@ -154,10 +165,15 @@ impl Pool {
         if replay == Replay::CheckIdle && since.elapsed() >= self.check_idle_after {
             match redis::cmd("PING").query::<String>(&mut *conn) {
                 Ok(_) => {}
-                // A server too busy to answer in time would keep a new connection waiting
-                // too (a cluster client's connect waits without a timeout): nothing was sent.
-                Err(e) if e.is_timeout() => return Err(request_error(e, false)),
-                Err(_) => {
+                Err(e) if e.is_timeout() => {
+                    // A server too busy to answer in time would keep a new connection waiting
+                    // too (a cluster client's connect waits without a timeout): nothing was
+                    // sent.
+                    self.continuity.failed(&e);
+                    return Err(request_error(e, false));
+                }
+                Err(e) => {
+                    self.continuity.failed(&e);
                     self.forget_idle();
                     return Ok((self.open()?, false));
                 }
@@ -187,8 +203,19 @@ impl Pool {
         }
     }
 
+    /// A new connection; a failure to connect, or a server other than the last one seen,
+    /// bumps the epoch.
     fn open(&self) -> Result<Conn, StoreError> {
-        self.connector.connect().map_err(store_error)
+        match self.connector.connect() {
+            Ok((conn, identity)) => {
+                self.continuity.connected(identity);
+                Ok(conn)
+            }
+            Err(e) => {
+                self.continuity.failed(&e);
+                Err(store_error(e))
+            }
+        }
     }
 
     fn take(&self) -> Option<Idle> {

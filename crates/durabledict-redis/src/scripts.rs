@@ -17,8 +17,8 @@
 //! (about 1.7e15 in 2024).
 //!
 //! Why that cannot repeat a stamp a dict synced at:
-//! - Stamps counted up from the creation value 1 stay far below 1e15: that would take a
-//!   million writes a second for thirty years.
+//! - Stamps counted up from 1 (a keyspace Python durabledict created) stay far below 1e15:
+//!   that would take a million writes a second for thirty years.
 //! - A seed taken at time `T1` grows by one per write. A later loss re-seeds at `T2 > T1`;
 //!   the new seed equals an old stamp only if more than `T2 - T1` writes happened since `T1`,
 //!   that is more than one write per microsecond sustained over the whole interval. One
@@ -29,16 +29,23 @@
 //!   since the previous seed.
 //!
 //! Every write seeds this way, also when the hash is empty: a dict built on an empty keyspace
-//! synced at stamp 1 with no entries, so a write that re-created the stamp as 1 with one entry
-//! would go unseen.
+//! synced with no entries, so a write that re-created the stamp as 1 with one entry would go
+//! unseen. [`INIT`] seeds a brand-new keyspace the same way, not at 1 as Python durabledict's
+//! first `INCR` does: Python readers compare with `>`, so a large first stamp is compatible, and
+//! a keyspace wiped whole (hash and stamp: `FLUSHALL`, a restart without persistence) is then
+//! re-created far from any number a dict synced at.
 //!
-//! [`INIT`] is the one place that starts at 1, as Python durabledict does, and only when the
-//! hash is empty too: a brand-new keyspace. A keyspace wiped whole (hash and stamp, as
-//! `FLUSHALL` or a restart without persistence does) looks exactly like a new one and starts
-//! at 1 again; a dict that synced the old keyspace at stamp `s` notices on its next stamp
-//! check, which sees the missing stamp or a smaller number, unless it makes no check at all
-//! until the new counter has climbed back to exactly `s`. Only a dict under the `Manual`
-//! policy that is not synced for that long can miss it.
+//! # What the stamp cannot tell: a server that restarts empty
+//!
+//! A writer that counts from nothing, Python durabledict's `INCR` above all, brings a wiped
+//! keyspace back to 1, 2, …, and can reach exactly the stamp a live dict synced at, with other
+//! values. Seeding cannot prevent that (the writer is not ours), so the store does not rely on
+//! the stamp alone: its [epoch](durabledict_core::Store::epoch) changes when a request fails
+//! without a reply or a new connection reaches a server with another `run_id`, and a dict under
+//! any policy reloads once when it did (see the crate docs, "A server that restarts empty").
+//! Without it every policy misses it, `Always` included: the first check after the restart is
+//! sent again on a new connection and succeeds, so the dict sees no error, only the same
+//! number.
 
 use redis::Script;
 
@@ -65,16 +72,13 @@ local function bump()
 end
 "#;
 
-/// Creates a missing stamp without touching an existing one; returns the stamp. Checks the
-/// hash's type first, so a keyspace holding something else fails at creation.
+/// Creates a missing stamp without touching an existing one, seeded from the server clock like
+/// every re-created stamp; returns the stamp. `HLEN` checks the hash's type first, so a
+/// keyspace holding something else fails at creation.
 pub(crate) const INIT: &str = r#"
-local empty = redis.call('HLEN', KEYS[1]) == 0
+redis.call('HLEN', KEYS[1])
 local stamp = redis.call('GET', KEYS[2])
 if stamp then return stamp end
-if empty then
-  redis.call('SET', KEYS[2], '1')
-  return '1'
-end
 return bump()
 "#;
 

@@ -7,6 +7,7 @@ use durabledict_core::{Durables, SetDefault, StampValue, Store, StoreError};
 use redis::{ConnectionLike, RedisResult, Script, Value};
 
 use crate::builder::RedisStoreBuilder;
+use crate::continuity::Continuity;
 use crate::keys::Keys;
 use crate::pool::{Pool, Replay};
 use crate::reply;
@@ -62,6 +63,8 @@ pub(crate) struct Inner {
     /// A cluster's writes go through a client that never sends a command twice by itself;
     /// `None`: writes share the pool of reads.
     pub(crate) writes: Option<Pool>,
+    /// The epoch, bumped by both pools.
+    pub(crate) continuity: Arc<Continuity>,
     pub(crate) scripts: Scripts,
     pub(crate) keys: Keys,
     pub(crate) keyspace: String,
@@ -299,5 +302,13 @@ impl Store for RedisStore {
 
     fn max_value_len(&self) -> Option<usize> {
         self.inner.max_value_len
+    }
+
+    /// Bumped by every request that failed without a reply in step (the connection broke, was
+    /// refused, timed out, the server is loading) and by every new connection to a server whose
+    /// `run_id` differs from the last one seen. See the crate docs, "A server that restarts
+    /// empty".
+    fn epoch(&self) -> u64 {
+        self.inner.continuity.epoch()
     }
 }

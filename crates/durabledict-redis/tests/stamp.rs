@@ -1,4 +1,5 @@
-//! The stamp: Python's numbering, bumps only on change, atomic with the write, re-created
+//! The stamp: created from the server clock, one more per write (Python's `INCR`), bumps only
+//! on change, atomic with the write, re-created
 //! safely when lost, reloads when reset behind the dicts' backs, `Corrupt` when not an integer.
 
 #![allow(clippy::unwrap_used)]
@@ -28,16 +29,29 @@ fn store_kind(error: &Error) -> StoreErrorKind {
         .kind()
 }
 
+/// Python durabledict starts a new keyspace at 1 (its first `INCR`); this crate starts it from
+/// the server clock, as it re-creates every lost stamp, so that a keyspace wiped whole (a
+/// restart without persistence) is re-created far from any number a dict synced at. Python
+/// readers compare with `>`, so a large first stamp is compatible; each write adds one, as
+/// Python's `INCR` does.
 #[test]
-fn python_numbering_one_after_creation_three_after_two_writes() {
+fn creation_seeds_from_the_server_clock_and_each_write_adds_one() {
     let store = store(&keyspace("numbering"));
     let mut conn = raw(&server_url());
+    let (now, _): (i64, i64) = redis::cmd("TIME").query(&mut conn).unwrap();
     let dict = dict(&store);
-    assert_eq!(raw_stamp(&mut conn, &store).as_deref(), Some("1"));
+    let created: i64 = raw_stamp(&mut conn, &store).unwrap().parse().unwrap();
+    assert!(
+        created >= now * 1_000_000,
+        "created from the server clock, got {created}"
+    );
     dict.insert("a", "1".into()).unwrap();
     dict.insert("b", "2".into()).unwrap();
-    assert_eq!(raw_stamp(&mut conn, &store).as_deref(), Some("3"));
-    assert_eq!(dict.last_updated().unwrap(), Some(3));
+    assert_eq!(
+        raw_stamp(&mut conn, &store),
+        Some((created + 2).to_string())
+    );
+    assert_eq!(dict.last_updated().unwrap(), Some(created + 2));
     // The layout is Python's: the hash named like the keyspace, the stamp beside it.
     assert_eq!(
         store.stamp_key(),
@@ -70,8 +84,9 @@ fn creating_a_dict_never_bumps_an_existing_stamp() {
 fn operations_that_change_nothing_do_not_bump() {
     let store = store(&keyspace("nobump"));
     store.init().unwrap();
+    let created = store.last_updated().unwrap().unwrap();
     let s1 = store.persist("k", b"v").unwrap();
-    assert_eq!(s1, 2);
+    assert_eq!(s1, created + 1);
     assert_eq!(
         store.setdefault("k", b"other").unwrap(),
         SetDefault::Existing(b"v".to_vec())
@@ -84,20 +99,20 @@ fn operations_that_change_nothing_do_not_bump() {
 
     assert_eq!(
         store.setdefault("n", b"new").unwrap(),
-        SetDefault::Inserted(3)
+        SetDefault::Inserted(s1 + 1)
     );
-    assert_eq!(store.pop("n").unwrap(), Some((b"new".to_vec(), 4)));
+    assert_eq!(store.pop("n").unwrap(), Some((b"new".to_vec(), s1 + 2)));
     assert_eq!(
         store
             .persist_many(&[("a", b"1"), ("b", b"2"), ("c", b"3")])
             .unwrap(),
-        Some(5),
+        Some(s1 + 3),
         "a batch bumps once"
     );
-    assert_eq!(store.depersist("a").unwrap(), Some(6));
-    assert_eq!(store.clear().unwrap(), Some(7));
+    assert_eq!(store.depersist("a").unwrap(), Some(s1 + 4));
+    assert_eq!(store.clear().unwrap(), Some(s1 + 5));
     assert_eq!(store.clear().unwrap(), None, "clearing an empty keyspace");
-    assert_eq!(store.last_updated().unwrap(), Some(7));
+    assert_eq!(store.last_updated().unwrap(), Some(s1 + 5));
     assert!(store.durables().unwrap().entries.is_empty());
 }
 
@@ -105,6 +120,7 @@ fn operations_that_change_nothing_do_not_bump() {
 fn a_large_batch_is_one_write() {
     let store = store(&keyspace("batch"));
     store.init().unwrap();
+    let created = store.last_updated().unwrap().unwrap();
     let values: Vec<(String, Vec<u8>)> = (0..5000)
         .map(|i| (format!("key{i}"), format!("value{i}").into_bytes()))
         .collect();
@@ -112,9 +128,9 @@ fn a_large_batch_is_one_write() {
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_slice()))
         .collect();
-    assert_eq!(store.persist_many(&batch).unwrap(), Some(2));
+    assert_eq!(store.persist_many(&batch).unwrap(), Some(created + 1));
     let durables = store.durables().unwrap();
-    assert_eq!(durables.stamp, Some(2));
+    assert_eq!(durables.stamp, Some(created + 1));
     assert_eq!(durables.entries.len(), 5000);
     assert_eq!(durables.entries["key4999"], b"value4999");
 }
@@ -145,9 +161,15 @@ fn a_lost_stamp_is_seeded_from_the_server_clock() {
         .unwrap();
     assert!(store.persist("k", b"y").unwrap() >= now * 1_000_000);
 
-    // Also when the hash is empty: a dict that synced at 1 with no entries must not see 1
-    // again with an entry.
+    // Also when the hash is empty: a dict that synced at 1 with no entries (a keyspace Python
+    // created, or that an earlier version of this crate did) must not see 1 again with an
+    // entry.
     let empty = self::store(&keyspace("lost-empty"));
+    let () = redis::cmd("SET")
+        .arg(empty.stamp_key())
+        .arg(1)
+        .query(&mut conn)
+        .unwrap();
     let watcher = DurableDict::<String>::builder(empty.clone(), Raw)
         .policy(SyncPolicy::Manual)
         .build()

@@ -100,9 +100,9 @@ fn a_user_without_write_permission_is_rejected_and_can_still_read() {
     let ks = keyspace("perm");
     let writer = RedisStore::open(&url("alice:wonder%20land@", port, ""), &ks).unwrap();
     writer.init().unwrap();
-    writer.persist("k", b"v").unwrap();
+    let written = writer.persist("k", b"v").unwrap();
     let reader = RedisStore::open(&url("reader:reader@", port, ""), &ks).unwrap();
-    assert_eq!(reader.last_updated().unwrap(), Some(2));
+    assert_eq!(reader.last_updated().unwrap(), Some(written));
     let dict = DurableDict::<String>::builder(reader.clone(), Raw)
         .build()
         .unwrap();
