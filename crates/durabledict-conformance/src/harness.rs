@@ -6,8 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use durabledict_core::{
-    BoxError, DurableDict, Durables, Encoding, Raw, SetDefault, StampValue, Store, StoreError,
-    SyncPolicy,
+    BoxError, Call, DurableDict, Encoding, Layer, Layered, Raw, Store, StoreError, SyncPolicy,
 };
 use rand::Rng;
 
@@ -60,10 +59,7 @@ impl<'f> Keyspace<'f> {
     pub fn counting_store(&self) -> (CountingStore, Arc<AtomicUsize>) {
         let loads = Arc::new(AtomicUsize::new(0));
         (
-            CountingStore {
-                inner: self.store(),
-                loads: Arc::clone(&loads),
-            },
+            Layered::new(CountLoads(Arc::clone(&loads)), self.store()),
             loads,
         )
     }
@@ -118,50 +114,24 @@ impl Drop for Keyspace<'_> {
     }
 }
 
-/// A store wrapper that counts full loads ([`Store::durables`]) and forwards everything else.
-#[derive(Debug)]
-pub struct CountingStore {
-    inner: Box<dyn Store>,
-    loads: Arc<AtomicUsize>,
-}
+/// A store wrapper that counts full loads ([`Store::durables`]) and forwards everything else
+/// (through [`Layered`], so methods added to `Store` later are forwarded too).
+pub type CountingStore = Layered<CountLoads, Box<dyn Store>>;
 
-impl Store for CountingStore {
-    fn init(&self) -> Result<(), StoreError> {
-        self.inner.init()
-    }
-    fn persist(&self, key: &str, value: &[u8]) -> Result<StampValue, StoreError> {
-        self.inner.persist(key, value)
-    }
-    fn depersist(&self, key: &str) -> Result<Option<StampValue>, StoreError> {
-        self.inner.depersist(key)
-    }
-    fn durables(&self) -> Result<Durables, StoreError> {
-        self.loads.fetch_add(1, Ordering::SeqCst);
-        self.inner.durables()
-    }
-    fn last_updated(&self) -> Result<Option<StampValue>, StoreError> {
-        self.inner.last_updated()
-    }
-    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.inner.get(key)
-    }
-    fn pop(&self, key: &str) -> Result<Option<(Vec<u8>, StampValue)>, StoreError> {
-        self.inner.pop(key)
-    }
-    fn setdefault(&self, key: &str, value: &[u8]) -> Result<SetDefault, StoreError> {
-        self.inner.setdefault(key, value)
-    }
-    fn persist_many(&self, entries: &[(&str, &[u8])]) -> Result<Option<StampValue>, StoreError> {
-        self.inner.persist_many(entries)
-    }
-    fn clear(&self) -> Result<Option<StampValue>, StoreError> {
-        self.inner.clear()
-    }
-    fn validate_key(&self, key: &str) -> Result<(), String> {
-        self.inner.validate_key(key)
-    }
-    fn max_value_len(&self) -> Option<usize> {
-        self.inner.max_value_len()
+/// The [`Layer`] of a [`CountingStore`]: counts [`Store::durables`] calls.
+#[derive(Debug)]
+pub struct CountLoads(Arc<AtomicUsize>);
+
+impl Layer for CountLoads {
+    fn around<T>(
+        &self,
+        call: Call<'_>,
+        run: impl FnOnce() -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        if call == Call::Durables {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+        run()
     }
 }
 

@@ -19,7 +19,7 @@ pub use basic::{
 };
 pub use concurrency::concurrent_writers_converge;
 pub use fixture::{Capabilities, Fixture, Visibility};
-pub use harness::{CountingStore, Keyspace, TYPED_MAGIC, Typed, TypedEncoding};
+pub use harness::{CountLoads, CountingStore, Keyspace, TYPED_MAGIC, Typed, TypedEncoding};
 pub use memory::MemoryFixture;
 pub use model::model;
 pub use sync::{

@@ -4,6 +4,7 @@
 mod dict;
 mod encoding;
 mod error;
+mod layer;
 mod memory;
 mod policy;
 mod store;
@@ -12,6 +13,7 @@ mod table;
 pub use dict::{Builder, DurableDict, Status};
 pub use encoding::{Encoding, Raw};
 pub use error::{BoxError, Error, Op, Result, StoreError, StoreErrorKind};
+pub use layer::{Call, Layer, Layered};
 pub use memory::{MemoryStamp, MemoryStore};
 pub use policy::SyncPolicy;
 pub use store::{Durables, SetDefault, Stamp, StampValue, Store, clock_seed};
