@@ -585,3 +585,239 @@ fn a_failed_external_bump_hides_the_write_until_the_next_change() {
     stamp.bump().unwrap();
     assert_eq!(common::read(&b, "first").unwrap(), None);
 }
+
+/// SQLite resolves table names without regard to case: `flags` and `FLAGS` are one table, so
+/// they are one stamp row, and a dict on one sees writes through the other.
+#[test]
+fn table_names_differing_in_case_share_one_stamp_row() {
+    let dir = tempfile::tempdir().unwrap();
+    common::one_stamp_row_per_table(&format!("sqlite://{}/case.db", dir.path().display()), true);
+}
+
+/// Removes a database file with its `-wal` and `-shm`, as `rm e.db*` does.
+fn remove_database(path: &std::path::Path) {
+    std::fs::remove_file(path).unwrap();
+    for suffix in ["-wal", "-shm"] {
+        let mut side = path.as_os_str().to_owned();
+        side.push(suffix);
+        match std::fs::remove_file(&side) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => panic!("{e}"),
+            _ => {}
+        }
+    }
+}
+
+/// The stores and dicts of one file at `path`, as separate processes would open it.
+struct OneFile {
+    _dir: tempfile::TempDir,
+    path: std::path::PathBuf,
+    url: String,
+}
+
+impl OneFile {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("e.db");
+        let url = format!("sqlite://{}", path.display());
+        OneFile {
+            _dir: dir,
+            path,
+            url,
+        }
+    }
+
+    fn store(&self) -> SqlStore {
+        SqlStore::builder(&self.url).table("flags").build().unwrap()
+    }
+}
+
+/// The database file is deleted (with its `-wal` and `-shm`) under a live `Always` dict, and
+/// another process makes a new one at the path, with another value, before the dict reads
+/// again: the dict reads the new file, not the deleted one it had open, although the new file
+/// counted to the very stamp the dict had synced at. Its writes go to the new file too.
+#[test]
+fn a_file_deleted_and_made_again_is_read_again_at_the_same_stamp() {
+    let file = OneFile::new();
+    let watcher_store = file.store();
+    let watcher = dict(watcher_store.clone());
+    dict(file.store()).insert("k", "old".into()).unwrap();
+    assert_eq!(common::read(&watcher, "k").unwrap().as_deref(), Some("old"));
+    let synced = watcher.status().stamp;
+    let epoch = watcher_store.epoch();
+
+    remove_database(&file.path);
+    let writer = dict(file.store());
+    writer.insert("k", "new".into()).unwrap();
+    assert_eq!(
+        file.store().last_updated().unwrap(),
+        synced,
+        "the new file counts to the stamp the dict synced at"
+    );
+
+    assert_eq!(common::read(&watcher, "k").unwrap().as_deref(), Some("new"));
+    assert_ne!(
+        watcher_store.epoch(),
+        epoch,
+        "a replaced file changes the epoch"
+    );
+    watcher.insert("w", "x".into()).unwrap();
+    assert_eq!(common::read(&writer, "w").unwrap().as_deref(), Some("x"));
+    assert_eq!(file.store().get("w").unwrap().as_deref(), Some(&b"x"[..]));
+}
+
+/// While the file is gone, a dict on it fails with an error naming it (not the deleted
+/// contents), and neither a read nor a write makes a new, empty file; once another process has
+/// made the file again, the same dict reads it.
+#[test]
+fn a_file_that_is_gone_fails_loudly_until_it_is_back() {
+    let file = OneFile::new();
+    let watcher = dict(file.store());
+    watcher.insert("k", "old".into()).unwrap();
+    remove_database(&file.path);
+
+    for attempt in [
+        common::read(&watcher, "k"),
+        watcher.insert("k", "lost".into()).map(|()| None),
+    ] {
+        match attempt {
+            Err(e @ Error::Store { .. }) => {
+                assert_eq!(
+                    e.store_error().map(|s| s.kind()),
+                    Some(StoreErrorKind::Unavailable),
+                    "{e}"
+                );
+                let source = e
+                    .store_error()
+                    .and_then(|s| s.inner().downcast_ref::<durabledict_diesel::SqlError>());
+                assert!(
+                    matches!(source, Some(durabledict_diesel::SqlError::FileGone { .. })),
+                    "{e:?}"
+                );
+                assert!(e.to_string().contains("e.db"), "{e}");
+            }
+            other => panic!("a deleted file must not be read or written: {other:?}"),
+        }
+    }
+    assert!(!file.path.exists(), "nothing made the file again");
+
+    dict(file.store()).insert("k", "new".into()).unwrap();
+    assert_eq!(common::read(&watcher, "k").unwrap().as_deref(), Some("new"));
+}
+
+/// `PRAGMA journal_mode` of the database at `path`, as a new connection finds it.
+fn journal_mode(path: &std::path::Path) -> String {
+    use durabledict_diesel::diesel::{self, Connection, QueryableByName, RunQueryDsl};
+    #[derive(QueryableByName)]
+    struct Mode {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        journal_mode: String,
+    }
+    let mut c = diesel::sqlite::SqliteConnection::establish(path.to_str().unwrap()).unwrap();
+    diesel::sql_query("PRAGMA journal_mode")
+        .get_result::<Mode>(&mut c)
+        .unwrap()
+        .journal_mode
+}
+
+/// A database another program made (Django, in SQLite's default rollback-journal mode) keeps
+/// its journal mode when the store writes to it: switched to WAL, its readers would need write
+/// access to the directory. A file the store makes itself uses WAL.
+#[test]
+fn a_database_made_elsewhere_keeps_its_journal_mode() {
+    use durabledict_diesel::diesel::{Connection, connection::SimpleConnection};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("django.db");
+    let mut django =
+        durabledict_diesel::diesel::sqlite::SqliteConnection::establish(path.to_str().unwrap())
+            .unwrap();
+    django
+        .batch_execute(
+            "PRAGMA journal_mode = DELETE; \
+             CREATE TABLE myapp_setting (id integer NOT NULL PRIMARY KEY AUTOINCREMENT, \
+             key varchar(32) NOT NULL UNIQUE, value text NOT NULL); \
+             INSERT INTO myapp_setting (key, value) VALUES ('existing', 'from django');",
+        )
+        .unwrap();
+    drop(django);
+    assert_eq!(journal_mode(&path), "delete");
+
+    let url = format!("sqlite://{}", path.display());
+    let d = dict(
+        SqlStore::builder(&url)
+            .table("myapp_setting")
+            .build()
+            .unwrap(),
+    );
+    d.insert("k", "from rust".into()).unwrap();
+    assert_eq!(
+        common::read(&d, "existing").unwrap().as_deref(),
+        Some("from django")
+    );
+    assert_eq!(journal_mode(&path), "delete");
+    assert!(!dir.path().join("django.db-wal").exists());
+    // The file's header says which journal it uses: 1 and 1 for a rollback journal, 2 for WAL.
+    assert_eq!(&std::fs::read(&path).unwrap()[18..20], &[1, 1]);
+    drop(d);
+
+    let own = dir.path().join("own.db");
+    dict(
+        SqlStore::builder(format!("sqlite://{}", own.display()))
+            .build()
+            .unwrap(),
+    )
+    .insert("k", "v".into())
+    .unwrap();
+    assert_eq!(journal_mode(&own), "wal");
+}
+
+/// A stamp kept apart from the table (memcached, say) that can restart: counting again to the
+/// number it had, with its epoch changed.
+#[derive(Debug, Default)]
+struct RestartingStamp {
+    stamp: durabledict_core::MemoryStamp,
+    epoch: std::sync::atomic::AtomicU64,
+}
+
+impl durabledict_core::Stamp for RestartingStamp {
+    fn get(&self) -> Result<Option<i64>, durabledict_core::StoreError> {
+        self.stamp.get()
+    }
+    fn bump(&self) -> Result<i64, durabledict_core::StoreError> {
+        self.stamp.bump()
+    }
+    fn epoch(&self) -> u64 {
+        self.epoch.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// With an external stamp, the store's epoch includes the stamp's: when the stamp's server
+/// restarted and came back at the number a dict synced at while the table changed, the dict
+/// reloads.
+#[test]
+fn an_external_stamp_that_restarted_at_the_same_number_is_noticed() {
+    let file = OneFile::new();
+    let stamp = std::sync::Arc::new(RestartingStamp::default());
+    let store = SqlStore::builder(&file.url)
+        .table("flags")
+        .stamp(std::sync::Arc::clone(&stamp))
+        .build()
+        .unwrap();
+    let d = dict(store.clone());
+    d.insert("k", "before".into()).unwrap();
+    let epoch = store.epoch();
+
+    // Behind the stamp's back (as a write whose bump went to the server before its restart).
+    SqlStore::builder(&file.url)
+        .table("flags")
+        .stamp(common::FrozenStamp)
+        .build()
+        .unwrap()
+        .persist("k", b"after")
+        .unwrap();
+    assert_eq!(common::read(&d, "k").unwrap().as_deref(), Some("before"));
+    stamp
+        .epoch
+        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    assert_ne!(store.epoch(), epoch);
+    assert_eq!(common::read(&d, "k").unwrap().as_deref(), Some("after"));
+}

@@ -394,3 +394,89 @@ pub fn restart_under_live_dicts<S>(
     strict.insert("k", "again".into()).unwrap();
     assert_eq!(read(&lenient, "k").unwrap().as_deref(), Some("again"));
 }
+
+/// Every spelling of a table name that the database resolves to one table reaches one stamp
+/// row, so a dict on one spelling sees writes through another (SQLite ignores case in table
+/// names, MySQL does unless `lower_case_table_names` is 0); spellings that are different tables
+/// (PostgreSQL, whose quoted names are exact) keep one stamp row each. Either way a dict serves
+/// what its table holds. `same_table` says which of the two the database does.
+pub fn one_stamp_row_per_table(url: &str, same_table: bool) {
+    let lower = table_name("case");
+    let upper = lower.to_uppercase();
+    let open = |table: &str| SqlStore::builder(url).table(table).build().unwrap();
+    let dict = |table: &str| {
+        DurableDict::<String>::builder(open(table), Raw)
+            .build()
+            .unwrap()
+    };
+    let watcher = dict(&lower);
+    watcher.insert("a", "1".into()).unwrap();
+    let upper_watcher = dict(&upper);
+    dict(&upper).insert("a", "2".into()).unwrap();
+    let expected = if same_table { "2" } else { "1" };
+    assert_eq!(
+        open(&lower).get("a").unwrap().as_deref(),
+        Some(expected.as_bytes()),
+        "{upper} is {}the table {lower}",
+        if same_table { "" } else { "not " }
+    );
+    assert_eq!(read(&watcher, "a").unwrap().as_deref(), Some(expected));
+    // And the other way round.
+    dict(&lower).insert("b", "3".into()).unwrap();
+    assert_eq!(
+        read(&upper_watcher, "b").unwrap(),
+        same_table.then(|| "3".to_string())
+    );
+    let keyspace = match backend_of(url) {
+        Backend::Mysql => "LOWER(CONVERT(keyspace USING utf8mb4))",
+        _ => "LOWER(keyspace)",
+    };
+    let rows = query_i64(
+        url,
+        &format!("SELECT count(*) FROM durabledict_stamps WHERE {keyspace} = '{lower}'"),
+    )
+    .unwrap();
+    assert_eq!(rows, if same_table { 1 } else { 2 }, "stamp rows");
+    open(&lower).drop_keyspace().unwrap();
+    open(&upper).drop_keyspace().unwrap();
+}
+
+/// A request that fails because the server is down changes the store's epoch, and so does a
+/// dead connection found after a restart, even when the retry on a new one succeeds: the
+/// server may have come back with other contents at the same stamp.
+pub fn failed_requests_change_the_epoch<S>(
+    url: &str,
+    server: &mut S,
+    stop: impl Fn(&mut S),
+    restart: impl Fn(&mut S),
+) {
+    let store = SqlStore::builder(url)
+        .table(table_name("epoch"))
+        .connection_timeout(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    store.init().unwrap();
+    store.last_updated().unwrap();
+    let before = store.epoch();
+    store.last_updated().unwrap();
+    assert_eq!(
+        store.epoch(),
+        before,
+        "a request that succeeds keeps the epoch"
+    );
+
+    // Restarted between two requests: the pooled connection is dead, the retry succeeds.
+    stop(server);
+    restart(server);
+    store.last_updated().unwrap();
+    let after_restart = store.epoch();
+    assert_ne!(after_restart, before, "a dead connection changes the epoch");
+
+    stop(server);
+    assert!(store.last_updated().is_err());
+    let down = store.epoch();
+    assert_ne!(down, after_restart, "a failed request changes the epoch");
+    restart(server);
+    store.last_updated().unwrap();
+    store.drop_keyspace().unwrap();
+}
