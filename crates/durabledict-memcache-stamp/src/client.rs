@@ -6,6 +6,7 @@
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
@@ -73,6 +74,43 @@ impl Conn {
     }
 }
 
+impl Conn {
+    /// The server's identity, from `stats`.
+    fn identity(&mut self) -> Result<ServerIdentity, MemcacheError> {
+        self.send(b"stats\r\n")?;
+        let (mut pid, mut time, mut uptime) = (None, None, None);
+        loop {
+            let line = self.read_line()?;
+            if line == b"END" {
+                break;
+            }
+            let mut fields = line.split(|&b| b == b' ');
+            if fields.next() != Some(b"STAT") {
+                return Err(unexpected("stats", line));
+            }
+            let (Some(name), Some(value)) = (fields.next(), fields.next()) else {
+                return Err(unexpected("stats", line));
+            };
+            match name {
+                b"pid" => pid = parse_decimal(value),
+                b"time" => time = parse_decimal(value),
+                b"uptime" => uptime = parse_decimal(value),
+                _ => {}
+            }
+        }
+        match (pid, time, uptime) {
+            (Some(pid), Some(time), Some(uptime)) => Ok(ServerIdentity {
+                pid,
+                started: i64::try_from(time).unwrap_or(i64::MAX)
+                    - i64::try_from(uptime).unwrap_or(0),
+            }),
+            _ => Err(MemcacheError::Protocol(
+                "stats did not report pid, time and uptime".into(),
+            )),
+        }
+    }
+}
+
 /// What a reply line says when it is not the expected answer.
 fn unexpected(command: &str, line: &[u8]) -> MemcacheError {
     let text = String::from_utf8_lossy(line).into_owned();
@@ -98,6 +136,18 @@ pub(crate) struct Client {
     incr_request: Vec<u8>,
     delete_request: Vec<u8>,
     key: String,
+    /// Changes whenever continuity may have been lost (see `Stamp::epoch`).
+    epoch: AtomicU64,
+    /// The identity of the server the last new connection reached.
+    server: Mutex<Option<ServerIdentity>>,
+}
+
+/// Who a memcached is: its `pid` and start time (`time - uptime`). A restarted server differs
+/// in one or both, even when it reuses the pid (in a container).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ServerIdentity {
+    pid: u64,
+    started: i64,
 }
 
 impl Client {
@@ -118,7 +168,19 @@ impl Client {
             incr_request: format!("incr {key} 1\r\n").into_bytes(),
             delete_request: format!("delete {key}\r\n").into_bytes(),
             key,
+            epoch: AtomicU64::new(0),
+            server: Mutex::new(None),
         }
+    }
+
+    /// The continuity epoch: bumped by every failed exchange and by a new connection that
+    /// reaches a server other than the last one seen.
+    pub(crate) fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    fn lost_continuity(&self) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Runs `command` on a pooled connection. An I/O failure drops the connection; when the
@@ -140,23 +202,45 @@ impl Client {
         };
         let result = match command(&mut conn) {
             Err(MemcacheError::Io(_)) if reused => {
+                self.lost_continuity();
                 conn = self.connect()?;
                 command(&mut conn)
             }
             other => other,
         };
         // Only a connection whose last exchange completed is in step with the server.
-        if matches!(result, Ok(_) | Err(MemcacheError::Server { .. })) {
+        let in_step = matches!(
+            result,
+            Ok(_) | Err(MemcacheError::Server { .. } | MemcacheError::NotANumber(_))
+        );
+        if in_step {
             let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
             if idle.len() < self.max_idle {
                 idle.push(conn);
             }
+        } else {
+            self.lost_continuity();
         }
         result
     }
 
+    /// A new connection, after checking which server it reached.
     fn connect(&self) -> Result<Conn, MemcacheError> {
-        Conn::open(&self.addr, self.connect_timeout, self.io_timeout).map_err(MemcacheError::Io)
+        let opened = Conn::open(&self.addr, self.connect_timeout, self.io_timeout)
+            .map_err(MemcacheError::Io)
+            .and_then(|mut conn| {
+                let identity = conn.identity()?;
+                let mut last = self.server.lock().unwrap_or_else(PoisonError::into_inner);
+                if last.is_some_and(|last| last != identity) {
+                    self.lost_continuity();
+                }
+                *last = Some(identity);
+                Ok(conn)
+            });
+        if opened.is_err() {
+            self.lost_continuity();
+        }
+        opened
     }
 
     /// The key's value, `None` when missing.
@@ -274,7 +358,8 @@ mod tests {
         assert_eq!(parse_value_header(b"ERROR", "k"), None);
     }
 
-    /// A client of a fake server on 127.0.0.1 that answers every request with `reply`.
+    /// A client of a fake server on 127.0.0.1 that answers `stats`, and every other request
+    /// with `reply`.
     fn client_of_fake_server(reply: &'static [u8]) -> Client {
         use std::net::TcpListener;
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -283,8 +368,13 @@ mod tests {
             for stream in listener.incoming() {
                 let Ok(mut stream) = stream else { return };
                 let mut request = [0; 256];
-                if stream.read(&mut request).is_ok() {
-                    let _ = stream.write_all(reply);
+                while let Ok(n @ 1..) = stream.read(&mut request) {
+                    let answer: &[u8] = if request[..n].starts_with(b"stats") {
+                        b"STAT pid 1\r\nSTAT uptime 5\r\nSTAT time 9\r\nEND\r\n"
+                    } else {
+                        reply
+                    };
+                    let _ = stream.write_all(answer);
                 }
             }
         });

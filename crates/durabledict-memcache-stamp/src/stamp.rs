@@ -120,6 +120,15 @@ impl Stamp for MemcacheStamp {
         }
         Ok(())
     }
+
+    /// Bumped by every failed request (refused, timed out, broken connection) and by a new
+    /// connection that reaches a memcached other than the last one seen (its `pid` and start
+    /// time, from `stats`, once per connection): after a restart, writers that re-create the
+    /// stamp and count from 1 (Python's `incr`, then `set 1`) can bring it back to the very
+    /// number a dict synced at.
+    fn epoch(&self) -> u64 {
+        self.client.epoch()
+    }
 }
 
 /// Configures a [`MemcacheStamp`]; made by [`MemcacheStamp::builder`].
