@@ -91,6 +91,9 @@ impl Inner {
         }
         let mut locked = self.lock();
         if !locked.mirror.used {
+            // Nothing to keep current (the first load reads everything), but the stamp
+            // still says that somebody else wrote.
+            locked.bump();
             return;
         }
         if locked.prepare().is_err() || locked.fetch(key).is_err() {
@@ -255,9 +258,7 @@ impl Locked<'_> {
         if path == "/" {
             return Ok(());
         }
-        let ends = path.match_indices('/').skip(1).map(|(i, _)| i);
-        for end in ends.chain([path.len()]) {
-            let prefix = &path[..end];
+        let create = |prefix: &str| {
             let created = self.zk.create(
                 prefix,
                 Vec::new(),
@@ -265,9 +266,20 @@ impl Locked<'_> {
                 CreateMode::Persistent,
             );
             match created {
-                Ok(_) | Err(ZkError::NodeExists) => {}
-                Err(e) => return Err(ZooKeeperError::request("create", prefix, e)),
+                Ok(_) | Err(ZkError::NodeExists) => Ok(()),
+                Err(e) => Err(e),
             }
+        };
+        // The keyspace usually exists: one request. Its parents are created only when the
+        // keyspace cannot be for want of one.
+        match create(path) {
+            Err(ZkError::NoNode) => {}
+            done => return done.map_err(|e| ZooKeeperError::request("create", path, e)),
+        }
+        let ends = path.match_indices('/').skip(1).map(|(i, _)| i);
+        for end in ends.chain([path.len()]) {
+            let prefix = &path[..end];
+            create(prefix).map_err(|e| ZooKeeperError::request("create", prefix, e))?;
         }
         Ok(())
     }

@@ -13,8 +13,10 @@ pub(crate) struct Mirror {
     /// is the current epoch, the mirror follows the server through events alone.
     pub(crate) loaded: Option<u64>,
     /// Whether the keyspace was ever loaded. Until then nobody reads through this handle (a
-    /// dict loads at once), so events and reconnections are not worth a request: the first
-    /// load reads everything anyway.
+    /// dict loads at once; [`Store::init`](durabledict_core::Store::init) loads nothing, so
+    /// that a program that only writes never pays for a load), so events and reconnections
+    /// are not worth a request: the first load reads everything anyway. An event still bumps
+    /// the stamp.
     pub(crate) used: bool,
 }
 

@@ -139,13 +139,14 @@ impl Drop for ZooKeeperStore {
 }
 
 impl Store for ZooKeeperStore {
+    /// Creates the keyspace when missing. The keyspace is not loaded here: a dict loads it
+    /// with its first [`durables`](Store::durables), and a program that only writes (the
+    /// CLI's `set` and `del`) never needs it, so a write costs a few requests whatever the
+    /// keyspace holds.
     fn init(&self) -> Result<(), StoreError> {
         let mut locked = self.inner.lock();
         locked.prepare()?;
         locked.create_keyspace()?;
-        if !locked.is_current() {
-            locked.reload()?;
-        }
         Ok(())
     }
 
