@@ -120,12 +120,15 @@ fn a_refused_entry_of_a_batch_is_named_and_nothing_is_written() {
     );
 }
 
-/// MariaDB stops and comes back under live dicts (see `common::restart_under_live_dicts`).
+/// MariaDB stops and comes back under live dicts (see `common::restart_under_live_dicts`), and
+/// every failed request, and a dead connection found after a restart, changes the store's epoch
+/// (see `common::failed_requests_change_the_epoch`).
 #[test]
 fn server_restart_under_a_live_dict() {
     let mut db = MariaDb::start().unwrap_or_else(|e| panic!("cannot start MariaDB: {e}"));
     let url = db.url();
     common::restart_under_live_dicts(&url, &mut db, |s| s.stop(), |s| s.restart().unwrap());
+    common::failed_requests_change_the_epoch(&url, &mut db, |s| s.stop(), |s| s.restart().unwrap());
 }
 
 /// The created table holds any bytes, and keys of up to 1020 bytes compared exactly (MySQL's
@@ -174,4 +177,14 @@ fn limits_of_the_created_table() {
 #[test]
 fn text_values_table() {
     common::text_values_table_works(&mysql_url());
+}
+
+/// MySQL's table names are one table in any case unless `lower_case_table_names` is 0 (the
+/// default on Linux, as on this server: two tables); either way one table has one stamp row
+/// (see `common::one_stamp_row_per_table`).
+#[test]
+fn table_names_differing_in_case_follow_lower_case_table_names() {
+    let url = mysql_url();
+    let folded = common::query_i64(&url, "SELECT @@lower_case_table_names").unwrap() != 0;
+    common::one_stamp_row_per_table(&url, folded);
 }

@@ -70,12 +70,15 @@ fn django_model_dict_table_works_as_it_is() {
     );
 }
 
-/// PostgreSQL stops and comes back under live dicts (see `common::restart_under_live_dicts`).
+/// PostgreSQL stops and comes back under live dicts (see `common::restart_under_live_dicts`), and
+/// every failed request, and a dead connection found after a restart, changes the store's epoch
+/// (see `common::failed_requests_change_the_epoch`).
 #[test]
 fn server_restart_under_a_live_dict() {
     let mut pg = Postgres::start().unwrap_or_else(|e| panic!("cannot start PostgreSQL: {e}"));
     let url = pg.url();
     common::restart_under_live_dicts(&url, &mut pg, |s| s.stop(), |s| s.restart().unwrap());
+    common::failed_requests_change_the_epoch(&url, &mut pg, |s| s.stop(), |s| s.restart().unwrap());
 }
 
 /// Values and keys that PostgreSQL's types cannot hold are refused before writing.
@@ -184,4 +187,11 @@ fn roles_without_create_rights_use_existing_tables() {
         Ok(()) => panic!("a SELECT-only role must not write"),
     }
     assert_eq!(common::read(&admin, "from_reader").unwrap(), None);
+}
+
+/// PostgreSQL's quoted table names are exact: `flags` and `FLAGS` are two tables, each with
+/// its own stamp row (see `common::one_stamp_row_per_table`).
+#[test]
+fn table_names_differing_in_case_are_two_tables_with_a_stamp_row_each() {
+    common::one_stamp_row_per_table(&postgres_url(), false);
 }
