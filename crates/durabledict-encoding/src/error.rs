@@ -84,6 +84,16 @@ pub enum DecodeError {
         /// What is wrong.
         reason: String,
     },
+    /// The pickle is well formed but holds text the requested options cannot represent in a
+    /// Rust `String` exactly (a Python 2 `str` that is not UTF-8, a lone surrogate): see
+    /// [`Python2Str`](crate::Python2Str) and [`Surrogates`](crate::Surrogates).
+    #[error("pickle text at offset {offset} cannot be represented: {reason}")]
+    Unrepresentable {
+        /// The offset of the opcode in the pickle (after base64 decoding).
+        offset: usize,
+        /// What the text holds, and the option that reads it.
+        reason: String,
+    },
     /// The pickle would decode into something too large or too deeply nested to build
     /// safely (the checks that stop a few kilobytes from expanding into gigabytes).
     #[error("pickle exceeds a decoding limit: {0}")]

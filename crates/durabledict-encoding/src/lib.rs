@@ -6,13 +6,16 @@ mod fallback;
 mod json;
 mod mime_base64;
 mod pickle;
-mod pickle_guard;
+mod pickle_writer;
+mod unpickle;
 
 pub use durabledict_core::{BoxError, Encoding, Raw};
 pub use error::{DecodeError, EncodeError};
 pub use fallback::{Fallback, Origin};
 pub use json::Json;
-pub use pickle::{Dynamic, DynamicPickle, Pickle, Protocol, Python2Str};
+pub use pickle::{
+    DEFAULT_MAX_DECODED_SIZE, Dynamic, DynamicPickle, Pickle, Protocol, Python2Str, Surrogates,
+};
 /// The `serde-pickle` crate, whose [`Value`](serde_pickle::Value) is [`PickleValue`].
 pub use serde_pickle;
 /// A dict key or set member of a [`PickleValue`] (`serde_pickle::HashableValue`).

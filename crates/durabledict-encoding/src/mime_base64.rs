@@ -30,7 +30,9 @@ pub(crate) fn encode(raw: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Decodes base64 with or without line breaks (`"\n"` or `"\r\n"`) and other ASCII whitespace.
+/// Decodes base64 with or without line breaks (`"\n"` or `"\r\n"`) and other ASCII whitespace
+/// (all at once: what [`Base64Chunks`] must agree with).
+#[cfg(test)]
 pub(crate) fn decode(text: &[u8]) -> Result<Vec<u8>, DecodeError> {
     let compact: Vec<u8> = text
         .iter()
@@ -40,6 +42,61 @@ pub(crate) fn decode(text: &[u8]) -> Result<Vec<u8>, DecodeError> {
     LENIENT
         .decode(compact)
         .map_err(|e| DecodeError::Base64(Box::new(e)))
+}
+
+/// Base64 characters decoded at a time by [`Base64Chunks`]: a multiple of 4, so that every
+/// chunk but the last ends on a whole group.
+const CHUNK: usize = 64 * 1024;
+
+/// Decodes base64 text piece by piece, so that a large value is never held twice (once as the
+/// whole decoded pickle, once as the value built from it). Accepts what [`decode`] accepts.
+#[derive(Debug)]
+pub(crate) struct Base64Chunks<'a> {
+    text: &'a [u8],
+    /// The next character of `text` to read.
+    at: usize,
+    scratch: Vec<u8>,
+}
+
+impl<'a> Base64Chunks<'a> {
+    pub(crate) fn new(text: &'a [u8]) -> Self {
+        Base64Chunks {
+            text,
+            at: 0,
+            scratch: Vec::new(),
+        }
+    }
+
+    /// At most how many bytes are still to come.
+    pub(crate) fn remaining_at_most(&self) -> usize {
+        (self.text.len() - self.at) / 4 * 3 + 3
+    }
+
+    /// Replaces `out` with the next decoded bytes; `false` at the end of the text.
+    pub(crate) fn next_into(&mut self, out: &mut Vec<u8>) -> Result<bool, DecodeError> {
+        self.scratch.clear();
+        while self.scratch.len() < CHUNK && self.at < self.text.len() {
+            let rest = &self.text[self.at..];
+            let run = rest
+                .iter()
+                .position(u8::is_ascii_whitespace)
+                .unwrap_or(rest.len());
+            let run = run.min(CHUNK - self.scratch.len());
+            self.scratch.extend_from_slice(&rest[..run]);
+            self.at += run;
+            while self.at < self.text.len() && self.text[self.at].is_ascii_whitespace() {
+                self.at += 1;
+            }
+        }
+        out.clear();
+        if self.scratch.is_empty() {
+            return Ok(false);
+        }
+        LENIENT
+            .decode_vec(&self.scratch, out)
+            .map_err(|e| DecodeError::Base64(Box::new(e)))?;
+        Ok(true)
+    }
 }
 
 #[cfg(test)]
@@ -71,6 +128,20 @@ mod tests {
         for text in [&b"aGk="[..], b"aGk=\n", b"aGk=\r\n", b"aG\nk=\n", b"aGk"] {
             assert_eq!(decode(text).unwrap(), b"hi", "{text:?}");
         }
+    }
+
+    #[test]
+    fn chunks_decode_what_decode_decodes() {
+        let raw: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let text = encode(&raw);
+        let mut chunks = Base64Chunks::new(&text);
+        let (mut all, mut chunk) = (Vec::new(), Vec::new());
+        while chunks.next_into(&mut chunk).unwrap() {
+            all.extend_from_slice(&chunk);
+        }
+        assert_eq!(all, raw);
+        let mut bad = Base64Chunks::new(b"aG$k");
+        assert!(matches!(bad.next_into(&mut chunk), Err(DecodeError::Base64(_))));
     }
 
     #[test]

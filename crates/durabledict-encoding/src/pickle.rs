@@ -6,10 +6,18 @@ use std::marker::PhantomData;
 use durabledict_core::{BoxError, Encoding};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde_pickle::{DeOptions, SerOptions, Value};
+use serde_pickle::{SerOptions, Value};
 
 use crate::error::{DecodeError, EncodeError};
-use crate::{mime_base64, pickle_guard};
+use crate::{mime_base64, pickle_writer, unpickle};
+
+/// The default of [`Pickle::with_max_decoded_size`]: 1 GiB.
+///
+/// A pickle can ask for far more memory than its own size (a value memoized once and
+/// referenced a million times is copied a million times into the decoded value), so decoding
+/// refuses, before building the result, a pickle whose result would be larger than this. Every
+/// value Redis can hold (at most 512 MiB of base64) fits.
+pub const DEFAULT_MAX_DECODED_SIZE: u64 = 1 << 30;
 
 /// The pickle protocol [`Pickle`] writes. Whatever it says, protocols 0 to 5 are read.
 ///
@@ -36,8 +44,13 @@ pub enum Protocol {
 ///
 /// Python 2 durabledict stored most text as `str`, which is bytes. Python 3 reads such a value
 /// as text (`pickle.loads` decodes it as ASCII by default); [`Text`](Self::Text) does the same
-/// with UTF-8, a superset of ASCII. A Python 2 `str` that holds binary data is then an error:
-/// choose [`Bytes`](Self::Bytes) for such data (Python 3's `encoding="bytes"`).
+/// with UTF-8, a superset of ASCII. A Python 2 `str` that holds other bytes (`'\xe9'`) is then
+/// [`DecodeError::Unrepresentable`]: choose [`Bytes`](Self::Bytes) (Python 3's
+/// `encoding="bytes"`) or [`Latin1`](Self::Latin1) (`encoding="latin1"`) for such data.
+///
+/// Writing a Python 2 `str`: [`Protocol::V2`] writes [`PickleValue::Bytes`](crate::PickleValue)
+/// as `_codecs.encode(text, "latin1")`, which Python 2 reads as a `str` holding those bytes
+/// and Python 3 as `bytes`.
 ///
 /// ```
 /// use durabledict_encoding::{DynamicPickle, Encoding, PickleValue, Python2Str};
@@ -58,6 +71,45 @@ pub enum Python2Str {
     Text,
     /// As bytes, unchanged.
     Bytes,
+    /// As text, each byte one character (U+0000 to U+00FF), as Python 3's
+    /// `pickle.loads(data, encoding="latin1")`: never fails, but a UTF-8 `str` reads as mojibake.
+    Latin1,
+}
+
+/// What a lone surrogate in a pickled `str` becomes.
+///
+/// CPython pickles text with `surrogatepass`, so a `str` such as `'\ud800'` (which Python
+/// programs get from `os.fsdecode` of undecodable bytes, or `surrogateescape`) pickles fine. A
+/// Rust `String` cannot hold it.
+///
+/// ```
+/// use durabledict_encoding::{DynamicPickle, Encoding, PickleValue, Surrogates};
+///
+/// // pickle.dumps('a\ud800', 4) in CPython 3.
+/// let stored = b"gASVCAAAAAAAAACMBGHtoICULg==\n";
+/// let value = DynamicPickle::new().decode(stored)?;
+/// assert_eq!(value, PickleValue::String("a\u{10F800}".into()));
+/// // ... and written back as the same surrogate.
+/// let again = DynamicPickle::new().to_pickle(&value)?;
+/// assert!(again.windows(3).any(|w| w == b"\xed\xa0\x80"));
+///
+/// let strict = DynamicPickle::new().with_surrogates(Surrogates::Refuse);
+/// assert!(strict.decode(stored).is_err());
+/// # Ok::<(), durabledict_encoding::BoxError>(())
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Surrogates {
+    /// Lone surrogate U+D800 + k is read as the private-use code point U+10F800 + k (the last
+    /// 2048 code points of Supplementary Private Use Area-B), and [`DynamicPickle`] writes those
+    /// code points back as the surrogates: a value read and written again is the same Python
+    /// value. So that this never confuses the two, text that really holds a code point in
+    /// U+10F800..U+10FFFF is refused with [`DecodeError::Unrepresentable`] (the default).
+    #[default]
+    PrivateUse,
+    /// A lone surrogate is [`DecodeError::Unrepresentable`]; U+10F800..U+10FFFF are ordinary
+    /// characters both ways.
+    Refuse,
 }
 
 /// Python durabledict's default encoding: `base64.encodebytes(pickle.dumps(value))`.
@@ -77,11 +129,17 @@ pub enum Python2Str {
 /// `bytes`, `_codecs.encode`, `collections.OrderedDict`), builds a class instance (`INST`,
 /// `OBJ`, `NEWOBJ`, `BUILD`), or uses the extension registry or persistent ids. So
 /// `os.system`, `builtins.eval`, `subprocess.Popen` and every other exploit pickle are refused,
-/// and so are pickles of any class, `datetime` and `Decimal` included. Pickles that would
-/// decode into far more memory than their own size (memo references are copied when decoded,
-/// so a few kilobytes can ask for gigabytes; the limit is about 64 MiB plus 64 bytes per byte
-/// of pickle), or nest containers more than 128 deep, are refused with
-/// [`DecodeError::Limit`].
+/// and so are pickles of any class, `datetime` and `Decimal` included.
+///
+/// # Memory
+///
+/// Decoding shares memoized values while it runs the pickle (as CPython does), then builds
+/// the result, which cannot share: a value referenced `n` times is copied `n - 1` times. Before
+/// building it, the size of the result, copies included, is computed, and a pickle whose result
+/// would be larger than [`max_decoded_size`](Self::max_decoded_size)
+/// ([`DEFAULT_MAX_DECODED_SIZE`], 1 GiB, unless set), or that nests containers more than 128
+/// deep, is refused with [`DecodeError::Limit`]. Base64 is decoded as the pickle is read, so
+/// a large `bytes` or `str` value is held once beside the stored text, not three times.
 ///
 /// # Value types
 ///
@@ -127,6 +185,8 @@ pub enum Python2Str {
 pub struct Pickle<V> {
     protocol: Protocol,
     python2_str: Python2Str,
+    surrogates: Surrogates,
+    max_decoded_size: u64,
     value: PhantomData<fn() -> V>,
 }
 
@@ -143,6 +203,8 @@ impl<V> Pickle<V> {
         Pickle {
             protocol: Protocol::default(),
             python2_str: Python2Str::default(),
+            surrogates: Surrogates::default(),
+            max_decoded_size: DEFAULT_MAX_DECODED_SIZE,
             value: PhantomData,
         }
     }
@@ -170,6 +232,43 @@ impl<V> Pickle<V> {
         self
     }
 
+    /// Sets what a lone surrogate in text becomes; see [`Surrogates`].
+    #[must_use]
+    pub fn with_surrogates(mut self, surrogates: Surrogates) -> Self {
+        self.surrogates = surrogates;
+        self
+    }
+
+    /// Sets the largest decoded value accepted, in bytes (about what it occupies in memory,
+    /// shared references counted once per reference); [`DEFAULT_MAX_DECODED_SIZE`] unless set.
+    ///
+    /// ```
+    /// use durabledict_encoding::{DecodeError, DynamicPickle, Encoding, PickleValue};
+    ///
+    /// // pickle.dumps(['x' * 1000] * 1000, 4): 1 MB once decoded, from a 3 kB pickle.
+    /// let value = PickleValue::List(vec![PickleValue::String("x".repeat(1000)); 1000]);
+    /// let raw = DynamicPickle::new().to_pickle(&value)?;
+    /// let small = DynamicPickle::new().with_max_decoded_size(100_000);
+    /// assert!(matches!(small.from_pickle(&raw), Err(DecodeError::Limit(_))));
+    /// assert_eq!(DynamicPickle::new().from_pickle(&raw)?, value);
+    /// # Ok::<(), durabledict_encoding::BoxError>(())
+    /// ```
+    #[must_use]
+    pub fn with_max_decoded_size(mut self, bytes: u64) -> Self {
+        self.max_decoded_size = bytes;
+        self
+    }
+
+    /// What a lone surrogate in text becomes.
+    pub fn surrogates(&self) -> Surrogates {
+        self.surrogates
+    }
+
+    /// The largest decoded value accepted, in bytes.
+    pub fn max_decoded_size(&self) -> u64 {
+        self.max_decoded_size
+    }
+
     /// The protocol written.
     pub fn protocol(&self) -> Protocol {
         self.protocol
@@ -187,11 +286,11 @@ impl<V> Pickle<V> {
         }
     }
 
-    fn de_options(&self) -> DeOptions {
-        // Unresolved globals and recursive structures stay errors (serde-pickle's defaults).
-        match self.python2_str {
-            Python2Str::Text => DeOptions::new().decode_strings(),
-            Python2Str::Bytes => DeOptions::new(),
+    fn options(&self) -> unpickle::Options {
+        unpickle::Options {
+            python2_str: self.python2_str,
+            surrogates: self.surrogates,
+            max_size: self.max_decoded_size,
         }
     }
 }
@@ -206,16 +305,19 @@ impl<V: Serialize> Pickle<V> {
     /// # Ok::<(), durabledict_encoding::EncodeError>(())
     /// ```
     pub fn to_pickle(&self, value: &V) -> Result<Vec<u8>, EncodeError> {
-        readable(serde_pickle::to_vec(value, self.ser_options()).map_err(EncodeError::Pickle)?)
+        let raw = serde_pickle::to_vec(value, self.ser_options()).map_err(EncodeError::Pickle)?;
+        self.readable(raw)
     }
 }
 
 /// Refuses to hand out a pickle that the decoder's safety limits would refuse, so a value that
 /// cannot be read back is never stored (it would make every later load of the dict fail).
-fn readable(raw: Vec<u8>) -> Result<Vec<u8>, EncodeError> {
-    match pickle_guard::check(&raw) {
-        Ok(_) => Ok(raw),
-        Err(e) => Err(EncodeError::Unreadable(Box::new(e))),
+impl<V> Pickle<V> {
+    fn readable(&self, raw: Vec<u8>) -> Result<Vec<u8>, EncodeError> {
+        match unpickle::from_slice(&raw, self.options()) {
+            Ok(_) => Ok(raw),
+            Err(e) => Err(EncodeError::Unreadable(Box::new(e))),
+        }
     }
 }
 
@@ -233,8 +335,8 @@ impl<V: DeserializeOwned> Pickle<V> {
     /// # Ok::<(), DecodeError>(())
     /// ```
     pub fn from_pickle(&self, raw: &[u8]) -> Result<V, DecodeError> {
-        let checked = pickle_guard::check(raw)?;
-        serde_pickle::from_slice(&checked, self.de_options()).map_err(DecodeError::Pickle)
+        let value = unpickle::from_slice(raw, self.options())?;
+        serde_pickle::from_value(value).map_err(DecodeError::Pickle)
     }
 }
 
@@ -244,8 +346,8 @@ impl<V: Serialize + DeserializeOwned> Encoding<V> for Pickle<V> {
     }
 
     fn decode(&self, bytes: &[u8]) -> Result<V, BoxError> {
-        let raw = mime_base64::decode(bytes)?;
-        Ok(self.from_pickle(&raw)?)
+        let value = unpickle::from_base64(bytes, self.options())?;
+        Ok(serde_pickle::from_value(value).map_err(DecodeError::Pickle)?)
     }
 }
 
@@ -287,9 +389,12 @@ impl Pickle<Dynamic> {
     /// # Ok::<(), durabledict_encoding::EncodeError>(())
     /// ```
     pub fn to_pickle(&self, value: &Value) -> Result<Vec<u8>, EncodeError> {
-        readable(
-            serde_pickle::value_to_vec(value, self.ser_options()).map_err(EncodeError::Pickle)?,
-        )
+        pickle_writer::check(value, self.max_decoded_size).map_err(EncodeError::Unreadable)?;
+        Ok(pickle_writer::to_vec(
+            value,
+            self.protocol,
+            self.surrogates == Surrogates::PrivateUse,
+        ))
     }
 
     /// Decodes a pickle that is not base64-encoded. The same safety checks apply as in
@@ -303,8 +408,7 @@ impl Pickle<Dynamic> {
     /// # Ok::<(), durabledict_encoding::DecodeError>(())
     /// ```
     pub fn from_pickle(&self, raw: &[u8]) -> Result<Value, DecodeError> {
-        let checked = pickle_guard::check(raw)?;
-        serde_pickle::value_from_slice(&checked, self.de_options()).map_err(DecodeError::Pickle)
+        unpickle::from_slice(raw, self.options())
     }
 }
 
@@ -314,8 +418,7 @@ impl Encoding<Value> for Pickle<Dynamic> {
     }
 
     fn decode(&self, bytes: &[u8]) -> Result<Value, BoxError> {
-        let raw = mime_base64::decode(bytes)?;
-        Ok(self.from_pickle(&raw)?)
+        Ok(unpickle::from_base64(bytes, self.options())?)
     }
 }
 
@@ -335,7 +438,17 @@ impl<V> Copy for Pickle<V> {}
 
 impl<V> PartialEq for Pickle<V> {
     fn eq(&self, other: &Self) -> bool {
-        (self.protocol, self.python2_str) == (other.protocol, other.python2_str)
+        (
+            self.protocol,
+            self.python2_str,
+            self.surrogates,
+            self.max_decoded_size,
+        ) == (
+            other.protocol,
+            other.python2_str,
+            other.surrogates,
+            other.max_decoded_size,
+        )
     }
 }
 
@@ -347,6 +460,8 @@ impl<V> fmt::Debug for Pickle<V> {
             .field("value", &std::any::type_name::<V>())
             .field("protocol", &self.protocol)
             .field("python2_str", &self.python2_str)
+            .field("surrogates", &self.surrogates)
+            .field("max_decoded_size", &self.max_decoded_size)
             .finish()
     }
 }

@@ -101,11 +101,15 @@ fn each_decode_failure_has_its_own_variant_and_message() {
         err.to_string(),
         "cannot unpickle: invalid type: string \"x\", expected i32"
     );
-    // Errors serde-pickle finds while reading the opcodes carry their offset.
+    // Errors found while running the opcodes carry the opcode's offset.
     let err = pickle.decode(b"gANdSwFLAnMu").unwrap_err(); // \x80\x03 [] K1 K2 SETITEM
+    assert!(matches!(
+        decode_error(&err),
+        DecodeError::Malformed { offset: 7, .. }
+    ));
     assert_eq!(
         err.to_string(),
-        "cannot unpickle: invalid stack top, expected dict, got List([]) (after 8 bytes)"
+        "malformed pickle at offset 7: SETITEM on list, not a dict"
     );
 
     let err = Json::<Vec<i32>>::new().decode(b"[1,\n 2,]").unwrap_err();
@@ -186,7 +190,7 @@ fn fallback_reports_both_errors() {
 fn encodings_are_distinct_and_debuggable() {
     assert_eq!(
         format!("{:?}", Pickle::<String>::new()),
-        r#"Pickle { value: "alloc::string::String", protocol: V3, python2_str: Text }"#
+        r#"Pickle { value: "alloc::string::String", protocol: V3, python2_str: Text, surrogates: PrivateUse, max_decoded_size: 1073741824 }"#
     );
     assert_eq!(
         format!("{:?}", Json::<u8>::new()),

@@ -1,0 +1,1703 @@
+//! The pickle decoder: a small stack machine that runs a pickle's opcodes without ever calling
+//! anything, and builds a [`Value`].
+//!
+//! A pickle is a program; Python's unpickler runs it, and a pickle that names a global
+//! (`os.system`, `builtins.eval` ...) and REDUCEs it calls that global. This machine knows only
+//! the few globals CPython uses for builtin data types (`set`, `frozenset`, `bytearray`, `bytes`,
+//! `_codecs.encode`, `collections.OrderedDict`) and computes their results itself; any other
+//! global, class instance, extension or persistent id is refused when its opcode is met.
+//!
+//! # Memory
+//!
+//! While the opcodes run, a memoized value is shared, not copied: a GET pushes a reference
+//! (every heap object is an `Rc`), as CPython does. The result type, [`Value`], cannot share,
+//! so a value referenced `n` times is copied `n - 1` times into the result (the last reference
+//! takes the original). Before anything is copied, one pass over the finished graph computes the
+//! size of the result, copies included, and its nesting depth; a pickle whose result would be
+//! larger than the configured cap or nest deeper than [`MAX_DEPTH`] is refused then. So memory
+//! is bounded by what is built: the graph (a small constant per opcode, plus payloads that
+//! come from the input) and a result no larger than the cap.
+//!
+//! Objects are never dropped recursively (a hostile pickle can nest millions deep, and can make
+//! a list contain itself): everything the machine lets go of is released through a work list,
+//! and containers that may sit in a cycle are emptied at the end (see [`Machine::sweep`]).
+//!
+//! # Text
+//!
+//! CPython writes text with `surrogatepass`, so a `str` may hold lone surrogates, which a Rust
+//! `String` cannot. [`Surrogates`] says what happens to them.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::mem;
+use std::rc::{Rc, Weak};
+
+use num_bigint::{BigInt, Sign};
+use serde_pickle::{HashableValue, Value};
+
+use crate::error::DecodeError;
+use crate::mime_base64::Base64Chunks;
+use crate::pickle::{Python2Str, Surrogates};
+
+/// How deeply containers may nest in a decoded pickle; `serde_json` uses the same limit.
+pub(crate) const MAX_DEPTH: u32 = 128;
+
+/// The longest decimal integer read from a protocol 0 line, as CPython 3.11+ (`sys.int_info`'s
+/// default `str_digits_check_threshold` is 640, its default limit 4300): parsing is quadratic.
+const MAX_DECIMAL_DIGITS: usize = 4300;
+
+/// The first of the 2048 code points a lone surrogate U+D800 + k is read as, with
+/// [`Surrogates::PrivateUse`]: U+10F800 + k, the end of Supplementary Private Use Area-B.
+pub(crate) const SURROGATE_BASE: u32 = 0x10_F800;
+
+/// What the decoder is asked for.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Options {
+    pub(crate) python2_str: Python2Str,
+    pub(crate) surrogates: Surrogates,
+    pub(crate) max_size: u64,
+}
+
+/// Decodes a raw pickle.
+pub(crate) fn from_slice(pickle: &[u8], options: Options) -> Result<Value, DecodeError> {
+    Machine::new(Input::raw(pickle), options).decode()
+}
+
+/// Decodes a pickle stored as base64 text, decoding the base64 as it goes.
+pub(crate) fn from_base64(text: &[u8], options: Options) -> Result<Value, DecodeError> {
+    Machine::new(Input::base64(text), options).decode()
+}
+
+/// The size in bytes a [`Value`] is assumed to occupy, on top of its payload.
+fn value_cost() -> u64 {
+    mem::size_of::<Value>() as u64
+}
+
+/// The size a dict entry or set member is assumed to occupy beyond its value.
+fn key_cost() -> u64 {
+    mem::size_of::<HashableValue>() as u64 + 16
+}
+
+// --- the input ---
+
+enum InputError {
+    Truncated,
+    Base64(DecodeError),
+}
+
+/// The pickle's bytes, either a slice or decoded from base64 one chunk at a time.
+struct Input<'a> {
+    chunk: std::borrow::Cow<'a, [u8]>,
+    pos: usize,
+    /// Bytes of the pickle before `chunk`.
+    before: usize,
+    base64: Option<Base64Chunks<'a>>,
+}
+
+impl<'a> Input<'a> {
+    fn raw(pickle: &'a [u8]) -> Self {
+        Input {
+            chunk: std::borrow::Cow::Borrowed(pickle),
+            pos: 0,
+            before: 0,
+            base64: None,
+        }
+    }
+
+    fn base64(text: &'a [u8]) -> Self {
+        Input {
+            chunk: std::borrow::Cow::Owned(Vec::new()),
+            pos: 0,
+            before: 0,
+            base64: Some(Base64Chunks::new(text)),
+        }
+    }
+
+    fn offset(&self) -> usize {
+        self.before + self.pos
+    }
+
+    /// Whether nothing at all is left.
+    fn at_end(&mut self) -> Result<bool, InputError> {
+        Ok(self.pos >= self.chunk.len() && !self.refill()?)
+    }
+
+    /// Reads the next chunk; `false` when there is none.
+    fn refill(&mut self) -> Result<bool, InputError> {
+        let Some(base64) = &mut self.base64 else {
+            return Ok(false);
+        };
+        self.before += self.chunk.len();
+        self.pos = 0;
+        let buf = self.chunk.to_mut();
+        loop {
+            if !base64.next_into(buf).map_err(InputError::Base64)? {
+                return Ok(false);
+            }
+            if !buf.is_empty() {
+                return Ok(true);
+            }
+        }
+    }
+
+    fn remaining_at_most(&self) -> usize {
+        let here = self.chunk.len() - self.pos;
+        here.saturating_add(self.base64.as_ref().map_or(0, Base64Chunks::remaining_at_most))
+    }
+
+    #[inline]
+    fn byte(&mut self) -> Result<u8, InputError> {
+        if let Some(&b) = self.chunk.get(self.pos) {
+            self.pos += 1;
+            return Ok(b);
+        }
+        if !self.refill()? {
+            return Err(InputError::Truncated);
+        }
+        self.byte()
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], InputError> {
+        let mut out = [0u8; N];
+        if let Some(bytes) = self.chunk.get(self.pos..self.pos + N) {
+            out.copy_from_slice(bytes);
+            self.pos += N;
+        } else {
+            for b in &mut out {
+                *b = self.byte()?;
+            }
+        }
+        Ok(out)
+    }
+
+    /// The next `n` bytes, in a vector of their own (never allocated beyond what the input can
+    /// still hold, so a hostile length cannot reserve gigabytes).
+    fn bytes(&mut self, n: usize) -> Result<Vec<u8>, InputError> {
+        if n > self.remaining_at_most() {
+            return Err(InputError::Truncated);
+        }
+        let mut out = Vec::with_capacity(n);
+        while out.len() < n {
+            if self.pos >= self.chunk.len() && !self.refill()? {
+                return Err(InputError::Truncated);
+            }
+            let take = (n - out.len()).min(self.chunk.len() - self.pos);
+            out.extend_from_slice(&self.chunk[self.pos..self.pos + take]);
+            self.pos += take;
+        }
+        Ok(out)
+    }
+
+    /// A newline-terminated argument, without the newline (and a `\r` before it).
+    fn line(&mut self) -> Result<Vec<u8>, InputError> {
+        let mut out = Vec::new();
+        loop {
+            let rest = &self.chunk[self.pos..];
+            if let Some(end) = rest.iter().position(|&b| b == b'\n') {
+                out.extend_from_slice(&rest[..end]);
+                self.pos += end + 1;
+                if out.last() == Some(&b'\r') {
+                    out.pop();
+                }
+                return Ok(out);
+            }
+            out.extend_from_slice(rest);
+            self.pos = self.chunk.len();
+            if !self.refill()? {
+                return Err(InputError::Truncated);
+            }
+        }
+    }
+}
+
+// --- the objects the machine builds ---
+
+type Shared<T> = Rc<RefCell<T>>;
+
+fn shared<T>(value: T) -> Shared<T> {
+    Rc::new(RefCell::new(value))
+}
+
+/// The globals a pickle may name: those CPython uses to pickle builtin data types.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Allowed {
+    /// `set(list)`, protocols 0-3.
+    Set,
+    /// `frozenset(list)`, protocols 0-3.
+    FrozenSet,
+    /// `bytearray(bytes)`, protocols 0-4.
+    ByteArray,
+    /// `_codecs.encode(text, "latin1")`: non-empty bytes, protocols 0-2.
+    CodecsEncode,
+    /// `bytes()`: empty bytes, protocols 0-2.
+    Bytes,
+    /// `collections.OrderedDict()`, then its items set like a dict's.
+    OrderedDict,
+}
+
+const ALLOWED_NAMES: &str = "builtins.set, builtins.frozenset, builtins.bytearray, \
+     builtins.bytes, _codecs.encode and collections.OrderedDict";
+
+fn allowed(module: &[u8], name: &[u8]) -> Option<Allowed> {
+    Some(match (module, name) {
+        (b"builtins" | b"__builtin__", b"set") => Allowed::Set,
+        (b"builtins" | b"__builtin__", b"frozenset") => Allowed::FrozenSet,
+        (b"builtins" | b"__builtin__", b"bytearray") => Allowed::ByteArray,
+        (b"builtins" | b"__builtin__", b"bytes") => Allowed::Bytes,
+        (b"_codecs", b"encode") => Allowed::CodecsEncode,
+        (b"collections", b"OrderedDict") => Allowed::OrderedDict,
+        _ => return None,
+    })
+}
+
+/// A stack or memo entry. Heap objects are shared, so that a memo GET costs one reference.
+#[derive(Clone, Debug)]
+enum Obj {
+    None,
+    Bool(bool),
+    I64(i64),
+    F64(f64),
+    Int(Rc<BigInt>),
+    Bytes(Shared<Vec<u8>>),
+    Str(Shared<String>),
+    List(Shared<Vec<Obj>>),
+    Tuple(Shared<Vec<Obj>>),
+    Set(Shared<Vec<Obj>>),
+    FrozenSet(Shared<Vec<Obj>>),
+    Dict(Shared<Vec<(Obj, Obj)>>),
+    Global(Allowed),
+}
+
+/// A heap object's identity and how many references it has, for the objects that can be
+/// shared.
+impl Obj {
+    fn identity(&self) -> Option<(usize, usize)> {
+        fn of<T>(rc: &Rc<T>) -> Option<(usize, usize)> {
+            Some((Rc::as_ptr(rc).cast::<()>() as usize, Rc::strong_count(rc)))
+        }
+        match self {
+            Obj::Bytes(b) => of(b),
+            Obj::Str(s) => of(s),
+            Obj::List(v) | Obj::Tuple(v) | Obj::Set(v) | Obj::FrozenSet(v) => of(v),
+            Obj::Dict(d) => of(d),
+            _ => None,
+        }
+    }
+
+    /// Whether this object can hold other objects (and so be part of a cycle).
+    fn is_container(&self) -> bool {
+        matches!(
+            self,
+            Obj::List(_) | Obj::Tuple(_) | Obj::Set(_) | Obj::FrozenSet(_) | Obj::Dict(_)
+        )
+    }
+
+    /// Moves this container's items to `out`, leaving it empty.
+    fn take_items(&self, out: &mut Vec<Obj>) {
+        match self {
+            Obj::List(v) | Obj::Tuple(v) | Obj::Set(v) | Obj::FrozenSet(v) => {
+                out.append(&mut v.borrow_mut());
+            }
+            Obj::Dict(d) => {
+                for (k, v) in mem::take(&mut *d.borrow_mut()) {
+                    out.push(k);
+                    out.push(v);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn weak(&self) -> Option<WeakObj> {
+        Some(match self {
+            Obj::List(v) => WeakObj::Items(Rc::downgrade(v)),
+            Obj::Set(v) => WeakObj::Items(Rc::downgrade(v)),
+            Obj::Tuple(v) => WeakObj::Items(Rc::downgrade(v)),
+            Obj::FrozenSet(v) => WeakObj::Items(Rc::downgrade(v)),
+            Obj::Dict(d) => WeakObj::Dict(Rc::downgrade(d)),
+            _ => return None,
+        })
+    }
+
+    fn type_name(&self) -> &'static str {
+        match self {
+            Obj::None => "None",
+            Obj::Bool(_) => "bool",
+            Obj::I64(_) | Obj::Int(_) => "int",
+            Obj::F64(_) => "float",
+            Obj::Bytes(_) => "bytes",
+            Obj::Str(_) => "str",
+            Obj::List(_) => "list",
+            Obj::Tuple(_) => "tuple",
+            Obj::Set(_) => "set",
+            Obj::FrozenSet(_) => "frozenset",
+            Obj::Dict(_) => "dict",
+            Obj::Global(_) => "a global",
+        }
+    }
+}
+
+/// A container that may end up in a cycle, kept to empty it at the end.
+enum WeakObj {
+    Items(Weak<RefCell<Vec<Obj>>>),
+    Dict(Weak<RefCell<Vec<(Obj, Obj)>>>),
+}
+
+impl WeakObj {
+    fn upgrade(&self) -> Option<Obj> {
+        match self {
+            WeakObj::Items(w) => w.upgrade().map(Obj::List),
+            WeakObj::Dict(w) => w.upgrade().map(Obj::Dict),
+        }
+    }
+}
+
+// --- the machine ---
+
+struct Machine<'a> {
+    input: Input<'a>,
+    options: Options,
+    /// Where the current opcode starts.
+    op: usize,
+    stack: Vec<Obj>,
+    /// The stack segments below each MARK.
+    marks: Vec<Vec<Obj>>,
+    /// Memo entries by id; CPython numbers them densely from 0.
+    memo: Vec<Option<Obj>>,
+    /// Memo entries whose id is far beyond the others.
+    sparse_memo: HashMap<u32, Obj>,
+    /// Objects let go of, released at the end.
+    garbage: Vec<Obj>,
+    /// Containers referenced more than once by the machine (memoized or DUPed): the only ones
+    /// that can be in a cycle.
+    maybe_cyclic: Vec<WeakObj>,
+}
+
+impl Drop for Machine<'_> {
+    fn drop(&mut self) {
+        let mut pending = mem::take(&mut self.garbage);
+        pending.append(&mut self.stack);
+        for mut below in self.marks.drain(..) {
+            pending.append(&mut below);
+        }
+        pending.extend(self.memo.drain(..).flatten());
+        pending.extend(self.sparse_memo.drain().map(|(_, obj)| obj));
+        release(pending);
+        self.sweep();
+    }
+}
+
+/// Drops `pending` without recursion: an object held only here is emptied into the work list
+/// before it is dropped. Objects still referenced elsewhere are left untouched.
+fn release(mut pending: Vec<Obj>) {
+    while let Some(obj) = pending.pop() {
+        if let Some((_, 1)) = obj.identity() {
+            obj.take_items(&mut pending);
+        }
+    }
+}
+
+impl<'a> Machine<'a> {
+    fn new(input: Input<'a>, options: Options) -> Self {
+        Machine {
+            input,
+            options,
+            op: 0,
+            stack: Vec::new(),
+            marks: Vec::new(),
+            memo: Vec::new(),
+            sparse_memo: HashMap::new(),
+            garbage: Vec::new(),
+            maybe_cyclic: Vec::new(),
+        }
+    }
+
+    /// Empties every container still alive once everything else is released: what is left
+    /// can only be kept alive by a cycle.
+    fn sweep(&mut self) {
+        let mut pending = Vec::new();
+        for weak in self.maybe_cyclic.drain(..) {
+            if let Some(obj) = weak.upgrade() {
+                obj.take_items(&mut pending);
+                release(mem::take(&mut pending));
+            }
+        }
+    }
+
+    fn decode(mut self) -> Result<Value, DecodeError> {
+        let root = match self.run() {
+            Ok(root) => root,
+            Err(e) => return Err(e),
+        };
+        // Let go of everything but the result, so that reference counts say what the result
+        // shares.
+        let mut pending = mem::take(&mut self.stack);
+        for mut below in self.marks.drain(..) {
+            pending.append(&mut below);
+        }
+        pending.extend(self.memo.drain(..).flatten());
+        pending.extend(self.sparse_memo.drain().map(|(_, obj)| obj));
+        pending.append(&mut self.garbage);
+        release(pending);
+
+        let mut shared = HashMap::new();
+        let measured = measure(&root, 0, &mut shared);
+        let result = match measured {
+            Ok((size, _)) if size > self.options.max_size => Err(DecodeError::Limit(format!(
+                "the pickle would decode to about {size} bytes (a value referenced more than \
+                 once, a shared reference, is copied into the result each time); at most {} are \
+                 allowed (Pickle::with_max_decoded_size)",
+                self.options.max_size
+            ))),
+            Ok(_) => materialize(&root, true, &mut shared),
+            Err(e) => Err(e),
+        };
+        self.garbage.push(root);
+        result
+    }
+
+    /// Runs the opcodes up to STOP and returns what STOP returns.
+    fn run(&mut self) -> Result<Obj, DecodeError> {
+        if self.input.at_end().map_err(|e| self.input_error(e))? {
+            return Err(self.malformed("empty pickle"));
+        }
+        loop {
+            self.op = self.input.offset();
+            let opcode = self.byte()?;
+            match opcode {
+                b'.' => return self.pop(),
+                b'(' => {
+                    let below = mem::take(&mut self.stack);
+                    self.marks.push(below);
+                }
+                b'0' => {
+                    if self.stack.is_empty() {
+                        let items = self.pop_mark()?;
+                        self.garbage.extend(items);
+                    } else {
+                        let item = self.pop()?;
+                        self.garbage.push(item);
+                    }
+                }
+                b'1' => {
+                    let items = self.pop_mark()?;
+                    self.garbage.extend(items);
+                }
+                b'2' => {
+                    let top = self.top()?.clone();
+                    if let Some(weak) = top.weak() {
+                        self.maybe_cyclic.push(weak);
+                    }
+                    self.stack.push(top);
+                }
+                0x80 => {
+                    let proto = self.byte()?;
+                    if proto > 5 {
+                        return Err(self.malformed(format!("unsupported protocol {proto}")));
+                    }
+                }
+                0x95 => {
+                    self.array::<8>()?;
+                }
+
+                // Numbers.
+                b'N' => self.stack.push(Obj::None),
+                0x88 => self.stack.push(Obj::Bool(true)),
+                0x89 => self.stack.push(Obj::Bool(false)),
+                b'K' => {
+                    let n = self.byte()?;
+                    self.stack.push(Obj::I64(n.into()));
+                }
+                b'M' => {
+                    let n = u16::from_le_bytes(self.array()?);
+                    self.stack.push(Obj::I64(n.into()));
+                }
+                b'J' => {
+                    let n = i32::from_le_bytes(self.array()?);
+                    self.stack.push(Obj::I64(n.into()));
+                }
+                b'G' => {
+                    let f = f64::from_be_bytes(self.array()?);
+                    self.stack.push(Obj::F64(f));
+                }
+                b'I' => {
+                    let line = self.line()?;
+                    let obj = match &line[..] {
+                        b"00" => Obj::Bool(false),
+                        b"01" => Obj::Bool(true),
+                        digits => self.decimal(digits)?,
+                    };
+                    self.stack.push(obj);
+                }
+                b'L' => {
+                    let line = self.line()?;
+                    let digits = line.strip_suffix(b"L").unwrap_or(&line);
+                    let obj = self.decimal(digits)?;
+                    self.stack.push(obj);
+                }
+                b'F' => {
+                    let line = self.line()?;
+                    let f = std::str::from_utf8(&line)
+                        .ok()
+                        .and_then(|text| text.trim().parse::<f64>().ok())
+                        .ok_or_else(|| self.malformed("a FLOAT argument is not a float"))?;
+                    self.stack.push(Obj::F64(f));
+                }
+                0x8a => {
+                    let n = usize::from(self.byte()?);
+                    let bytes = self.bytes(n)?;
+                    self.stack.push(long(&bytes));
+                }
+                0x8b => {
+                    let n = self.i32_len()?;
+                    let bytes = self.bytes(n)?;
+                    self.stack.push(long(&bytes));
+                }
+
+                // Python 2 str.
+                b'S' => {
+                    let line = self.line()?;
+                    let bytes = self.quoted(&line)?;
+                    let obj = self.python2_str(bytes)?;
+                    self.stack.push(obj);
+                }
+                b'T' => {
+                    let n = self.i32_len()?;
+                    let bytes = self.bytes(n)?;
+                    let obj = self.python2_str(bytes)?;
+                    self.stack.push(obj);
+                }
+                b'U' => {
+                    let n = usize::from(self.byte()?);
+                    let bytes = self.bytes(n)?;
+                    let obj = self.python2_str(bytes)?;
+                    self.stack.push(obj);
+                }
+
+                // Bytes.
+                b'B' => {
+                    let n = self.u32_len()?;
+                    self.push_bytes(n)?;
+                }
+                b'C' => {
+                    let n = usize::from(self.byte()?);
+                    self.push_bytes(n)?;
+                }
+                0x8e | 0x96 => {
+                    let n = self.u64_len()?;
+                    self.push_bytes(n)?;
+                }
+
+                // Text.
+                b'V' => {
+                    let line = self.line()?;
+                    let text = self.raw_unicode_escape(&line)?;
+                    self.stack.push(Obj::Str(shared(text)));
+                }
+                0x8c => {
+                    let n = usize::from(self.byte()?);
+                    self.push_text(n)?;
+                }
+                b'X' => {
+                    let n = self.u32_len()?;
+                    self.push_text(n)?;
+                }
+                0x8d => {
+                    let n = self.u64_len()?;
+                    self.push_text(n)?;
+                }
+
+                // Containers.
+                b']' => self.stack.push(Obj::List(shared(Vec::new()))),
+                b'}' => self.stack.push(Obj::Dict(shared(Vec::new()))),
+                0x8f => self.stack.push(Obj::Set(shared(Vec::new()))),
+                b')' => self.stack.push(Obj::Tuple(shared(Vec::new()))),
+                0x85..=0x87 => {
+                    let n = usize::from(opcode - 0x84);
+                    let at = self
+                        .stack
+                        .len()
+                        .checked_sub(n)
+                        .ok_or_else(|| self.underflow())?;
+                    let items = self.stack.split_off(at);
+                    self.stack.push(Obj::Tuple(shared(items)));
+                }
+                b't' => {
+                    let items = self.pop_mark()?;
+                    self.stack.push(Obj::Tuple(shared(items)));
+                }
+                b'l' => {
+                    let items = self.pop_mark()?;
+                    self.stack.push(Obj::List(shared(items)));
+                }
+                0x91 => {
+                    let items = self.pop_mark()?;
+                    self.stack.push(Obj::FrozenSet(shared(items)));
+                }
+                b'd' => {
+                    let items = self.pop_mark()?;
+                    let pairs = self.pairs(items)?;
+                    self.stack.push(Obj::Dict(shared(pairs)));
+                }
+                b'a' => {
+                    let item = self.pop()?;
+                    self.extend_top(vec![item], "APPEND")?;
+                }
+                b'e' => {
+                    let items = self.pop_mark()?;
+                    self.extend_top(items, "APPENDS")?;
+                }
+                0x90 => {
+                    let items = self.pop_mark()?;
+                    self.extend_top(items, "ADDITEMS")?;
+                }
+                b's' => {
+                    let value = self.pop()?;
+                    let key = self.pop()?;
+                    self.extend_top(vec![key, value], "SETITEM")?;
+                }
+                b'u' => {
+                    let items = self.pop_mark()?;
+                    self.extend_top(items, "SETITEMS")?;
+                }
+
+                // The memo.
+                b'p' => {
+                    let id = self.decimal_id()?;
+                    self.put(id)?;
+                }
+                b'q' => {
+                    let id = u32::from(self.byte()?);
+                    self.put(id)?;
+                }
+                b'r' => {
+                    let id = u32::from_le_bytes(self.array()?);
+                    self.put(id)?;
+                }
+                0x94 => {
+                    let id = u32::try_from(self.memo.len() + self.sparse_memo.len())
+                        .map_err(|_| self.malformed("memo overflow"))?;
+                    self.put(id)?;
+                }
+                b'g' => {
+                    let id = self.decimal_id()?;
+                    self.get(id)?;
+                }
+                b'h' => {
+                    let id = u32::from(self.byte()?);
+                    self.get(id)?;
+                }
+                b'j' => {
+                    let id = u32::from_le_bytes(self.array()?);
+                    self.get(id)?;
+                }
+
+                // Globals and calls: the dangerous part.
+                b'c' => {
+                    let module = self.line()?;
+                    let name = self.line()?;
+                    self.global("GLOBAL", &module, &name)?;
+                }
+                0x93 => {
+                    let name = self.pop()?;
+                    let module = self.pop()?;
+                    let names = match (&module, &name) {
+                        (Obj::Str(m), Obj::Str(n)) => {
+                            Some((m.borrow().as_bytes().to_vec(), n.borrow().as_bytes().to_vec()))
+                        }
+                        _ => None,
+                    };
+                    self.garbage.extend([module, name]);
+                    let Some((module, name)) = names else {
+                        return Err(self.refused(
+                            "STACK_GLOBAL",
+                            "globals are not allowed, and this one is not even named by strings",
+                        ));
+                    };
+                    self.global("STACK_GLOBAL", &module, &name)?;
+                }
+                b'R' => self.reduce()?,
+                b'i' => return Err(self.refused("INST", "class instances are not allowed")),
+                b'o' => return Err(self.refused("OBJ", "class instances are not allowed")),
+                0x81 => return Err(self.refused("NEWOBJ", "class instances are not allowed")),
+                0x92 => return Err(self.refused("NEWOBJ_EX", "class instances are not allowed")),
+                b'b' => {
+                    return Err(self.refused("BUILD", "setting an object's state is not allowed"));
+                }
+                0x82..=0x84 => {
+                    let name = ["EXT1", "EXT2", "EXT4"][usize::from(opcode - 0x82)];
+                    return Err(self.refused(name, "extension registry lookups are not allowed"));
+                }
+                b'P' => return Err(self.refused("PERSID", "persistent ids are not allowed")),
+                b'Q' => return Err(self.refused("BINPERSID", "persistent ids are not allowed")),
+                0x97 => {
+                    return Err(
+                        self.refused("NEXT_BUFFER", "out-of-band buffers are not supported")
+                    );
+                }
+                0x98 => {
+                    return Err(
+                        self.refused("READONLY_BUFFER", "out-of-band buffers are not supported")
+                    );
+                }
+                other => {
+                    return Err(self.malformed(format!("unknown opcode 0x{other:02x}")));
+                }
+            }
+        }
+    }
+
+    fn global(
+        &mut self,
+        opcode: &'static str,
+        module: &[u8],
+        name: &[u8],
+    ) -> Result<(), DecodeError> {
+        match allowed(module, name) {
+            Some(global) => {
+                self.stack.push(Obj::Global(global));
+                Ok(())
+            }
+            None => Err(self.refused(
+                opcode,
+                format!(
+                    "globals are not allowed: {}.{} (only {ALLOWED_NAMES} are)",
+                    String::from_utf8_lossy(module),
+                    String::from_utf8_lossy(name)
+                ),
+            )),
+        }
+    }
+
+    /// Computes what CPython's call of an allowed global returns, without calling anything.
+    fn reduce(&mut self) -> Result<(), DecodeError> {
+        let args = self.pop()?;
+        let callable = self.pop()?;
+        let Obj::Global(global) = callable else {
+            self.garbage.extend([args, callable]);
+            return Err(self.refused("REDUCE", "only an allowed global may be called"));
+        };
+        let arg_items = match &args {
+            Obj::Tuple(items) => items.borrow().clone(),
+            _ => {
+                self.garbage.push(args);
+                return Err(self.malformed("REDUCE arguments are not a tuple"));
+            }
+        };
+        self.garbage.push(args);
+        let result = self.call(global, &arg_items);
+        self.garbage.extend(arg_items);
+        let result = result?;
+        self.stack.push(result);
+        Ok(())
+    }
+
+    fn call(&self, global: Allowed, args: &[Obj]) -> Result<Obj, DecodeError> {
+        let bad = |what: &str| {
+            self.malformed(format!(
+                "{what} called with ({})",
+                args.iter().map(Obj::type_name).collect::<Vec<_>>().join(", ")
+            ))
+        };
+        Ok(match (global, args) {
+            (Allowed::Set, []) => Obj::Set(shared(Vec::new())),
+            (Allowed::Set, [Obj::List(items)]) => Obj::Set(shared(items.borrow().clone())),
+            (Allowed::Set, _) => return Err(bad("set")),
+            (Allowed::FrozenSet, []) => Obj::FrozenSet(shared(Vec::new())),
+            (Allowed::FrozenSet, [Obj::List(items)]) => {
+                Obj::FrozenSet(shared(items.borrow().clone()))
+            }
+            (Allowed::FrozenSet, _) => return Err(bad("frozenset")),
+            (Allowed::ByteArray, []) => Obj::Bytes(shared(Vec::new())),
+            (Allowed::ByteArray, [Obj::Bytes(bytes)]) => Obj::Bytes(bytes.clone()),
+            (Allowed::ByteArray | Allowed::CodecsEncode, [Obj::Str(text), Obj::Str(codec)])
+                if is_latin1(&codec.borrow()) =>
+            {
+                let bytes = latin1_bytes(&text.borrow())
+                    .ok_or_else(|| bad("an encode to latin-1 of text beyond U+00FF"))?;
+                Obj::Bytes(shared(bytes))
+            }
+            (Allowed::ByteArray, _) => return Err(bad("bytearray")),
+            (Allowed::CodecsEncode, _) => return Err(bad("_codecs.encode")),
+            (Allowed::Bytes, []) => Obj::Bytes(shared(Vec::new())),
+            (Allowed::OrderedDict, []) => Obj::Dict(shared(Vec::new())),
+            (Allowed::Bytes | Allowed::OrderedDict, _) => {
+                return Err(self.refused(
+                    "REDUCE",
+                    "builtins.bytes and collections.OrderedDict may only be called without \
+                     arguments",
+                ));
+            }
+        })
+    }
+
+    // --- the stack ---
+
+    fn top(&self) -> Result<&Obj, DecodeError> {
+        self.stack.last().ok_or_else(|| self.underflow())
+    }
+
+    fn pop(&mut self) -> Result<Obj, DecodeError> {
+        self.stack.pop().ok_or_else(|| self.underflow())
+    }
+
+    fn pop_mark(&mut self) -> Result<Vec<Obj>, DecodeError> {
+        let below = self.marks.pop().ok_or_else(|| self.underflow())?;
+        Ok(mem::replace(&mut self.stack, below))
+    }
+
+    fn pairs(&mut self, items: Vec<Obj>) -> Result<Vec<(Obj, Obj)>, DecodeError> {
+        if items.len() % 2 != 0 {
+            self.garbage.extend(items);
+            return Err(self.malformed("a dict's items are not key, value pairs"));
+        }
+        let mut pairs = Vec::with_capacity(items.len() / 2);
+        let mut items = items.into_iter();
+        while let (Some(k), Some(v)) = (items.next(), items.next()) {
+            pairs.push((k, v));
+        }
+        Ok(pairs)
+    }
+
+    /// APPEND(S), SETITEM(S), ADDITEMS: adds `items` to the container on top of the stack.
+    fn extend_top(&mut self, items: Vec<Obj>, opcode: &'static str) -> Result<(), DecodeError> {
+        let target = match (opcode, self.stack.last()) {
+            ("APPEND" | "APPENDS", Some(Obj::List(v))) | ("ADDITEMS", Some(Obj::Set(v))) => {
+                Ok(v.clone())
+            }
+            ("SETITEM" | "SETITEMS", Some(Obj::Dict(d))) => {
+                let d = d.clone();
+                let pairs = self.pairs(items)?;
+                d.borrow_mut().extend(pairs);
+                return Ok(());
+            }
+            (_, Some(other)) => Err(self.malformed(format!(
+                "{opcode} on {}, not a {}",
+                other.type_name(),
+                match opcode {
+                    "ADDITEMS" => "set",
+                    "SETITEM" | "SETITEMS" => "dict",
+                    _ => "list",
+                }
+            ))),
+            (_, None) => Err(self.underflow()),
+        };
+        match target {
+            Ok(v) => {
+                v.borrow_mut().extend(items);
+                Ok(())
+            }
+            Err(e) => {
+                self.garbage.extend(items);
+                Err(e)
+            }
+        }
+    }
+
+    fn put(&mut self, id: u32) -> Result<(), DecodeError> {
+        let top = self.top()?.clone();
+        if let Some(weak) = top.weak() {
+            self.maybe_cyclic.push(weak);
+        }
+        let index = id as usize;
+        let old = if index < self.memo.len() {
+            self.memo[index].replace(top)
+        } else if index <= self.memo.len() + 1024 {
+            self.memo.resize(index, None);
+            self.memo.push(Some(top));
+            None
+        } else {
+            self.sparse_memo.insert(id, top)
+        };
+        self.garbage.extend(old);
+        Ok(())
+    }
+
+    fn get(&mut self, id: u32) -> Result<(), DecodeError> {
+        let found = match self.memo.get(id as usize) {
+            Some(Some(obj)) => Some(obj.clone()),
+            _ => self.sparse_memo.get(&id).cloned(),
+        };
+        let obj = found
+            .ok_or_else(|| self.malformed(format!("memo entry {id} is read before it is set")))?;
+        self.stack.push(obj);
+        Ok(())
+    }
+
+    // --- values ---
+
+    fn push_bytes(&mut self, n: usize) -> Result<(), DecodeError> {
+        let bytes = self.bytes(n)?;
+        self.stack.push(Obj::Bytes(shared(bytes)));
+        Ok(())
+    }
+
+    /// BINUNICODE and friends: UTF-8, where CPython also accepts encoded surrogates.
+    fn push_text(&mut self, n: usize) -> Result<(), DecodeError> {
+        let bytes = self.bytes(n)?;
+        let text = self.utf8_surrogatepass(bytes)?;
+        self.stack.push(Obj::Str(shared(text)));
+        Ok(())
+    }
+
+    fn decimal(&self, digits: &[u8]) -> Result<Obj, DecodeError> {
+        let text = std::str::from_utf8(digits)
+            .map_err(|_| self.malformed("an integer argument is not ASCII"))?
+            .trim();
+        if let Ok(n) = text.parse::<i64>() {
+            return Ok(Obj::I64(n));
+        }
+        if text.len() > MAX_DECIMAL_DIGITS {
+            return Err(DecodeError::Limit(format!(
+                "a decimal integer of {} digits (CPython reads at most {MAX_DECIMAL_DIGITS})",
+                text.len()
+            )));
+        }
+        text.parse::<BigInt>()
+            .map(|n| Obj::Int(Rc::new(n)))
+            .map_err(|_| self.malformed("an integer argument is not a number"))
+    }
+
+    /// A Python 2 `str`, as [`Python2Str`] says.
+    fn python2_str(&self, bytes: Vec<u8>) -> Result<Obj, DecodeError> {
+        Ok(match self.options.python2_str {
+            Python2Str::Bytes => Obj::Bytes(shared(bytes)),
+            Python2Str::Latin1 => Obj::Str(shared(bytes.iter().map(|&b| char::from(b)).collect())),
+            Python2Str::Text => match String::from_utf8(bytes) {
+                Ok(text) => {
+                    self.check_text(&text)?;
+                    Obj::Str(shared(text))
+                }
+                Err(_) => {
+                    return Err(self.unrepresentable(
+                        "a Python 2 str is not UTF-8 (read it with Python2Str::Bytes or \
+                         Python2Str::Latin1)",
+                    ));
+                }
+            },
+        })
+    }
+
+    /// The argument of STRING: a Python 2 `repr` of a `str`, quotes and escapes included.
+    fn quoted(&self, line: &[u8]) -> Result<Vec<u8>, DecodeError> {
+        let inner = match line {
+            [q @ (b'\'' | b'"'), inner @ .., last] if last == q => inner,
+            _ => return Err(self.malformed("the STRING opcode argument must be quoted")),
+        };
+        escape_decode(inner).map_err(|reason| self.malformed(reason))
+    }
+
+    /// UNICODE's argument: `raw-unicode-escape`, as CPython decodes it.
+    fn raw_unicode_escape(&self, line: &[u8]) -> Result<String, DecodeError> {
+        let mut out = String::with_capacity(line.len());
+        let mut i = 0;
+        while i < line.len() {
+            if line[i] != b'\\' {
+                out.push(char::from(line[i]));
+                i += 1;
+                continue;
+            }
+            // In a run of backslashes only the last one of an odd-length run can start an
+            // escape (CPython's rule).
+            let run = line[i..].iter().take_while(|&&b| b == b'\\').count();
+            let after = i + run;
+            let digits = match line.get(after) {
+                Some(b'u') if run % 2 == 1 => 4,
+                Some(b'U') if run % 2 == 1 => 8,
+                _ => {
+                    out.extend(std::iter::repeat_n('\\', run));
+                    i = after;
+                    continue;
+                }
+            };
+            out.extend(std::iter::repeat_n('\\', run - 1));
+            let hex = line
+                .get(after + 1..after + 1 + digits)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .filter(|h| h.bytes().all(|b| b.is_ascii_hexdigit()))
+                .and_then(|h| u32::from_str_radix(h, 16).ok())
+                .ok_or_else(|| self.malformed("a truncated \\uXXXX escape in UNICODE"))?;
+            self.push_code_point(&mut out, hex)?;
+            i = after + 1 + digits;
+        }
+        Ok(out)
+    }
+
+    /// Text as CPython's UTF-8 decoder with `surrogatepass` reads it.
+    fn utf8_surrogatepass(&self, bytes: Vec<u8>) -> Result<String, DecodeError> {
+        let bytes = match String::from_utf8(bytes) {
+            Ok(text) => {
+                self.check_text(&text)?;
+                return Ok(text);
+            }
+            Err(e) => e.into_bytes(),
+        };
+        let mut out = String::with_capacity(bytes.len() + 4);
+        let mut rest = &bytes[..];
+        while !rest.is_empty() {
+            match std::str::from_utf8(rest) {
+                Ok(text) => {
+                    self.check_text(text)?;
+                    out.push_str(text);
+                    break;
+                }
+                Err(e) => {
+                    let (good, bad) = rest.split_at(e.valid_up_to());
+                    let good = std::str::from_utf8(good).unwrap_or_default();
+                    self.check_text(good)?;
+                    out.push_str(good);
+                    match bad {
+                        [0xED, b1 @ 0xA0..=0xBF, b2 @ 0x80..=0xBF, ..] => {
+                            let unit =
+                                0xD000 | (u32::from(b1 & 0x3F) << 6) | u32::from(b2 & 0x3F);
+                            self.push_code_point(&mut out, unit)?;
+                            rest = &bad[3..];
+                        }
+                        _ => return Err(self.malformed("text is not UTF-8")),
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Appends a code point, which may be a lone surrogate.
+    fn push_code_point(&self, out: &mut String, code: u32) -> Result<(), DecodeError> {
+        if let Some(c) = char::from_u32(code) {
+            self.check_text(c.encode_utf8(&mut [0; 4]))?;
+            out.push(c);
+            return Ok(());
+        }
+        if !(0xD800..0xE000).contains(&code) {
+            return Err(self.malformed(format!("code point 0x{code:x} is beyond Unicode")));
+        }
+        match self.options.surrogates {
+            Surrogates::PrivateUse => {
+                out.push(char::from_u32(SURROGATE_BASE + (code - 0xD800)).unwrap_or('\u{FFFD}'));
+                Ok(())
+            }
+            Surrogates::Refuse => Err(self.unrepresentable(format!(
+                "text holds the lone surrogate U+{code:04X} (read it with \
+                 Surrogates::PrivateUse)"
+            ))),
+        }
+    }
+
+    /// Refuses text that holds the code points lone surrogates are read as, when they are:
+    /// it would be written back as surrogates.
+    fn check_text(&self, text: &str) -> Result<(), DecodeError> {
+        if self.options.surrogates == Surrogates::PrivateUse
+            && text.as_bytes().contains(&0xF4)
+            && text.chars().any(|c| u32::from(c) >= SURROGATE_BASE)
+        {
+            return Err(self.unrepresentable(
+                "text holds a code point in U+10F800..U+10FFFF, which this decoder uses for lone \
+                 surrogates (read it with Surrogates::Refuse)",
+            ));
+        }
+        Ok(())
+    }
+
+    // --- reading arguments ---
+
+    fn input_error(&self, e: InputError) -> DecodeError {
+        match e {
+            InputError::Truncated => self.malformed("truncated (the pickle ends inside an opcode)"),
+            InputError::Base64(e) => e,
+        }
+    }
+
+    #[inline]
+    fn byte(&mut self) -> Result<u8, DecodeError> {
+        self.input.byte().map_err(|e| self.input_error(e))
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
+        self.input.array().map_err(|e| self.input_error(e))
+    }
+
+    fn bytes(&mut self, n: usize) -> Result<Vec<u8>, DecodeError> {
+        self.input.bytes(n).map_err(|e| self.input_error(e))
+    }
+
+    fn line(&mut self) -> Result<Vec<u8>, DecodeError> {
+        self.input.line().map_err(|e| match e {
+            InputError::Truncated => self.malformed("truncated (a text argument has no newline)"),
+            other => self.input_error(other),
+        })
+    }
+
+    fn decimal_id(&mut self) -> Result<u32, DecodeError> {
+        let line = self.line()?;
+        std::str::from_utf8(&line)
+            .ok()
+            .and_then(|text| text.parse().ok())
+            .ok_or_else(|| self.malformed("a memo id is not a number"))
+    }
+
+    fn u32_len(&mut self) -> Result<usize, DecodeError> {
+        let n = u32::from_le_bytes(self.array()?);
+        usize::try_from(n).map_err(|_| self.malformed("length out of range"))
+    }
+
+    fn i32_len(&mut self) -> Result<usize, DecodeError> {
+        let n = i32::from_le_bytes(self.array()?);
+        usize::try_from(n).map_err(|_| self.malformed("negative length"))
+    }
+
+    fn u64_len(&mut self) -> Result<usize, DecodeError> {
+        let n = u64::from_le_bytes(self.array()?);
+        usize::try_from(n).map_err(|_| self.malformed("length out of range"))
+    }
+
+    // --- errors ---
+
+    fn malformed(&self, reason: impl Into<String>) -> DecodeError {
+        DecodeError::Malformed {
+            offset: self.op,
+            reason: reason.into(),
+        }
+    }
+
+    fn unrepresentable(&self, reason: impl Into<String>) -> DecodeError {
+        DecodeError::Unrepresentable {
+            offset: self.op,
+            reason: reason.into(),
+        }
+    }
+
+    fn underflow(&self) -> DecodeError {
+        self.malformed("stack underflow")
+    }
+
+    fn refused(&self, opcode: &'static str, reason: impl Into<String>) -> DecodeError {
+        DecodeError::Refused {
+            opcode,
+            offset: self.op,
+            reason: reason.into(),
+        }
+    }
+}
+
+fn is_latin1(codec: &str) -> bool {
+    matches!(
+        codec.to_ascii_lowercase().as_str(),
+        "latin1" | "latin-1" | "iso-8859-1" | "iso8859-1" | "l1"
+    )
+}
+
+fn latin1_bytes(text: &str) -> Option<Vec<u8>> {
+    text.chars().map(|c| u8::try_from(u32::from(c)).ok()).collect()
+}
+
+/// LONG1 / LONG4: a little-endian two's complement integer.
+fn long(bytes: &[u8]) -> Obj {
+    let negative = bytes.last().is_some_and(|&b| b & 0x80 != 0);
+    if bytes.len() <= 8 {
+        let fill = if negative { 0xFF } else { 0 };
+        let mut le = [fill; 8];
+        le[..bytes.len()].copy_from_slice(bytes);
+        return Obj::I64(i64::from_le_bytes(le));
+    }
+    let mut n = BigInt::from_bytes_le(Sign::Plus, bytes);
+    if negative {
+        n -= BigInt::from(1) << (bytes.len() * 8);
+    }
+    match i64::try_from(&n) {
+        Ok(small) => Obj::I64(small),
+        Err(_) => Obj::Int(Rc::new(n)),
+    }
+}
+
+/// Python 2's `string_escape` decoding (`codecs.escape_decode`), which CPython applies to the
+/// argument of STRING.
+fn escape_decode(text: &[u8]) -> Result<Vec<u8>, String> {
+    let mut out = Vec::with_capacity(text.len());
+    let mut i = 0;
+    while i < text.len() {
+        let b = text[i];
+        i += 1;
+        if b != b'\\' {
+            out.push(b);
+            continue;
+        }
+        let Some(&c) = text.get(i) else {
+            return Err("a STRING argument ends with a backslash".into());
+        };
+        i += 1;
+        match c {
+            b'\n' => {}
+            b'\\' | b'\'' | b'"' => out.push(c),
+            b'a' => out.push(0x07),
+            b'b' => out.push(0x08),
+            b'f' => out.push(0x0C),
+            b'n' => out.push(b'\n'),
+            b'r' => out.push(b'\r'),
+            b't' => out.push(b'\t'),
+            b'v' => out.push(0x0B),
+            b'0'..=b'7' => {
+                let mut value = u32::from(c - b'0');
+                for _ in 0..2 {
+                    match text.get(i) {
+                        Some(&d @ b'0'..=b'7') => {
+                            value = value * 8 + u32::from(d - b'0');
+                            i += 1;
+                        }
+                        _ => break,
+                    }
+                }
+                // CPython keeps the low byte of an octal escape above \377.
+                out.push((value & 0xFF) as u8);
+            }
+            b'x' => {
+                let hex = text
+                    .get(i..i + 2)
+                    .and_then(|h| std::str::from_utf8(h).ok())
+                    .filter(|h| h.bytes().all(|b| b.is_ascii_hexdigit()))
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                    .ok_or_else(|| format!("invalid \\x escape at position {}", i - 2))?;
+                out.push(hex);
+                i += 2;
+            }
+            other => {
+                out.push(b'\\');
+                out.push(other);
+            }
+        }
+    }
+    Ok(out)
+}
+
+// --- from the graph to the result ---
+
+/// What [`measure`] learns about a heap object referenced more than once.
+struct SharedInfo {
+    /// `None` while it is being measured: meeting it again then means a cycle.
+    size_height: Option<(u64, u32)>,
+    /// References from the result not materialized yet; the last one takes the original.
+    uses: u64,
+}
+
+/// The size of `obj` in the result (shared objects counted once per reference) and its height
+/// (containers nested in it, itself included). Fails on cycles and on nesting deeper than
+/// [`MAX_DEPTH`]; recursion is bounded by that depth.
+fn measure(
+    obj: &Obj,
+    depth: u32,
+    shared: &mut HashMap<usize, SharedInfo>,
+) -> Result<(u64, u32), DecodeError> {
+    let identity = obj.identity().filter(|&(_, count)| count > 1);
+    if let Some((addr, _)) = identity
+        && let Some(info) = shared.get_mut(&addr)
+    {
+        info.uses += 1;
+        return match info.size_height {
+            Some((_, height)) if depth + height > MAX_DEPTH => Err(too_deep()),
+            Some(found) => Ok(found),
+            None => Err(DecodeError::Malformed {
+                offset: 0,
+                reason: "a recursive structure (a container that holds itself), which cannot be \
+                         decoded into a value"
+                    .into(),
+            }),
+        };
+    }
+    if obj.is_container() && depth >= MAX_DEPTH {
+        return Err(too_deep());
+    }
+    if let Some((addr, _)) = identity {
+        shared.insert(
+            addr,
+            SharedInfo {
+                size_height: None,
+                uses: 1,
+            },
+        );
+    }
+    let mut size = value_cost();
+    let mut height = 0;
+    let mut child = |item: &Obj, extra: u64| -> Result<(), DecodeError> {
+        let (s, h) = measure(item, depth + 1, shared)?;
+        size = size.saturating_add(s).saturating_add(extra);
+        height = height.max(h);
+        Ok(())
+    };
+    match obj {
+        Obj::List(v) | Obj::Tuple(v) => {
+            for item in v.borrow().iter() {
+                child(item, 0)?;
+            }
+        }
+        Obj::Set(v) | Obj::FrozenSet(v) => {
+            for item in v.borrow().iter() {
+                child(item, key_cost())?;
+            }
+        }
+        Obj::Dict(d) => {
+            for (k, v) in d.borrow().iter() {
+                child(k, key_cost())?;
+                child(v, 0)?;
+            }
+        }
+        Obj::Bytes(b) => size = size.saturating_add(b.borrow().len() as u64),
+        Obj::Str(s) => size = size.saturating_add(s.borrow().len() as u64),
+        Obj::Int(n) => size = size.saturating_add(n.bits() / 8 + 8),
+        _ => {}
+    }
+    if obj.is_container() {
+        height += 1;
+    }
+    if let Some((addr, _)) = identity
+        && let Some(info) = shared.get_mut(&addr)
+    {
+        info.size_height = Some((size, height));
+    }
+    Ok((size, height))
+}
+
+fn too_deep() -> DecodeError {
+    DecodeError::Limit(format!("containers nest more than {MAX_DEPTH} deep"))
+}
+
+/// Builds the result from a graph that [`measure`] accepted (so it is acyclic and at most
+/// [`MAX_DEPTH`] deep, and recursion here is bounded).
+///
+/// Each object gives up its contents to the result at its last reference (`uses` counts the
+/// references still to come); references before that copy it. `take` says whether the caller
+/// is giving up its own contents (so this reference counts); under a copy nothing is taken.
+fn materialize(
+    obj: &Obj,
+    take: bool,
+    shared: &mut HashMap<usize, SharedInfo>,
+) -> Result<Value, DecodeError> {
+    let take = take
+        && match obj.identity() {
+            Some((addr, count)) if count > 1 => shared.get_mut(&addr).is_none_or(|info| {
+                info.uses = info.uses.saturating_sub(1);
+                info.uses == 0
+            }),
+            _ => true,
+        };
+    fn contents<T: Default + Clone>(cell: &RefCell<T>, take: bool) -> T {
+        if take {
+            mem::take(&mut *cell.borrow_mut())
+        } else {
+            cell.borrow().clone()
+        }
+    }
+    Ok(match obj {
+        Obj::None => Value::None,
+        Obj::Bool(b) => Value::Bool(*b),
+        Obj::I64(n) => Value::I64(*n),
+        Obj::F64(f) => Value::F64(*f),
+        Obj::Int(n) => Value::Int((**n).clone()),
+        Obj::Bytes(b) => Value::Bytes(contents(b, take)),
+        Obj::Str(s) => Value::String(contents(s, take)),
+        Obj::List(v) | Obj::Tuple(v) | Obj::Set(v) | Obj::FrozenSet(v) => {
+            if take {
+                // Moved out first, so that the graph never holds them twice.
+                let items = mem::take(&mut *v.borrow_mut());
+                let out = container(obj, &items, true, shared);
+                release(items);
+                out?
+            } else {
+                container(obj, &v.borrow(), false, shared)?
+            }
+        }
+        Obj::Dict(d) => {
+            if take {
+                let pairs = mem::take(&mut *d.borrow_mut());
+                let out = dict(&pairs, true, shared);
+                release(pairs.into_iter().flat_map(|(k, v)| [k, v]).collect());
+                out?
+            } else {
+                dict(&d.borrow(), false, shared)?
+            }
+        }
+        Obj::Global(_) => {
+            return Err(DecodeError::Malformed {
+                offset: 0,
+                reason: "a global that is never called is part of the value".into(),
+            });
+        }
+    })
+}
+
+fn container(
+    kind: &Obj,
+    items: &[Obj],
+    take: bool,
+    shared: &mut HashMap<usize, SharedInfo>,
+) -> Result<Value, DecodeError> {
+    let mut values = items.iter().map(|item| materialize(item, take, shared));
+    let mut hashable = || {
+        values
+            .by_ref()
+            .map(|value| value?.into_hashable().map_err(DecodeError::Pickle))
+            .collect::<Result<BTreeSet<_>, _>>()
+    };
+    Ok(match kind {
+        Obj::Set(_) => Value::Set(hashable()?),
+        Obj::FrozenSet(_) => Value::FrozenSet(hashable()?),
+        Obj::Tuple(_) => Value::Tuple(values.collect::<Result<_, _>>()?),
+        _ => Value::List(values.collect::<Result<_, _>>()?),
+    })
+}
+
+fn dict(
+    pairs: &[(Obj, Obj)],
+    take: bool,
+    shared: &mut HashMap<usize, SharedInfo>,
+) -> Result<Value, DecodeError> {
+    let mut map = BTreeMap::new();
+    for (k, v) in pairs {
+        let key = materialize(k, take, shared)?
+            .into_hashable()
+            .map_err(DecodeError::Pickle)?;
+        map.insert(key, materialize(v, take, shared)?);
+    }
+    Ok(Value::Dict(map))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn options() -> Options {
+        Options {
+            python2_str: Python2Str::Text,
+            surrogates: Surrogates::PrivateUse,
+            max_size: crate::DEFAULT_MAX_DECODED_SIZE,
+        }
+    }
+
+    fn decode(pickle: &[u8]) -> Result<Value, DecodeError> {
+        from_slice(pickle, options())
+    }
+
+    fn refused_opcode(pickle: &[u8]) -> &'static str {
+        match decode(pickle) {
+            Err(DecodeError::Refused { opcode, .. }) => opcode,
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn bytes_after_stop_are_ignored_as_python_does() {
+        assert_eq!(decode(b"\x80\x03K\x01.K\x02.garbage").unwrap(), Value::I64(1));
+    }
+
+    #[test]
+    fn every_dangerous_opcode_is_refused() {
+        assert_eq!(refused_opcode(b"cos\nsystem\n(S'x'\ntR."), "GLOBAL");
+        assert_eq!(refused_opcode(b"(S'x'\nios\nsystem\n."), "INST");
+        assert_eq!(refused_opcode(b"(cbuiltins\nset\no."), "OBJ");
+        assert_eq!(refused_opcode(b"\x80\x02cbuiltins\nset\n)\x81."), "NEWOBJ");
+        assert_eq!(
+            refused_opcode(b"\x80\x04cbuiltins\nset\n)}\x92."),
+            "NEWOBJ_EX"
+        );
+        assert_eq!(refused_opcode(b"]}b."), "BUILD");
+        assert_eq!(refused_opcode(b"\x80\x02\x83\x01\x00."), "EXT2");
+        assert_eq!(refused_opcode(b"\x80\x02\x84\x01\x00\x00\x00."), "EXT4");
+        assert_eq!(refused_opcode(b"\x80\x05\x97."), "NEXT_BUFFER");
+        assert_eq!(refused_opcode(b"\x80\x05C\x01a\x98."), "READONLY_BUFFER");
+        assert_eq!(refused_opcode(b"\x80\x02N)R."), "REDUCE");
+        assert_eq!(
+            refused_opcode(b"\x80\x02c__builtin__\nbytes\nK\x01\x85R."),
+            "REDUCE"
+        );
+    }
+
+    #[test]
+    fn stack_global_names_are_resolved_through_the_memo() {
+        // builtins (memo 0) + set -> allowed; then memo 0 again + "getattr" -> refused.
+        let pickle =
+            b"\x80\x04\x8c\x08builtins\x94\x8c\x03set\x94\x93\x94h\x00\x8c\x07getattr\x93.";
+        match decode(pickle) {
+            Err(DecodeError::Refused {
+                opcode,
+                offset,
+                reason,
+            }) => {
+                assert_eq!(opcode, "STACK_GLOBAL");
+                assert_eq!(offset, pickle.len() - 2);
+                assert!(reason.contains("builtins.getattr"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn empty_bytes_and_ordered_dict_calls_are_computed() {
+        let bytes = b"\x80\x02c__builtin__\nbytes\nq\x00)Rq\x01.";
+        assert_eq!(decode(bytes).unwrap(), Value::Bytes(Vec::new()));
+        let od = b"ccollections\nOrderedDict\np0\n(tRp1\nVb\np2\nI1\ns.";
+        assert_eq!(
+            decode(od).unwrap(),
+            Value::Dict(BTreeMap::from([(
+                HashableValue::String("b".into()),
+                Value::I64(1)
+            )]))
+        );
+    }
+
+    #[test]
+    fn malformed_pickles_are_reported_with_their_offset() {
+        for (pickle, offset, what) in [
+            (&b""[..], 0, "empty"),
+            (b"\x80\x02K", 2, "truncated"),
+            (b"\x80\x02X\xff\xff\x00\x00ab.", 2, "truncated"),
+            (b"\x80\x06N.", 0, "unsupported protocol 6"),
+            (b"\x80\x02a.", 2, "underflow"),
+            (b"\x80\x02h\x05.", 2, "memo entry 5"),
+            (b"\x80\x02\xff.", 2, "unknown opcode 0xff"),
+            (b"\x80\x02N", 3, "truncated"),
+            (b"\x80\x03]]K\x01K\x02s.", 8, "SETITEM on list, not a dict"),
+            (b"S'abc\n.", 0, "must be quoted"),
+        ] {
+            match decode(pickle) {
+                Err(DecodeError::Malformed { offset: o, reason }) => {
+                    assert_eq!(o, offset, "{pickle:?}: {reason}");
+                    assert!(reason.contains(what), "{pickle:?}: {reason}");
+                }
+                other => panic!("{pickle:?}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_hostile_length_reserves_nothing() {
+        // BINBYTES8 claiming 2^60 bytes in a 20-byte pickle.
+        let pickle = b"\x80\x04\x8e\x00\x00\x00\x00\x00\x00\x00\x10.";
+        assert!(matches!(decode(pickle), Err(DecodeError::Malformed { .. })));
+    }
+
+    fn nested(depth: usize) -> Vec<u8> {
+        let mut pickle = b"\x80\x02".to_vec();
+        pickle.extend(std::iter::repeat_n(b']', depth));
+        pickle.extend(std::iter::repeat_n(b'a', depth - 1));
+        pickle.push(b'.');
+        pickle
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_and_dropped_without_recursion() {
+        // A million levels: building and dropping them must not overflow the stack.
+        let err = decode(&nested(1_000_000)).unwrap_err();
+        assert!(matches!(err, DecodeError::Limit(m) if m.contains("nest")));
+        assert!(decode(&nested(usize::try_from(MAX_DEPTH).unwrap())).is_ok());
+        assert!(decode(&nested(usize::try_from(MAX_DEPTH).unwrap() + 1)).is_err());
+    }
+
+    #[test]
+    fn deep_nesting_built_after_memoizing_is_refused_too() {
+        // 200 lists memoized first, then each appended to the previous one through the memo:
+        // no container is deep when it is created.
+        let mut pickle = b"\x80\x02".to_vec();
+        for i in 0..200u32 {
+            pickle.push(b']');
+            pickle.push(b'r');
+            pickle.extend(i.to_le_bytes());
+            pickle.push(b'0');
+        }
+        for i in 0..199u32 {
+            pickle.push(b'j');
+            pickle.extend(i.to_le_bytes());
+            pickle.push(b'j');
+            pickle.extend((i + 1).to_le_bytes());
+            pickle.extend(b"a0");
+        }
+        pickle.extend(b"j\x00\x00\x00\x00.");
+        let err = decode(&pickle).unwrap_err();
+        assert!(matches!(err, DecodeError::Limit(m) if m.contains("nest")));
+    }
+
+    #[test]
+    fn recursive_structures_are_errors_and_do_not_leak() {
+        // l = []; l.append(l), as CPython pickles it; and the same through DUP.
+        for pickle in [&b"\x80\x04]\x94h\x00a."[..], b"\x80\x02]2a."] {
+            match decode(pickle) {
+                Err(DecodeError::Malformed { reason, .. }) => {
+                    assert!(reason.contains("recursive"), "{reason}");
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        // A cycle that is not part of the result is let go of (and emptied) as well.
+        let cycle_then_popped = b"\x80\x04]\x94h\x00a0N.";
+        assert_eq!(decode(cycle_then_popped).unwrap(), Value::None);
+    }
+
+    #[test]
+    fn memo_expansion_bombs_are_refused_before_anything_is_copied() {
+        // Each level is a list holding the previous level twice: 2^40 leaves from ~300 bytes.
+        let mut pickle = b"\x80\x02K\x01q\x00".to_vec();
+        for level in 1..=40u8 {
+            pickle.extend([
+                b']',
+                b'(',
+                b'h',
+                level - 1,
+                b'h',
+                level - 1,
+                b'e',
+                b'q',
+                level,
+            ]);
+        }
+        pickle.push(b'.');
+        assert!(matches!(decode(&pickle), Err(DecodeError::Limit(m)) if m.contains("shared")));
+    }
+
+    #[test]
+    fn shared_values_are_copied_and_the_last_reference_takes_the_original() {
+        // s = 'x' * 1000; [s, [s, s], (s,)]
+        let s = "x".repeat(1000);
+        let mut pickle = b"\x80\x04]\x94(X\xe8\x03\x00\x00".to_vec();
+        pickle.extend(s.as_bytes());
+        pickle.extend(b"\x94]\x94(h\x01h\x01eh\x01\x85\x94e.");
+        let text = || Value::String(s.clone());
+        assert_eq!(
+            decode(&pickle).unwrap(),
+            Value::List(vec![
+                text(),
+                Value::List(vec![text(), text()]),
+                Value::Tuple(vec![text()]),
+            ])
+        );
+        // A shared list inside a shared list: every copy is complete.
+        let pickle = b"\x80\x04]\x94K\x01a]\x94(h\x00h\x00e]\x94(h\x01h\x00h\x01e.";
+        let inner = Value::List(vec![Value::I64(1)]);
+        let middle = Value::List(vec![inner.clone(), inner.clone()]);
+        assert_eq!(
+            decode(pickle).unwrap(),
+            Value::List(vec![middle.clone(), inner, middle])
+        );
+    }
+
+    #[test]
+    fn the_size_cap_counts_copies() {
+        // ['x' * 1000] * 1000: a 3 kB pickle, about 1 MB decoded.
+        let mut pickle = b"\x80\x04]\x94(X\xe8\x03\x00\x00".to_vec();
+        pickle.extend("x".repeat(1000).as_bytes());
+        pickle.push(0x94);
+        pickle.extend(std::iter::repeat_n(&b"h\x01"[..], 999).flatten());
+        pickle.extend(b"e.");
+        let capped = |max_size| from_slice(&pickle, Options { max_size, ..options() });
+        assert!(capped(1_000_000).is_err());
+        assert!(capped(2_000_000).is_ok());
+    }
+
+    #[test]
+    fn string_escapes_are_python2s() {
+        assert_eq!(
+            escape_decode(br"a\nb\x00\'\\\101\7z\q\
+end")
+            .unwrap(),
+            b"a\nb\x00'\\A\x07z\\qend"
+        );
+        assert!(escape_decode(br"\x4").is_err());
+    }
+}
