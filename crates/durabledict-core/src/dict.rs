@@ -1,14 +1,16 @@
 //! [`DurableDict`]: the cached dictionary, its [`Builder`], [`Snapshot`] and [`Status`].
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::{ArcSwap, Guard};
 
 use crate::encoding::Encoding;
 use crate::error::{Error, Op, Result, StoreError};
+use crate::feed::{Feed, FeedState};
+use crate::listen::{Change, Subscriber, Subscription};
 use crate::policy::SyncPolicy;
 use crate::store::{SetDefault, StampValue, Store};
 use crate::table::{Damaged, SharedError, Snapshot, Table};
@@ -84,6 +86,47 @@ pub struct DurableDict<V> {
     synced_at: AtomicU64,
     reloads: AtomicU64,
     last_error: Mutex<Option<(SystemTime, String)>>,
+    /// The store's change feed, under [`SyncPolicy::Watch`] on a store that has one.
+    feed: Option<Arc<Feed>>,
+    /// Whether anyone subscribed, so that loads and own writes compute changes only then.
+    has_listeners: AtomicBool,
+    listeners: Mutex<Listeners<V>>,
+}
+
+/// The subscribers of a dict, and how to tell two values apart.
+struct Listeners<V> {
+    subscribers: Vec<Subscriber<V>>,
+    same: Option<fn(&V, &V) -> bool>,
+    /// Whether the thread that keeps the cache current for them runs.
+    watching: bool,
+}
+
+/// The keys an own write touched, to announce their changes.
+enum Touched<'a> {
+    One(&'a str),
+    Many(&'a [String]),
+    All,
+}
+
+/// A change to announce: key, value before, value after.
+type Changed<V> = (Arc<str>, Option<Arc<V>>, Option<Arc<V>>);
+
+impl Touched<'_> {
+    /// Each touched key with its value in `table`. The caller holds the update lock.
+    fn values<V>(&self, table: &Table<V>) -> Vec<(Arc<str>, Option<Arc<V>>)> {
+        match self {
+            Touched::One(key) => vec![(Arc::from(*key), table.get(key))],
+            Touched::Many(keys) => keys
+                .iter()
+                .map(|key| (Arc::from(key.as_str()), table.get(key)))
+                .collect(),
+            Touched::All => table
+                .snapshot()
+                .iter()
+                .map(|(key, value)| (Arc::from(key), Some(Arc::clone(value))))
+                .collect(),
+        }
+    }
 }
 
 impl<V> fmt::Debug for DurableDict<V> {
@@ -160,6 +203,19 @@ impl<V: Send + Sync + 'static> Builder<V> {
             synced_at: AtomicU64::new(0),
             reloads: AtomicU64::new(0),
             last_error: Mutex::new(None),
+            feed: None,
+            has_listeners: AtomicBool::new(false),
+            listeners: Mutex::new(Listeners {
+                subscribers: Vec::new(),
+                same: None,
+                watching: false,
+            }),
+        };
+        let dict = DurableDict {
+            feed: (dict.policy == SyncPolicy::Watch)
+                .then(|| dict.store.feed())
+                .flatten(),
+            ..dict
         };
         {
             let _update = dict.lock_update();
@@ -171,6 +227,75 @@ impl<V: Send + Sync + 'static> Builder<V> {
 
 /// What a read has to hold on to: the table, borrowed or freshly loaded.
 type Current<V> = Guard<Arc<Table<V>>>;
+
+/// How long a subscribed dict's thread waits for a notice before checking anyway.
+const FEED_QUIET: Duration = Duration::from_secs(1);
+/// How often a subscribed dict's thread checks the stamp when nothing pushes changes.
+const LISTEN_POLL: Duration = Duration::from_millis(100);
+/// The shortest interval between a subscribed dict's checks under `AtMostEvery`.
+const LISTEN_POLL_FLOOR: Duration = Duration::from_millis(10);
+/// How many events a subscription buffers by default.
+pub const DEFAULT_SUBSCRIPTION_CAPACITY: usize = 1024;
+
+impl<V: PartialEq + Send + Sync + 'static> DurableDict<V> {
+    /// Subscribes to changes: every key whose value differs after a reload or an own write,
+    /// with its old and new value, in the order the dict applied them. Subscribe first, then
+    /// read a [`snapshot`](Self::snapshot): every change applied after that is announced.
+    ///
+    /// A thread keeps the dict current while it has subscribers, so changes made elsewhere
+    /// are announced without a read: under [`SyncPolicy::Watch`] as soon as the store's notice
+    /// arrives, under `AtMostEvery(d)` within `d`, under `Always` within 100 ms. Under
+    /// `Manual` changes are announced when `sync()` or a write applies them. A slow subscriber
+    /// never blocks the dict: its buffer holds [`DEFAULT_SUBSCRIPTION_CAPACITY`] events, and
+    /// past that it misses changes and gets one [`Event::Lagged`](crate::Event::Lagged).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use durabledict_core::{DurableDict, Event, MemoryStore, Raw, SyncPolicy};
+    ///
+    /// let store = MemoryStore::new();
+    /// let dict = Arc::new(DurableDict::<String>::builder(store.clone(), Raw).build()?);
+    /// let changes = dict.subscribe();
+    ///
+    /// // Another process writes; the dict's thread notices within 100 ms under `Always`.
+    /// let other = DurableDict::<String>::builder(store, Raw).policy(SyncPolicy::Manual).build()?;
+    /// other.insert("mode", "fast".to_string())?;
+    /// match changes.next_timeout(Duration::from_secs(5)) {
+    ///     Some(Event::Changed(change)) => {
+    ///         assert_eq!(&*change.key, "mode");
+    ///         assert_eq!(change.old, None);
+    ///         assert_eq!(change.new.as_deref().map(String::as_str), Some("fast"));
+    ///     }
+    ///     other => panic!("expected a change, got {other:?}"),
+    /// }
+    /// # Ok::<(), durabledict_core::Error>(())
+    /// ```
+    pub fn subscribe(self: &Arc<Self>) -> Subscription<V> {
+        self.subscribe_with_capacity(DEFAULT_SUBSCRIPTION_CAPACITY)
+    }
+
+    /// [`subscribe`](Self::subscribe) with a buffer of `capacity` events (at least 1).
+    pub fn subscribe_with_capacity(self: &Arc<Self>, capacity: usize) -> Subscription<V> {
+        let (subscriber, subscription) = Subscriber::new(capacity);
+        // Under the update lock: no reload or own write is half announced meanwhile.
+        let _update = self.lock_update();
+        let mut listeners = self.lock_listeners();
+        listeners.same = Some(|a: &V, b: &V| a == b);
+        listeners.subscribers.push(subscriber);
+        self.has_listeners.store(true, Ordering::Release);
+        if !listeners.watching && self.policy != SyncPolicy::Manual {
+            listeners.watching = true;
+            let dict = Arc::downgrade(self);
+            std::thread::Builder::new()
+                .name("durabledict-listen".into())
+                .spawn(move || Self::keep_current(dict))
+                .map(drop)
+                .unwrap_or_else(|_| listeners.watching = false);
+        }
+        subscription
+    }
+}
 
 impl<V: Send + Sync + 'static> DurableDict<V> {
     /// Starts building a dict on `store`, storing values with `encoding`.
@@ -310,7 +435,7 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
             .store
             .persist(key, &bytes)
             .map_err(|e| self.failed(Op::Insert, Some(key), e))?;
-        self.apply_own(Some(stamp), |table| {
+        self.apply_own(Some(stamp), Touched::One(key), |table| {
             table.set(key, Some(Arc::new(value)));
             None
         });
@@ -354,7 +479,7 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
             SetDefault::Inserted(stamp) => {
                 let value = Arc::new(default);
                 let cached = Arc::clone(&value);
-                self.apply_own(Some(stamp), |table| {
+                self.apply_own(Some(stamp), Touched::One(key), |table| {
                     table.set(key, Some(cached));
                     None
                 });
@@ -385,7 +510,12 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
             let key = (batch.len() == 1).then(|| batch[0].0);
             self.failed(Op::Update, key, e)
         })?;
-        self.apply_own(stamp, |table| {
+        let touched: Vec<String> = if self.listening() {
+            entries.iter().map(|(key, _)| key.clone()).collect()
+        } else {
+            Vec::new()
+        };
+        self.apply_own(stamp, Touched::Many(&touched), |table| {
             for (key, value) in entries {
                 table.set(&key, Some(Arc::new(value)));
             }
@@ -401,13 +531,50 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
             .store
             .clear()
             .map_err(|e| self.failed(Op::Clear, None, e))?;
-        self.apply_own(stamp, |table| {
+        self.apply_own(stamp, Touched::All, |table| {
             Some(Table::new([], table.stamp(), table.epoch(), Arc::default()))
         });
         Ok(())
     }
 
     // ---- internals ---------------------------------------------------------------------
+
+    /// The loop of the thread that keeps a dict with subscribers current: under
+    /// [`SyncPolicy::Watch`] it waits for the feed's next notice (polling the stamp while the
+    /// feed is down), under `AtMostEvery(d)` it checks every `d`, under `Always` every
+    /// [`LISTEN_POLL`]. It holds the dict only while it checks, and ends when the dict is
+    /// dropped or has no subscribers left.
+    fn keep_current(dict: Weak<Self>) {
+        loop {
+            let Some(this) = dict.upgrade() else { return };
+            {
+                let mut listeners = this.lock_listeners();
+                if listeners.subscribers.is_empty() {
+                    listeners.watching = false;
+                    return;
+                }
+            }
+            let before = this.feed.as_ref().map(|feed| feed.state());
+            // An error is recorded in `status()`; the next round tries again.
+            let _ = this.current();
+            let (feed, policy) = (this.feed.clone(), this.policy);
+            drop(this);
+            match (policy, feed, before) {
+                (_, Some(feed), Some(before)) => {
+                    let wait = if before.is_up() {
+                        FEED_QUIET
+                    } else {
+                        LISTEN_POLL
+                    };
+                    feed.wait(before, wait);
+                }
+                (SyncPolicy::AtMostEvery(interval), _, _) => {
+                    std::thread::sleep(interval.max(LISTEN_POLL_FLOOR));
+                }
+                _ => std::thread::sleep(LISTEN_POLL),
+            }
+        }
+    }
 
     /// The table a read should use, after whatever stamp check the policy asks for. Kept small
     /// and inlined: this is every read's path; everything past an unchanged stamp is cold.
@@ -421,6 +588,22 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
                     Ok(table)
                 }
                 checked => self.after_check(table, checked),
+            },
+            SyncPolicy::Watch => match &self.feed {
+                Some(feed) => {
+                    let state = feed.state();
+                    if table.fed(state) && self.store.epoch() == table.epoch() {
+                        Ok(table)
+                    } else {
+                        self.check_fed(table, state)
+                    }
+                }
+                None => match self.store.last_updated() {
+                    Ok(stamp) if self.confirms(&table, stamp) && self.serve_stale.is_none() => {
+                        Ok(table)
+                    }
+                    checked => self.after_check(table, checked),
+                },
             },
             SyncPolicy::AtMostEvery(interval) => {
                 let since = Duration::from_nanos(
@@ -473,6 +656,24 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
         }
     }
 
+    /// A read under [`SyncPolicy::Watch`] that cannot answer locally (a notice arrived, or the
+    /// feed is down): a stamp check, as under `Always`, which confirms the table at `state`.
+    #[cold]
+    #[inline(never)]
+    fn check_fed(&self, table: Current<V>, state: FeedState) -> Result<Current<V>> {
+        let checked = self.store.last_updated();
+        if let Ok(stamp) = checked
+            && self.confirms(&table, stamp)
+        {
+            table.saw_feed(state);
+            self.mark_synced();
+            return Ok(table);
+        }
+        let current = self.after_check(table, checked)?;
+        current.saw_feed(state);
+        Ok(current)
+    }
+
     /// The last table when serving stale data is allowed and it was confirmed recently enough,
     /// else `error` (already recorded).
     fn stale_or_fail(&self, table: Current<V>, error: Error) -> Result<Current<V>> {
@@ -486,9 +687,10 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
     /// does not decode is left out and remembered with its error (it poisons only its key),
     /// and recorded as the last error.
     fn reload_locked(&self) -> Result<Arc<Table<V>>> {
-        // Read before the entries: a continuity lost while they are read shows as a changed
-        // epoch at the next check, which reloads again.
+        // Read before the entries: a continuity lost or a notice arriving while they are read
+        // shows as a changed epoch or feed state at the next check, which reloads again.
         let epoch = self.store.epoch();
+        let fed = self.feed.as_ref().map(|feed| feed.state());
         let durables = self
             .store
             .durables()
@@ -529,6 +731,12 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
             epoch,
             Arc::new(damaged),
         ));
+        if let Some(state) = fed {
+            table.saw_feed(state);
+        }
+        if self.listening() {
+            self.announce_reload(&self.table.load_full(), &table);
+        }
         self.table.store(Arc::clone(&table));
         self.reloads.fetch_add(1, Ordering::Relaxed);
         self.mark_synced();
@@ -544,6 +752,7 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
     fn apply_own(
         &self,
         stamp: Option<StampValue>,
+        touched: Touched<'_>,
         change: impl FnOnce(&Table<V>) -> Option<Table<V>>,
     ) {
         let Some(stamp) = stamp else { return };
@@ -555,15 +764,84 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
         if !ours && self.reload_locked().is_ok() {
             return;
         }
+        let before = self.listening().then(|| touched.values(&table));
         let replacement = change(&table).or_else(|| table.wants_rebuild().then(|| table.rebuilt()));
         let target = replacement.as_ref().unwrap_or(&table);
         if ours {
             target.set_stamp(stamp);
             self.mark_synced();
         }
+        if let Some(before) = before {
+            let changes = before
+                .into_iter()
+                .map(|(key, old)| {
+                    let new = target.get(&key);
+                    (key, old, new)
+                })
+                .collect();
+            self.announce(changes);
+        }
         if let Some(replacement) = replacement {
             self.table.store(Arc::new(replacement));
         }
+    }
+
+    /// Whether anyone subscribed to changes.
+    #[inline(always)]
+    fn listening(&self) -> bool {
+        self.has_listeners.load(Ordering::Acquire)
+    }
+
+    /// Announces what a reload from `old` to `new` changed. The caller holds the update lock.
+    fn announce_reload(&self, old: &Table<V>, new: &Table<V>) {
+        let (old, new) = (old.snapshot(), new.snapshot());
+        let mut changes: Vec<Changed<V>> = new
+            .iter()
+            .map(|(key, value)| {
+                (
+                    Arc::from(key),
+                    old.get(key).cloned(),
+                    Some(Arc::clone(value)),
+                )
+            })
+            .collect();
+        changes.extend(
+            old.iter()
+                .filter(|(key, _)| !new.contains_key(key))
+                .map(|(key, value)| (Arc::from(key), Some(Arc::clone(value)), None)),
+        );
+        self.announce(changes);
+    }
+
+    /// Sends every change whose values differ to every subscriber, without blocking; forgets
+    /// the subscriptions that were dropped. The caller holds the update lock, so changes are
+    /// sent in the order they were applied.
+    fn announce(&self, changes: Vec<Changed<V>>) {
+        let mut listeners = self.lock_listeners();
+        let Some(same) = listeners.same else { return };
+        let differs = |old: &Option<Arc<V>>, new: &Option<Arc<V>>| match (old, new) {
+            (Some(old), Some(new)) => !Arc::ptr_eq(old, new) && !same(old, new),
+            (None, None) => false,
+            _ => true,
+        };
+        for (key, old, new) in changes {
+            if !differs(&old, &new) {
+                continue;
+            }
+            let change = Change { key, old, new };
+            listeners
+                .subscribers
+                .retain_mut(|subscriber| subscriber.send(&change));
+        }
+        if listeners.subscribers.is_empty() {
+            self.has_listeners.store(false, Ordering::Release);
+        }
+    }
+
+    fn lock_listeners(&self) -> MutexGuard<'_, Listeners<V>> {
+        self.listeners
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The answer to a `get` of `key`, absent from `table`: [`Error::Decode`] when the store
@@ -604,7 +882,7 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
             }
             return Ok(None);
         };
-        self.apply_own(Some(stamp), |table| {
+        self.apply_own(Some(stamp), Touched::One(key), |table| {
             table.set(key, None);
             None
         });

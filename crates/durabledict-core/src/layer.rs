@@ -7,8 +7,10 @@
 //! changed with it, so a wrapper built on it forwards everything, including what comes later.
 
 use std::fmt;
+use std::sync::Arc;
 
 use crate::StoreError;
+use crate::feed::Feed;
 use crate::store::{Durables, SetDefault, StampValue, Store};
 
 /// Which [`Store`] method a call is, with the key it concerns.
@@ -69,8 +71,9 @@ impl Call<'_> {
 
 /// What a wrapper does around each call of a [`Store`] that may do I/O.
 ///
-/// [`validate_key`](Store::validate_key), [`max_value_len`](Store::max_value_len) and
-/// [`epoch`](Store::epoch) are forwarded without it: they are local and on hot paths.
+/// [`validate_key`](Store::validate_key), [`max_value_len`](Store::max_value_len),
+/// [`epoch`](Store::epoch) and [`feed`](Store::feed) are forwarded without it: they are local
+/// and on hot paths.
 pub trait Layer: Send + Sync + fmt::Debug {
     /// Runs `call` (by calling `run`, at most once), doing whatever the layer does around it.
     /// The default just runs it.
@@ -199,6 +202,10 @@ impl<L: Layer, S: Store> Store for Layered<L, S> {
     fn epoch(&self) -> u64 {
         self.inner.epoch()
     }
+
+    fn feed(&self) -> Option<Arc<Feed>> {
+        self.inner.feed()
+    }
 }
 
 #[cfg(test)]
@@ -272,6 +279,10 @@ mod tests {
             self.mark("epoch");
             42
         }
+        fn feed(&self) -> Option<Arc<Feed>> {
+            self.mark("feed");
+            Some(Arc::new(Feed::new()))
+        }
     }
 
     /// Records the calls it sees.
@@ -308,6 +319,7 @@ mod tests {
         assert!(store.validate_key("k").is_err());
         assert_eq!(store.max_value_len(), Some(7));
         assert_eq!(store.epoch(), 42);
+        assert!(store.feed().is_some());
         let io = [
             "init",
             "persist",
@@ -320,7 +332,7 @@ mod tests {
             "persist_many",
             "clear",
         ];
-        let local = ["validate_key", "max_value_len", "epoch"];
+        let local = ["validate_key", "max_value_len", "epoch", "feed"];
         let reached = store
             .inner()
             .0

@@ -4,16 +4,20 @@
 mod dict;
 mod encoding;
 mod error;
+mod feed;
 mod layer;
+mod listen;
 mod memory;
 mod policy;
 mod store;
 mod table;
 
-pub use dict::{Builder, DurableDict, Status};
+pub use dict::{Builder, DEFAULT_SUBSCRIPTION_CAPACITY, DurableDict, Status};
 pub use encoding::{Encoding, Raw};
 pub use error::{BoxError, Error, Op, Result, StoreError, StoreErrorKind};
+pub use feed::{Feed, FeedState};
 pub use layer::{Call, Layer, Layered};
+pub use listen::{Change, Event, Subscription};
 pub use memory::{MemoryStamp, MemoryStore};
 pub use policy::SyncPolicy;
 pub use store::{Durables, SetDefault, Stamp, StampValue, Store, clock_seed};

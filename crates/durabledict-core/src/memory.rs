@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering}
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crate::error::StoreError;
+use crate::feed::Feed;
 use crate::store::{Durables, SetDefault, Stamp, StampValue, Store, clock_seed};
 
 const MISSING: StampValue = StampValue::MIN;
@@ -157,6 +158,8 @@ struct MemoryInner {
     max_value_len: Option<usize>,
     /// Bumped by every injected fault and by [`MemoryStore::restart`] (see [`Store::epoch`]).
     epoch: AtomicU64,
+    /// The change feed, for a store made by [`MemoryStore::with_feed`].
+    feed: Option<Arc<Feed>>,
 }
 
 /// The error a [`MemoryStore`] returns while a fault is injected.
@@ -178,6 +181,58 @@ impl MemoryStore {
                 max_value_len: Some(max),
                 ..MemoryInner::default()
             }),
+        }
+    }
+
+    /// An empty store with a change feed ([`Store::feed`]), as a store that pushes change
+    /// notices (Redis client tracking, PostgreSQL `LISTEN`) has: every write through the store
+    /// sends a notice. [`cut_feed`](Self::cut_feed) and [`restore_feed`](Self::restore_feed)
+    /// simulate losing it; [`write_unstamped`](Self::write_unstamped) and writes to the
+    /// [`stamp`](Self::stamp) send none.
+    ///
+    /// ```
+    /// use durabledict_core::{DurableDict, MemoryStore, Raw, SyncPolicy};
+    ///
+    /// let store = MemoryStore::with_feed();
+    /// let dict = DurableDict::<String>::builder(store.clone(), Raw)
+    ///     .policy(SyncPolicy::Watch)
+    ///     .build()?;
+    /// let other = DurableDict::<String>::builder(store, Raw).build()?;
+    /// other.insert("k", "v".to_string())?;
+    /// assert_eq!(dict.get("k")?.as_deref().map(String::as_str), Some("v"));
+    /// # Ok::<(), durabledict_core::Error>(())
+    /// ```
+    pub fn with_feed() -> Self {
+        let feed = Feed::new();
+        feed.restored();
+        MemoryStore {
+            inner: Arc::new(MemoryInner {
+                feed: Some(Arc::new(feed)),
+                ..MemoryInner::default()
+            }),
+        }
+    }
+
+    /// Loses the change feed (as a dropped connection does): dicts under
+    /// [`SyncPolicy::Watch`](crate::SyncPolicy::Watch) check the stamp on every read until
+    /// [`restore_feed`](Self::restore_feed). No effect on a store without a feed.
+    pub fn cut_feed(&self) {
+        if let Some(feed) = &self.inner.feed {
+            feed.lost();
+        }
+    }
+
+    /// Brings the change feed back.
+    pub fn restore_feed(&self) {
+        if let Some(feed) = &self.inner.feed {
+            feed.restored();
+        }
+    }
+
+    /// Sends a change notice on the feed, as the server does for a change made by anyone.
+    pub fn notify(&self) {
+        if let Some(feed) = &self.inner.feed {
+            feed.notify();
         }
     }
 
@@ -210,6 +265,9 @@ impl MemoryStore {
         entries.clear();
         self.inner.stamp.forget_history();
         self.inner.epoch.fetch_add(1, Ordering::SeqCst);
+        // The feed broke with the connection, and came back subscribed to the new server.
+        self.cut_feed();
+        self.restore_feed();
     }
 
     /// Writes an entry without bumping the stamp: another program writing behind the
@@ -241,6 +299,15 @@ impl MemoryStore {
         Ok(())
     }
 
+    /// Sends a notice for a write that bumped the stamp (the caller still holds the entries'
+    /// lock, so the notice follows the write).
+    fn notified(&self, bumped: Result<StampValue, StoreError>) -> Result<StampValue, StoreError> {
+        if bumped.is_ok() {
+            self.notify();
+        }
+        bumped
+    }
+
     /// Locks the entries after checking for injected faults.
     fn open(&self) -> Result<MutexGuard<'_, HashMap<String, Vec<u8>>>, StoreError> {
         self.fault()?;
@@ -257,13 +324,13 @@ impl Store for MemoryStore {
     fn persist(&self, key: &str, value: &[u8]) -> Result<StampValue, StoreError> {
         let mut entries = self.open()?;
         entries.insert(key.to_owned(), value.to_vec());
-        self.inner.stamp.bump()
+        self.notified(self.inner.stamp.bump())
     }
 
     fn depersist(&self, key: &str) -> Result<Option<StampValue>, StoreError> {
         let mut entries = self.open()?;
         match entries.remove(key) {
-            Some(_) => self.inner.stamp.bump().map(Some),
+            Some(_) => self.notified(self.inner.stamp.bump()).map(Some),
             None => Ok(None),
         }
     }
@@ -285,7 +352,7 @@ impl Store for MemoryStore {
     fn pop(&self, key: &str) -> Result<Option<(Vec<u8>, StampValue)>, StoreError> {
         let mut entries = self.open()?;
         match entries.remove(key) {
-            Some(value) => Ok(Some((value, self.inner.stamp.bump()?))),
+            Some(value) => Ok(Some((value, self.notified(self.inner.stamp.bump())?))),
             None => Ok(None),
         }
     }
@@ -296,7 +363,8 @@ impl Store for MemoryStore {
             return Ok(SetDefault::Existing(existing.clone()));
         }
         entries.insert(key.to_owned(), value.to_vec());
-        self.inner.stamp.bump().map(SetDefault::Inserted)
+        self.notified(self.inner.stamp.bump())
+            .map(SetDefault::Inserted)
     }
 
     fn persist_many(&self, batch: &[(&str, &[u8])]) -> Result<Option<StampValue>, StoreError> {
@@ -307,7 +375,7 @@ impl Store for MemoryStore {
         for (key, value) in batch {
             entries.insert((*key).to_owned(), value.to_vec());
         }
-        self.inner.stamp.bump().map(Some)
+        self.notified(self.inner.stamp.bump()).map(Some)
     }
 
     fn clear(&self) -> Result<Option<StampValue>, StoreError> {
@@ -316,7 +384,7 @@ impl Store for MemoryStore {
             return Ok(None);
         }
         entries.clear();
-        self.inner.stamp.bump().map(Some)
+        self.notified(self.inner.stamp.bump()).map(Some)
     }
 
     fn max_value_len(&self) -> Option<usize> {
@@ -325,5 +393,9 @@ impl Store for MemoryStore {
 
     fn epoch(&self) -> u64 {
         self.inner.epoch.load(Ordering::Acquire)
+    }
+
+    fn feed(&self) -> Option<Arc<Feed>> {
+        self.inner.feed.clone()
     }
 }

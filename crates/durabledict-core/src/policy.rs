@@ -22,4 +22,12 @@ pub enum SyncPolicy {
     /// sees every change committed more than `interval` before it (plus the store's own
     /// propagation delay).
     AtMostEvery(Duration),
+    /// Pushed freshness: while the store's change feed ([`Store::feed`](crate::Store::feed))
+    /// is healthy, a read answers from the cache with no I/O, and a change made anywhere is
+    /// seen once its notice has arrived (the store's propagation time). The moment the feed is
+    /// lost (a disconnect, a server restart, an expired session) nothing unconfirmed is
+    /// served: every read checks the stamp, exactly as [`Always`](Self::Always), until the
+    /// feed is back; then one more check, and reads are local again. On a store without a
+    /// feed this is `Always`.
+    Watch,
 }

@@ -2,8 +2,10 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
 
 use crate::error::StoreError;
+use crate::feed::Feed;
 
 /// The value of a `last_updated` stamp: a counter that changes whenever the store changes.
 ///
@@ -189,6 +191,15 @@ pub trait Store: Send + Sync + fmt::Debug {
     fn epoch(&self) -> u64 {
         0
     }
+
+    /// The store's change feed, when it can push change notices (Redis client tracking,
+    /// PostgreSQL `LISTEN`, ZooKeeper watches); `None`, the default, when it cannot. A dict
+    /// under [`SyncPolicy::Watch`](crate::SyncPolicy::Watch) asks once, when it is built, and
+    /// then reads with no I/O while the feed is up. The store may start its subscription on
+    /// the first call; it hands the same [`Feed`] to every caller.
+    fn feed(&self) -> Option<Arc<Feed>> {
+        None
+    }
 }
 
 /// A shared `last_updated` counter kept apart from the values (memcached, a Redis key, an SQL
@@ -273,6 +284,9 @@ impl<T: Store + ?Sized> Store for $($ptr)::+<T> {
     }
     fn epoch(&self) -> u64 {
         (**self).epoch()
+    }
+    fn feed(&self) -> Option<std::sync::Arc<Feed>> {
+        (**self).feed()
     }
 }
     };

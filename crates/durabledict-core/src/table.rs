@@ -9,11 +9,12 @@
 //! a fraction of the base (O(1) amortized per write), and at every reload.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use arc_swap::ArcSwap;
 
+use crate::feed::FeedState;
 use crate::store::StampValue;
 
 /// Keys are chosen by operators, not attackers, so a fast seeded hasher is enough.
@@ -24,6 +25,9 @@ type Overlay<V> =
     imbl::GenericHashMap<Arc<str>, Option<Arc<V>>, Hasher, imbl::shared_ptr::DefaultSharedPtr>;
 
 const MISSING: StampValue = StampValue::MIN;
+
+/// No feed state confirmed yet: odd, so no healthy state equals it.
+const NO_FEED_SEEN: u64 = 1;
 
 /// An error shared by every read that meets it (a decode error is reported again at each
 /// `get` of its key, not consumed).
@@ -187,6 +191,9 @@ pub(crate) struct Table<V> {
     /// values that did not decode (a key here is overridden by an own write to it, see
     /// [`Table::poison`]) and names that are not keys.
     damaged: Arc<Damaged>,
+    /// The latest healthy feed state a stamp check or load confirmed these contents at (raw
+    /// [`FeedState`]); odd, so it matches no healthy state, until one does.
+    feed_seen: AtomicU64,
     live: AtomicUsize,
     /// The materialized snapshot of the current contents, dropped by every change.
     snapshot: Mutex<Option<Arc<Snapshot<V>>>>,
@@ -218,6 +225,7 @@ impl<V> Table<V> {
             stamp: AtomicI64::new(stamp.unwrap_or(MISSING)),
             epoch,
             damaged,
+            feed_seen: AtomicU64::new(NO_FEED_SEEN),
             snapshot: Mutex::new(None),
         }
     }
@@ -260,6 +268,23 @@ impl<V> Table<V> {
     /// The names that are not keys, and why.
     pub(crate) fn unreadable(&self) -> Vec<(Vec<u8>, String)> {
         self.damaged.unreadable.clone()
+    }
+
+    /// Whether a read at feed state `state` may answer from this table with no I/O: the feed
+    /// is up and nothing arrived since these contents were last confirmed.
+    #[inline(always)]
+    pub(crate) fn fed(&self, state: FeedState) -> bool {
+        state.is_up() && self.feed_seen.load(Ordering::Acquire) == state.raw()
+    }
+
+    /// Records that these contents were confirmed current at feed state `state` (read before
+    /// the stamp check or load that confirmed them). A state of a feed that was down confirms
+    /// nothing.
+    pub(crate) fn saw_feed(&self, state: FeedState) {
+        if state.is_up() {
+            // States only grow: a slow confirmation never moves it back.
+            self.feed_seen.fetch_max(state.raw(), Ordering::AcqRel);
+        }
     }
 
     /// The store's epoch these contents were loaded in.
@@ -416,6 +441,7 @@ impl<V> Table<V> {
             stamp: AtomicI64::new(self.stamp.load(Ordering::Acquire)),
             epoch: self.epoch,
             damaged,
+            feed_seen: AtomicU64::new(self.feed_seen.load(Ordering::Acquire)),
             snapshot: Mutex::new(None),
         }
     }
