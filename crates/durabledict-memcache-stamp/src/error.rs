@@ -1,8 +1,6 @@
 //! [`MemcacheError`], the error inside every [`StoreError`] the stamp returns.
 
-use std::io;
-
-use durabledict_core::{StoreError, StoreErrorKind};
+use durabledict_core::{BoxError, StoreError, StoreErrorKind};
 
 /// What went wrong talking to memcached. It travels as the source of a [`StoreError`].
 #[derive(Debug, thiserror::Error)]
@@ -11,21 +9,22 @@ pub enum MemcacheError {
     /// The stamp is configured wrongly (an address or key memcached cannot take).
     #[error("configuration: {0}")]
     Config(String),
-    /// memcached could not be reached, or the connection failed or timed out.
-    #[error("memcached unreachable: {0}")]
-    Io(#[from] io::Error),
+    /// memcached could not be reached, or the connection failed or timed out. The source is
+    /// the `memcache` crate's error.
+    #[error("memcached unreachable")]
+    Unavailable(#[source] BoxError),
     /// memcached answered with an error.
     #[error("memcached refused {command}: {reply}")]
     Server {
         /// The command.
-        command: String,
-        /// Its reply line.
+        command: &'static str,
+        /// What memcached answered.
         reply: String,
     },
     /// The stored stamp is not an unsigned decimal integer.
     #[error("the stamp is not an integer: {0}")]
     NotANumber(String),
-    /// memcached said something this client does not understand.
+    /// memcached said something the client does not understand.
     #[error("protocol error: {0}")]
     Protocol(String),
 }
@@ -34,7 +33,7 @@ impl MemcacheError {
     /// The kind the dict sees.
     pub fn kind(&self) -> StoreErrorKind {
         match self {
-            MemcacheError::Io(_) => StoreErrorKind::Unavailable,
+            MemcacheError::Unavailable(_) => StoreErrorKind::Unavailable,
             MemcacheError::NotANumber(_) => StoreErrorKind::Corrupt,
             MemcacheError::Server { .. } => StoreErrorKind::Rejected,
             MemcacheError::Config(_) | MemcacheError::Protocol(_) => StoreErrorKind::Other,

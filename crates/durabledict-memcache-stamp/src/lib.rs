@@ -1,7 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
 
-mod client;
+mod connection;
 mod error;
 mod stamp;
 

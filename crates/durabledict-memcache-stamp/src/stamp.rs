@@ -6,24 +6,26 @@ use std::time::Duration;
 
 use durabledict_core::{Stamp, StampValue, StoreError, clock_seed};
 
-use crate::client::{Client, parse_decimal};
+use crate::connection::Connection;
 use crate::error::MemcacheError;
 
 /// memcached's longest key.
 const MAX_KEY: usize = 250;
-/// How often a bump tries again when the stamp vanishes between its `incr` and its `add`.
+/// How often a bump tries `incr` when the stamp keeps vanishing between its `add` and `incr`.
 const BUMP_ATTEMPTS: usize = 5;
 
 /// A [`Stamp`] kept in memcached under one key, with no expiry.
 ///
 /// [`get`](Stamp::get) is one `get` round trip. [`bump`](Stamp::bump) is an `incr`; when the key
 /// is missing (evicted, memcached restarted or flushed) it is re-created with `add` from a
-/// clock seed ([`clock_seed`]), larger than any value handed out before, and when another
-/// process's `add` won, the bump increments that value instead. Dicts see the missing stamp as
-/// a change and reload once.
+/// clock seed ([`clock_seed`]), larger than any value handed out before, and incremented: when
+/// another process's `add` won, the `incr` counts from theirs. Every value a bump returns comes
+/// from an `incr`, so no two bumps return the same one. Dicts see the missing stamp as a
+/// change and reload once.
 ///
 /// Values are stored as decimal text with the integer flag (2) that python-memcached and
-/// pymemcache use, so Python reads them as `int`. Clones share the connections.
+/// pymemcache use, so Python reads them as `int`. Clones share the connections and the
+/// [`epoch`](Stamp::epoch).
 ///
 /// ```no_run
 /// use durabledict_core::Stamp;
@@ -38,7 +40,7 @@ const BUMP_ATTEMPTS: usize = 5;
 /// ```
 #[derive(Clone)]
 pub struct MemcacheStamp {
-    client: Arc<Client>,
+    connection: Arc<Connection>,
     key: Arc<str>,
 }
 
@@ -59,7 +61,7 @@ impl MemcacheStamp {
             key: None,
             connect_timeout: Duration::from_secs(1),
             io_timeout: Duration::from_secs(1),
-            max_idle: 8,
+            pool_size: 4,
         }
     }
 
@@ -71,7 +73,7 @@ impl MemcacheStamp {
     /// Deletes the stamp, as an eviction or a memcached restart would: every dict reloads once
     /// and the next bump re-creates it. Returns whether it existed.
     pub fn delete(&self) -> Result<bool, StoreError> {
-        Ok(self.client.delete()?)
+        Ok(self.connection.delete(&self.key)?)
     }
 
     fn to_stamp(value: u64) -> Result<StampValue, StoreError> {
@@ -82,12 +84,17 @@ impl MemcacheStamp {
 
 impl Stamp for MemcacheStamp {
     fn get(&self) -> Result<Option<StampValue>, StoreError> {
-        match self.client.get()? {
+        match self.connection.get(&self.key)? {
             None => Ok(None),
             Some(bytes) => {
-                let value = parse_decimal(&bytes).ok_or_else(|| {
-                    MemcacheError::NotANumber(String::from_utf8_lossy(&bytes).into_owned())
-                })?;
+                let value = std::str::from_utf8(&bytes)
+                    .ok()
+                    .map(str::trim_ascii)
+                    .filter(|text| !text.starts_with('+'))
+                    .and_then(|text| text.parse::<u64>().ok())
+                    .ok_or_else(|| {
+                        MemcacheError::NotANumber(String::from_utf8_lossy(&bytes).into_owned())
+                    })?;
                 Self::to_stamp(value).map(Some)
             }
         }
@@ -95,15 +102,13 @@ impl Stamp for MemcacheStamp {
 
     fn bump(&self) -> Result<StampValue, StoreError> {
         for _ in 0..BUMP_ATTEMPTS {
-            if let Some(value) = self.client.incr()? {
+            if let Some(value) = self.connection.incr(&self.key)? {
                 return Self::to_stamp(value);
             }
-            let seed = clock_seed();
-            // A seed is never negative: it comes from the clock.
-            if self.client.add(seed.unsigned_abs())? {
-                return Ok(seed);
-            }
-            // Another process re-created it first: increment theirs.
+            // Whoever adds first wins (the crate does not say who); the next `incr` counts
+            // from the winner's seed. A seed is never negative: it comes from the clock.
+            self.connection
+                .add(&self.key, clock_seed().unsigned_abs())?;
         }
         Err(MemcacheError::Protocol(format!(
             "the stamp {} vanished {BUMP_ATTEMPTS} times during one bump",
@@ -116,7 +121,8 @@ impl Stamp for MemcacheStamp {
     fn init(&self) -> Result<(), StoreError> {
         if self.get()?.is_none() {
             // Whoever adds first wins; a lost race means the stamp now exists, which is the goal.
-            self.client.add(clock_seed().unsigned_abs())?;
+            self.connection
+                .add(&self.key, clock_seed().unsigned_abs())?;
         }
         Ok(())
     }
@@ -127,7 +133,7 @@ impl Stamp for MemcacheStamp {
     /// stamp and count from 1 (Python's `incr`, then `set 1`) can bring it back to the very
     /// number a dict synced at.
     fn epoch(&self) -> u64 {
-        self.client.epoch()
+        self.connection.epoch()
     }
 }
 
@@ -138,7 +144,7 @@ pub struct MemcacheStampBuilder {
     key: Option<String>,
     connect_timeout: Duration,
     io_timeout: Duration,
-    max_idle: usize,
+    pool_size: u32,
 }
 
 impl MemcacheStampBuilder {
@@ -167,14 +173,15 @@ impl MemcacheStampBuilder {
         self
     }
 
-    /// How many idle connections are kept for later commands; 8 by default.
-    pub fn max_idle(mut self, connections: usize) -> Self {
-        self.max_idle = connections;
+    /// How many connections are opened to memcached, all at once (at least 1); 4 by default.
+    /// A thread that finds them all busy waits for one, up to the connect timeout.
+    pub fn pool_size(mut self, connections: u32) -> Self {
+        self.pool_size = connections;
         self
     }
 
     /// Checks the key and address and makes the stamp. It does not connect: the first command
-    /// does, and a failed connection is retried on the next command.
+    /// does, and after a failed request the next command connects again.
     pub fn build(self) -> Result<MemcacheStamp, StoreError> {
         let config = |msg: String| StoreError::from(MemcacheError::Config(msg));
         let key = self
@@ -197,20 +204,20 @@ impl MemcacheStampBuilder {
             .unwrap_or(&self.addr)
             .trim_end_matches('/')
             .to_string();
-        if addr.is_empty() || addr.contains('/') || !addr.contains(':') {
-            return Err(config(format!(
+        let not_an_address = || {
+            config(format!(
                 "{:?} is not a memcached address (host:port or memcache://host:port)",
                 self.addr
-            )));
+            ))
+        };
+        if addr.is_empty() || addr.contains(['/', '?', '#', '@']) || !addr.contains(':') {
+            return Err(not_an_address());
         }
+        let connection =
+            Connection::new(addr, self.pool_size, self.connect_timeout, self.io_timeout)
+                .map_err(|_| not_an_address())?;
         Ok(MemcacheStamp {
-            client: Arc::new(Client::new(
-                addr,
-                key.clone(),
-                self.connect_timeout,
-                self.io_timeout,
-                self.max_idle,
-            )),
+            connection: Arc::new(connection),
             key: key.into(),
         })
     }
