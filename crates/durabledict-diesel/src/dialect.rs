@@ -161,20 +161,15 @@ impl TableSql {
                  FROM information_schema.columns \
                  WHERE table_schema = current_schema() AND table_name = ?"
                 .to_string(),
-            // The catalog's collation ignores case whatever the server does with table names,
-            // so the comparison is spelled out: exact when names are case-sensitive
-            // (`lower_case_table_names` = 0), in lower case otherwise, as the server looks
-            // tables up.
-            Backend::Mysql => "SELECT CAST(c.COLUMN_NAME AS CHAR) AS name, \
-                 CAST(c.DATA_TYPE AS CHAR) AS ty, \
-                 CAST(c.CHARACTER_MAXIMUM_LENGTH AS CHAR) AS max_chars, \
-                 CAST(c.CHARACTER_OCTET_LENGTH AS CHAR) AS max_bytes, \
-                 CAST(c.TABLE_NAME AS CHAR) AS tbl \
-                 FROM information_schema.COLUMNS AS c JOIN (SELECT ? AS t) AS arg \
-                 WHERE c.TABLE_SCHEMA = DATABASE() AND \
-                 IF(@@lower_case_table_names = 0, \
-                    CAST(c.TABLE_NAME AS BINARY) = CAST(arg.t AS BINARY), \
-                    LOWER(c.TABLE_NAME) = LOWER(arg.t))"
+            // The catalog compares TABLE_NAME as the server resolves table names: exactly
+            // under `lower_case_table_names` = 0, in lower case otherwise.
+            Backend::Mysql => "SELECT CAST(COLUMN_NAME AS CHAR) AS name, \
+                 CAST(DATA_TYPE AS CHAR) AS ty, \
+                 CAST(CHARACTER_MAXIMUM_LENGTH AS CHAR) AS max_chars, \
+                 CAST(CHARACTER_OCTET_LENGTH AS CHAR) AS max_bytes, \
+                 CAST(TABLE_NAME AS CHAR) AS tbl \
+                 FROM information_schema.COLUMNS \
+                 WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ?"
                 .to_string(),
         };
         TableSql {

@@ -235,9 +235,9 @@ impl<C: Db + R2D2Connection> Pool<C> {
         match file::identify(path) {
             Ok(Some(id)) => Ok(Some(id)),
             Ok(None) => {
-                // Connections to the deleted file are of no further use.
+                // Connections to the deleted file are of no further use. (The error changes
+                // the epoch, in `run`.)
                 self.generation.fetch_add(1, Ordering::SeqCst);
-                self.lost_continuity();
                 Err(SqlError::FileGone {
                     path: self.file_name(),
                 })
