@@ -28,6 +28,10 @@ pub struct Capabilities {
     pub concurrent_writes: bool,
     /// How many random cases the model test runs (fewer for slow servers).
     pub model_cases: u32,
+    /// `Some(bound)` when the store pushes change notices ([`Store::feed`]): a change made
+    /// anywhere reaches a dict under [`SyncPolicy::Watch`](durabledict_core::SyncPolicy::Watch)
+    /// within `bound`, and reads between changes do no I/O.
+    pub feed: Option<Duration>,
 }
 
 impl Default for Capabilities {
@@ -38,6 +42,7 @@ impl Default for Capabilities {
             visibility: Visibility::Immediate,
             concurrent_writes: true,
             model_cases: 64,
+            feed: None,
         }
     }
 }
@@ -63,6 +68,12 @@ impl Capabilities {
     /// Sets how soon another handle's writes are seen.
     pub fn visibility(mut self, visibility: Visibility) -> Self {
         self.visibility = visibility;
+        self
+    }
+
+    /// Declares a change feed whose notices arrive within `bound`.
+    pub fn feed(mut self, bound: Duration) -> Self {
+        self.feed = Some(bound);
         self
     }
 
@@ -104,6 +115,14 @@ pub trait Fixture {
         let _ = (keyspace, key, value);
         Ok(false)
     }
+
+    /// Breaks the change feed of the store handles on `keyspace` as a lost connection would
+    /// (for Redis, `CLIENT KILL` of the tracking connection); the store must notice and restore
+    /// it by itself, as after a real loss. `Ok(false)` when the backend has no feed or cannot.
+    fn cut_feed(&self, keyspace: &str) -> Result<bool, BoxError> {
+        let _ = keyspace;
+        Ok(false)
+    }
 }
 
 impl<F: Fixture + ?Sized> Fixture for &F {
@@ -121,5 +140,8 @@ impl<F: Fixture + ?Sized> Fixture for &F {
     }
     fn write_unstamped(&self, keyspace: &str, key: &str, value: &[u8]) -> Result<bool, BoxError> {
         (**self).write_unstamped(keyspace, key, value)
+    }
+    fn cut_feed(&self, keyspace: &str) -> Result<bool, BoxError> {
+        (**self).cut_feed(keyspace)
     }
 }

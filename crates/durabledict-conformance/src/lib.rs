@@ -9,6 +9,7 @@ mod fixture;
 mod harness;
 mod memory;
 mod model;
+mod push;
 mod sync;
 
 pub use basic::{
@@ -22,6 +23,7 @@ pub use fixture::{Capabilities, Fixture, Visibility};
 pub use harness::{CountLoads, CountingStore, Keyspace, TYPED_MAGIC, Typed, TypedEncoding};
 pub use memory::MemoryFixture;
 pub use model::model;
+pub use push::{listeners_converge, watch_hears_changes, watch_is_never_stale_without_its_feed};
 pub use sync::{
     always_follows_the_stamp, bounded_staleness, instances_converge, keyspaces_are_isolated,
     manual_waits_for_sync, own_writes_do_not_reload, stamp_loss_recovery,
@@ -57,7 +59,8 @@ macro_rules! __properties {
                 views_and_snapshots, unusual_keys, invalid_input, shared_through_arc, always_follows_the_stamp,
                 manual_waits_for_sync, bounded_staleness, keyspaces_are_isolated,
                 instances_converge, stamp_loss_recovery, own_writes_do_not_reload,
-                concurrent_writers_converge, model
+                concurrent_writers_converge, watch_hears_changes,
+                watch_is_never_stale_without_its_feed, listeners_converge, model
             ]
             $($selector)*
         }
@@ -113,4 +116,5 @@ mod tests {
         conformance_memory_limited,
         crate::MemoryFixture::with_max_value_len(64)
     );
+    crate::suite!(conformance_memory_feed, crate::MemoryFixture::with_feed());
 }

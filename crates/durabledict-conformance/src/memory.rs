@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
 
 use durabledict_core::{BoxError, MemoryStore, Store};
 
@@ -13,6 +14,7 @@ use crate::fixture::{Capabilities, Fixture};
 pub struct MemoryFixture {
     keyspaces: Mutex<HashMap<String, MemoryStore>>,
     max_value_len: Option<usize>,
+    feed: bool,
 }
 
 impl MemoryFixture {
@@ -29,6 +31,14 @@ impl MemoryFixture {
         }
     }
 
+    /// Stores with a change feed ([`MemoryStore::with_feed`]), for the push properties.
+    pub fn with_feed() -> Self {
+        MemoryFixture {
+            feed: true,
+            ..Self::default()
+        }
+    }
+
     fn keyspace(&self, name: &str) -> MemoryStore {
         let mut keyspaces = self
             .keyspaces
@@ -38,6 +48,7 @@ impl MemoryFixture {
             .entry(name.to_owned())
             .or_insert_with(|| match self.max_value_len {
                 Some(max) => MemoryStore::with_max_value_len(max),
+                None if self.feed => MemoryStore::with_feed(),
                 None => MemoryStore::new(),
             })
             .clone()
@@ -51,6 +62,11 @@ impl Fixture for MemoryFixture {
 
     fn capabilities(&self) -> Capabilities {
         let caps = Capabilities::new();
+        let caps = if self.feed {
+            caps.feed(Duration::from_millis(100))
+        } else {
+            caps
+        };
         match self.max_value_len {
             Some(max) => caps.max_value_len(max),
             None => caps,
@@ -72,6 +88,20 @@ impl Fixture for MemoryFixture {
 
     fn write_unstamped(&self, keyspace: &str, key: &str, value: &[u8]) -> Result<bool, BoxError> {
         self.keyspace(keyspace).write_unstamped(key, value);
+        Ok(true)
+    }
+
+    /// Cuts the feed; it comes back 20 ms later, as a store's reconnection would bring it.
+    fn cut_feed(&self, keyspace: &str) -> Result<bool, BoxError> {
+        if !self.feed {
+            return Ok(false);
+        }
+        let store = self.keyspace(keyspace);
+        store.cut_feed();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            store.restore_feed();
+        });
         Ok(true)
     }
 }
