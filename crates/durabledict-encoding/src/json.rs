@@ -7,14 +7,24 @@ use durabledict_core::{BoxError, Encoding};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::Dynamic;
 use crate::error::{DecodeError, EncodeError};
+use crate::json_value;
 
 /// Stores values as compact UTF-8 JSON text (`serde_json`), readable by Python durabledict's
 /// `JSONEncoding` and by anything else that reads JSON.
 ///
-/// `V` is any serde type; `serde_json::Value` holds values of any shape. Decoding reads what
-/// Python's `json.dumps` writes (`\uXXXX` escapes included) except its non-standard `NaN` and
-/// `Infinity`, and refuses containers nested more than 128 deep (`serde_json`'s limit).
+/// `V` is any serde type. Decoding reads what Python's `json.dumps` writes, `\uXXXX` escapes
+/// and its non-standard `NaN`, `Infinity` and `-Infinity` included, and refuses containers
+/// nested more than 128 deep (`serde_json`'s limit). Through serde, an integer beyond 64 bits
+/// reads as a float into `serde_json::Value` (whose numbers are 64-bit), and a NaN or
+/// infinite float is written as `null` (`serde_json`'s choice). For values of any shape read
+/// and written exactly, Python's way, use [`DynamicJson`].
+///
+/// (`serde_json`'s `arbitrary_precision` feature would keep big integers in
+/// `serde_json::Value`, but cargo enables a feature for the whole build, and with it every
+/// `serde_json::Number` serializes to any other format as a one-key map: a
+/// `Pickle<serde_json::Value>` would store `{"$serde_json::private::Number": "1"}` for `1`.)
 ///
 /// ```
 /// use durabledict_encoding::{Encoding, Json};
@@ -56,7 +66,61 @@ impl<V: Serialize + DeserializeOwned> Encoding<V> for Json<V> {
     }
 
     fn decode(&self, bytes: &[u8]) -> Result<V, BoxError> {
-        Ok(serde_json::from_slice(bytes).map_err(DecodeError::Json)?)
+        match serde_json::from_slice(bytes) {
+            Ok(value) => Ok(value),
+            // Python's `NaN` and `Infinity` are not JSON: such text is read Python's way.
+            Err(e) => match json_value::parse(bytes) {
+                Ok(value) if e.is_syntax() => {
+                    Ok(serde_pickle::from_value(value).map_err(DecodeError::Pickle)?)
+                }
+                _ => Err(Box::new(DecodeError::Json(e))),
+            },
+        }
+    }
+}
+
+/// [`Json`] for values of any shape: encodes [`PickleValue`](crate::PickleValue) exactly as
+/// Python's `json` module reads and writes it.
+///
+/// - Integers keep every digit both ways (Python's `2**200` reads as
+///   [`PickleValue::Int`](crate::PickleValue::Int) and is written as its 61 digits).
+/// - `NaN`, `Infinity` and `-Infinity`, which Python's `json.dumps` writes by default, read as
+///   floats, and such floats are written as those tokens (what Python writes and reads back;
+///   strict JSON parsers refuse them, as they refuse Python's own output).
+/// - Tuples, sets and frozensets are written as arrays (read back as lists, as in Python);
+///   bytes and dicts with keys other than strings have no JSON form and are refused with
+///   [`EncodeError::Json`].
+/// - A lone surrogate escape (`"\ud800"`, which Python writes for `'\ud800'`) reads as
+///   U+10F800 + k and is written back as the escape, as [`Surrogates::PrivateUse`](crate::Surrogates)
+///   does for pickles.
+///
+/// Output is compact (`[1,2]`); input may have any whitespace.
+///
+/// ```
+/// use durabledict_encoding::{DynamicJson, Encoding, PickleValue};
+///
+/// let json = DynamicJson::new();
+/// // json.dumps([2**200, float("nan")]) in Python:
+/// let python = b"[1606938044258990275541962092341162602522202993782792835301376, NaN]";
+/// let value = json.decode(python)?;
+/// let PickleValue::List(items) = &value else { panic!() };
+/// assert_eq!(items[0], PickleValue::Int(num_bigint::BigInt::from(2).pow(200)));
+/// assert!(matches!(items[1], PickleValue::F64(f) if f.is_nan()));
+/// assert_eq!(
+///     json.encode(&value)?,
+///     b"[1606938044258990275541962092341162602522202993782792835301376,NaN]"
+/// );
+/// # Ok::<(), durabledict_encoding::BoxError>(())
+/// ```
+pub type DynamicJson = Json<Dynamic>;
+
+impl Encoding<serde_pickle::Value> for Json<Dynamic> {
+    fn encode(&self, value: &serde_pickle::Value) -> Result<Vec<u8>, BoxError> {
+        Ok(json_value::write(value)?)
+    }
+
+    fn decode(&self, bytes: &[u8]) -> Result<serde_pickle::Value, BoxError> {
+        Ok(json_value::parse(bytes)?)
     }
 }
 

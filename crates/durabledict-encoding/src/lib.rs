@@ -4,6 +4,7 @@
 mod error;
 mod fallback;
 mod json;
+mod json_value;
 mod mime_base64;
 mod pickle;
 mod pickle_writer;
@@ -12,7 +13,7 @@ mod unpickle;
 pub use durabledict_core::{BoxError, Encoding, Raw};
 pub use error::{DecodeError, EncodeError};
 pub use fallback::{Fallback, Origin};
-pub use json::Json;
+pub use json::{DynamicJson, Json};
 pub use pickle::{
     DEFAULT_MAX_DECODED_SIZE, Dynamic, DynamicPickle, Pickle, Protocol, Python2Str, Surrogates,
 };

@@ -141,7 +141,10 @@ mod tests {
         }
         assert_eq!(all, raw);
         let mut bad = Base64Chunks::new(b"aG$k");
-        assert!(matches!(bad.next_into(&mut chunk), Err(DecodeError::Base64(_))));
+        assert!(matches!(
+            bad.next_into(&mut chunk),
+            Err(DecodeError::Base64(_))
+        ));
     }
 
     #[test]

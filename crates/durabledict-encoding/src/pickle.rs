@@ -351,7 +351,8 @@ impl<V: Serialize + DeserializeOwned> Encoding<V> for Pickle<V> {
     }
 }
 
-/// Marks a [`Pickle`] that encodes [`PickleValue`](crate::PickleValue)s: see [`DynamicPickle`].
+/// Marks a [`Pickle`] or [`Json`](crate::Json) that encodes [`PickleValue`](crate::PickleValue)s:
+/// see [`DynamicPickle`] and [`DynamicJson`](crate::DynamicJson).
 ///
 /// (`serde_pickle::Value` does not implement serde's traits, and serde's data model has no
 /// tuples, sets or big integers, so dynamic values take their own path.)

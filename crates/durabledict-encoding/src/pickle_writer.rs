@@ -268,8 +268,11 @@ impl Writer {
 
     fn set<'a>(&mut self, items: impl IntoIterator<Item = &'a HashableValue>, name: &[u8]) {
         self.out.push(b'c');
-        self.out
-            .extend_from_slice(if self.v3 { b"builtins\n" } else { b"__builtin__\n" });
+        self.out.extend_from_slice(if self.v3 {
+            b"builtins\n"
+        } else {
+            b"__builtin__\n"
+        });
         self.out.extend_from_slice(name);
         self.out.extend_from_slice(b"\n](");
         for (n, item) in items.into_iter().enumerate() {

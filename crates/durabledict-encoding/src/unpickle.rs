@@ -142,7 +142,11 @@ impl<'a> Input<'a> {
 
     fn remaining_at_most(&self) -> usize {
         let here = self.chunk.len() - self.pos;
-        here.saturating_add(self.base64.as_ref().map_or(0, Base64Chunks::remaining_at_most))
+        here.saturating_add(
+            self.base64
+                .as_ref()
+                .map_or(0, Base64Chunks::remaining_at_most),
+        )
     }
 
     #[inline]
@@ -375,24 +379,28 @@ struct Machine<'a> {
 
 impl Drop for Machine<'_> {
     fn drop(&mut self) {
-        let mut pending = mem::take(&mut self.garbage);
-        pending.append(&mut self.stack);
-        for mut below in self.marks.drain(..) {
-            pending.append(&mut below);
-        }
-        pending.extend(self.memo.drain(..).flatten());
-        pending.extend(self.sparse_memo.drain().map(|(_, obj)| obj));
-        release(pending);
+        self.release_all();
         self.sweep();
     }
 }
 
 /// Drops `pending` without recursion: an object held only here is emptied into the work list
 /// before it is dropped. Objects still referenced elsewhere are left untouched.
-fn release(mut pending: Vec<Obj>) {
-    while let Some(obj) = pending.pop() {
-        if let Some((_, 1)) = obj.identity() {
-            obj.take_items(&mut pending);
+fn release(pending: Vec<Obj>) {
+    release_each(pending, &mut Vec::new());
+}
+
+/// [`release`] of each of `objects`, with `work` as the work list.
+fn release_each(objects: impl IntoIterator<Item = Obj>, work: &mut Vec<Obj>) {
+    for obj in objects {
+        if !obj.is_container() {
+            continue;
+        }
+        work.push(obj);
+        while let Some(obj) = work.pop() {
+            if let Some((_, 1)) = obj.identity() {
+                obj.take_items(work);
+            }
         }
     }
 }
@@ -410,6 +418,18 @@ impl<'a> Machine<'a> {
             garbage: Vec::new(),
             maybe_cyclic: Vec::new(),
         }
+    }
+
+    /// Lets go of everything the machine holds.
+    fn release_all(&mut self) {
+        let mut work = Vec::new();
+        release_each(self.stack.drain(..), &mut work);
+        for below in self.marks.drain(..) {
+            release_each(below, &mut work);
+        }
+        release_each(self.memo.drain(..).flatten(), &mut work);
+        release_each(self.sparse_memo.drain().map(|(_, obj)| obj), &mut work);
+        release_each(self.garbage.drain(..), &mut work);
     }
 
     /// Empties every container still alive once everything else is released: what is left
@@ -431,14 +451,7 @@ impl<'a> Machine<'a> {
         };
         // Let go of everything but the result, so that reference counts say what the result
         // shares.
-        let mut pending = mem::take(&mut self.stack);
-        for mut below in self.marks.drain(..) {
-            pending.append(&mut below);
-        }
-        pending.extend(self.memo.drain(..).flatten());
-        pending.extend(self.sparse_memo.drain().map(|(_, obj)| obj));
-        pending.append(&mut self.garbage);
-        release(pending);
+        self.release_all();
 
         let mut shared = HashMap::new();
         let measured = measure(&root, 0, &mut shared);
@@ -702,9 +715,10 @@ impl<'a> Machine<'a> {
                     let name = self.pop()?;
                     let module = self.pop()?;
                     let names = match (&module, &name) {
-                        (Obj::Str(m), Obj::Str(n)) => {
-                            Some((m.borrow().as_bytes().to_vec(), n.borrow().as_bytes().to_vec()))
-                        }
+                        (Obj::Str(m), Obj::Str(n)) => Some((
+                            m.borrow().as_bytes().to_vec(),
+                            n.borrow().as_bytes().to_vec(),
+                        )),
                         _ => None,
                     };
                     self.garbage.extend([module, name]);
@@ -796,7 +810,10 @@ impl<'a> Machine<'a> {
         let bad = |what: &str| {
             self.malformed(format!(
                 "{what} called with ({})",
-                args.iter().map(Obj::type_name).collect::<Vec<_>>().join(", ")
+                args.iter()
+                    .map(Obj::type_name)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ))
         };
         Ok(match (global, args) {
@@ -884,7 +901,13 @@ impl<'a> Machine<'a> {
         };
         match target {
             Ok(v) => {
-                v.borrow_mut().extend(items);
+                let mut v = v.borrow_mut();
+                if v.is_empty() {
+                    // The usual case (one APPENDS per 1000 items, or all at once): no copy.
+                    *v = items;
+                } else {
+                    v.extend(items);
+                }
                 Ok(())
             }
             Err(e) => {
@@ -1048,8 +1071,7 @@ impl<'a> Machine<'a> {
                     out.push_str(good);
                     match bad {
                         [0xED, b1 @ 0xA0..=0xBF, b2 @ 0x80..=0xBF, ..] => {
-                            let unit =
-                                0xD000 | (u32::from(b1 & 0x3F) << 6) | u32::from(b2 & 0x3F);
+                            let unit = 0xD000 | (u32::from(b1 & 0x3F) << 6) | u32::from(b2 & 0x3F);
                             self.push_code_point(&mut out, unit)?;
                             rest = &bad[3..];
                         }
@@ -1187,7 +1209,9 @@ fn is_latin1(codec: &str) -> bool {
 }
 
 fn latin1_bytes(text: &str) -> Option<Vec<u8>> {
-    text.chars().map(|c| u8::try_from(u32::from(c)).ok()).collect()
+    text.chars()
+        .map(|c| u8::try_from(u32::from(c)).ok())
+        .collect()
 }
 
 /// LONG1 / LONG4: a little-endian two's complement integer.
@@ -1317,7 +1341,10 @@ fn measure(
     let mut size = value_cost();
     let mut height = 0;
     let mut child = |item: &Obj, extra: u64| -> Result<(), DecodeError> {
-        let (s, h) = measure(item, depth + 1, shared)?;
+        let (s, h) = match item {
+            Obj::None | Obj::Bool(_) | Obj::I64(_) | Obj::F64(_) => (value_cost(), 0),
+            _ => measure(item, depth + 1, shared)?,
+        };
         size = size.saturating_add(s).saturating_add(extra);
         height = height.max(h);
         Ok(())
@@ -1408,7 +1435,7 @@ fn materialize(
             if take {
                 let pairs = mem::take(&mut *d.borrow_mut());
                 let out = dict(&pairs, true, shared);
-                release(pairs.into_iter().flat_map(|(k, v)| [k, v]).collect());
+                release_each(pairs.into_iter().flat_map(|(k, v)| [k, v]), &mut Vec::new());
                 out?
             } else {
                 dict(&d.borrow(), false, shared)?
@@ -1485,7 +1512,10 @@ mod tests {
 
     #[test]
     fn bytes_after_stop_are_ignored_as_python_does() {
-        assert_eq!(decode(b"\x80\x03K\x01.K\x02.garbage").unwrap(), Value::I64(1));
+        assert_eq!(
+            decode(b"\x80\x03K\x01.K\x02.garbage").unwrap(),
+            Value::I64(1)
+        );
     }
 
     #[test]
@@ -1685,7 +1715,15 @@ mod tests {
         pickle.push(0x94);
         pickle.extend(std::iter::repeat_n(&b"h\x01"[..], 999).flatten());
         pickle.extend(b"e.");
-        let capped = |max_size| from_slice(&pickle, Options { max_size, ..options() });
+        let capped = |max_size| {
+            from_slice(
+                &pickle,
+                Options {
+                    max_size,
+                    ..options()
+                },
+            )
+        };
         assert!(capped(1_000_000).is_err());
         assert!(capped(2_000_000).is_ok());
     }
@@ -1693,8 +1731,10 @@ mod tests {
     #[test]
     fn string_escapes_are_python2s() {
         assert_eq!(
-            escape_decode(br"a\nb\x00\'\\\101\7z\q\
-end")
+            escape_decode(
+                br"a\nb\x00\'\\\101\7z\q\
+end"
+            )
             .unwrap(),
             b"a\nb\x00'\\A\x07z\\qend"
         );
