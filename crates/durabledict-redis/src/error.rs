@@ -136,6 +136,25 @@ pub(crate) fn corrupt(what: impl Into<String>) -> StoreError {
     StoreError::corrupt(Unexpected { what: what.into() })
 }
 
+/// Whether the server answered `code` (`WRONGTYPE`) to the command, or to one of a
+/// transaction's.
+pub(crate) fn answered(error: &RedisError, code: &str) -> bool {
+    error.code() == Some(code)
+        || error
+            .clone()
+            .into_server_errors()
+            .is_some_and(|replies| replies.iter().any(|(_, reply)| reply.code() == code))
+}
+
+/// A key of the keyspace holds another Redis type than the layout says; the source is the
+/// server's own error (which names no key, and for a script shows the script's hash and line).
+#[derive(Debug, thiserror::Error)]
+#[error("{what}")]
+pub(crate) struct WrongType {
+    pub(crate) what: String,
+    pub(crate) source: RedisError,
+}
+
 /// A configuration the client refuses (a URL that does not parse, keys in different cluster
 /// slots).
 #[derive(Debug, thiserror::Error)]

@@ -16,7 +16,7 @@ pub(crate) fn stamp(value: Value, key: &str) -> Result<Option<StampValue>, Store
         Value::BulkString(bytes) => parse_stamp(&bytes, key).map(Some),
         Value::SimpleString(text) => parse_stamp(text.as_bytes(), key).map(Some),
         other => Err(corrupt(format!(
-            "the stamp key {key:?} answered {other:?}, not an integer"
+            "the Redis key {key:?} (the keyspace's stamp) answered {other:?}, not an integer"
         ))),
     }
 }
@@ -33,7 +33,7 @@ fn parse_stamp(bytes: &[u8], key: &str) -> Result<StampValue, StoreError> {
         .and_then(|text| text.parse::<StampValue>().ok())
         .ok_or_else(|| {
             corrupt(format!(
-                "the stamp key {key:?} holds {:?}, not an integer",
+                "the Redis key {key:?} (the keyspace's stamp) holds {:?}, not an integer",
                 String::from_utf8_lossy(bytes)
             ))
         })

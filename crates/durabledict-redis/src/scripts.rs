@@ -1,10 +1,11 @@
 //! The Lua scripts that change a keyspace: each write and its stamp bump run as one script,
 //! so Redis applies them together or not at all, and the script returns the new stamp.
 //!
-//! Every script takes `KEYS[1]` = the hash of values and `KEYS[2]` = the stamp key, and bumps
-//! the stamp **before** it writes: a bump that fails (the stamp holds something that is not an
-//! integer) aborts the script with nothing written, since Redis does not roll back the
-//! commands a failing script already ran.
+//! Every script takes `KEYS[1]` = the hash of values and `KEYS[2]` = the stamp key, reads the
+//! hash first (so a hash of the wrong type fails before anything changes), and bumps the stamp
+//! **before** it writes: a bump that fails (the stamp holds something that is not an integer)
+//! aborts the script with nothing written, since Redis does not roll back the commands a
+//! failing script already ran.
 //!
 //! # Re-creating a lost stamp
 //!
@@ -84,6 +85,7 @@ return bump()
 
 /// `ARGV[1]` = key, `ARGV[2]` = value. Returns the stamp.
 const PERSIST: &str = r#"
+redis.call('HLEN', KEYS[1])
 local stamp = bump()
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 return stamp
@@ -92,6 +94,7 @@ return stamp
 /// `ARGV` = key, value, key, value, ... (never empty). One bump for the batch. `HSET` takes
 /// the pairs in slices, since Lua's `unpack` stops at a few thousand values.
 const PERSIST_MANY: &str = r#"
+redis.call('HLEN', KEYS[1])
 local stamp = bump()
 for i = 1, #ARGV, 2000 do
   redis.call('HSET', KEYS[1], unpack(ARGV, i, math.min(i + 1999, #ARGV)))

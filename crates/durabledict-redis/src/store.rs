@@ -4,10 +4,11 @@ use std::fmt;
 use std::sync::Arc;
 
 use durabledict_core::{Durables, SetDefault, StampValue, Store, StoreError};
-use redis::{ConnectionLike, RedisResult, Script, Value};
+use redis::{ConnectionLike, RedisError, RedisResult, Script, Value};
 
 use crate::builder::RedisStoreBuilder;
 use crate::continuity::Continuity;
+use crate::error;
 use crate::keys::Keys;
 use crate::pool::{Pool, Replay};
 use crate::reply;
@@ -128,7 +129,7 @@ impl RedisStore {
         let keys = &self.inner.keys;
         let pool = self.inner.writes.as_ref().unwrap_or(&self.inner.reads);
         let mut sends = 0;
-        pool.run(replay, |conn| {
+        self.run(pool, replay, |conn| {
             sends += 1;
             let mut invocation = script.key(&keys.hash);
             invocation.key(&keys.stamp);
@@ -140,6 +141,81 @@ impl RedisStore {
             }
             invocation.invoke::<Value>(conn)
         })
+    }
+
+    /// Runs `request` on the pool of reads, sent again as [`Replay::Resend`] allows.
+    fn read<T>(
+        &self,
+        request: impl FnMut(&mut dyn ConnectionLike) -> RedisResult<T>,
+    ) -> Result<T, StoreError> {
+        self.run(&self.inner.reads, Replay::Resend, request)
+    }
+
+    /// Runs `request` on `pool`. The server's `WRONGTYPE` names no key: say which one.
+    fn run<T>(
+        &self,
+        pool: &Pool,
+        replay: Replay,
+        request: impl FnMut(&mut dyn ConnectionLike) -> RedisResult<T>,
+    ) -> Result<T, StoreError> {
+        pool.run(replay, request)
+            .map_err(|e| self.name_wrong_type(e))
+    }
+
+    /// A refusal because a key holds what the layout does not allow (`WRONGTYPE`, or our
+    /// scripts' `DDCORRUPT`), said with the key and what it holds (asked with `TYPE`, on this
+    /// error path only); the server's error, which names no key (and for a script shows its
+    /// hash and line), is the source. Any other error as it is.
+    #[cold]
+    fn name_wrong_type(&self, error: StoreError) -> StoreError {
+        let kind = error.kind();
+        let source = match error.into_inner().downcast::<RedisError>() {
+            Ok(source)
+                if error::answered(&source, "WRONGTYPE")
+                    || error::answered(&source, error::CORRUPT_CODE) =>
+            {
+                *source
+            }
+            Ok(other) => return StoreError::new(kind, other),
+            Err(other) => return StoreError::new(kind, other),
+        };
+        let keys = &self.inner.keys;
+        let found = self.inner.reads.run(Replay::Resend, |conn| {
+            let mut wrong = Vec::new();
+            let hash: String = redis::cmd("TYPE").arg(&keys.hash).query(conn)?;
+            if !matches!(hash.as_str(), "hash" | "none") {
+                wrong.push(format!(
+                    "the Redis key {:?} (the keyspace's values) holds a {hash}, not a hash",
+                    keys.hash
+                ));
+            }
+            let stamp: String = redis::cmd("TYPE").arg(&keys.stamp).query(conn)?;
+            if stamp == "string" {
+                let text: Vec<u8> = redis::cmd("GET").arg(&keys.stamp).query(conn)?;
+                if reply::stamp(Value::BulkString(text.clone()), &keys.stamp).is_err() {
+                    wrong.push(format!(
+                        "the Redis key {:?} (the keyspace's stamp) holds {:?}, not an integer",
+                        keys.stamp,
+                        String::from_utf8_lossy(&text)
+                    ));
+                }
+            } else if stamp != "none" {
+                wrong.push(format!(
+                    "the Redis key {:?} (the keyspace's stamp) holds a {stamp}, not an integer",
+                    keys.stamp
+                ));
+            }
+            Ok(wrong)
+        });
+        let what = match found {
+            Ok(wrong) if !wrong.is_empty() => wrong.join("; "),
+            // Changed back meanwhile, an integer at its limit, or the server could not be asked.
+            _ => format!(
+                "the Redis keys {:?} and {:?} of the keyspace {:?} held what its layout does not allow",
+                keys.hash, keys.stamp, self.inner.keyspace
+            ),
+        };
+        StoreError::new(kind, error::WrongType { what, source })
     }
 
     fn stamp_after(&self, value: Value) -> Result<StampValue, StoreError> {
@@ -187,7 +263,7 @@ impl Store for RedisStore {
             return Ok(());
         }
         let keys = &self.inner.keys;
-        let value = self.inner.reads.run(Replay::Resend, |conn| {
+        let value = self.read(|conn| {
             self.inner
                 .scripts
                 .init
@@ -220,10 +296,7 @@ impl Store for RedisStore {
 
     fn durables(&self) -> Result<Durables, StoreError> {
         let keys = &self.inner.keys;
-        let value = self
-            .inner
-            .reads
-            .run(Replay::Resend, |conn| self.read_all(conn))?;
+        let value = self.read(|conn| self.read_all(conn))?;
         let (stamp, hash) = reply::pair(value, "reading the keyspace")?;
         let stamp = reply::stamp(stamp, &keys.stamp)?;
         Ok(Durables::new(reply::entries(hash, &keys.hash)?, stamp))
@@ -231,15 +304,13 @@ impl Store for RedisStore {
 
     fn last_updated(&self) -> Result<Option<StampValue>, StoreError> {
         let keys = &self.inner.keys;
-        let value = self.inner.reads.run(Replay::Resend, |conn| {
-            conn.req_packed_command(&keys.get_stamp)?.extract_error()
-        })?;
+        let value = self.read(|conn| conn.req_packed_command(&keys.get_stamp)?.extract_error())?;
         reply::stamp(value, &keys.stamp)
     }
 
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let keys = &self.inner.keys;
-        let value = self.inner.reads.run(Replay::Resend, |conn| {
+        let value = self.read(|conn| {
             redis::cmd("HGET")
                 .arg(&keys.hash)
                 .arg(key)

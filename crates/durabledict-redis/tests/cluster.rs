@@ -119,7 +119,10 @@ fn a_write_without_a_reply_in_time_is_sent_once_and_fails_as_unavailable() {
     let error = inserted.unwrap_err();
     assert_eq!(error.kind(), StoreErrorKind::Unavailable, "{error}");
     // A failed request may hide a restart: dicts reload once (see the crate docs).
-    assert!(store.epoch() > epoch, "the failure did not change the epoch");
+    assert!(
+        store.epoch() > epoch,
+        "the failure did not change the epoch"
+    );
     assert!(took < io_timeout * 5, "the write blocked for {took:?}");
     let (stamp, hash) = stamp_and_hash(&store);
     match stamp - (created + 2) {

@@ -293,21 +293,69 @@ fn a_stamp_that_is_not_an_integer_is_corrupt_and_nothing_is_written() {
 }
 
 #[test]
-fn keys_of_the_wrong_type_are_corrupt() {
-    let store = store(&keyspace("wrongtype"));
+fn keys_of_the_wrong_type_are_corrupt_and_named() {
     let mut conn = raw(&server_url());
-    let () = redis::cmd("SET")
-        .arg(store.hash_key())
-        .arg("a string, not a hash")
-        .query(&mut conn)
-        .unwrap();
-    let error = store.init().unwrap_err();
-    assert_eq!(error.kind(), StoreErrorKind::Corrupt, "{error}");
-    assert_eq!(
-        store.durables().unwrap_err().kind(),
-        StoreErrorKind::Corrupt
-    );
-    assert_eq!(store.get("k").unwrap_err().kind(), StoreErrorKind::Corrupt);
+    for (which, holds) in [
+        ("hash", "a list, not a hash"),
+        ("stamp", "a list, not an integer"),
+        ("stamp", "\"twelve\", not an integer"),
+    ] {
+        let store = store(&keyspace("wrongtype"));
+        let key = match which {
+            "hash" => store.hash_key(),
+            _ => store.stamp_key(),
+        };
+        if holds.starts_with("a list") {
+            let () = redis::cmd("RPUSH")
+                .arg(key)
+                .arg("x")
+                .query(&mut conn)
+                .unwrap();
+        } else {
+            let () = redis::cmd("SET")
+                .arg(key)
+                .arg("twelve")
+                .query(&mut conn)
+                .unwrap();
+        }
+        let failures = [
+            ("init", store.init().err()),
+            ("last_updated", store.last_updated().err()),
+            ("durables", store.durables().err()),
+            ("get", store.get("k").err()),
+            ("persist", store.persist("k", b"v").err()),
+            ("persist_many", store.persist_many(&[("k", b"v")]).err()),
+            ("depersist", store.depersist("k").err()),
+            ("pop", store.pop("k").err()),
+            ("setdefault", store.setdefault("k", b"v").err()),
+            ("clear", store.clear().err()),
+        ];
+        let mut failed = 0;
+        for (op, error) in failures {
+            let Some(error) = error else { continue };
+            failed += 1;
+            assert_eq!(error.kind(), StoreErrorKind::Corrupt, "{op}: {error}");
+            // The message names the key and what it holds, not the script's internals.
+            let message = error.inner().to_string();
+            assert!(
+                message.contains(&format!("the Redis key {key:?}")) && message.contains(holds),
+                "{op} on a {which} holding {holds}: {message}"
+            );
+            assert!(!message.contains("user_script"), "{op}: {message}");
+            // The server's own words stay available as the source.
+            if holds.starts_with("a list") {
+                let source = std::error::Error::source(error.inner())
+                    .map(|s| s.to_string())
+                    .unwrap_or_default();
+                assert!(source.contains("WRONGTYPE"), "{op}: source {source:?}");
+            }
+        }
+        assert!(failed >= 3, "{which} holding {holds}: only {failed} failed");
+        if which == "hash" {
+            // No write got as far as the bump.
+            assert_eq!(raw_stamp(&mut conn, &store), None);
+        }
+    }
 }
 
 #[test]
