@@ -49,17 +49,21 @@ pub(crate) fn bytes(value: Value, what: &str) -> Result<Option<Vec<u8>>, StoreEr
     }
 }
 
+/// The entries of a hash and the fields that cannot be keys: the raw field and why.
+pub(crate) type Entries = (HashMap<String, Vec<u8>>, Vec<(Vec<u8>, String)>);
+
 /// The reply of `HGETALL`: field/value pairs flat (RESP2) or as a map (RESP3). A field that is
-/// not UTF-8 cannot be a dict key, so the load fails rather than drop it silently.
-pub(crate) fn entries(value: Value, hash: &str) -> Result<HashMap<String, Vec<u8>>, StoreError> {
+/// not UTF-8 (Python can write `d[b'\xff']`) cannot be a dict key: it is handed over apart,
+/// with the reason, so that it poisons only itself.
+pub(crate) fn entries(value: Value, hash: &str) -> Result<Entries, StoreError> {
     match value {
-        Value::Nil => Ok(HashMap::new()),
-        Value::Map(pairs) => collect(pairs.len(), pairs.into_iter(), hash),
+        Value::Nil => Ok(Entries::default()),
+        Value::Map(pairs) => collect(pairs.len(), pairs.into_iter()),
         Value::Array(flat) if flat.len() % 2 == 0 => {
             let len = flat.len() / 2;
             let mut items = flat.into_iter();
             let pairs = std::iter::from_fn(|| Some((items.next()?, items.next()?)));
-            collect(len, pairs, hash)
+            collect(len, pairs)
         }
         other => Err(corrupt(format!(
             "HGETALL {hash:?} answered {other:?}, not a hash"
@@ -67,23 +71,23 @@ pub(crate) fn entries(value: Value, hash: &str) -> Result<HashMap<String, Vec<u8
     }
 }
 
-fn collect(
-    len: usize,
-    pairs: impl Iterator<Item = (Value, Value)>,
-    hash: &str,
-) -> Result<HashMap<String, Vec<u8>>, StoreError> {
+fn collect(len: usize, pairs: impl Iterator<Item = (Value, Value)>) -> Result<Entries, StoreError> {
     let mut map = HashMap::with_capacity(len);
+    let mut unreadable = Vec::new();
     for (field, value) in pairs {
         let field = bytes(field, "a hash field")?.unwrap_or_default();
-        let key = String::from_utf8(field).map_err(|e| {
-            corrupt(format!(
-                "the hash {hash:?} holds the field {:?}, which is not UTF-8",
-                String::from_utf8_lossy(e.as_bytes())
-            ))
-        })?;
-        map.insert(key, bytes(value, "a hash value")?.unwrap_or_default());
+        let value = bytes(value, "a hash value")?.unwrap_or_default();
+        match String::from_utf8(field) {
+            Ok(key) => {
+                map.insert(key, value);
+            }
+            Err(e) => {
+                let reason = format!("the hash field is not UTF-8 ({})", e.utf8_error());
+                unreadable.push((e.into_bytes(), reason));
+            }
+        }
     }
-    Ok(map)
+    Ok((map, unreadable))
 }
 
 /// Splits a two-item array reply.
@@ -129,19 +133,35 @@ mod tests {
         let flat = Value::Array(vec![bulk("a"), bulk("1"), bulk("b"), bulk("")]);
         let map = Value::Map(vec![(bulk("a"), bulk("1")), (bulk("b"), bulk(""))]);
         for reply in [flat, map] {
-            let entries = entries(reply, "h").unwrap();
+            let (entries, unreadable) = entries(reply, "h").unwrap();
             assert_eq!(entries.len(), 2);
             assert_eq!(entries["a"], b"1");
             assert_eq!(entries["b"], b"");
+            assert!(unreadable.is_empty());
         }
-        assert!(entries(Value::Nil, "h").unwrap().is_empty());
+        assert!(entries(Value::Nil, "h").unwrap().0.is_empty());
     }
 
     #[test]
-    fn odd_shapes_and_non_utf8_fields_are_corrupt() {
+    fn a_field_that_is_not_utf8_is_handed_over_apart() {
+        let binary = Value::Array(vec![
+            Value::BulkString(vec![0xff]),
+            bulk("1"),
+            bulk("ok"),
+            bulk("2"),
+        ]);
+        let (entries, unreadable) = entries(binary, "h").unwrap();
+        assert_eq!(entries.len(), 1);
+        assert_eq!(entries["ok"], b"2");
+        assert_eq!(unreadable.len(), 1);
+        assert_eq!(unreadable[0].0, vec![0xff]);
+        assert!(unreadable[0].1.contains("not UTF-8"), "{}", unreadable[0].1);
+    }
+
+    #[test]
+    fn odd_shapes_are_corrupt() {
         let odd = Value::Array(vec![bulk("a")]);
-        let binary = Value::Array(vec![Value::BulkString(vec![0xff]), bulk("1")]);
-        for reply in [odd, binary, Value::Int(1)] {
+        for reply in [odd, Value::Int(1)] {
             assert_eq!(
                 entries(reply, "h").unwrap_err().kind(),
                 StoreErrorKind::Corrupt

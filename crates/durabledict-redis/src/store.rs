@@ -111,6 +111,29 @@ impl RedisStore {
         &self.inner.keys.stamp
     }
 
+    /// Removes a field of the hash by its raw bytes, atomically with a stamp bump, as
+    /// [`depersist`](Store::depersist) does for a key: for a field that cannot be a key (not
+    /// UTF-8, as Python can write with `d[b'\xff'] = …`), which a load lists in
+    /// [`Durables::unreadable`] instead. Returns the stamp after the removal, or `None` when the
+    /// field was absent (nothing written, no bump). Never sent twice (see "What is sent twice").
+    ///
+    /// ```no_run
+    /// use durabledict_core::Store;
+    /// use durabledict_redis::RedisStore;
+    ///
+    /// let store = RedisStore::open("redis://127.0.0.1:6379/", "settings")?;
+    /// for (field, _reason) in store.durables()?.unreadable {
+    ///     store.remove_raw_field(&field)?;
+    /// }
+    /// # Ok::<(), durabledict_core::StoreError>(())
+    /// ```
+    pub fn remove_raw_field(&self, field: &[u8]) -> Result<Option<StampValue>, StoreError> {
+        match self.write(Replay::CheckIdle, &self.inner.scripts.depersist, &[field])? {
+            Value::Nil => Ok(None),
+            reply => self.stamp_after(reply).map(Some),
+        }
+    }
+
     /// Runs a write script with both keys and `args`, sent a second time only as `replay`
     /// allows.
     fn write(&self, replay: Replay, script: &Script, args: &[&[u8]]) -> Result<Value, StoreError> {
@@ -284,14 +307,7 @@ impl Store for RedisStore {
     }
 
     fn depersist(&self, key: &str) -> Result<Option<StampValue>, StoreError> {
-        match self.write(
-            Replay::CheckIdle,
-            &self.inner.scripts.depersist,
-            &[key.as_bytes()],
-        )? {
-            Value::Nil => Ok(None),
-            reply => self.stamp_after(reply).map(Some),
-        }
+        self.remove_raw_field(key.as_bytes())
     }
 
     fn durables(&self) -> Result<Durables, StoreError> {
@@ -299,7 +315,10 @@ impl Store for RedisStore {
         let value = self.read(|conn| self.read_all(conn))?;
         let (stamp, hash) = reply::pair(value, "reading the keyspace")?;
         let stamp = reply::stamp(stamp, &keys.stamp)?;
-        Ok(Durables::new(reply::entries(hash, &keys.hash)?, stamp))
+        let (entries, unreadable) = reply::entries(hash, &keys.hash)?;
+        let mut durables = Durables::new(entries, stamp);
+        durables.unreadable = unreadable;
+        Ok(durables)
     }
 
     fn last_updated(&self) -> Result<Option<StampValue>, StoreError> {

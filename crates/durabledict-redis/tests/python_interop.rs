@@ -14,7 +14,7 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 
 use common::{keyspace, raw, server_url};
-use durabledict_core::{DurableDict, SyncPolicy};
+use durabledict_core::{DurableDict, Store, SyncPolicy};
 use durabledict_encoding::{Json, Pickle, Protocol};
 use durabledict_redis::RedisStore;
 use serde_json::{Value, json};
@@ -211,4 +211,57 @@ print(json.dumps({{k: json.dumps(v) for k, v in samples.items()}}))"
         &text,
     );
     assert_eq!(String::from_utf8(out).unwrap().trim(), "ok");
+}
+
+/// Python can write a field that is not UTF-8 (`d[b'\xff'] = 'x'`); it cannot be a key here.
+/// It poisons only itself: every other key loads, the load lists it with its raw name, and
+/// `remove_raw_field` deletes it (with a stamp bump, so every dict reloads).
+#[test]
+fn a_field_that_is_not_utf8_poisons_only_itself_and_can_be_removed() {
+    let ks = keyspace("binary-field");
+    let store = RedisStore::open(&server_url(), &ks).unwrap();
+    let dict = DurableDict::<Value>::builder(store.clone(), Json::<Value>::new())
+        .build()
+        .unwrap();
+    let mut conn = raw(&server_url());
+    for (field, value) in [(&b"\xff"[..], &b"\"x\""[..]), (b"ok", b"1")] {
+        let () = redis::pipe()
+            .atomic()
+            .cmd("HSET")
+            .arg(store.hash_key())
+            .arg(field)
+            .arg(value)
+            .ignore()
+            .cmd("INCR")
+            .arg(store.stamp_key())
+            .ignore()
+            .query(&mut conn)
+            .unwrap();
+    }
+
+    let durables = store.durables().unwrap();
+    assert_eq!(durables.entries.len(), 1);
+    assert_eq!(durables.entries["ok"], b"1");
+    assert_eq!(durables.unreadable.len(), 1);
+    assert_eq!(durables.unreadable[0].0, b"\xff");
+    assert_eq!(dict.get("ok").unwrap().as_deref(), Some(&json!(1)));
+    assert_eq!(dict.status().unreadable, durables.unreadable);
+
+    let before = store.last_updated().unwrap().unwrap();
+    assert_eq!(store.remove_raw_field(b"\xff").unwrap(), Some(before + 1));
+    let exists: bool = redis::cmd("HEXISTS")
+        .arg(store.hash_key())
+        .arg(b"\xff")
+        .query(&mut conn)
+        .unwrap();
+    assert!(!exists);
+    assert_eq!(
+        store.remove_raw_field(b"\xff").unwrap(),
+        None,
+        "absent: no bump"
+    );
+    assert_eq!(store.last_updated().unwrap(), Some(before + 1));
+    assert!(store.durables().unwrap().unreadable.is_empty());
+    assert_eq!(dict.len().unwrap(), 1);
+    assert!(dict.status().unreadable.is_empty());
 }
