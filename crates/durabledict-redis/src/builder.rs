@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use durabledict_core::StoreError;
 use redis::cluster::ClusterClient;
-use redis::{Client, RedisResult};
+use redis::{Client, RedisError, RedisResult};
 
 use crate::continuity::{self, Continuity, Identity};
 use crate::error::{config, store_error};
@@ -338,6 +338,16 @@ impl Connect for Server {
         conn.set_write_timeout(Some(self.io_timeout))?;
         let identity = continuity::identify(&mut conn)?;
         Ok((Box::new(conn), identity))
+    }
+
+    fn explain(&self, error: RedisError) -> StoreError {
+        #[cfg(feature = "tls")]
+        if let redis::ConnectionAddr::TcpTls { host, port, .. } =
+            self.client.get_connection_info().addr()
+        {
+            return crate::tls::connect_error(host, *port, self.connect_timeout, error);
+        }
+        store_error(error)
     }
 }
 

@@ -87,28 +87,35 @@ pub(crate) fn kind_of(error: &RedisError) -> StoreErrorKind {
     }
 }
 
-/// Whether a rustls error is inside: the client keeps the I/O error that carries it behind
-/// an `Arc`.
+/// Whether a rustls error is inside.
 #[cfg(feature = "tls")]
 fn tls_refusal(error: &RedisError) -> bool {
+    rustls_error(error).is_some()
+}
+
+/// The rustls error inside, if any.
+#[cfg(feature = "tls")]
+pub(crate) fn rustls_error(error: &RedisError) -> Option<&rustls::Error> {
+    io_error(error)?.get_ref()?.downcast_ref::<rustls::Error>()
+}
+
+/// The I/O error inside, if any: the client keeps it behind an `Arc`.
+#[cfg(feature = "tls")]
+pub(crate) fn io_error(error: &RedisError) -> Option<&std::io::Error> {
     use std::error::Error as _;
     type Shared = std::sync::Arc<dyn std::error::Error + Send + Sync>;
-    let carries_tls = |io: &std::io::Error| {
-        io.get_ref()
-            .is_some_and(|inner| inner.is::<rustls::Error>())
-    };
     let mut source = error.source();
     while let Some(e) = source {
         let io = e.downcast_ref::<std::io::Error>().or_else(|| {
             e.downcast_ref::<Shared>()
                 .and_then(|shared| shared.downcast_ref::<std::io::Error>())
         });
-        if io.is_some_and(carries_tls) {
-            return true;
+        if io.is_some() {
+            return io;
         }
         source = e.source();
     }
-    false
+    None
 }
 
 /// The kind of one error reply, by its code.

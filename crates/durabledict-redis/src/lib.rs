@@ -9,6 +9,8 @@ mod pool;
 mod reply;
 mod scripts;
 mod store;
+#[cfg(feature = "tls")]
+mod tls;
 
 pub use builder::{
     DEFAULT_CHECK_IDLE_AFTER, DEFAULT_CONNECT_TIMEOUT, DEFAULT_IO_TIMEOUT, DEFAULT_MAX_IDLE,

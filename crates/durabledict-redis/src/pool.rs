@@ -55,6 +55,11 @@ pub(crate) type Conn = Box<dyn ConnectionLike + Send>;
 /// (see [`continuity`](crate::continuity)).
 pub(crate) trait Connect: Send + Sync + fmt::Debug {
     fn connect(&self) -> RedisResult<(Conn, Identity)>;
+
+    /// What a failed [`connect`](Self::connect) means, in words where the client's are vague.
+    fn explain(&self, error: RedisError) -> StoreError {
+        store_error(error)
+    }
 }
 
 /// What may be done when a pooled connection turns out to be dead (see the module docs).
@@ -213,7 +218,7 @@ impl Pool {
             }
             Err(e) => {
                 self.continuity.failed(&e);
-                Err(store_error(e))
+                Err(self.connector.explain(e))
             }
         }
     }

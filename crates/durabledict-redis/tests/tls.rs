@@ -9,6 +9,7 @@ mod common;
 
 use std::path::Path;
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use common::keyspace;
 use durabledict_core::{DurableDict, Raw, Store, StoreErrorKind};
@@ -167,4 +168,44 @@ fn rediss_with_the_test_ca_and_a_client_certificate() {
     let system_roots = RedisStore::open(&url, "tls").unwrap();
     let error = system_roots.last_updated().unwrap_err();
     assert_eq!(error.kind(), StoreErrorKind::Rejected, "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains("the TLS handshake with 127.0.0.1:")
+            && error.to_string().contains("certificate"),
+        "{error}"
+    );
+}
+
+/// `rediss://` pointed at a server that speaks plain text on that port: the error says the TLS
+/// handshake failed and why, promptly, instead of the client's "Resource temporarily
+/// unavailable (os error 11)" after the connect timeout.
+#[test]
+fn rediss_to_a_plain_text_server_says_the_handshake_failed_and_why() {
+    let server = RedisServer::start().unwrap_or_else(|e| panic!("cannot start redis-server: {e}"));
+    let url = format!("rediss://127.0.0.1:{}/", server.port());
+    // The TLS hello holds random bytes: a newline among them makes the server answer (an
+    // error rustls cannot read) instead of waiting. Both ways must say the same.
+    for _ in 0..4 {
+        let store = RedisStore::builder(&url, "plain")
+            .connect_timeout(Duration::from_millis(300))
+            .build()
+            .unwrap();
+        let started = Instant::now();
+        let error = store.last_updated().unwrap_err();
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+        let message = error.to_string();
+        assert!(
+            message.contains(&format!(
+                "the TLS handshake with 127.0.0.1:{} failed",
+                server.port()
+            )) && message.contains("plain text"),
+            "{message}"
+        );
+        assert_eq!(error.kind(), StoreErrorKind::Rejected, "{error}");
+    }
 }
