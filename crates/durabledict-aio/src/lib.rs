@@ -1,0 +1,9 @@
+#![doc = include_str!("../README.md")]
+#![warn(missing_docs)]
+
+mod changes;
+mod dict;
+mod fresh;
+
+pub use changes::Changes;
+pub use dict::{AsyncDict, Builder, DEFAULT_MAX_BLOCKING};
