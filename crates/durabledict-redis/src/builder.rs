@@ -220,10 +220,6 @@ impl RedisStoreBuilder {
         if self.connect_timeout.is_zero() || self.io_timeout.is_zero() {
             return Err(config("timeouts must be longer than zero"));
         }
-        // rustls needs one process-wide crypto provider: install ring's, unless the program
-        // chose one already (then this fails, harmlessly).
-        #[cfg(feature = "tls")]
-        let _ = rustls::crypto::ring::default_provider().install_default();
         let keys = Keys::new(&self.keyspace, self.hash_tag);
         let (reads, writes): (Box<dyn Connect>, Option<Box<dyn Connect>>) = match &self.target {
             Target::Server(url) => {
@@ -299,6 +295,8 @@ impl RedisStoreBuilder {
         Ok(Cluster {
             client: builder.build().map_err(store_error)?,
             io_timeout: self.io_timeout,
+            #[cfg(feature = "tls")]
+            tls: nodes.iter().any(|node| node.starts_with("rediss:")),
         })
     }
 
@@ -331,6 +329,13 @@ impl fmt::Debug for Server {
 
 impl Connect for Server {
     fn connect(&self) -> RedisResult<(Conn, Identity)> {
+        #[cfg(feature = "tls")]
+        if matches!(
+            self.client.get_connection_info().addr(),
+            redis::ConnectionAddr::TcpTls { .. }
+        ) {
+            crate::tls::ensure_provider();
+        }
         let mut conn = self
             .client
             .get_connection_with_timeout(self.connect_timeout)?;
@@ -355,6 +360,9 @@ impl Connect for Server {
 struct Cluster {
     client: ClusterClient,
     io_timeout: Duration,
+    /// Whether the nodes are reached over TLS (`rediss://`).
+    #[cfg(feature = "tls")]
+    tls: bool,
 }
 
 impl fmt::Debug for Cluster {
@@ -365,6 +373,10 @@ impl fmt::Debug for Cluster {
 
 impl Connect for Cluster {
     fn connect(&self) -> RedisResult<(Conn, Identity)> {
+        #[cfg(feature = "tls")]
+        if self.tls {
+            crate::tls::ensure_provider();
+        }
         // Connects to the initial nodes and reads the slot map; fails when none answers. The
         // client opens and re-opens its connections to the nodes by itself, so there is no one
         // server to identify (see the crate docs, "A server that restarts empty").

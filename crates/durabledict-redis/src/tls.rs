@@ -17,6 +17,19 @@ use redis::RedisError;
 
 use crate::error::{io_error, kind_of, rustls_error, store_error};
 
+/// Makes sure rustls has a crypto provider before a TLS connection is opened: the `redis`
+/// client (1.8) builds its rustls configuration with `ClientConfig::builder()`, which takes the
+/// process-wide default and offers no way to pass one. So, only when the program has installed
+/// none by the time a `rediss://` store first connects, ring's is installed (the one this
+/// crate's `tls` feature compiles in). A program that wants another installs it before then;
+/// a store that never opens a TLS connection changes nothing.
+pub(crate) fn ensure_provider() {
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        // Fails, harmlessly, when another thread installed one meanwhile.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+}
+
 /// The TLS handshake with the server failed; why, in words.
 #[derive(Debug)]
 struct Handshake {
