@@ -227,9 +227,13 @@ impl Pool {
         self.idle_guard().pop()
     }
 
-    /// Closes every idle connection (outside the lock).
+    /// Closes every idle connection, outside the lock: closing a TLS connection writes its
+    /// close notification, which other threads must not wait for.
     fn forget_idle(&self) {
-        drop(std::mem::take(&mut *self.idle_guard()));
+        // The guard is a temporary of this `let`, dropped at its end; inside one expression
+        // statement, `drop(take(&mut *guard))`, it would live until after the drop.
+        let idle = std::mem::take(&mut *self.idle_guard());
+        drop(idle);
     }
 
     fn put(&self, conn: Conn) {
@@ -266,4 +270,85 @@ fn moved(e: &RedisError) -> bool {
 /// server is alive but slow, where sending again would only double the wait.
 fn connection_lost(e: &RedisError) -> bool {
     (e.is_io_error() || e.is_connection_dropped()) && !e.is_timeout()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{OnceLock, Weak};
+
+    use redis::Value;
+
+    use super::*;
+
+    /// A connection that, when closed, records whether its pool's lock was held.
+    struct Probe {
+        pool: Arc<OnceLock<Weak<Pool>>>,
+        closed_under_lock: Arc<AtomicBool>,
+    }
+
+    impl Drop for Probe {
+        fn drop(&mut self) {
+            if let Some(pool) = self.pool.get().and_then(Weak::upgrade) {
+                let locked = pool.idle.try_lock().is_err();
+                self.closed_under_lock.fetch_or(locked, Ordering::SeqCst);
+            }
+        }
+    }
+
+    impl ConnectionLike for Probe {
+        fn req_packed_command(&mut self, _: &[u8]) -> RedisResult<Value> {
+            Ok(Value::Nil)
+        }
+        fn req_packed_commands(&mut self, _: &[u8], _: usize, _: usize) -> RedisResult<Vec<Value>> {
+            Ok(Vec::new())
+        }
+        fn get_db(&self) -> i64 {
+            0
+        }
+        fn check_connection(&mut self) -> bool {
+            true
+        }
+        fn is_open(&self) -> bool {
+            true
+        }
+    }
+
+    #[derive(Debug)]
+    struct Never;
+
+    impl Connect for Never {
+        fn connect(&self) -> RedisResult<(Conn, Identity)> {
+            Err(RedisError::from((
+                redis::ErrorKind::Io,
+                "no server in this test",
+            )))
+        }
+    }
+
+    #[test]
+    fn idle_connections_are_closed_outside_the_lock() {
+        let pool = Arc::new(Pool::new(
+            Box::new(Never),
+            Arc::default(),
+            4,
+            Duration::ZERO,
+        ));
+        let slot = Arc::new(OnceLock::new());
+        slot.set(Arc::downgrade(&pool)).unwrap();
+        let closed_under_lock = Arc::new(AtomicBool::new(false));
+        for _ in 0..2 {
+            pool.put(Box::new(Probe {
+                pool: Arc::clone(&slot),
+                closed_under_lock: Arc::clone(&closed_under_lock),
+            }));
+        }
+        pool.forget_idle();
+        assert!(pool.take().is_none());
+        assert!(
+            !closed_under_lock.load(Ordering::SeqCst),
+            "an idle connection was closed while the pool was locked"
+        );
+    }
 }
