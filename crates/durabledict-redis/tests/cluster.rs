@@ -1,4 +1,4 @@
-//! On a cluster: the hash-tagged layout, Python's numbering, batch writes in one slot, and
+//! On a cluster: the hash-tagged layout, one bump per write, batch writes in one slot, and
 //! writes that the cluster client never sends twice.
 
 #![allow(clippy::unwrap_used)]
