@@ -6,11 +6,13 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::{ArcSwap, Guard};
+use tracing::field;
 
 use crate::encoding::Encoding;
-use crate::error::{Error, Op, Result, StoreError};
+use crate::error::{Error, Op, Result, StoreError, StoreErrorKind};
 use crate::feed::{Feed, FeedState};
 use crate::listen::{Change, Subscriber, Subscription};
+use crate::observe::{DEFAULT_SLOW_RELOAD, Observer, TARGET};
 use crate::policy::SyncPolicy;
 use crate::store::{SetDefault, StampValue, Store};
 use crate::table::{Damaged, SharedError, Snapshot, Table};
@@ -37,10 +39,44 @@ pub struct Status {
     /// An own write or removal of the key, or a reload after another program rewrote it,
     /// heals it.
     pub undecodable: Vec<(String, String)>,
+    /// The state of the store's change feed under [`SyncPolicy::Watch`].
+    pub feed: FeedHealth,
+    /// Whether reads are being served from a cache the store could not confirm
+    /// (`serve_stale_for`): set by a read served stale, cleared by the next confirmation.
+    pub serving_stale: bool,
+    /// The last store failure: when, in which operation, of which kind, and its message.
+    pub last_failure: Option<Failure>,
     /// Entries the store holds under a name that is not a key (see
     /// [`Durables::unreadable`](crate::Durables::unreadable)): the raw name and why. Left out of
     /// the dict; address them through the store.
     pub unreadable: Vec<(Vec<u8>, String)>,
+}
+
+/// The state of a dict's change feed, for a readiness probe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FeedHealth {
+    /// No feed: the policy is not [`SyncPolicy::Watch`], or the store cannot push; reads
+    /// follow the policy.
+    None,
+    /// The feed is up: reads answer locally.
+    Healthy,
+    /// The feed is down: every read checks the stamp until it is back.
+    Polling,
+}
+
+/// A store failure, as [`Status::last_failure`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Failure {
+    /// When it happened.
+    pub at: SystemTime,
+    /// The dict operation it happened in.
+    pub op: Op,
+    /// What kind of failure.
+    pub kind: StoreErrorKind,
+    /// The error's message.
+    pub message: String,
 }
 
 /// A dictionary whose values live in a durable shared [`Store`] and are cached in process.
@@ -88,6 +124,10 @@ pub struct DurableDict<V> {
     last_error: Mutex<Option<(SystemTime, String)>>,
     /// The store's change feed, under [`SyncPolicy::Watch`] on a store that has one.
     feed: Option<Arc<Feed>>,
+    observer: Observer,
+    /// Whether the last read was served stale and nothing was confirmed since.
+    serving_stale: AtomicBool,
+    last_failure: Mutex<Option<Failure>>,
     /// Whether anyone subscribed, so that loads and own writes compute changes only then.
     has_listeners: AtomicBool,
     listeners: Mutex<Listeners<V>>,
@@ -112,6 +152,14 @@ enum Touched<'a> {
 type Changed<V> = (Arc<str>, Option<Arc<V>>, Option<Arc<V>>);
 
 impl Touched<'_> {
+    /// The one key touched, if one.
+    fn key(&self) -> Option<&str> {
+        match self {
+            Touched::One(key) => Some(key),
+            _ => None,
+        }
+    }
+
     /// Each touched key with its value in `table`. The caller holds the update lock.
     fn values<V>(&self, table: &Table<V>) -> Vec<(Arc<str>, Option<Arc<V>>)> {
         match self {
@@ -159,6 +207,8 @@ pub struct Builder<V> {
     encoding: Box<dyn Encoding<V>>,
     policy: SyncPolicy,
     serve_stale: Option<Duration>,
+    name: Option<String>,
+    slow_reload: Duration,
 }
 
 impl<V> fmt::Debug for Builder<V> {
@@ -186,12 +236,33 @@ impl<V: Send + Sync + 'static> Builder<V> {
         self
     }
 
+    /// The name the dict reports itself by in `tracing` events and `metrics` labels
+    /// (`keyspace`); by default the store's [`keyspace`](Store::keyspace), else `"-"`.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// A reload slower than this is reported at `warn` (default 1 s), as sqlx reports slow
+    /// statements.
+    pub fn slow_reload(mut self, threshold: Duration) -> Self {
+        self.slow_reload = threshold;
+        self
+    }
+
     /// Prepares the store ([`Store::init`]) and loads every entry.
     pub fn build(self) -> Result<DurableDict<V>> {
         self.store
             .init()
             .map_err(|e| Error::store(Op::Load, None, e))?;
+        let name = self
+            .name
+            .or_else(|| self.store.keyspace().map(str::to_owned))
+            .unwrap_or_else(|| "-".to_owned());
         let dict = DurableDict {
+            observer: Observer::new(Arc::from(name), self.slow_reload),
+            serving_stale: AtomicBool::new(false),
+            last_failure: Mutex::new(None),
             store: self.store,
             encoding: self.encoding,
             policy: self.policy,
@@ -308,6 +379,8 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
             encoding: Box::new(encoding),
             policy: SyncPolicy::Always,
             serve_stale: None,
+            name: None,
+            slow_reload: DEFAULT_SLOW_RELOAD,
         }
     }
 
@@ -410,6 +483,17 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
             stamp: table.stamp(),
             undecodable: table.undecodable(),
             unreadable: table.unreadable(),
+            feed: match (&self.feed, self.policy) {
+                (Some(feed), _) if feed.state().is_up() => FeedHealth::Healthy,
+                (Some(_), _) => FeedHealth::Polling,
+                (None, _) => FeedHealth::None,
+            },
+            serving_stale: self.serving_stale.load(Ordering::Relaxed),
+            last_failure: self
+                .last_failure
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone(),
             last_sync: self.epoch_wall + Duration::from_nanos(nanos),
             reloads: self.reloads.load(Ordering::Relaxed),
             last_error: self
@@ -435,7 +519,7 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
             .store
             .persist(key, &bytes)
             .map_err(|e| self.failed(Op::Insert, Some(key), e))?;
-        self.apply_own(Some(stamp), Touched::One(key), |table| {
+        self.apply_own(Some(stamp), Op::Insert, Touched::One(key), |table| {
             table.set(key, Some(Arc::new(value)));
             None
         });
@@ -479,7 +563,7 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
             SetDefault::Inserted(stamp) => {
                 let value = Arc::new(default);
                 let cached = Arc::clone(&value);
-                self.apply_own(Some(stamp), Touched::One(key), |table| {
+                self.apply_own(Some(stamp), Op::SetDefault, Touched::One(key), |table| {
                     table.set(key, Some(cached));
                     None
                 });
@@ -515,7 +599,7 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
         } else {
             Vec::new()
         };
-        self.apply_own(stamp, Touched::Many(&touched), |table| {
+        self.apply_own(stamp, Op::Update, Touched::Many(&touched), |table| {
             for (key, value) in entries {
                 table.set(&key, Some(Arc::new(value)));
             }
@@ -531,7 +615,7 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
             .store
             .clear()
             .map_err(|e| self.failed(Op::Clear, None, e))?;
-        self.apply_own(stamp, Touched::All, |table| {
+        self.apply_own(stamp, Op::Clear, Touched::All, |table| {
             Some(Table::new([], table.stamp(), table.epoch(), Arc::default()))
         });
         Ok(())
@@ -580,10 +664,11 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
     /// and inlined: this is every read's path; everything past an unchanged stamp is cold.
     #[inline(always)]
     fn current(&self) -> Result<Current<V>> {
+        self.observer.read();
         let table = self.table.load();
         match self.policy {
             SyncPolicy::Manual => Ok(table),
-            SyncPolicy::Always => match self.store.last_updated() {
+            SyncPolicy::Always => match self.check_stamp() {
                 Ok(stamp) if self.confirms(&table, stamp) && self.serve_stale.is_none() => {
                     Ok(table)
                 }
@@ -598,7 +683,7 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
                         self.check_fed(table, state)
                     }
                 }
-                None => match self.store.last_updated() {
+                None => match self.check_stamp() {
                     Ok(stamp) if self.confirms(&table, stamp) && self.serve_stale.is_none() => {
                         Ok(table)
                     }
@@ -613,10 +698,24 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
                 if since < interval {
                     Ok(table)
                 } else {
-                    let checked = self.store.last_updated();
+                    let checked = self.check_stamp();
                     self.after_check(table, checked)
                 }
             }
+        }
+    }
+
+    /// Reads the store's stamp, timing it when metrics are on.
+    #[inline(always)]
+    fn check_stamp(&self) -> Result<Option<StampValue>, StoreError> {
+        if self.observer.times_checks() {
+            let started = Instant::now();
+            let checked = self.store.last_updated();
+            self.observer.checked(Some(started.elapsed()));
+            checked
+        } else {
+            self.observer.checked(None);
+            self.store.last_updated()
         }
     }
 
@@ -642,6 +741,9 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
             self.mark_synced();
             return Ok(table);
         }
+        if stamp == table.stamp() {
+            self.observer.continuity_lost(stamp);
+        }
         drop(table);
         let _update = self.lock_update();
         // Single flight: whoever held the lock before us may already have loaded this stamp.
@@ -661,7 +763,10 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
     #[cold]
     #[inline(never)]
     fn check_fed(&self, table: Current<V>, state: FeedState) -> Result<Current<V>> {
-        let checked = self.store.last_updated();
+        if state.is_up() {
+            self.observer.notice();
+        }
+        let checked = self.check_stamp();
         if let Ok(stamp) = checked
             && self.confirms(&table, stamp)
         {
@@ -677,8 +782,13 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
     /// The last table when serving stale data is allowed and it was confirmed recently enough,
     /// else `error` (already recorded).
     fn stale_or_fail(&self, table: Current<V>, error: Error) -> Result<Current<V>> {
+        let age = self.synced_ago();
         match self.serve_stale {
-            Some(max_age) if self.synced_ago() <= max_age => Ok(table),
+            Some(max_age) if age <= max_age => {
+                self.serving_stale.store(true, Ordering::Relaxed);
+                self.observer.served_stale(age);
+                Ok(table)
+            }
             _ => Err(error),
         }
     }
@@ -691,10 +801,28 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
         // shows as a changed epoch or feed state at the next check, which reloads again.
         let epoch = self.store.epoch();
         let fed = self.feed.as_ref().map(|feed| feed.state());
+        let span = tracing::debug_span!(
+            target: TARGET,
+            "reload",
+            keyspace = %self.observer.keyspace,
+            keys = field::Empty,
+            bytes = field::Empty,
+            stamp_before = field::debug(self.table.load().stamp()),
+            stamp_after = field::Empty,
+            duration_ms = field::Empty,
+        );
+        let _entered = span.enter();
+        let started = Instant::now();
         let durables = self
             .store
             .durables()
             .map_err(|e| self.failed(Op::Load, None, e))?;
+        span.record("keys", durables.entries.len());
+        span.record(
+            "bytes",
+            durables.entries.values().map(Vec::len).sum::<usize>(),
+        );
+        span.record("stamp_after", field::debug(durables.stamp));
         let mut damaged = Damaged {
             unreadable: durables.unreadable,
             ..Damaged::default()
@@ -705,6 +833,7 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
                 Ok(value) => entries.push((Arc::from(key), Arc::new(value))),
                 Err(source) => {
                     let error = SharedError(Arc::from(source));
+                    self.observer.undecodable(&key, &error);
                     self.record(&Error::Decode {
                         key: key.clone(),
                         source: Box::new(error.clone()),
@@ -740,6 +869,9 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
         self.table.store(Arc::clone(&table));
         self.reloads.fetch_add(1, Ordering::Relaxed);
         self.mark_synced();
+        let took = started.elapsed();
+        span.record("duration_ms", took.as_secs_f64() * 1e3);
+        self.observer.reloaded(took);
         Ok(table)
     }
 
@@ -752,6 +884,7 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
     fn apply_own(
         &self,
         stamp: Option<StampValue>,
+        op: Op,
         touched: Touched<'_>,
         change: impl FnOnce(&Table<V>) -> Option<Table<V>>,
     ) {
@@ -761,6 +894,7 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
         // again with other contents: only a reload knows.
         let ours = table.stamp().and_then(|s| s.checked_add(1)) == Some(stamp)
             && self.store.epoch() == table.epoch();
+        self.observer.own_write(op, touched.key(), ours);
         if !ours && self.reload_locked().is_ok() {
             return;
         }
@@ -882,7 +1016,7 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
             }
             return Ok(None);
         };
-        self.apply_own(Some(stamp), Touched::One(key), |table| {
+        self.apply_own(Some(stamp), op, Touched::One(key), |table| {
             table.set(key, None);
             None
         });
@@ -926,8 +1060,19 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
 
     /// Records a store error for [`status`](Self::status) and wraps it with its context.
     fn failed(&self, op: Op, key: Option<&str>, error: StoreError) -> Error {
+        let kind = error.kind();
         let error = Error::store(op, key, error);
         self.record(&error);
+        self.observer.failed(&error, op, Some(kind));
+        *self
+            .last_failure
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(Failure {
+            at: SystemTime::now(),
+            op,
+            kind,
+            message: error.to_string(),
+        });
         error
     }
 
@@ -949,6 +1094,10 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
 
     fn mark_synced(&self) {
         self.synced_at.store(self.nanos_now(), Ordering::Relaxed);
+        if self.serving_stale.load(Ordering::Relaxed) {
+            self.serving_stale.store(false, Ordering::Relaxed);
+        }
+        self.observer.synced();
     }
 
     fn synced_ago(&self) -> Duration {

@@ -72,8 +72,8 @@ impl Call<'_> {
 /// What a wrapper does around each call of a [`Store`] that may do I/O.
 ///
 /// [`validate_key`](Store::validate_key), [`max_value_len`](Store::max_value_len),
-/// [`epoch`](Store::epoch) and [`feed`](Store::feed) are forwarded without it: they are local
-/// and on hot paths.
+/// [`epoch`](Store::epoch), [`feed`](Store::feed) and [`keyspace`](Store::keyspace) are
+/// forwarded without it: they are local and on hot paths.
 pub trait Layer: Send + Sync + fmt::Debug {
     /// Runs `call` (by calling `run`, at most once), doing whatever the layer does around it.
     /// The default just runs it.
@@ -206,6 +206,10 @@ impl<L: Layer, S: Store> Store for Layered<L, S> {
     fn feed(&self) -> Option<Arc<Feed>> {
         self.inner.feed()
     }
+
+    fn keyspace(&self) -> Option<&str> {
+        self.inner.keyspace()
+    }
 }
 
 #[cfg(test)]
@@ -283,6 +287,10 @@ mod tests {
             self.mark("feed");
             Some(Arc::new(Feed::new()))
         }
+        fn keyspace(&self) -> Option<&str> {
+            self.mark("keyspace");
+            Some("marked")
+        }
     }
 
     /// Records the calls it sees.
@@ -320,6 +328,7 @@ mod tests {
         assert_eq!(store.max_value_len(), Some(7));
         assert_eq!(store.epoch(), 42);
         assert!(store.feed().is_some());
+        assert_eq!(store.keyspace(), Some("marked"));
         let io = [
             "init",
             "persist",
@@ -332,7 +341,7 @@ mod tests {
             "persist_many",
             "clear",
         ];
-        let local = ["validate_key", "max_value_len", "epoch", "feed"];
+        let local = ["validate_key", "max_value_len", "epoch", "feed", "keyspace"];
         let reached = store
             .inner()
             .0

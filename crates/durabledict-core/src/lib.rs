@@ -8,11 +8,12 @@ mod feed;
 mod layer;
 mod listen;
 mod memory;
+mod observe;
 mod policy;
 mod store;
 mod table;
 
-pub use dict::{Builder, DEFAULT_SUBSCRIPTION_CAPACITY, DurableDict, Status};
+pub use dict::{Builder, DEFAULT_SUBSCRIPTION_CAPACITY, DurableDict, Failure, FeedHealth, Status};
 pub use encoding::{Encoding, Raw};
 pub use error::{BoxError, Error, Op, Result, StoreError, StoreErrorKind};
 pub use feed::{Feed, FeedState};

@@ -200,6 +200,12 @@ pub trait Store: Send + Sync + fmt::Debug {
     fn feed(&self) -> Option<Arc<Feed>> {
         None
     }
+
+    /// The keyspace this store handle serves, for a dict's `tracing` events and `metrics`
+    /// labels; `None`, the default, when it has no name.
+    fn keyspace(&self) -> Option<&str> {
+        None
+    }
 }
 
 /// A shared `last_updated` counter kept apart from the values (memcached, a Redis key, an SQL
@@ -287,6 +293,9 @@ impl<T: Store + ?Sized> Store for $($ptr)::+<T> {
     }
     fn feed(&self) -> Option<std::sync::Arc<Feed>> {
         (**self).feed()
+    }
+    fn keyspace(&self) -> Option<&str> {
+        (**self).keyspace()
     }
 }
     };
