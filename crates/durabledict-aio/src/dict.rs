@@ -114,16 +114,22 @@ impl<V: Send + Sync + 'static> Builder<V> {
         let feed = (self.policy == SyncPolicy::Watch)
             .then(|| self.store.feed())
             .flatten();
-        let fresh = Freshness::new(self.policy, feed.map(|feed| (Arc::clone(&self.store), feed)));
-        let mut builder = DurableDict::builder(self.store, self.encoding)
-            .policy(self.policy);
+        let fresh = Freshness::new(
+            self.policy,
+            feed.map(|feed| (Arc::clone(&self.store), feed)),
+        );
+        let mut builder = DurableDict::builder(self.store, self.encoding).policy(self.policy);
         if let Some(max_age) = self.serve_stale {
             builder = builder.serve_stale_for(max_age);
         }
         let seen = fresh.before_build();
         let dict = run_blocking(Op::Load, move || builder.build()).await?;
         fresh.built(seen);
-        Ok(AsyncDict::with_parts(Arc::new(dict), fresh, self.max_blocking))
+        Ok(AsyncDict::with_parts(
+            Arc::new(dict),
+            fresh,
+            self.max_blocking,
+        ))
     }
 }
 
@@ -196,7 +202,8 @@ impl<V: Send + Sync + 'static> AsyncDict<V> {
             return self.shared.dict.contains_key(key);
         }
         let key = key.to_owned();
-        self.call(Op::Check, move |dict| dict.contains_key(&key)).await
+        self.call(Op::Check, move |dict| dict.contains_key(&key))
+            .await
     }
 
     /// How many entries there are.
@@ -325,7 +332,10 @@ impl<V: PartialEq + Send + Sync + 'static> AsyncDict<V> {
     /// and when. Subscribe first, then read a [`snapshot`](Self::snapshot): every change
     /// applied after that is announced.
     pub fn changes(&self) -> Changes<V> {
-        Changes::new(&self.shared.dict, durabledict_core::DEFAULT_SUBSCRIPTION_CAPACITY)
+        Changes::new(
+            &self.shared.dict,
+            durabledict_core::DEFAULT_SUBSCRIPTION_CAPACITY,
+        )
     }
 
     /// [`changes`](Self::changes) with a buffer of `capacity` events (at least 1) before the

@@ -92,8 +92,8 @@ impl Freshness {
             Some((store, feed)) => (encode(feed.state()), store.epoch()),
             None => (NONE, NONE),
         };
-        let last_sync = matches!(self.policy, SyncPolicy::AtMostEvery(_))
-            .then(|| dict.status().last_sync);
+        let last_sync =
+            matches!(self.policy, SyncPolicy::AtMostEvery(_)).then(|| dict.status().last_sync);
         Seen {
             fed,
             epoch,
