@@ -121,7 +121,7 @@ pub(crate) enum Command {
     /// without "old" for a new key and without "new" for a deleted one. Store errors are
     /// reported on stderr and retried.
     Watch {
-        /// How often to check for changes: 500ms, 2s, 1m, or seconds.
+        /// How often to check for changes: 500ms, 2s, 1m, or seconds; at least 10ms.
         #[arg(long, default_value = "1s", value_parser = parse_interval)]
         interval: Duration,
         /// Exit after this many changes.
@@ -160,7 +160,12 @@ fn parse_encoding(text: &str) -> Result<ValueEncoding, String> {
         .map_err(|e: durabledict::UnknownEncoding| e.to_string())
 }
 
-/// `500ms`, `2s`, `1.5s`, `1m`, or a number of seconds.
+/// The shortest `watch --interval`: checking more often only burns a core (a stamp check on
+/// a local store takes microseconds, so `0.0001ms` would spin), and no change reaches anyone
+/// that fast anyway.
+pub(crate) const MIN_INTERVAL: Duration = Duration::from_millis(10);
+
+/// `500ms`, `2s`, `1.5s`, `1m`, or a number of seconds; at least [`MIN_INTERVAL`].
 fn parse_interval(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let (number, unit) = match text.find(|c: char| c.is_ascii_alphabetic()) {
@@ -179,8 +184,10 @@ fn parse_interval(text: &str) -> Result<Duration, String> {
     };
     let value: f64 = number.trim().parse().map_err(|_| not_a_duration())?;
     let interval = Duration::try_from_secs_f64(value * scale).map_err(|_| not_a_duration())?;
-    if interval.is_zero() {
-        return Err("the interval must be longer than zero".into());
+    if interval < MIN_INTERVAL {
+        return Err(format!(
+            "{text:?} is shorter than the shortest interval, {MIN_INTERVAL:?}"
+        ));
     }
     Ok(interval)
 }
@@ -196,7 +203,15 @@ mod tests {
         assert_eq!(parse_interval("2s"), Ok(Duration::from_secs(2)));
         assert_eq!(parse_interval("1.5"), Ok(Duration::from_millis(1500)));
         assert_eq!(parse_interval("1m"), Ok(Duration::from_secs(60)));
-        assert!(parse_interval("0s").is_err());
+        assert_eq!(parse_interval("10ms"), Ok(MIN_INTERVAL));
+        assert_eq!(parse_interval("0.01"), Ok(MIN_INTERVAL));
+        for short in ["0.0001ms", "9ms", "9.99ms", "0.001", "0s", "0"] {
+            let err = parse_interval(short).unwrap_err();
+            assert!(
+                err.contains("shorter than the shortest interval, 10ms"),
+                "{short}: {err}"
+            );
+        }
         assert!(parse_interval("-1s").is_err());
         assert!(parse_interval("3h").is_err());
         assert!(parse_interval("fast").is_err());

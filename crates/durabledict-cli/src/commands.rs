@@ -65,7 +65,14 @@ pub(crate) fn run(cli: Cli) -> Result<(), Failure> {
             write(&*writer(url, &options)?, encoding, entries)
         }
         Command::Watch { interval, count } => {
-            watch::watch(&*reader(url, &options)?, encoding, interval, count)
+            let answering = watch::Answering::of(url);
+            watch::watch(
+                &*reader(url, &options)?,
+                encoding,
+                interval,
+                count,
+                answering,
+            )
         }
         Command::Stamp => {
             let stamp = reader(url, &options)?

@@ -14,23 +14,57 @@ use crate::failure::{Failure, store_error};
 use crate::json_out;
 use crate::output::print_line;
 
+/// The key read each interval from a store whose stamp check does not reach the server (see
+/// [`Answering`]). Any valid key does; this one says why it is asked for.
+const PROBE_KEY: &str = "durabledict-watch-probe";
+
+/// How `watch` knows that the store answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Answering {
+    /// The stamp check is a request: its success says so (Redis, SQL, memcached).
+    StampCheck,
+    /// The stamp is kept in process and checking it asks nobody: ZooKeeper's follows a watch,
+    /// and it is vouched for through an outage as long as the session may live (the cache a
+    /// dict serves meanwhile). One key is read each interval to know whether a server answers.
+    Probe,
+}
+
+impl Answering {
+    /// For the store `url` names.
+    pub(crate) fn of(url: &str) -> Answering {
+        let scheme = url.split_once(':').map_or("", |(scheme, _)| scheme);
+        if ["zk", "zookeeper"]
+            .iter()
+            .any(|zk| scheme.eq_ignore_ascii_case(zk))
+        {
+            Answering::Probe
+        } else {
+            Answering::StampCheck
+        }
+    }
+}
+
 /// Every entry's JSON text (comparing texts tells changes apart even for NaN), and the stamp
-/// it was read at.
+/// and epoch it was read at.
 struct Seen {
     stamp: Option<StampValue>,
+    epoch: u64,
     entries: BTreeMap<String, String>,
 }
 
 /// Prints `{"key":…,"old":…,"new":…}` (a side where the key is absent left out) for every
-/// change seen, until `count` changes (or for ever). A store error is reported on stderr once
-/// (and again only when it changes) and retried every interval. Any change of the stamp
-/// causes a reload, a lost stamp (`None`) included, so changes are seen after a memcached or
-/// Redis restart and after a reconnection.
+/// change seen, until `count` changes (or for ever). A store that does not answer is reported
+/// on stderr once (and again only when the error changes) and retried every interval; once it
+/// answers again that is reported too and every entry is read again, whatever the stamp says
+/// (it may have been restarted, or re-counted to the same number). Any change of the stamp
+/// or of the store's epoch causes a reload, a lost stamp (`None`) included, so changes are
+/// seen after a memcached or Redis restart and after a reconnection.
 pub(crate) fn watch(
     store: &dyn Store,
     encoding: ValueEncoding,
     interval: Duration,
     count: Option<u64>,
+    answering: Answering,
 ) -> Result<(), Failure> {
     let mut seen = load(store, encoding)?;
     eprintln!(
@@ -41,7 +75,7 @@ pub(crate) fn watch(
     let mut failing: Option<String> = None;
     while count.is_none_or(|n| printed < n) {
         std::thread::sleep(interval);
-        let now = match check(store, encoding, seen.stamp) {
+        let now = match check(store, encoding, &seen, answering, failing.is_some()) {
             Ok(now) => now,
             Err(failure) => {
                 let message = failure.to_string();
@@ -68,22 +102,33 @@ pub(crate) fn watch(
     Ok(())
 }
 
-/// The entries again when the stamp is no longer `stamp`; `None` when it still is.
+/// The entries again when the stamp or the epoch is no longer what `seen` was read at, or
+/// when `reload` says so; `None` when nothing changed.
 fn check(
     store: &dyn Store,
     encoding: ValueEncoding,
-    stamp: Option<StampValue>,
+    seen: &Seen,
+    answering: Answering,
+    reload: bool,
 ) -> Result<Option<Seen>, Failure> {
-    let now = store
+    let stamp = store
         .last_updated()
         .map_err(|e| store_error("stamp check", None, e))?;
-    if now == stamp {
+    if answering == Answering::Probe {
+        store
+            .get(PROBE_KEY)
+            .map_err(|e| store_error("check that the store answers", None, e))?;
+    }
+    if !reload && stamp == seen.stamp && store.epoch() == seen.epoch {
         return Ok(None);
     }
     load(store, encoding).map(Some)
 }
 
 fn load(store: &dyn Store, encoding: ValueEncoding) -> Result<Seen, Failure> {
+    // Read before the entries, as a dict does: a continuity lost while they are read shows
+    // at the next check.
+    let epoch = store.epoch();
     let durables = store.durables().map_err(|e| store_error("load", None, e))?;
     let entries = durables
         .entries
@@ -95,6 +140,7 @@ fn load(store: &dyn Store, encoding: ValueEncoding) -> Result<Seen, Failure> {
         .collect::<Result<_, Failure>>()?;
     Ok(Seen {
         stamp: durables.stamp,
+        epoch,
         entries,
     })
 }
@@ -127,6 +173,16 @@ fn changes(before: &BTreeMap<String, String>, after: &BTreeMap<String, String>) 
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_zookeeper_is_probed() {
+        for url in ["zk://a:1/x", "ZK://a:1", "zookeeper://a:1,b:2/p"] {
+            assert_eq!(Answering::of(url), Answering::Probe, "{url}");
+        }
+        for url in ["redis://a/", "sqlite:zk.db", "postgres://u@h/zk", "zkx://a"] {
+            assert_eq!(Answering::of(url), Answering::StampCheck, "{url}");
+        }
+    }
 
     fn map(entries: &[(&str, &str)]) -> BTreeMap<String, String> {
         entries

@@ -38,6 +38,16 @@ impl Output {
     }
 }
 
+impl From<std::process::Output> for Output {
+    fn from(out: std::process::Output) -> Self {
+        Output {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8(out.stdout).unwrap(),
+            stderr: String::from_utf8(out.stderr).unwrap(),
+        }
+    }
+}
+
 /// The binary, with the caller's `DURABLEDICT_*` variables removed so that only the test's
 /// own options count.
 pub fn command(dir: &std::path::Path) -> Command {
@@ -55,6 +65,25 @@ pub fn command(dir: &std::path::Path) -> Command {
 /// Runs `durabledict ARGS` in `dir` and waits for it.
 pub fn run(dir: &std::path::Path, args: &[&str]) -> Output {
     run_with(command(dir), args, None)
+}
+
+/// Runs `durabledict ARGS` in `dir` like [`run`], but kills it after `timeout` (a command
+/// that should exit at once must not hang the test when it does not): its exit code is then
+/// -1.
+pub fn run_within(dir: &std::path::Path, args: &[&str], timeout: Duration) -> Output {
+    let mut child = command(dir)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run the durabledict binary");
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() && start.elapsed() < timeout {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    child.wait_with_output().unwrap().into()
 }
 
 /// Runs `cmd ARGS`, feeding `stdin` if given.
@@ -76,12 +105,7 @@ pub fn run_with(mut cmd: Command, args: &[&str], stdin: Option<&str>) -> Output 
             .write_all(text.as_bytes())
             .unwrap();
     }
-    let out = child.wait_with_output().unwrap();
-    Output {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8(out.stdout).unwrap(),
-        stderr: String::from_utf8(out.stderr).unwrap(),
-    }
+    child.wait_with_output().unwrap().into()
 }
 
 /// Runs a CPython script with `args` (sys.argv[1:]); fails loudly when python3 is missing or
