@@ -38,9 +38,10 @@
 mod open;
 
 pub use durabledict_core::{
-    BoxError, Builder, DurableDict, Durables, Encoding, Error, MemoryStamp, MemoryStore, Op, Raw,
-    Result, SetDefault, Snapshot, Stamp, StampValue, Status, Store, StoreError, StoreErrorKind,
-    SyncPolicy, clock_seed,
+    BoxError, Builder, Call, Change, DEFAULT_SUBSCRIPTION_CAPACITY, DurableDict, Durables,
+    Encoding, Error, Event, Failure, Feed, FeedHealth, FeedState, Layer, Layered, MemoryStamp,
+    MemoryStore, Op, Raw, Result, SetDefault, Snapshot, Stamp, StampValue, Status, Store,
+    StoreError, StoreErrorKind, Subscription, SyncPolicy, clock_seed,
 };
 pub use durabledict_encoding::{
     DynamicPickle, Fallback, Json, Pickle, PickleHashableValue, PickleValue, Protocol, Python2Str,
