@@ -50,6 +50,8 @@ pub fn writer(job: &Value) {
     assert_eq!(member::hear(), "go");
     let first = program::run(&dict, worker);
     member::say("first", &format!("{first:?}"));
+    // How often others' writes made this dict load everything again while it wrote.
+    member::say("reloads", &dict.status().reloads.to_string());
     report(&dict);
     if job["pickles"].as_bool() == Some(true) {
         member::say("pickles", &repickled(&dict).to_string());
@@ -76,12 +78,14 @@ fn repickled(dict: &Dict) -> Value {
     Value::Object(entries.collect())
 }
 
-/// Parent side: asks every member for the contents `want` and checks what each holds.
+/// Parent side: asks every member for the contents `want` and checks what each holds;
+/// returns how many reads each took to hold it.
 #[track_caller]
-pub fn expect_contents(members: &mut [Member], want: &str, fed: bool) {
+pub fn expect_contents(members: &mut [Member], want: &str, fed: bool) -> Vec<u32> {
     for member in members.iter_mut() {
         member.send(&format!("check {want}"));
     }
+    let mut all_reads = Vec::new();
     for member in members.iter_mut() {
         let said = member.expect("contents");
         let (reads, got) = said.split_once(' ').unwrap();
@@ -92,7 +96,9 @@ pub fn expect_contents(members: &mut [Member], want: &str, fed: bool) {
                 "a member saw the final contents only after {reads} reads"
             );
         }
+        all_reads.push(reads.parse().unwrap());
     }
+    all_reads
 }
 
 /// Runs the fleet test `test` (this function's caller): as a member, the job; as the parent,
@@ -124,18 +130,20 @@ fn fleet(test: &str, target: impl FnOnce() -> Target) {
     }
     let answers: Vec<String> = members.iter_mut().map(|m| m.expect("first")).collect();
     let wrote = writing.elapsed();
+    let reloads: Vec<String> = members.iter_mut().map(|m| m.expect("reloads")).collect();
 
     let after = open(&url, &keyspace, stamp.as_deref());
     let got = contents::of(&after);
     program::check(&got, WRITERS, &answers);
     let want = contents::render(&got);
-    expect_contents(&mut members, &want, fed);
+    let reads = expect_contents(&mut members, &want, fed);
     contents::assert_holds(&watcher, &want, fed);
     for member in members {
         member.finish();
     }
     eprintln!(
-        "{test}: {WRITERS} processes wrote {} keys in {wrote:?} ({:?} in all)",
+        "{test}: {WRITERS} processes wrote {} keys in {wrote:?} ({:?} in all); \
+         reloads while writing {reloads:?}; reads to see the end {reads:?}",
         got.len(),
         started.elapsed()
     );

@@ -194,6 +194,10 @@ fn rust_and_python_style_writers_converge() {
         member.send("go");
     }
     let answers: Vec<String> = members.iter_mut().map(|m| m.expect("first")).collect();
+    let reloads: Vec<String> = members[..RUST_WRITERS]
+        .iter_mut()
+        .map(|m| m.expect("reloads"))
+        .collect();
 
     let got = contents::of(&open());
     let whose = program::check(&got, RUST_WRITERS + PYTHON_WRITERS, &answers);
@@ -203,7 +207,9 @@ fn rust_and_python_style_writers_converge() {
         .filter(|(key, _)| key.starts_with("shared-") || key.as_str() == program::FIRST)
         .map(|(_, &(worker, _))| worker)
         .collect();
-    eprintln!("{test}: contended keys won by writers {winners:?}");
+    eprintln!(
+        "{test}: contended keys won by writers {winners:?}; Rust writers' reloads {reloads:?}"
+    );
     let want = contents::render(&got);
     fleet::expect_contents(&mut members, &want, false);
     contents::assert_holds(&watcher, &want, false);
