@@ -174,6 +174,62 @@ fn a_session_expired_under_the_store_is_replaced_and_no_update_is_missed() {
     });
 }
 
+/// A change made while the session was being replaced that leaves the keyspace looking the
+/// same (as many znodes, the same names, the same values among them): the dict reloads once
+/// after its new session and sees it. The store's stamp is local and only ever counts up, and
+/// the full load after a new session bumps it when anything differs, so no continuity counter
+/// (`Store::epoch`) is needed: a restarted server cannot count it back to a number the dict
+/// synced at.
+#[test]
+fn a_replaced_session_reloads_once_and_sees_a_change_that_looks_like_no_change() {
+    let zk = ZooKeeper::start().unwrap();
+    let proxy = Proxy::start(zk.port());
+    let ks = "/same-looking";
+    let a = dict(&format!("127.0.0.1:{}", proxy.port()), ks);
+    let old = sessions(zk.port());
+    assert_eq!(old.len(), 1, "only a's session is connected: {old:?}");
+    let b = dict(&zk.connect_string(), ks);
+    b.update((0..10).map(|i| (format!("k{i}"), i.to_string())))
+        .unwrap();
+    let before = contents(&b);
+    eventually("a sees b's keys", VISIBILITY, || contents(&a) == before);
+    let reloads = a.status().reloads;
+    let stamp = a.last_updated().unwrap();
+
+    proxy.cut();
+    close_session_from_outside(zk.port(), old[0]);
+    // Two values swapped, one key deleted and created again with another value of the same
+    // length: as many znodes, the same names, the same values in another order.
+    b.update([("k1", "2".to_owned()), ("k2", "1".to_owned())])
+        .unwrap();
+    b.remove("k3").unwrap();
+    b.insert("k3", "x".into()).unwrap();
+    let after = contents(&b);
+    assert_eq!(after.len(), before.len());
+    assert_ne!(after, before);
+    proxy.restore();
+    eventually("a's client opens a new session", VISIBILITY, || {
+        let now = sessions(zk.port());
+        now.len() == 2 && !now.contains(&old[0])
+    });
+    eventually("a sees the changes made meanwhile", VISIBILITY, || {
+        a.iter()
+            .ok()
+            .map(|all| {
+                let mut all: Vec<_> = all.map(|(k, v)| (k, (*v).clone())).collect();
+                all.sort();
+                all
+            })
+            .as_ref()
+            == Some(&after)
+    });
+    assert_ne!(a.last_updated().unwrap(), stamp);
+    // Once: the changes arrived with one full load, not as a reload per change.
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(contents(&a), after);
+    assert_eq!(a.status().reloads, reloads + 1, "{:?}", a.status());
+}
+
 #[test]
 fn an_outage_past_the_session_timeout_fails_reads_then_recovers_everything() {
     let mut zk = ZooKeeper::start().unwrap();
