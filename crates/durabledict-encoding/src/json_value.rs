@@ -32,7 +32,11 @@ impl Parser<'_> {
     fn error(&self, what: &str) -> DecodeError {
         let before = &self.text[..self.pos.min(self.text.len())];
         let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
-        let column = before.len() - before.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1)
+        let column = before.len()
+            - before
+                .iter()
+                .rposition(|&b| b == b'\n')
+                .map_or(0, |p| p + 1)
             + 1;
         DecodeError::Json(serde::de::Error::custom(format_args!(
             "{what} at line {line} column {column}"
@@ -389,8 +393,14 @@ mod tests {
     #[test]
     fn numbers_keep_their_type_and_every_digit() {
         let big = |s: &str| Value::Int(s.parse().unwrap());
-        assert_eq!(parse(b"18446744073709551616").unwrap(), big("18446744073709551616"));
-        assert_eq!(parse(b"-9223372036854775808").unwrap(), Value::I64(i64::MIN));
+        assert_eq!(
+            parse(b"18446744073709551616").unwrap(),
+            big("18446744073709551616")
+        );
+        assert_eq!(
+            parse(b"-9223372036854775808").unwrap(),
+            Value::I64(i64::MIN)
+        );
         assert_eq!(parse(b"1.0").unwrap(), Value::F64(1.0));
         assert_eq!(parse(b"1e2").unwrap(), Value::F64(100.0));
         for bad in [&b"01"[..], b"1.", b"-", b".5", b"1e", b"+1"] {
@@ -404,7 +414,10 @@ mod tests {
         assert!(matches!(parse(b"NaN").unwrap(), Value::F64(f) if f.is_nan()));
         assert_eq!(
             parse(b"[Infinity, -Infinity]").unwrap(),
-            Value::List(vec![Value::F64(f64::INFINITY), Value::F64(f64::NEG_INFINITY)])
+            Value::List(vec![
+                Value::F64(f64::INFINITY),
+                Value::F64(f64::NEG_INFINITY)
+            ])
         );
         assert_eq!(
             write(&Value::List(vec![
@@ -433,7 +446,10 @@ mod tests {
     #[test]
     fn structure_errors_say_where() {
         let err = parse(b"[1,\n 2,]").unwrap_err();
-        assert_eq!(err.to_string(), "invalid JSON: expected value at line 2 column 4");
+        assert_eq!(
+            err.to_string(),
+            "invalid JSON: expected value at line 2 column 4"
+        );
         assert!(parse(b"{1: 2}").is_err());
         assert!(parse(b"[1] x").is_err());
         let deep = format!("{}{}", "[".repeat(129), "]".repeat(129));

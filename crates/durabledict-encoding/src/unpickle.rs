@@ -445,10 +445,7 @@ impl<'a> Machine<'a> {
     }
 
     fn decode(mut self) -> Result<Value, DecodeError> {
-        let root = match self.run() {
-            Ok(root) => root,
-            Err(e) => return Err(e),
-        };
+        let root = self.run()?;
         // Let go of everything but the result, so that reference counts say what the result
         // shares.
         self.release_all();
@@ -864,7 +861,7 @@ impl<'a> Machine<'a> {
     }
 
     fn pairs(&mut self, items: Vec<Obj>) -> Result<Vec<(Obj, Obj)>, DecodeError> {
-        if items.len() % 2 != 0 {
+        if !items.len().is_multiple_of(2) {
             self.garbage.extend(items);
             return Err(self.malformed("a dict's items are not key, value pairs"));
         }

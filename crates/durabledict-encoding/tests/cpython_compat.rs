@@ -89,13 +89,20 @@ for p in pickles:
             V::String(s) => s.into_bytes(),
             other => panic!("{other:?}"),
         };
-        assert_eq!(got, want, "{option:?} {:?}", String::from_utf8_lossy(&pickle));
+        assert_eq!(
+            got,
+            want,
+            "{option:?} {:?}",
+            String::from_utf8_lossy(&pickle)
+        );
         checked += 1;
     }
     assert_eq!(checked, 12);
     // And as text, when the bytes are UTF-8 (CPython's default reads ASCII).
     assert_eq!(
-        DynamicPickle::new().from_pickle(b"S'a\\nb\\x00\\''\np0\n.").unwrap(),
+        DynamicPickle::new()
+            .from_pickle(b"S'a\\nb\\x00\\''\np0\n.")
+            .unwrap(),
         V::String("a\nb\0'".into())
     );
 }
@@ -158,7 +165,11 @@ for proto in range(6):
     assert_eq!(pickles.len(), 6);
     let codec = DynamicPickle::new();
     for (proto, raw) in pickles.iter().enumerate() {
-        assert_eq!(codec.from_pickle(raw).unwrap(), expected, "protocol {proto}");
+        assert_eq!(
+            codec.from_pickle(raw).unwrap(),
+            expected,
+            "protocol {proto}"
+        );
         let err = DynamicPickle::new()
             .with_surrogates(Surrogates::Refuse)
             .from_pickle(raw)
@@ -211,7 +222,11 @@ print(base64.b64encode(pickle.dumps([b, b, a, (a, b)], 5)).decode())
         panic!("not a list")
     };
     assert_eq!(items.len(), 100_000);
-    assert!(items.iter().all(|i| matches!(i, V::String(s) if s.len() == 1000)));
+    assert!(
+        items
+            .iter()
+            .all(|i| matches!(i, V::String(s) if s.len() == 1000))
+    );
     // The cap counts the copies: 100 MB does not fit in 50 MB.
     assert!(matches!(
         DynamicPickle::new()
@@ -246,7 +261,14 @@ print(json.dumps([2**64, 2**200, -2**100, 2**63 - 1, float("nan"), float("inf"),
     assert_eq!(items[2], big(-two.pow(100)));
     assert_eq!(items[3], V::I64(i64::MAX));
     assert!(matches!(items[4], V::F64(f) if f.is_nan()));
-    assert_eq!(items[5..8], [V::F64(f64::INFINITY), V::F64(f64::NEG_INFINITY), V::F64(0.1)]);
+    assert_eq!(
+        items[5..8],
+        [
+            V::F64(f64::INFINITY),
+            V::F64(f64::NEG_INFINITY),
+            V::F64(0.1)
+        ]
+    );
     assert_eq!(items[8], V::String("\u{10F800}".into()));
 
     // Written back, Python reads the same values.
