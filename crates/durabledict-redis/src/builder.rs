@@ -6,10 +6,13 @@ use std::time::Duration;
 
 use durabledict_core::StoreError;
 use redis::cluster::ClusterClient;
-use redis::{Client, RedisError, RedisResult};
+use redis::{
+    Client, ConnectionAddr, ConnectionInfo, ProtocolVersion, RedisError, RedisResult, Value,
+};
 
 use crate::continuity::{self, Continuity, Identity};
 use crate::error::{config, store_error};
+use crate::feed::{FeedConnect, Peers, Tracking};
 use crate::keys::Keys;
 use crate::pool::{Conn, Connect, Pool};
 use crate::scripts::Scripts;
@@ -221,7 +224,8 @@ impl RedisStoreBuilder {
             return Err(config("timeouts must be longer than zero"));
         }
         let keys = Keys::new(&self.keyspace, self.hash_tag);
-        let (reads, writes): (Box<dyn Connect>, Option<Box<dyn Connect>>) = match &self.target {
+        type Connectors = (Box<dyn Connect>, Option<Box<dyn Connect>>, Arc<dyn FeedConnect>);
+        let (reads, writes, feed): Connectors = match &self.target {
             Target::Server(url) => {
                 let client = self.server_client(url)?;
                 if !client.get_connection_info().addr().is_supported() {
@@ -229,12 +233,17 @@ impl RedisStoreBuilder {
                         "this URL needs a transport this build lacks (rediss:// needs the `tls` feature)",
                     ));
                 }
+                let feed = ServerFeed {
+                    info: resp3(client.get_connection_info()),
+                    connect_timeout: self.connect_timeout,
+                    io_timeout: self.io_timeout,
+                };
                 let server = Server {
                     client,
                     connect_timeout: self.connect_timeout,
                     io_timeout: self.io_timeout,
                 };
-                (Box::new(server), None)
+                (Box::new(server), None, Arc::new(feed))
             }
             Target::Cluster(nodes) => {
                 if !keys.same_slot() {
@@ -249,8 +258,21 @@ impl RedisStoreBuilder {
                 // decides what may be sent again (see `pool`).
                 let reads = self.cluster_client(nodes, false)?;
                 let writes = self.cluster_client(nodes, true)?;
-                (Box::new(reads), Some(Box::new(writes)))
+                let seeds = nodes
+                    .iter()
+                    .map(|node| Ok(resp3(self.server_client(node)?.get_connection_info())))
+                    .collect::<Result<Vec<_>, StoreError>>()?;
+                let feed = ClusterFeed {
+                    seeds,
+                    connect_timeout: self.connect_timeout,
+                    io_timeout: self.io_timeout,
+                };
+                (Box::new(reads), Some(Box::new(writes)), Arc::new(feed))
             }
+        };
+        let target = match &self.target {
+            Target::Server(url) => url.clone(),
+            Target::Cluster(nodes) => nodes.join("\n"),
         };
         let continuity = Arc::new(Continuity::default());
         let pool = |connector| {
@@ -261,10 +283,17 @@ impl RedisStoreBuilder {
                 self.check_idle_after,
             )
         };
+        let tracking = Tracking::new(
+            feed,
+            keys.stamp.clone(),
+            Arc::clone(&continuity),
+            Peers::of(&target, &keys.stamp),
+        );
         Ok(RedisStore {
             inner: Arc::new(Inner {
                 reads: pool(reads),
                 writes: writes.map(pool),
+                tracking,
                 continuity,
                 scripts: Scripts::new(),
                 keys,
@@ -383,5 +412,148 @@ impl Connect for Cluster {
         let conn = self.client.get_connection()?;
         conn.set_write_timeout(Some(self.io_timeout))?;
         Ok((Box::new(conn), Identity::Untracked))
+    }
+}
+
+/// The same connection settings, speaking RESP3 (for pushed invalidation notices).
+fn resp3(info: &ConnectionInfo) -> ConnectionInfo {
+    let settings = info
+        .redis_settings()
+        .clone()
+        .set_protocol(ProtocolVersion::RESP3);
+    info.clone().set_redis_settings(settings)
+}
+
+/// Opens `info` (RESP3) with the timeouts, and asks who answered.
+fn feed_connection(
+    info: &ConnectionInfo,
+    connect_timeout: Duration,
+    io_timeout: Duration,
+) -> RedisResult<(redis::Connection, Identity)> {
+    #[cfg(feature = "tls")]
+    if matches!(info.addr(), ConnectionAddr::TcpTls { .. }) {
+        crate::tls::ensure_provider();
+    }
+    let mut conn = Client::open(info.clone())?.get_connection_with_timeout(connect_timeout)?;
+    conn.set_read_timeout(Some(io_timeout))?;
+    conn.set_write_timeout(Some(io_timeout))?;
+    let identity = continuity::identify(&mut conn)?;
+    Ok((conn, identity))
+}
+
+/// The feed of a store on one server: a RESP3 connection to it.
+struct ServerFeed {
+    info: ConnectionInfo,
+    connect_timeout: Duration,
+    io_timeout: Duration,
+}
+
+impl fmt::Debug for ServerFeed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerFeed")
+            .field("addr", &self.info.addr().to_string())
+            .finish_non_exhaustive()
+    }
+}
+
+impl FeedConnect for ServerFeed {
+    fn connect(&self, _stamp: &str) -> RedisResult<(redis::Connection, Identity)> {
+        feed_connection(&self.info, self.connect_timeout, self.io_timeout)
+    }
+
+    fn probe(&self, _stamp: &str) -> redis::Cmd {
+        redis::cmd("PING")
+    }
+}
+
+/// The feed of a store on a cluster: a RESP3 connection to the master owning the stamp key's
+/// slot, found with `CLUSTER SLOTS` from the first seed node that answers.
+struct ClusterFeed {
+    seeds: Vec<ConnectionInfo>,
+    connect_timeout: Duration,
+    io_timeout: Duration,
+}
+
+impl fmt::Debug for ClusterFeed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClusterFeed")
+            .field("seeds", &self.seeds.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClusterFeed {
+    /// The master of `stamp`'s slot as seen by `seed`: its address, or `None` when it is the
+    /// seed itself.
+    fn owner(seed: &ConnectionInfo, conn: &mut redis::Connection, stamp: &str) -> RedisResult<Option<ConnectionAddr>> {
+        let slot: i64 = redis::cmd("CLUSTER").arg("KEYSLOT").arg(stamp).query(conn)?;
+        let ranges: Vec<Value> = redis::cmd("CLUSTER").arg("SLOTS").query(conn)?;
+        for range in ranges {
+            let Value::Array(range) = range else { continue };
+            let [Value::Int(start), Value::Int(end), Value::Array(master), ..] = range.as_slice() else {
+                continue;
+            };
+            if !(*start..=*end).contains(&slot) {
+                continue;
+            }
+            let [host, Value::Int(port), ..] = master.as_slice() else { break };
+            let host = match host {
+                Value::BulkString(host) => String::from_utf8_lossy(host).into_owned(),
+                Value::SimpleString(host) => host.clone(),
+                _ => break,
+            };
+            let port = u16::try_from(*port).unwrap_or_default();
+            let addr = match seed.addr().clone() {
+                ConnectionAddr::Tcp(seed_host, seed_port) => {
+                    if (host.is_empty() || host == seed_host) && port == seed_port {
+                        return Ok(None);
+                    }
+                    ConnectionAddr::Tcp(if host.is_empty() { seed_host } else { host }, port)
+                }
+                ConnectionAddr::TcpTls { host: seed_host, port: seed_port, insecure, tls_params } => {
+                    if (host.is_empty() || host == seed_host) && port == seed_port {
+                        return Ok(None);
+                    }
+                    let host = if host.is_empty() { seed_host } else { host };
+                    ConnectionAddr::TcpTls { host, port, insecure, tls_params }
+                }
+                _ => return Ok(None),
+            };
+            return Ok(Some(addr));
+        }
+        Err(RedisError::from((
+            redis::ErrorKind::Client,
+            "no cluster node serves the stamp key's slot",
+        )))
+    }
+}
+
+impl FeedConnect for ClusterFeed {
+    fn connect(&self, stamp: &str) -> RedisResult<(redis::Connection, Identity)> {
+        let mut last = None;
+        for seed in &self.seeds {
+            let found = feed_connection(seed, self.connect_timeout, self.io_timeout)
+                .and_then(|(mut conn, identity)| {
+                    Ok(match Self::owner(seed, &mut conn, stamp)? {
+                        None => (conn, identity),
+                        Some(addr) => feed_connection(
+                            &seed.clone().set_addr(addr),
+                            self.connect_timeout,
+                            self.io_timeout,
+                        )?,
+                    })
+                });
+            match found {
+                Ok(found) => return Ok(found),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| RedisError::from((redis::ErrorKind::Client, "no seed nodes"))))
+    }
+
+    fn probe(&self, stamp: &str) -> redis::Cmd {
+        let mut probe = redis::cmd("EXISTS");
+        probe.arg(stamp);
+        probe
     }
 }

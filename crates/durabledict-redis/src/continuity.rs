@@ -24,11 +24,11 @@
 //! dict's read of the epoch after its stamp check sees them.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use redis::{ConnectionLike, RedisError, RedisResult, Value};
 
-use durabledict_core::StoreErrorKind;
+use durabledict_core::{Feed, StoreErrorKind};
 
 use crate::error::kind_of;
 
@@ -49,6 +49,9 @@ pub(crate) struct Continuity {
     epoch: AtomicU64,
     /// Who answered the last new connection; `None` before the first.
     last: Mutex<Option<Identity>>,
+    /// The store's change feed, once started: lost whenever the epoch changes, since its
+    /// connection may be to a server that is no longer the one answering (see `feed`).
+    feed: OnceLock<Arc<Feed>>,
 }
 
 impl Continuity {
@@ -59,6 +62,14 @@ impl Continuity {
     /// The server may have lost what it held.
     pub(crate) fn lost(&self) {
         self.epoch.fetch_add(1, Ordering::AcqRel);
+        if let Some(feed) = self.feed.get() {
+            feed.lost();
+        }
+    }
+
+    /// Marks `feed` lost at every later epoch change.
+    pub(crate) fn watch(&self, feed: Arc<Feed>) {
+        let _ = self.feed.set(feed);
     }
 
     /// A request failed with `error`: bumps the epoch when the failure may hide a restart.

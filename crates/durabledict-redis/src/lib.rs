@@ -4,6 +4,7 @@
 mod builder;
 mod continuity;
 mod error;
+mod feed;
 mod keys;
 mod pool;
 mod reply;

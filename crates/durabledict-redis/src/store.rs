@@ -3,12 +3,13 @@
 use std::fmt;
 use std::sync::Arc;
 
-use durabledict_core::{Durables, SetDefault, StampValue, Store, StoreError};
+use durabledict_core::{Durables, Feed, SetDefault, StampValue, Store, StoreError};
 use redis::{ConnectionLike, RedisError, RedisResult, Script, Value};
 
 use crate::builder::RedisStoreBuilder;
 use crate::continuity::Continuity;
 use crate::error;
+use crate::feed::Tracking;
 use crate::keys::Keys;
 use crate::pool::{Pool, Replay};
 use crate::reply;
@@ -64,6 +65,8 @@ pub(crate) struct Inner {
     /// A cluster's writes go through a client that never sends a command twice by itself;
     /// `None`: writes share the pool of reads.
     pub(crate) writes: Option<Pool>,
+    /// The change feed, started by the first `feed()`.
+    pub(crate) tracking: Tracking,
     /// The epoch, bumped by both pools.
     pub(crate) continuity: Arc<Continuity>,
     pub(crate) scripts: Scripts,
@@ -111,6 +114,21 @@ impl RedisStore {
         &self.inner.keys.stamp
     }
 
+    /// The client name (`CLIENT SETNAME`) of this store's feed connection, as `CLIENT LIST`
+    /// shows it: `durabledict-feed:` and the stamp key (characters a client name cannot hold
+    /// as `_`). Every store handle on the keyspace uses the same name.
+    ///
+    /// ```
+    /// use durabledict_redis::RedisStore;
+    ///
+    /// let store = RedisStore::open("redis://127.0.0.1:6379/", "settings")?;
+    /// assert_eq!(store.feed_client_name(), "durabledict-feed:settingslast_updated");
+    /// # Ok::<(), durabledict_core::StoreError>(())
+    /// ```
+    pub fn feed_client_name(&self) -> String {
+        crate::feed::client_name(&self.inner.keys.stamp)
+    }
+
     /// Removes a field of the hash by its raw bytes, atomically with a stamp bump, as
     /// [`depersist`](Store::depersist) does for a key: for a field that cannot be a key (not
     /// UTF-8, as Python can write with `d[b'\xff'] = …`), which a load lists in
@@ -152,7 +170,7 @@ impl RedisStore {
         let keys = &self.inner.keys;
         let pool = self.inner.writes.as_ref().unwrap_or(&self.inner.reads);
         let mut sends = 0;
-        self.run(pool, replay, |conn| {
+        let written = self.run(pool, replay, |conn| {
             sends += 1;
             let mut invocation = script.key(&keys.hash);
             invocation.key(&keys.stamp);
@@ -163,7 +181,11 @@ impl RedisStore {
                 invocation.arg(if sends > 1 { "1" } else { "0" });
             }
             invocation.invoke::<Value>(conn)
-        })
+        })?;
+        // Before the write returns: a dict of this process reading after it checks the stamp,
+        // even before the server's notice arrives (see `feed`).
+        self.inner.tracking.wrote();
+        Ok(written)
     }
 
     /// Runs `request` on the pool of reads, sent again as [`Replay::Resend`] allows.
@@ -400,5 +422,15 @@ impl Store for RedisStore {
     /// empty".
     fn epoch(&self) -> u64 {
         self.inner.continuity.epoch()
+    }
+
+    /// Client tracking on a dedicated connection, started by the first call (see the crate
+    /// docs, "Pushed freshness").
+    fn feed(&self) -> Option<Arc<Feed>> {
+        self.inner.tracking.feed()
+    }
+
+    fn keyspace(&self) -> Option<&str> {
+        Some(&self.inner.keyspace)
     }
 }

@@ -98,7 +98,14 @@ impl Fixture for RedisFixture {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities::new().model_cases(32)
+        Capabilities::new()
+            .model_cases(32)
+            .feed(std::time::Duration::from_secs(2))
+    }
+
+    fn cut_feed(&self, keyspace: &str) -> Result<bool, BoxError> {
+        let name = self.target.store(keyspace).feed_client_name();
+        Ok(kill_feed(&self.target, &name)? > 0)
     }
 
     fn cleanup(&self, keyspace: &str) -> Result<(), BoxError> {
@@ -160,4 +167,35 @@ pub fn raw_hash(
         .arg(store.hash_key())
         .query(conn)
         .unwrap()
+}
+
+/// `CLIENT KILL`s every connection named `name` on every server of `target`, as a broken
+/// connection would end it; how many.
+pub fn kill_feed(target: &Target, name: &str) -> Result<usize, BoxError> {
+    let urls = match target {
+        Target::Server(url) => vec![url.clone()],
+        Target::Cluster(nodes) => nodes.clone(),
+    };
+    let mut killed = 0;
+    for url in urls {
+        let mut conn = raw(&url);
+        let list: String = redis::cmd("CLIENT").arg("LIST").query(&mut conn)?;
+        for line in list.lines() {
+            let field = |key: &str| {
+                line.split(' ')
+                    .find_map(|f| f.strip_prefix(key))
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            if field("name=") == name {
+                let killed_now: usize = redis::cmd("CLIENT")
+                    .arg("KILL")
+                    .arg("ID")
+                    .arg(field("id="))
+                    .query(&mut conn)?;
+                killed += killed_now;
+            }
+        }
+    }
+    Ok(killed)
 }
