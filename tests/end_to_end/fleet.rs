@@ -208,3 +208,16 @@ fn zookeeper_fleet_converges() {
         },
     );
 }
+
+#[cfg(feature = "mysql")]
+#[test]
+fn mysql_fleet_converges() {
+    fleet(
+        &member::test_name(module_path!(), "mysql_fleet_converges"),
+        || Target {
+            url: servers::mariadb().url(),
+            stamp: None,
+            fed: false,
+        },
+    );
+}

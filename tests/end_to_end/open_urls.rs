@@ -376,7 +376,10 @@ fn zookeeper_urls_with_a_path_or_the_keyspace() {
 
 /// The memcached stamp: SQL values, `last_updated` kept in memcached under the documented key
 /// (or the one given), bumped once per write.
-#[cfg(all(feature = "memcache", any(feature = "sqlite", feature = "postgres")))]
+#[cfg(all(
+    feature = "memcache",
+    any(feature = "sqlite", feature = "postgres", feature = "mysql")
+))]
 mod memcached_stamp {
     use std::io::{BufRead, BufReader, Write};
     use std::net::TcpStream;
@@ -436,5 +439,11 @@ mod memcached_stamp {
     #[test]
     fn postgres_with_a_memcached_stamp() {
         check(&servers::postgres().url());
+    }
+
+    #[cfg(feature = "mysql")]
+    #[test]
+    fn mysql_with_a_memcached_stamp() {
+        check(&servers::mariadb().url());
     }
 }
