@@ -94,7 +94,9 @@ impl<V: Serialize + DeserializeOwned> Encoding<V> for Json<V> {
 ///   U+10F800 + k and is written back as the escape, as [`Surrogates::PrivateUse`](crate::Surrogates)
 ///   does for pickles.
 ///
-/// Output is compact (`[1,2]`); input may have any whitespace.
+/// Output is compact (`[1,2]`); input may have any whitespace. Text holding a lone high
+/// surrogate right before a lone low one is written as `"\ud800\udc00"`, which reads back (in
+/// Python too) as the one character U+10000.
 ///
 /// ```
 /// use durabledict_encoding::{DynamicJson, Encoding, PickleValue};
