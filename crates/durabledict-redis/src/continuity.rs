@@ -164,6 +164,21 @@ mod tests {
     }
 
     #[test]
+    fn an_epoch_change_marks_the_feed_lost() {
+        let c = Continuity::default();
+        let feed = Arc::new(Feed::new());
+        c.watch(Arc::clone(&feed));
+        feed.restored();
+        c.connected(run("a"));
+        assert!(feed.state().is_up(), "the first server changes nothing");
+        c.connected(run("b"));
+        assert!(!feed.state().is_up(), "another run_id: the feed may miss notices");
+        feed.restored();
+        c.failed(&RedisError::from((redis::ErrorKind::Io, "reset")));
+        assert!(!feed.state().is_up(), "a broken request: the server may have restarted");
+    }
+
+    #[test]
     fn run_id_from_info() {
         let info = b"# Server\r\nredis_version:7.0.15\r\nrun_id:abc123\r\ntcp_port:6379\r\n";
         assert_eq!(run_id(info).as_deref(), Some("abc123"));
