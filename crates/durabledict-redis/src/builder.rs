@@ -224,7 +224,11 @@ impl RedisStoreBuilder {
             return Err(config("timeouts must be longer than zero"));
         }
         let keys = Keys::new(&self.keyspace, self.hash_tag);
-        type Connectors = (Box<dyn Connect>, Option<Box<dyn Connect>>, Arc<dyn FeedConnect>);
+        type Connectors = (
+            Box<dyn Connect>,
+            Option<Box<dyn Connect>>,
+            Arc<dyn FeedConnect>,
+        );
         let (reads, writes, feed): Connectors = match &self.target {
             Target::Server(url) => {
                 let client = self.server_client(url)?;
@@ -485,18 +489,28 @@ impl fmt::Debug for ClusterFeed {
 impl ClusterFeed {
     /// The master of `stamp`'s slot as seen by `seed`: its address, or `None` when it is the
     /// seed itself.
-    fn owner(seed: &ConnectionInfo, conn: &mut redis::Connection, stamp: &str) -> RedisResult<Option<ConnectionAddr>> {
-        let slot: i64 = redis::cmd("CLUSTER").arg("KEYSLOT").arg(stamp).query(conn)?;
+    fn owner(
+        seed: &ConnectionInfo,
+        conn: &mut redis::Connection,
+        stamp: &str,
+    ) -> RedisResult<Option<ConnectionAddr>> {
+        let slot: i64 = redis::cmd("CLUSTER")
+            .arg("KEYSLOT")
+            .arg(stamp)
+            .query(conn)?;
         let ranges: Vec<Value> = redis::cmd("CLUSTER").arg("SLOTS").query(conn)?;
         for range in ranges {
             let Value::Array(range) = range else { continue };
-            let [Value::Int(start), Value::Int(end), Value::Array(master), ..] = range.as_slice() else {
+            let [Value::Int(start), Value::Int(end), Value::Array(master), ..] = range.as_slice()
+            else {
                 continue;
             };
             if !(*start..=*end).contains(&slot) {
                 continue;
             }
-            let [host, Value::Int(port), ..] = master.as_slice() else { break };
+            let [host, Value::Int(port), ..] = master.as_slice() else {
+                break;
+            };
             let host = match host {
                 Value::BulkString(host) => String::from_utf8_lossy(host).into_owned(),
                 Value::SimpleString(host) => host.clone(),
@@ -510,12 +524,22 @@ impl ClusterFeed {
                     }
                     ConnectionAddr::Tcp(if host.is_empty() { seed_host } else { host }, port)
                 }
-                ConnectionAddr::TcpTls { host: seed_host, port: seed_port, insecure, tls_params } => {
+                ConnectionAddr::TcpTls {
+                    host: seed_host,
+                    port: seed_port,
+                    insecure,
+                    tls_params,
+                } => {
                     if (host.is_empty() || host == seed_host) && port == seed_port {
                         return Ok(None);
                     }
                     let host = if host.is_empty() { seed_host } else { host };
-                    ConnectionAddr::TcpTls { host, port, insecure, tls_params }
+                    ConnectionAddr::TcpTls {
+                        host,
+                        port,
+                        insecure,
+                        tls_params,
+                    }
                 }
                 _ => return Ok(None),
             };
@@ -532,8 +556,8 @@ impl FeedConnect for ClusterFeed {
     fn connect(&self, stamp: &str) -> RedisResult<(redis::Connection, Identity)> {
         let mut last = None;
         for seed in &self.seeds {
-            let found = feed_connection(seed, self.connect_timeout, self.io_timeout)
-                .and_then(|(mut conn, identity)| {
+            let found = feed_connection(seed, self.connect_timeout, self.io_timeout).and_then(
+                |(mut conn, identity)| {
                     Ok(match Self::owner(seed, &mut conn, stamp)? {
                         None => (conn, identity),
                         Some(addr) => feed_connection(
@@ -542,7 +566,8 @@ impl FeedConnect for ClusterFeed {
                             self.io_timeout,
                         )?,
                     })
-                });
+                },
+            );
             match found {
                 Ok(found) => return Ok(found),
                 Err(e) => last = Some(e),

@@ -172,10 +172,16 @@ mod tests {
         c.connected(run("a"));
         assert!(feed.state().is_up(), "the first server changes nothing");
         c.connected(run("b"));
-        assert!(!feed.state().is_up(), "another run_id: the feed may miss notices");
+        assert!(
+            !feed.state().is_up(),
+            "another run_id: the feed may miss notices"
+        );
         feed.restored();
         c.failed(&RedisError::from((redis::ErrorKind::Io, "reset")));
-        assert!(!feed.state().is_up(), "a broken request: the server may have restarted");
+        assert!(
+            !feed.state().is_up(),
+            "a broken request: the server may have restarted"
+        );
     }
 
     #[test]

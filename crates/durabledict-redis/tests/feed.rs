@@ -88,9 +88,11 @@ fn a_python_style_writer_is_heard_by_a_watch_dict_and_a_listener() {
     let mut python = raw(&url);
     for i in 0..20 {
         python_write(&mut python, &ks, "flag", &i.to_string());
-        within(Duration::from_secs(2), "the Watch dict sees the write", || {
-            read(&dict, "flag") == Some(i.to_string())
-        });
+        within(
+            Duration::from_secs(2),
+            "the Watch dict sees the write",
+            || read(&dict, "flag") == Some(i.to_string()),
+        );
         match events.next_timeout(Duration::from_secs(2)) {
             Some(Event::Changed(change)) => {
                 assert_eq!(&*change.key, "flag");
@@ -137,7 +139,8 @@ fn never_stale(
     let (reads, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let readers: Vec<_> = (0..3)
         .map(|_| {
-            let (reader, acked, done) = (Arc::clone(&reader), Arc::clone(&acked), Arc::clone(&done));
+            let (reader, acked, done) =
+                (Arc::clone(&reader), Arc::clone(&acked), Arc::clone(&done));
             let (reads, failed) = (Arc::clone(&reads), Arc::clone(&failed));
             std::thread::spawn(move || {
                 while !done.load(Ordering::SeqCst) {
@@ -145,7 +148,10 @@ fn never_stale(
                     match reader.get("k") {
                         Ok(value) => {
                             let seen: i64 = value.map_or(-1, |v| v.parse().unwrap());
-                            assert!(seen >= before, "read {seen} after {before} was acknowledged");
+                            assert!(
+                                seen >= before,
+                                "read {seen} after {before} was acknowledged"
+                            );
                             reads.fetch_add(1, Ordering::Relaxed);
                         }
                         // The server is down: an error, never an old value.
@@ -176,7 +182,11 @@ fn never_stale(
         reader.join().unwrap();
     }
     assert!(n > 10, "the writer got only {n} writes through");
-    (reads.load(Ordering::SeqCst), failed.load(Ordering::SeqCst), feed)
+    (
+        reads.load(Ordering::SeqCst),
+        failed.load(Ordering::SeqCst),
+        feed,
+    )
 }
 
 #[test]
@@ -231,9 +241,11 @@ fn a_killed_feed_is_down_at_once_and_restored_with_tracking_on() {
     let target = Target::Server(url.clone());
     let before = feed.state();
     assert_eq!(kill_feed(&target, &store.feed_client_name()).unwrap(), 1);
-    within(Duration::from_millis(200), "the feed is marked down", || {
-        feed.state() != before
-    });
+    within(
+        Duration::from_millis(200),
+        "the feed is marked down",
+        || feed.state() != before,
+    );
     within(Duration::from_secs(2), "the feed is back", || up(&feed));
     // Up means tracking is on: the new connection has the tracking flag, and a write made
     // with no dict of this process is heard.
@@ -316,15 +328,16 @@ fn a_unix_socket_feed() {
         RedisServer::start_with_args(["--unixsocket".to_string(), path.display().to_string()])
             .unwrap();
     let ks = keyspace("feed-unix");
-    let dict = watch_dict(
-        RedisStore::open(&format!("redis+unix://{}", path.display()), &ks).unwrap(),
-    );
+    let dict =
+        watch_dict(RedisStore::open(&format!("redis+unix://{}", path.display()), &ks).unwrap());
     let mut python = raw(&server.url());
     for i in 0..3 {
         python_write(&mut python, &ks, "k", &i.to_string());
-        within(Duration::from_secs(2), "the write over TCP is heard", || {
-            read(&dict, "k") == Some(i.to_string())
-        });
+        within(
+            Duration::from_secs(2),
+            "the write over TCP is heard",
+            || read(&dict, "k") == Some(i.to_string()),
+        );
     }
     assert_eq!(dict.status().feed, FeedHealth::Healthy);
 }

@@ -156,6 +156,34 @@ fn rediss_with_the_test_ca_and_a_client_certificate() {
     dict.insert("k", "over TLS".into()).unwrap();
     assert_eq!(store.durables().unwrap().entries["k"], b"over TLS");
 
+    // The feed connects over TLS too, with the same certificates: a Watch dict on another
+    // handle hears the write and is then served locally.
+    let watch_store = RedisStore::builder(&url, store.keyspace())
+        .tls_root_certificate(read("ca.crt"))
+        .tls_client_certificate(read("client.crt"), read("client.key"))
+        .build()
+        .unwrap();
+    let feed = watch_store.feed().unwrap();
+    let watch = DurableDict::<String>::builder(watch_store, Raw)
+        .policy(durabledict_core::SyncPolicy::Watch)
+        .build()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    while !feed.state().is_up() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the TLS feed never came up"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let before = feed.state();
+    dict.insert("k", "heard".into()).unwrap();
+    assert_ne!(feed.state(), before);
+    assert_eq!(
+        watch.get("k").unwrap().as_deref().map(String::as_str),
+        Some("heard")
+    );
+
     // Without the client certificate the server refuses the handshake.
     let no_client = RedisStore::builder(&url, "tls")
         .tls_root_certificate(read("ca.crt"))
