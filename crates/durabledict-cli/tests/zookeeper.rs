@@ -164,7 +164,7 @@ fn set_and_del_cost_a_few_requests_whatever_the_keyspace_holds() {
     create_keys(&zk.connect_string(), "/big", 3000);
     let url = format!("zk://{}/big", zk.connect_string());
     let d = tempfile::tempdir().unwrap();
-    let mut cost = |args: &[&str]| {
+    let cost = |args: &[&str]| {
         let before = received(zk.port());
         let started = Instant::now();
         run(d.path(), &[&["--store", url.as_str()][..], args].concat()).ok();
