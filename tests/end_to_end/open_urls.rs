@@ -447,3 +447,44 @@ mod memcached_stamp {
         check(&servers::mariadb().url());
     }
 }
+
+/// Schemes match in any case, as URL schemes do.
+#[cfg(all(feature = "redis", feature = "sqlite", feature = "zookeeper"))]
+#[test]
+fn schemes_match_in_any_case() {
+    let redis = servers::redis();
+    let options = OpenOptions::new().keyspace(servers::keyspace("case"));
+    round_trip(
+        &redis.url(None).replacen("redis://", "Redis://", 1),
+        &format!("REDIS+UNIX://{}", redis.socket().display()),
+        &options,
+        false,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("case.db").display().to_string();
+    round_trip(
+        &format!("SQLite:{path}"),
+        &format!("sqlite://{path}"),
+        &options,
+        false,
+    );
+    let hosts = servers::zookeeper();
+    round_trip(
+        &format!("ZK://{hosts}"),
+        &format!("ZooKeeper://{hosts}"),
+        &options,
+        true,
+    );
+}
+
+/// A memcached stamp URL may end in `/`, as the facade's check allows.
+#[cfg(all(feature = "memcache", feature = "sqlite"))]
+#[test]
+fn a_memcached_stamp_url_with_a_trailing_slash() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}", dir.path().join("slash.db").display());
+    let options = OpenOptions::new()
+        .keyspace(servers::keyspace("slash"))
+        .stamp(format!("{}/", servers::memcached().url()));
+    round_trip(&url, &url, &options, false);
+}
