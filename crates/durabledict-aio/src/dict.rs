@@ -8,6 +8,7 @@ use durabledict_core::{
     DurableDict, Encoding, Error, Op, Result, Snapshot, StampValue, Status, Store, StoreError,
     SyncPolicy,
 };
+use tokio::runtime::{Handle, RuntimeFlavor};
 use tokio::sync::Semaphore;
 
 use crate::changes::Changes;
@@ -25,6 +26,24 @@ use crate::fresh::Freshness;
 /// store keeps one connection per concurrent caller). Raise it with
 /// [`Builder::max_blocking`] for a store far away (a 5 ms round trip allows ~3k calls/s).
 pub const DEFAULT_MAX_BLOCKING: usize = 16;
+
+/// Where a call that may wait on I/O runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Offload {
+    /// On tokio's blocking pool (`spawn_blocking`), at most
+    /// [`max_blocking`](Builder::max_blocking) at a time. The task awaits the result, so a
+    /// `select!` or `timeout` around the call can give up on it (the call itself still runs to
+    /// its end). Costs two thread hand-offs per call. The default.
+    #[default]
+    Pool,
+    /// On the calling worker thread, with `tokio::task::block_in_place`: tokio first hands the
+    /// worker's other tasks to another thread, so the executor keeps running; no hand-off back
+    /// is needed. Faster, but the calling task does nothing else meanwhile: a `select!`,
+    /// `join!` or `timeout` in the same task waits for the call. On a current-thread runtime,
+    /// where `block_in_place` is not allowed, calls use the pool.
+    InPlace,
+}
 
 /// An async handle on a [`DurableDict`]: cheap to clone, `Send + Sync`.
 ///
@@ -45,6 +64,7 @@ pub struct AsyncDict<V> {
 
 struct Shared<V> {
     dict: Arc<DurableDict<V>>,
+    offload: Offload,
     fresh: Freshness,
     permits: Arc<Semaphore>,
 }
@@ -73,6 +93,7 @@ pub struct Builder<V> {
     policy: SyncPolicy,
     serve_stale: Option<Duration>,
     max_blocking: usize,
+    offload: Offload,
 }
 
 impl<V> fmt::Debug for Builder<V> {
@@ -83,6 +104,7 @@ impl<V> fmt::Debug for Builder<V> {
             .field("policy", &self.policy)
             .field("serve_stale", &self.serve_stale)
             .field("max_blocking", &self.max_blocking)
+            .field("offload", &self.offload)
             .finish()
     }
 }
@@ -104,6 +126,12 @@ impl<V: Send + Sync + 'static> Builder<V> {
     /// [`DEFAULT_MAX_BLOCKING`] by default.
     pub fn max_blocking(mut self, calls: usize) -> Self {
         self.max_blocking = calls.max(1);
+        self
+    }
+
+    /// Where calls that may wait on I/O run; [`Offload::Pool`] by default.
+    pub fn offload(mut self, offload: Offload) -> Self {
+        self.offload = offload;
         self
     }
 
@@ -129,6 +157,7 @@ impl<V: Send + Sync + 'static> Builder<V> {
             Arc::new(dict),
             fresh,
             self.max_blocking,
+            self.offload,
         ))
     }
 }
@@ -145,6 +174,7 @@ impl<V: Send + Sync + 'static> AsyncDict<V> {
             policy: SyncPolicy::Always,
             serve_stale: None,
             max_blocking: DEFAULT_MAX_BLOCKING,
+            offload: Offload::Pool,
         }
     }
 
@@ -154,13 +184,19 @@ impl<V: Send + Sync + 'static> AsyncDict<V> {
     /// slower). Build through [`builder`](Self::builder) for local `Watch` reads.
     pub fn from_sync(dict: Arc<DurableDict<V>>) -> Self {
         let fresh = Freshness::new(dict.policy(), None);
-        AsyncDict::with_parts(dict, fresh, DEFAULT_MAX_BLOCKING)
+        AsyncDict::with_parts(dict, fresh, DEFAULT_MAX_BLOCKING, Offload::Pool)
     }
 
-    fn with_parts(dict: Arc<DurableDict<V>>, fresh: Freshness, max_blocking: usize) -> Self {
+    fn with_parts(
+        dict: Arc<DurableDict<V>>,
+        fresh: Freshness,
+        max_blocking: usize,
+        offload: Offload,
+    ) -> Self {
         AsyncDict {
             shared: Arc::new(Shared {
                 dict,
+                offload,
                 fresh,
                 permits: Arc::new(Semaphore::new(max_blocking)),
             }),
@@ -314,7 +350,7 @@ impl<V: Send + Sync + 'static> AsyncDict<V> {
             .await
             .map_err(|_| shutting_down(op))?;
         let shared = Arc::clone(&self.shared);
-        run_blocking(op, move || {
+        let run = move || {
             let _permit = permit;
             let seen = shared.fresh.before(&shared.dict);
             let result = f(&shared.dict);
@@ -322,8 +358,13 @@ impl<V: Send + Sync + 'static> AsyncDict<V> {
                 shared.fresh.confirm(seen, &shared.dict);
             }
             result
-        })
-        .await
+        };
+        if self.shared.offload == Offload::InPlace
+            && Handle::current().runtime_flavor() == RuntimeFlavor::MultiThread
+        {
+            return tokio::task::block_in_place(run);
+        }
+        run_blocking(op, run).await
     }
 }
 

@@ -6,4 +6,4 @@ mod dict;
 mod fresh;
 
 pub use changes::Changes;
-pub use dict::{AsyncDict, Builder, DEFAULT_MAX_BLOCKING};
+pub use dict::{AsyncDict, Builder, DEFAULT_MAX_BLOCKING, Offload};
