@@ -70,9 +70,8 @@ impl<V: Serialize + DeserializeOwned> Encoding<V> for Json<V> {
             Ok(value) => Ok(value),
             // Python's `NaN` and `Infinity` are not JSON: such text is read Python's way.
             Err(e) => match json_value::parse(bytes) {
-                Ok(value) if e.is_syntax() => {
-                    Ok(serde_pickle::from_value(value).map_err(DecodeError::Pickle)?)
-                }
+                Ok(value) if e.is_syntax() => Ok(serde_pickle::from_value(value)
+                    .map_err(|e| DecodeError::Json(serde::de::Error::custom(e)))?),
                 _ => Err(Box::new(DecodeError::Json(e))),
             },
         }
