@@ -488,3 +488,49 @@ fn a_memcached_stamp_url_with_a_trailing_slash() {
         .stamp(format!("{}/", servers::memcached().url()));
     round_trip(&url, &url, &options, false);
 }
+
+/// A URL naming a loopback port nobody listens on fails `open` with an error, within about
+/// the connect timeout, whatever the backend.
+#[cfg(any(
+    feature = "redis",
+    feature = "postgres",
+    feature = "mysql",
+    feature = "zookeeper",
+    all(feature = "sqlite", feature = "memcache")
+))]
+#[test]
+fn an_unreachable_server_is_an_error_not_a_hang() {
+    let port = durabledict_test_servers::free_port().unwrap();
+    let timeout = std::time::Duration::from_millis(500);
+    let options = OpenOptions::new()
+        .keyspace("unreachable")
+        .connect_timeout(timeout);
+    let mut urls = Vec::new();
+    if cfg!(feature = "redis") {
+        urls.push(format!("redis://127.0.0.1:{port}/"));
+    }
+    if cfg!(feature = "postgres") {
+        urls.push(format!("postgres://postgres@127.0.0.1:{port}/db"));
+    }
+    if cfg!(feature = "mysql") {
+        urls.push(format!("mysql://root@127.0.0.1:{port}/db"));
+    }
+    if cfg!(feature = "zookeeper") {
+        urls.push(format!("zk://127.0.0.1:{port}/unreachable"));
+    }
+    for url in &urls {
+        let start = std::time::Instant::now();
+        let result = durabledict::open(url, &options);
+        let took = start.elapsed();
+        let err = result.err().unwrap_or_else(|| panic!("{url} opened"));
+        assert!(took < timeout * 10, "{url} took {took:?} to fail: {err}");
+    }
+    if cfg!(all(feature = "sqlite", feature = "memcache")) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite:{}", dir.path().join("x.db").display());
+        let stamped = options.stamp(format!("memcache://127.0.0.1:{port}"));
+        let start = std::time::Instant::now();
+        assert!(durabledict::open(&url, &stamped).is_err());
+        assert!(start.elapsed() < timeout * 10, "{:?}", start.elapsed());
+    }
+}
