@@ -366,9 +366,9 @@ struct Machine<'a> {
     stack: Vec<Obj>,
     /// The stack segments below each MARK.
     marks: Vec<Vec<Obj>>,
-    /// Memo entries by id; CPython numbers them densely from 0.
+    /// Memo entries by id, for ids given in order from 0, as CPython gives them.
     memo: Vec<Option<Obj>>,
-    /// Memo entries whose id is far beyond the others.
+    /// Memo entries given other ids.
     sparse_memo: HashMap<u32, Obj>,
     /// Objects let go of, released at the end.
     garbage: Vec<Obj>,
@@ -922,11 +922,11 @@ impl<'a> Machine<'a> {
         let index = id as usize;
         let old = if index < self.memo.len() {
             self.memo[index].replace(top)
-        } else if index <= self.memo.len() + 1024 {
-            self.memo.resize(index, None);
+        } else if index == self.memo.len() {
             self.memo.push(Some(top));
             None
         } else {
+            // Not CPython's numbering: ids far apart must not size a vector.
             self.sparse_memo.insert(id, top)
         };
         self.garbage.extend(old);
@@ -1592,6 +1592,28 @@ mod tests {
                 other => panic!("{pickle:?}: {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn memo_ids_far_apart_cost_one_entry_each() {
+        // LONG_BINPUT with ids 0, 1000, 2000 ...: no vector of a million slots.
+        let mut pickle = b"\x80\x02N".to_vec();
+        for i in 0..1000u32 {
+            pickle.push(b'r');
+            pickle.extend((i * 1000).to_le_bytes());
+        }
+        pickle.push(b'j');
+        pickle.extend(999_000u32.to_le_bytes());
+        pickle.push(b'.');
+        let mut machine = Machine::new(Input::raw(&pickle), options());
+        let root = machine.run().unwrap();
+        assert!(matches!(root, Obj::None));
+        assert!(machine.memo.len() + machine.sparse_memo.len() <= 1000);
+        assert!(
+            machine.memo.capacity() < 10_000,
+            "{}",
+            machine.memo.capacity()
+        );
     }
 
     #[test]
