@@ -924,7 +924,8 @@ impl<'a> Machine<'a> {
             self.memo[index].replace(top)
         } else if index == self.memo.len() {
             self.memo.push(Some(top));
-            None
+            // The same id may have been given out of order before.
+            self.sparse_memo.remove(&id)
         } else {
             // Not CPython's numbering: ids far apart must not size a vector.
             self.sparse_memo.insert(id, top)
