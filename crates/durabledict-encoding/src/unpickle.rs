@@ -1618,6 +1618,17 @@ mod tests {
     }
 
     #[test]
+    fn memoize_numbers_entries_as_cpython_counts_them() {
+        // Id 5 given out of order, then 0..=5 in order: six entries, so MEMOIZE gives id 6.
+        let mut pickle = b"\x80\x04Nq\x05".to_vec();
+        for i in 0..6u8 {
+            pickle.extend([b'K', i, b'q', i]);
+        }
+        pickle.extend(b"K\x07\x940h\x06.");
+        assert_eq!(decode(&pickle).unwrap(), Value::I64(7));
+    }
+
+    #[test]
     fn a_hostile_length_reserves_nothing() {
         // BINBYTES8 claiming 2^60 bytes in a 20-byte pickle.
         let pickle = b"\x80\x04\x8e\x00\x00\x00\x00\x00\x00\x00\x10.";
