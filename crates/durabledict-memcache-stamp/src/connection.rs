@@ -47,7 +47,7 @@ impl<W: std::io::Write> memcache::ToMemcacheValue<W> for PythonInt {
 /// in one or both, even when it reuses the pid (in a container).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct ServerIdentity {
-    pid: u64,
+    pid: i64,
     started: i64,
 }
 
@@ -107,21 +107,21 @@ impl std::fmt::Debug for Connection {
 }
 
 impl Connection {
-    /// Checks `addr` (`host:port`); connects at the first command.
+    /// A connection to `addr` (`host:port`), `None` when it is not one. Connects at the first
+    /// command.
     pub(crate) fn new(
         addr: String,
         pool_size: u32,
         connect_timeout: Duration,
         io_timeout: Duration,
-    ) -> Result<Self, String> {
+    ) -> Option<Self> {
         let timeout = io_timeout.as_secs_f64();
         let url = |query: &str| {
             Url::parse(&format!("memcache://{addr}?{query}&timeout={timeout}"))
                 .ok()
                 .filter(|url| url.host_str().is_some() && url.port().is_some())
-                .ok_or_else(|| format!("{addr:?} is not host:port"))
         };
-        Ok(Connection {
+        Some(Connection {
             url: url("protocol=ascii&tcp_nodelay=true")?,
             stats_url: url("tcp_nodelay=true")?,
             addr,
@@ -232,7 +232,7 @@ impl Connection {
         let number = |name: &str| stats.get(name).and_then(|v| v.trim().parse::<i64>().ok());
         match (number("pid"), number("time"), number("uptime")) {
             (Some(pid), Some(time), Some(uptime)) => Ok(ServerIdentity {
-                pid: pid.unsigned_abs(),
+                pid,
                 started: time - uptime,
             }),
             _ => Err(MemcacheError::Protocol(
@@ -348,7 +348,7 @@ mod tests {
     use super::*;
     use durabledict_test_servers::Memcached;
 
-    fn server(pid: u64, started: i64) -> ServerIdentity {
+    fn server(pid: i64, started: i64) -> ServerIdentity {
         ServerIdentity { pid, started }
     }
 
@@ -376,6 +376,7 @@ mod tests {
         let timeout = Duration::from_secs(2);
         let connection =
             Connection::new(memcached.addr().to_string(), 1, timeout, timeout).unwrap();
+        assert!(Connection::new("127.0.0.1".into(), 1, timeout, timeout).is_none());
         let first = connection.identity().unwrap();
         assert_eq!(connection.identity().unwrap(), first);
         memcached.restart().unwrap();

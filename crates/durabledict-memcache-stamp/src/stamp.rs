@@ -215,7 +215,7 @@ impl MemcacheStampBuilder {
         }
         let connection =
             Connection::new(addr, self.pool_size, self.connect_timeout, self.io_timeout)
-                .map_err(|_| not_an_address())?;
+                .ok_or_else(not_an_address)?;
         Ok(MemcacheStamp {
             connection: Arc::new(connection),
             key: key.into(),
