@@ -24,15 +24,19 @@ pub(crate) enum Pools {
 
 /// Runs `$body` with `$c` bound to a connection of the store's backend, through the pool's
 /// retrying [`run`](crate::pool::Pool::run). The body is written once and compiled per backend.
+/// `on_pool!(store, run_check, |c| …)` runs it as the stamp check.
 macro_rules! on_pool {
     ($store:expr, |$c:ident| $body:expr) => {
+        on_pool!($store, run, |$c| $body)
+    };
+    ($store:expr, $run:ident, |$c:ident| $body:expr) => {
         match &$store.inner.pools {
             #[cfg(feature = "sqlite")]
-            Pools::Sqlite(pool) => pool.run(|$c| $body),
+            Pools::Sqlite(pool) => pool.$run(|$c| $body),
             #[cfg(feature = "postgres")]
-            Pools::Postgres(pool) => pool.run(|$c| $body),
+            Pools::Postgres(pool) => pool.$run(|$c| $body),
             #[cfg(feature = "mysql")]
-            Pools::Mysql(pool) => pool.run(|$c| $body),
+            Pools::Mysql(pool) => pool.$run(|$c| $body),
         }
     };
 }
@@ -371,7 +375,9 @@ impl Store for SqlStore {
                     return Ok(None);
                 }
                 let keyspace = self.stamp_key();
-                Ok(on_pool!(self, |c| ops::last_updated(c, sql, keyspace))?)
+                Ok(on_pool!(self, run_check, |c| ops::last_updated(
+                    c, sql, keyspace
+                ))?)
             }
             StampMode::External(stamp) => stamp.get(),
         }
