@@ -98,8 +98,8 @@ pub enum DecodeError {
     /// safely (the checks that stop a few kilobytes from expanding into gigabytes).
     #[error("pickle exceeds a decoding limit: {0}")]
     Limit(String),
-    /// The pickle is well formed and safe but its contents do not fit the requested type,
-    /// or `serde-pickle` could not read it.
+    /// The pickle is well formed and safe but its contents do not fit the requested type (or a
+    /// dict key or set member is of an unhashable type).
     #[error("cannot unpickle: {}", PickleCause(.0))]
     Pickle(#[source] serde_pickle::Error),
     /// The bytes are not JSON, or not JSON of the requested shape.

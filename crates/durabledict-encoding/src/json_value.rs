@@ -7,7 +7,7 @@ use num_bigint::BigInt;
 use serde_pickle::{HashableValue, Value};
 
 use crate::error::{DecodeError, EncodeError};
-use crate::unpickle::{MAX_DEPTH, SURROGATE_BASE};
+use crate::unpickle::{MAX_DECIMAL_DIGITS, MAX_DEPTH, SURROGATE_BASE};
 
 // --- reading ---
 
@@ -172,8 +172,8 @@ impl Parser<'_> {
             return Ok(Value::I64(i));
         }
         // CPython 3.11+ refuses longer decimal integers (parsing them is quadratic).
-        if text.len() > 4300 {
-            return Err(self.error("an integer of more than 4300 digits"));
+        if text.len() > MAX_DECIMAL_DIGITS {
+            return Err(self.error("an integer of more digits than CPython reads"));
         }
         text.parse::<BigInt>()
             .map(Value::Int)

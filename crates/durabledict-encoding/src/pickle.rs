@@ -123,11 +123,11 @@ pub enum Surrogates {
 ///
 /// # Safety of decoding
 ///
-/// Decoding never executes anything. Before `serde-pickle` reads a pickle, its opcodes are
-/// walked and the pickle is refused with [`DecodeError::Refused`] if it names any global
-/// other than the few CPython uses for builtin data types (`set`, `frozenset`, `bytearray`,
-/// `bytes`, `_codecs.encode`, `collections.OrderedDict`), builds a class instance (`INST`,
-/// `OBJ`, `NEWOBJ`, `BUILD`), or uses the extension registry or persistent ids. So
+/// Decoding never executes anything. The decoder is a stack machine of this crate's own that
+/// computes itself what the few globals CPython uses for builtin data types return (`set`,
+/// `frozenset`, `bytearray`, `bytes`, `_codecs.encode`, `collections.OrderedDict`), and
+/// refuses a pickle with [`DecodeError::Refused`] when it meets any other global, a class
+/// instance (`INST`, `OBJ`, `NEWOBJ`, `BUILD`), the extension registry or a persistent id. So
 /// `os.system`, `builtins.eval`, `subprocess.Popen` and every other exploit pickle are refused,
 /// and so are pickles of any class, `datetime` and `Decimal` included.
 ///

@@ -2,14 +2,12 @@
 //! that text can carry lone surrogates (see [`Surrogates`](crate::Surrogates)), which
 //! `serde-pickle` cannot write.
 
-use std::mem;
-
 use num_bigint::BigInt;
 use serde_pickle::{HashableValue, Value};
 
 use crate::Protocol;
 use crate::error::DecodeError;
-use crate::unpickle::{MAX_DEPTH, SURROGATE_BASE};
+use crate::unpickle::{SURROGATE_BASE, int_cost, key_cost, too_deep, value_cost};
 
 /// Refuses a value the decoder would refuse (too deep, or larger than `max_size` decoded), so
 /// that a value that cannot be read back is never stored. Uses the decoder's size estimate.
@@ -24,28 +22,21 @@ pub(crate) fn check(value: &Value, max_size: u64) -> Result<(), Box<DecodeError>
     Ok(())
 }
 
-fn too_deep() -> Box<DecodeError> {
-    Box::new(DecodeError::Limit(format!(
-        "containers nest more than {MAX_DEPTH} deep"
-    )))
-}
-
 /// The decoder's estimate of `value`'s size; recursion stops at [`MAX_DEPTH`].
 fn size(value: &Value, depth: u32) -> Result<u64, Box<DecodeError>> {
-    let node = mem::size_of::<Value>() as u64;
-    let key = mem::size_of::<HashableValue>() as u64 + 16;
+    let key = key_cost();
     let container = |depth: u32| {
-        if depth >= MAX_DEPTH {
-            Err(too_deep())
+        if depth >= crate::unpickle::MAX_DEPTH {
+            Err(Box::new(too_deep()))
         } else {
             Ok(())
         }
     };
-    let mut total = node;
+    let mut total = value_cost();
     match value {
         Value::Bytes(b) => total += payload(b.len())?,
         Value::String(s) => total += payload(s.len())?,
-        Value::Int(n) => total += n.bits() / 8 + 8,
+        Value::Int(n) => total += int_cost(n),
         Value::List(items) | Value::Tuple(items) => {
             container(depth)?;
             for item in items {
@@ -85,10 +76,10 @@ fn hashable_size(value: &HashableValue, depth: u32) -> Result<u64, Box<DecodeErr
         HashableValue::Tuple(_) | HashableValue::FrozenSet(_) => {
             size(&value.clone().into_value(), depth)
         }
-        HashableValue::Bytes(b) => Ok(mem::size_of::<Value>() as u64 + payload(b.len())?),
-        HashableValue::String(s) => Ok(mem::size_of::<Value>() as u64 + payload(s.len())?),
-        HashableValue::Int(n) => Ok(mem::size_of::<Value>() as u64 + n.bits() / 8 + 8),
-        _ => Ok(mem::size_of::<Value>() as u64),
+        HashableValue::Bytes(b) => Ok(value_cost() + payload(b.len())?),
+        HashableValue::String(s) => Ok(value_cost() + payload(s.len())?),
+        HashableValue::Int(n) => Ok(value_cost() + int_cost(n)),
+        _ => Ok(value_cost()),
     }
 }
 

@@ -44,7 +44,7 @@ pub(crate) const MAX_DEPTH: u32 = 128;
 
 /// The longest decimal integer read from a protocol 0 line, as CPython 3.11+ (`sys.int_info`'s
 /// default `str_digits_check_threshold` is 640, its default limit 4300): parsing is quadratic.
-const MAX_DECIMAL_DIGITS: usize = 4300;
+pub(crate) const MAX_DECIMAL_DIGITS: usize = 4300;
 
 /// The first of the 2048 code points a lone surrogate U+D800 + k is read as, with
 /// [`Surrogates::PrivateUse`]: U+10F800 + k, the end of Supplementary Private Use Area-B.
@@ -69,12 +69,12 @@ pub(crate) fn from_base64(text: &[u8], options: Options) -> Result<Value, Decode
 }
 
 /// The size in bytes a [`Value`] is assumed to occupy, on top of its payload.
-fn value_cost() -> u64 {
+pub(crate) fn value_cost() -> u64 {
     mem::size_of::<Value>() as u64
 }
 
 /// The size a dict entry or set member is assumed to occupy beyond its value.
-fn key_cost() -> u64 {
+pub(crate) fn key_cost() -> u64 {
     mem::size_of::<HashableValue>() as u64 + 16
 }
 
@@ -1366,7 +1366,7 @@ fn measure(
         }
         Obj::Bytes(b) => size = size.saturating_add(b.borrow().len() as u64),
         Obj::Str(s) => size = size.saturating_add(s.borrow().len() as u64),
-        Obj::Int(n) => size = size.saturating_add(n.bits() / 8 + 8),
+        Obj::Int(n) => size = size.saturating_add(int_cost(n)),
         _ => {}
     }
     if obj.is_container() {
@@ -1380,7 +1380,12 @@ fn measure(
     Ok((size, height))
 }
 
-fn too_deep() -> DecodeError {
+/// What an integer beyond `i64` occupies beside its [`Value`].
+pub(crate) fn int_cost(n: &BigInt) -> u64 {
+    n.bits() / 8 + 8
+}
+
+pub(crate) fn too_deep() -> DecodeError {
     DecodeError::Limit(format!("containers nest more than {MAX_DEPTH} deep"))
 }
 
