@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
-use durabledict::ValueEncoding;
+use clap::{ArgAction, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+use durabledict::{Protocol, Python2Str, ValueEncoding};
 
 /// What `--help` says after the commands: the JSON forms and the exit codes.
 const AFTER_HELP: &str = "\
@@ -82,6 +82,23 @@ pub(crate) struct Cli {
     )]
     pub(crate) stamp_key: Option<String>,
 
+    /// How a Python 2 `str` in a stored pickle reads: text (UTF-8, as Python 3 reads it),
+    /// bytes (any bytes, printed as {"$bytes": ...}), or latin1 (each byte one character).
+    #[arg(long, env = "DURABLEDICT_PYTHON2_STR", default_value = "text", value_name = "HOW",
+          value_parser = parse_python2_str)]
+    pub(crate) python2_str: Python2Str,
+
+    /// The pickle protocol written: 3 (every Python 3 reads it), or 2, which Python 2 reads
+    /// too and where a value given as {"$bytes": ...} is a Python 2 `str` of those bytes.
+    #[arg(long, env = "DURABLEDICT_PICKLE_PROTOCOL", default_value = "3", value_name = "2|3",
+          value_parser = parse_protocol)]
+    pub(crate) pickle_protocol: Protocol,
+
+    /// Print the library's events on stderr: -v info, -vv debug, -vvv trace (filters as
+    /// RUST_LOG in DURABLEDICT_LOG, which -v overrides).
+    #[arg(short, long, action = ArgAction::Count, global = true)]
+    pub(crate) verbose: u8,
+
     #[command(subcommand)]
     pub(crate) command: Command,
 }
@@ -90,8 +107,8 @@ pub(crate) struct Cli {
 pub(crate) enum Command {
     /// Print the value of KEY as JSON.
     Get {
-        /// The key.
-        key: String,
+        #[command(flatten)]
+        name: Name,
     },
     /// Set KEY to VALUE, a JSON value (or a plain string with --str).
     Set {
@@ -106,8 +123,8 @@ pub(crate) enum Command {
     },
     /// Delete KEY.
     Del {
-        /// The key.
-        key: String,
+        #[command(flatten)]
+        name: Name,
     },
     /// Print the whole dict as one JSON object, keys sorted.
     List,
@@ -130,6 +147,18 @@ pub(crate) enum Command {
     },
     /// Print the store's last_updated stamp: an integer, or null.
     Stamp,
+}
+
+/// The entry `get` and `del` address: a key, or a raw name in base64.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub(crate) struct Name {
+    /// The key.
+    pub(crate) key: Option<String>,
+    /// The name in standard base64 instead of KEY: for a name that is not UTF-8 (a Redis
+    /// field a Python program wrote with d[b'\xff'] = ...), as `list` reports it.
+    #[arg(long, value_name = "B64")]
+    pub(crate) key_base64: Option<String>,
 }
 
 impl Cli {
@@ -158,6 +187,25 @@ impl Cli {
 fn parse_encoding(text: &str) -> Result<ValueEncoding, String> {
     text.parse()
         .map_err(|e: durabledict::UnknownEncoding| e.to_string())
+}
+
+fn parse_python2_str(text: &str) -> Result<Python2Str, String> {
+    match text.to_ascii_lowercase().as_str() {
+        "text" => Ok(Python2Str::Text),
+        "bytes" => Ok(Python2Str::Bytes),
+        "latin1" => Ok(Python2Str::Latin1),
+        _ => Err(format!("{text:?} is not one of text, bytes, latin1")),
+    }
+}
+
+fn parse_protocol(text: &str) -> Result<Protocol, String> {
+    match text.trim() {
+        "2" => Ok(Protocol::V2),
+        "3" => Ok(Protocol::V3),
+        _ => Err(format!(
+            "{text:?} is not a pickle protocol this writes: 2 or 3"
+        )),
+    }
 }
 
 /// The shortest `watch --interval`: checking more often only burns a core (a stamp check on

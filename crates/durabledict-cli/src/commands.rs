@@ -4,18 +4,23 @@
 //! empty database, and `stamp` shows a lost stamp as `null` instead of re-seeding it.
 //!
 //! Every command but `list` and `watch` touches only the keys it names, so a value elsewhere
-//! that cannot be decoded never stops an operator from fixing things.
+//! that cannot be decoded never stops an operator from fixing things; `list` and `watch` leave
+//! out (and tell on stderr) what they cannot read.
 
 use std::io::Read;
 use std::path::Path;
 
-use durabledict::{Encoding, OpenOptions, PickleValue, Store, ValueEncoding};
+use durabledict::{Encoding, Error, Op, OpenOptions, PickleValue, Store, SyncPolicy};
 
 use crate::cli::{Cli, Command};
 use crate::failure::{Failure, store_error};
 use crate::json_in::{self, JsonError};
 use crate::json_out;
+use crate::left_out::LeftOut;
+use crate::looking;
+use crate::name::{self, Name};
 use crate::output::print_line;
+use crate::values::Values;
 use crate::watch;
 
 pub(crate) fn run(cli: Cli) -> Result<(), Failure> {
@@ -27,9 +32,12 @@ pub(crate) fn run(cli: Cli) -> Result<(), Failure> {
         options = options.stamp_key(key.as_str());
     }
     let url = cli.store.as_str();
-    let encoding = cli.encoding;
+    let values = Values::new(cli.encoding, cli.python2_str, cli.pickle_protocol)?;
     match cli.command {
-        Command::Get { key } => get(&*reader(url, &options)?, encoding, &key),
+        Command::Get { name } => match Name::of(name)? {
+            Name::Key(key) => get(&*reader(url, &options)?, &values, &key),
+            Name::Raw(raw) => name::get_raw(url, &options, &values, &raw),
+        },
         Command::Set { key, value, string } => {
             let value = if string {
                 PickleValue::String(value)
@@ -41,38 +49,20 @@ pub(crate) fn run(cli: Cli) -> Result<(), Failure> {
                     JsonError::Form(msg) => Failure::Usage(format!("VALUE: {msg}")),
                 })?
             };
-            write(&*writer(url, &options)?, encoding, vec![(key, value)])
+            write(&*writer(url, &options)?, &values, vec![(key, value)])
         }
-        Command::Del { key } => {
-            // Looked for first, so that deleting a missing key creates nothing; a deletion
-            // is a write, and a write may need what only a prepared store has (the stamps
-            // table, on tables a Python program made).
-            let present = reader(url, &options)?
-                .get(&key)
-                .map_err(|e| store_error("delete", Some(&key), e))?;
-            if present.is_none() {
-                return Err(Failure::NotFound(key));
-            }
-            match writer(url, &options)?.depersist(&key) {
-                Ok(Some(_)) => Ok(()),
-                Ok(None) => Err(Failure::NotFound(key)),
-                Err(e) => Err(store_error("delete", Some(&key), e)),
-            }
-        }
-        Command::List => list(&*reader(url, &options)?, encoding),
+        Command::Del { name } => match Name::of(name)? {
+            Name::Key(key) => del(url, &options, &key),
+            Name::Raw(raw) => name::del_raw(url, &options, &raw),
+        },
+        Command::List => list(reader(url, &options)?, values),
         Command::Import { file } => {
             let entries = read_import(&file)?;
-            write(&*writer(url, &options)?, encoding, entries)
+            write(&*writer(url, &options)?, &values, entries)
         }
         Command::Watch { interval, count } => {
             let answering = watch::Answering::of(url);
-            watch::watch(
-                &*reader(url, &options)?,
-                encoding,
-                interval,
-                count,
-                answering,
-            )
+            watch::watch(reader(url, &options)?, values, interval, count, answering)
         }
         Command::Stamp => {
             let stamp = reader(url, &options)?
@@ -85,85 +75,121 @@ pub(crate) fn run(cli: Cli) -> Result<(), Failure> {
 
 /// The store for a command that writes, prepared: the SQLite file, table, keyspace and stamp
 /// are created when missing (nothing is bumped).
-fn writer(url: &str, options: &OpenOptions) -> Result<Box<dyn Store>, Failure> {
+pub(crate) fn writer(url: &str, options: &OpenOptions) -> Result<Box<dyn Store>, Failure> {
     let store = durabledict::open_store(url, options)?;
     store.init().map_err(|e| store_error("init", None, e))?;
     Ok(store)
 }
 
 /// The store as it is, for a command that reads: nothing is prepared, so nothing is created.
-fn reader(url: &str, options: &OpenOptions) -> Result<Box<dyn Store>, Failure> {
+pub(crate) fn reader(url: &str, options: &OpenOptions) -> Result<Box<dyn Store>, Failure> {
     Ok(durabledict::open_store(
         url,
         &options.clone().create_missing(false),
     )?)
 }
 
-/// The stored value of `key`, decoded.
-pub(crate) fn decode(
-    encoding: ValueEncoding,
-    key: &str,
-    bytes: &[u8],
-) -> Result<PickleValue, Failure> {
-    encoding.decode(bytes).map_err(|e| {
-        Failure::Store(format!(
-            "cannot decode the stored value of key {key:?} as {encoding}: {e}"
-        ))
+/// Deletes `key`. Looked for first, so that deleting a missing key creates nothing; a deletion
+/// is a write, and a write may need what only a prepared store has (the stamps table, on
+/// tables a Python program made).
+fn del(url: &str, options: &OpenOptions, key: &str) -> Result<(), Failure> {
+    let removal = |source| Error::Store {
+        op: Op::Remove,
+        key: Some(key.to_owned()),
+        source,
+    };
+    let present = reader(url, options)?.get(key).map_err(removal)?;
+    if present.is_none() {
+        return Err(Failure::NotFound(key.to_owned()));
+    }
+    match writer(url, options)?.depersist(key).map_err(removal)? {
+        Some(_) => Ok(()),
+        None => Err(Failure::NotFound(key.to_owned())),
+    }
+}
+
+/// The stored value of `key`, decoded; [`Error::Decode`] naming the key when it does not.
+pub(crate) fn decode(values: &Values, key: &str, bytes: &[u8]) -> Result<PickleValue, Error> {
+    values.decode(bytes).map_err(|source| Error::Decode {
+        key: key.to_owned(),
+        source,
     })
 }
 
-fn get(store: &dyn Store, encoding: ValueEncoding, key: &str) -> Result<(), Failure> {
+fn get(store: &dyn Store, values: &Values, key: &str) -> Result<(), Failure> {
     let bytes = store
         .get(key)
         .map_err(|e| store_error("get", Some(key), e))?
         .ok_or_else(|| Failure::NotFound(key.to_owned()))?;
-    print_line(&json_out::to_json(&decode(encoding, key, &bytes)?))
+    print_line(&json_out::to_json(&decode(values, key, &bytes)?))
 }
 
-fn list(store: &dyn Store, encoding: ValueEncoding) -> Result<(), Failure> {
-    let durables = store.durables().map_err(|e| store_error("list", None, e))?;
-    let mut entries = durables
-        .entries
+/// Prints every entry that can be read, through a dict (one load, as `-v` shows), and tells
+/// on stderr which it left out: a value that does not decode, a name that is not a key. What
+/// it left out does not make it fail (exit code 0): it is the command to find them with.
+fn list(store: Box<dyn Store>, values: Values) -> Result<(), Failure> {
+    let dict = looking::dict(store, values, SyncPolicy::Manual)?;
+    let snapshot = dict.snapshot()?;
+    let mut entries: Vec<(&str, &PickleValue)> = snapshot
         .iter()
-        .map(|(key, bytes)| Ok((key.as_str(), decode(encoding, key, bytes)?)))
-        .collect::<Result<Vec<_>, Failure>>()?;
+        .map(|(key, value)| (key, &**value))
+        .collect();
     entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
-    print_line(&json_out::object(entries.iter().map(|(k, v)| (*k, v))))
+    print_line(&json_out::object(entries))?;
+    let status = dict.status();
+    LeftOut::default().tell("list", &status.undecodable, &status.unreadable);
+    Ok(())
 }
 
 /// Writes the entries as one batch, after checking every key and encoding every value, as a
-/// dict does: nothing is written unless everything can be.
+/// dict does (and with its errors): nothing is written unless everything can be. (Not through
+/// a dict, whose building loads every entry: on ZooKeeper that is a request per key.)
 fn write(
     store: &dyn Store,
-    encoding: ValueEncoding,
+    values: &Values,
     entries: Vec<(String, PickleValue)>,
 ) -> Result<(), Failure> {
     let mut encoded = Vec::with_capacity(entries.len());
     for (key, value) in &entries {
-        store
-            .validate_key(key)
-            .map_err(|reason| Failure::Usage(format!("invalid key {key:?}: {reason}")))?;
-        let bytes = encoding.encode(value).map_err(|e| {
-            Failure::Store(format!(
-                "cannot encode the value for key {key:?} as {encoding}: {e}"
-            ))
-        })?;
-        if let Some(max) = store.max_value_len()
-            && bytes.len() > max
-        {
-            return Err(Failure::Store(format!(
-                "value for key {key:?} is {} bytes encoded, over the store's limit of {max}",
-                bytes.len()
-            )));
-        }
-        encoded.push((key.as_str(), bytes));
+        encoded.push((key.as_str(), encode(store, values, key, value)?));
     }
     let batch: Vec<(&str, &[u8])> = encoded.iter().map(|(k, v)| (*k, v.as_slice())).collect();
-    let key = (batch.len() == 1).then(|| batch[0].0);
+    let (op, key) = match batch.as_slice() {
+        [(key, _)] => (Op::Insert, Some((*key).to_owned())),
+        _ => (Op::Update, None),
+    };
     store
         .persist_many(&batch)
-        .map_err(|e| store_error("write", key, e))?;
+        .map_err(|source| Error::Store { op, key, source })?;
     Ok(())
+}
+
+/// `value` encoded for `key`, refused as a dict refuses it: a key the store cannot hold, a
+/// value the encoding cannot write, or one over the store's size limit.
+fn encode(
+    store: &dyn Store,
+    values: &Values,
+    key: &str,
+    value: &PickleValue,
+) -> Result<Vec<u8>, Error> {
+    store
+        .validate_key(key)
+        .map_err(|reason| Error::InvalidKey {
+            key: key.to_owned(),
+            reason,
+        })?;
+    let bytes = values.encode(value).map_err(|source| Error::Encode {
+        key: key.to_owned(),
+        source,
+    })?;
+    match store.max_value_len() {
+        Some(max) if bytes.len() > max => Err(Error::ValueTooLarge {
+            key: key.to_owned(),
+            len: bytes.len(),
+            max,
+        }),
+        _ => Ok(bytes),
+    }
 }
 
 fn read_import(file: &Path) -> Result<Vec<(String, PickleValue)>, Failure> {
