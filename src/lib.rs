@@ -44,7 +44,8 @@ pub use durabledict_core::{
     StoreError, StoreErrorKind, Subscription, SyncPolicy, clock_seed,
 };
 pub use durabledict_encoding::{
-    DynamicPickle, Fallback, Json, Pickle, PickleHashableValue, PickleValue, Protocol, Python2Str,
+    DEFAULT_MAX_DECODED_SIZE, DynamicJson, DynamicPickle, Fallback, Json, Pickle,
+    PickleHashableValue, PickleValue, Protocol, Python2Str, Surrogates,
 };
 pub use open::{
     DEFAULT_KEYSPACE, OpenError, OpenOptions, UnknownEncoding, ValueEncoding, open, open_store,

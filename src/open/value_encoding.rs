@@ -1,23 +1,21 @@
 //! [`ValueEncoding`]: an encoding of arbitrary Python values chosen by name at run time.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
 use durabledict_core::{BoxError, Encoding};
-use durabledict_encoding::{DynamicPickle, Json};
-use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
-use serde::ser::{self, Serialize, SerializeMap, SerializeSeq, Serializer};
+use durabledict_encoding::{DynamicJson, DynamicPickle};
 
-use crate::{PickleHashableValue, PickleValue};
+use crate::PickleValue;
 
 /// How [`open`](crate::open) stores values, chosen at run time (`"pickle"`, `"json"`,
 /// `"raw"`), for a dict of [`PickleValue`]s.
 ///
 /// - `Pickle`: [`DynamicPickle`], Python durabledict's default; every Python value.
-/// - `Json`: UTF-8 JSON text, like Python's `JSONEncoding`. Tuples and sets are written as
-///   arrays; bytes, dicts with non-string keys, NaN and infinities, and integers beyond 128
-///   bits have no JSON form and are refused. Integers beyond 64 bits read back as floats.
+/// - `Json`: UTF-8 JSON text, like Python's `JSONEncoding` ([`DynamicJson`]): integers keep
+///   every digit both ways, `NaN` / `Infinity` / `-Infinity` are read and written as Python's
+///   `json` does, tuples and sets are written as arrays; bytes and dicts with non-string keys
+///   have no JSON form and are refused.
 /// - `Raw`: the bytes as they are, like Python's `NoOpEncoding`; a string is written as UTF-8.
 ///   A stored value reads as a string when it is UTF-8, as bytes otherwise. Only strings and
 ///   bytes can be written.
@@ -94,8 +92,7 @@ impl Encoding<PickleValue> for ValueEncoding {
     fn encode(&self, value: &PickleValue) -> Result<Vec<u8>, BoxError> {
         match self {
             ValueEncoding::Pickle => DynamicPickle::new().encode(value),
-            // Json<V> takes an owned V; values are small settings, so the copy is cheap.
-            ValueEncoding::Json => Json::<JsonForm>::new().encode(&JsonForm(value.clone())),
+            ValueEncoding::Json => DynamicJson::new().encode(value),
             ValueEncoding::Raw => match value {
                 PickleValue::String(s) => Ok(s.as_bytes().to_vec()),
                 PickleValue::Bytes(b) => Ok(b.clone()),
@@ -111,7 +108,7 @@ impl Encoding<PickleValue> for ValueEncoding {
     fn decode(&self, bytes: &[u8]) -> Result<PickleValue, BoxError> {
         match self {
             ValueEncoding::Pickle => DynamicPickle::new().decode(bytes),
-            ValueEncoding::Json => Ok(Json::<JsonForm>::new().decode(bytes)?.0),
+            ValueEncoding::Json => DynamicJson::new().decode(bytes),
             ValueEncoding::Raw => Ok(match std::str::from_utf8(bytes) {
                 Ok(text) => PickleValue::String(text.to_owned()),
                 Err(_) => PickleValue::Bytes(bytes.to_vec()),
@@ -137,151 +134,13 @@ fn type_name(value: &PickleValue) -> &'static str {
     }
 }
 
-/// A value in its JSON form: what Python's `json.dumps` writes for it, and back.
-struct JsonForm(PickleValue);
-
-struct Ref<'a>(&'a PickleValue);
-struct HashableRef<'a>(&'a PickleHashableValue);
-
-impl Serialize for JsonForm {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        Ref(&self.0).serialize(serializer)
-    }
-}
-
-fn no_json_form<E: ser::Error>(what: &str) -> E {
-    E::custom(format_args!(
-        "{what} has no JSON form; store it with the pickle encoding"
-    ))
-}
-
-impl Serialize for Ref<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        match self.0 {
-            PickleValue::None => serializer.serialize_unit(),
-            PickleValue::Bool(b) => serializer.serialize_bool(*b),
-            PickleValue::I64(i) => serializer.serialize_i64(*i),
-            PickleValue::Int(big) => match i128::try_from(big) {
-                Ok(i) => serializer.serialize_i128(i),
-                Err(_) => Err(no_json_form("an integer beyond 128 bits")),
-            },
-            PickleValue::F64(f) if f.is_finite() => serializer.serialize_f64(*f),
-            PickleValue::F64(_) => Err(no_json_form("a NaN or infinite float")),
-            PickleValue::Bytes(_) => Err(no_json_form("bytes")),
-            PickleValue::String(s) => serializer.serialize_str(s),
-            PickleValue::List(items) | PickleValue::Tuple(items) => {
-                let mut seq = serializer.serialize_seq(Some(items.len()))?;
-                for item in items {
-                    seq.serialize_element(&Ref(item))?;
-                }
-                seq.end()
-            }
-            PickleValue::Set(items) | PickleValue::FrozenSet(items) => {
-                let mut seq = serializer.serialize_seq(Some(items.len()))?;
-                for item in items {
-                    seq.serialize_element(&HashableRef(item))?;
-                }
-                seq.end()
-            }
-            PickleValue::Dict(entries) => {
-                let mut map = serializer.serialize_map(Some(entries.len()))?;
-                for (key, value) in entries {
-                    let PickleHashableValue::String(key) = key else {
-                        return Err(no_json_form("a dict with keys other than strings"));
-                    };
-                    map.serialize_entry(key, &Ref(value))?;
-                }
-                map.end()
-            }
-        }
-    }
-}
-
-impl Serialize for HashableRef<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        Ref(&self.0.clone().into_value()).serialize(serializer)
-    }
-}
-
-impl<'de> Deserialize<'de> for JsonForm {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(JsonVisitor).map(JsonForm)
-    }
-}
-
-struct JsonVisitor;
-
-impl<'de> Visitor<'de> for JsonVisitor {
-    type Value = PickleValue;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON value")
-    }
-
-    fn visit_unit<E: de::Error>(self) -> Result<PickleValue, E> {
-        Ok(PickleValue::None)
-    }
-
-    fn visit_none<E: de::Error>(self) -> Result<PickleValue, E> {
-        Ok(PickleValue::None)
-    }
-
-    fn visit_bool<E: de::Error>(self, b: bool) -> Result<PickleValue, E> {
-        Ok(PickleValue::Bool(b))
-    }
-
-    fn visit_i64<E: de::Error>(self, i: i64) -> Result<PickleValue, E> {
-        Ok(PickleValue::I64(i))
-    }
-
-    fn visit_u64<E: de::Error>(self, u: u64) -> Result<PickleValue, E> {
-        Ok(match i64::try_from(u) {
-            Ok(i) => PickleValue::I64(i),
-            Err(_) => PickleValue::Int(u.into()),
-        })
-    }
-
-    fn visit_i128<E: de::Error>(self, i: i128) -> Result<PickleValue, E> {
-        Ok(PickleValue::Int(i.into()))
-    }
-
-    fn visit_u128<E: de::Error>(self, u: u128) -> Result<PickleValue, E> {
-        Ok(PickleValue::Int(u.into()))
-    }
-
-    fn visit_f64<E: de::Error>(self, f: f64) -> Result<PickleValue, E> {
-        Ok(PickleValue::F64(f))
-    }
-
-    fn visit_str<E: de::Error>(self, s: &str) -> Result<PickleValue, E> {
-        Ok(PickleValue::String(s.to_owned()))
-    }
-
-    fn visit_string<E: de::Error>(self, s: String) -> Result<PickleValue, E> {
-        Ok(PickleValue::String(s))
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<PickleValue, A::Error> {
-        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
-        while let Some(JsonForm(item)) = seq.next_element()? {
-            items.push(item);
-        }
-        Ok(PickleValue::List(items))
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<PickleValue, A::Error> {
-        let mut entries = BTreeMap::new();
-        while let Some((key, JsonForm(value))) = map.next_entry::<String, JsonForm>()? {
-            entries.insert(PickleHashableValue::String(key), value);
-        }
-        Ok(PickleValue::Dict(entries))
-    }
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
+    use crate::PickleHashableValue;
 
     fn s(text: &str) -> PickleValue {
         PickleValue::String(text.into())
@@ -334,8 +193,6 @@ mod tests {
         let json = ValueEncoding::Json;
         for value in [
             PickleValue::Bytes(b"x".to_vec()),
-            PickleValue::F64(f64::NAN),
-            PickleValue::F64(f64::INFINITY),
             PickleValue::Dict(BTreeMap::from([(
                 PickleHashableValue::I64(1),
                 PickleValue::None,
@@ -343,6 +200,22 @@ mod tests {
         ] {
             let err = json.encode(&value).unwrap_err();
             assert!(err.to_string().contains("no JSON form"), "{value:?}: {err}");
+        }
+    }
+
+    /// Python's `json.dumps(2**200)`, `json.dumps(float("nan"))` and friends round-trip
+    /// exactly (issue: integers beyond 64 bits came back as floats, NaN was refused).
+    #[test]
+    fn json_keeps_big_integers_and_non_finite_floats() {
+        let json = ValueEncoding::Json;
+        let big = "1606938044258990275541962092341162602522202993782792835301376";
+        let value = json.decode(big.as_bytes()).unwrap();
+        assert!(matches!(value, PickleValue::Int(_)), "{value:?}");
+        assert_eq!(json.encode(&value).unwrap(), big.as_bytes());
+        for token in ["NaN", "Infinity", "-Infinity"] {
+            let value = json.decode(token.as_bytes()).unwrap();
+            assert!(matches!(value, PickleValue::F64(_)), "{value:?}");
+            assert_eq!(json.encode(&value).unwrap(), token.as_bytes());
         }
     }
 
