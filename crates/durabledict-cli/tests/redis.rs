@@ -274,3 +274,254 @@ fn reading_commands_create_nothing() {
     assert_eq!(cli(&["get", "a"]).ok(), "1");
     assert_eq!(cli(&["stamp"]).ok(), "null");
 }
+
+/// What Python durabledict does for `d[name] = value`: HSET of the pickled value, INCR of
+/// the stamp, in one MULTI.
+fn python_style_set(url: &str, ks: &str, name: &[u8], stored: &str) {
+    let mut con = raw(url);
+    let _: () = redis::pipe()
+        .atomic()
+        .cmd("HSET")
+        .arg(ks)
+        .arg(name)
+        .arg(stored)
+        .ignore()
+        .cmd("INCR")
+        .arg(format!("{ks}last_updated"))
+        .ignore()
+        .query(&mut con)
+        .unwrap();
+}
+
+/// `base64.encodebytes(pickle.dumps("x", 3))`.
+const PICKLED_X: &str = "gANYAQAAAHhxAC4=\n";
+
+/// Python's `d[b'\xff'] = 'x'` (a field that is not UTF-8) and a value that is not a pickle
+/// used to make `list` and `watch` exit 3, and the field could not be deleted. Now `list`
+/// prints every other key and tells both on stderr (exit 0), `get` and `del` address the field
+/// by `--key-base64`, and `watch` keeps going.
+#[test]
+fn a_field_that_is_not_utf8_and_an_undecodable_value_hide_no_other_key() {
+    let url = server().url();
+    let ks = keyspace("rawname");
+    let d = dir();
+    let args = ["--store", url.as_str(), "--keyspace", ks.as_str()];
+    let cli = |more: &[&str]| run(d.path(), &[&args[..], more].concat());
+    cli(&["set", "a", "1"]).ok();
+    python_style_set(&url, &ks, b"\xff", PICKLED_X);
+    python_style_set(&url, &ks, b"bad", "not a pickle");
+
+    let list = cli(&["list"]);
+    assert_eq!(list.ok(), r#"{"a":1}"#);
+    assert!(
+        list.stderr
+            .contains("left out key \"bad\": its stored value does not decode"),
+        "{list:?}"
+    );
+    assert!(
+        list.stderr
+            .contains("its name in base64 is /w== (get or del it with --key-base64 /w==)"),
+        "{list:?}"
+    );
+    assert_eq!(cli(&["get", "--key-base64", "/w=="]).ok(), r#""x""#);
+    cli(&["get", "bad"]).fails(3, "cannot decode the stored value of key \"bad\"");
+    // Base64 of UTF-8 is the ordinary key.
+    assert_eq!(cli(&["get", "--key-base64", "YQ=="]).ok(), "1");
+
+    let watcher = Watcher::start(
+        command(d.path()),
+        &[&args[..], &["watch", "--interval", "50ms"]].concat(),
+    );
+    let stderr = watcher.stderr();
+    assert!(stderr.contains("--key-base64 /w=="), "{stderr}");
+    assert!(stderr.contains("left out key \"bad\""), "{stderr}");
+    cli(&["set", "a", "2"]).ok();
+    let wait = Duration::from_secs(10);
+    assert_eq!(watcher.next_line(wait), r#"{"key":"a","old":1,"new":2}"#);
+
+    let stamp: i64 = cli(&["stamp"]).ok().parse().unwrap();
+    cli(&["del", "--key-base64", "/w=="]).ok();
+    assert_eq!(cli(&["stamp"]).ok(), (stamp + 1).to_string(), "one bump");
+    let mut con = raw(&url);
+    let exists: i64 = redis::cmd("HEXISTS")
+        .arg(&ks)
+        .arg(b"\xff")
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(exists, 0);
+    cli(&["del", "--key-base64", "/w=="]).fails(1, "key not found: /w== (base64; not UTF-8)");
+    cli(&["get", "--key-base64", "/w=="]).fails(1, "key not found: /w== (base64; not UTF-8)");
+    cli(&["del", "bad"]).ok();
+    let list = cli(&["list"]);
+    assert_eq!(list.ok(), r#"{"a":2}"#);
+    assert_eq!(list.stderr, "");
+    // Heard by the watcher too, and no line for the name that is not a key.
+    watcher.no_line_for(Duration::from_millis(300));
+}
+
+#[test]
+fn key_base64_is_checked() {
+    let url = server().url();
+    let d = dir();
+    run(
+        d.path(),
+        &["--store", &url, "get", "--key-base64", "not base64!"],
+    )
+    .fails(2, "--key-base64 \"not base64!\" is not standard base64");
+    run(
+        d.path(),
+        &["--store", &url, "get", "k", "--key-base64", "/w=="],
+    )
+    .fails(2, "cannot be used with");
+    let sqlite = format!("sqlite:{}", d.path().join("s.db").display());
+    run(d.path(), &["--store", &sqlite, "set", "k", "1"]).ok();
+    for command in ["get", "del"] {
+        run(d.path(), &["--store", &sqlite, command, "--key-base64", "/w=="]).fails(
+            2,
+            "the name /w== (base64; not UTF-8) is not UTF-8: only a Redis hash can hold such a name",
+        );
+    }
+    assert_eq!(
+        run(
+            d.path(),
+            &["--store", &sqlite, "get", "--key-base64", "aw=="]
+        )
+        .ok(),
+        "1"
+    );
+}
+
+/// `-vv` prints the library's events on stderr, the reload span with its fields among them;
+/// stdout stays the command's output.
+#[test]
+fn verbose_prints_the_librarys_events_on_stderr() {
+    let url = server().url();
+    let ks = keyspace("verbose");
+    let d = dir();
+    let args = ["--store", url.as_str(), "--keyspace", ks.as_str()];
+    let cli = |more: &[&str]| run(d.path(), &[&args[..], more].concat());
+    cli(&["set", "a", "1"]).ok();
+    let quiet = cli(&["list"]);
+    assert_eq!((quiet.ok(), quiet.stderr.as_str()), (r#"{"a":1}"#, ""));
+    let list = cli(&["-vv", "list"]);
+    assert_eq!(list.ok(), r#"{"a":1}"#);
+    for needle in [
+        "durabledict::dict",
+        "reload{",
+        &format!("keyspace={ks}"),
+        "keys=1",
+    ] {
+        assert!(list.stderr.contains(needle), "{needle}: {list:?}");
+    }
+    // `-v` is info: a plain load tells nothing at that level.
+    assert_eq!(cli(&["list", "-v"]).stderr, "");
+    let stamp = cli(&["-vvv", "stamp"]);
+    assert!(stamp.ok().chars().all(|c| c.is_ascii_digit()), "{stamp:?}");
+    let mut cmd = command(d.path());
+    cmd.env("DURABLEDICT_LOG", "durabledict=debug");
+    let logged = run_with(cmd, &[&args[..], &["list"]].concat(), None);
+    assert!(logged.stderr.contains("reload{"), "{logged:?}");
+    let mut cmd = command(d.path());
+    cmd.env("DURABLEDICT_LOG", "durabledict=loud");
+    run_with(cmd, &[&args[..], &["list"]].concat(), None)
+        .fails(2, "invalid DURABLEDICT_LOG filter");
+}
+
+/// Redis pushes changes (client tracking): `watch` prints one at once, even when it would
+/// check only every 10 s, and again after its feed connection was killed.
+#[test]
+fn watch_prints_a_change_at_once_through_the_feed() {
+    let url = server().url();
+    let ks = keyspace("feed");
+    let d = dir();
+    let args = ["--store", url.as_str(), "--keyspace", ks.as_str()];
+    run(d.path(), &[&args[..], &["set", "a", "1"]].concat()).ok();
+    let watcher = Watcher::start(
+        command(d.path()),
+        &[&args[..], &["watch", "--interval", "10s"]].concat(),
+    );
+    let stderr = watcher.stderr();
+    assert!(stderr.contains("told of changes by the store's feed"), "{stderr}");
+    let soon = Duration::from_secs(3);
+    python_style_set(&url, &ks, b"b", PICKLED_X);
+    assert_eq!(watcher.next_line(soon), r#"{"key":"b","new":"x"}"#);
+    run(d.path(), &[&args[..], &["set", "a", "2"]].concat()).ok();
+    assert_eq!(watcher.next_line(soon), r#"{"key":"a","old":1,"new":2}"#);
+
+    let name = durabledict::redis::RedisStore::open(&url, &ks)
+        .unwrap()
+        .feed_client_name();
+    let mut con = raw(&url);
+    let clients: String = redis::cmd("CLIENT").arg("LIST").query(&mut con).unwrap();
+    let id = clients
+        .lines()
+        .find(|line| line.contains(&format!(" name={name} ")))
+        .and_then(|line| line.strip_prefix("id="))
+        .and_then(|rest| rest.split(' ').next())
+        .unwrap_or_else(|| panic!("no feed connection {name} in {clients}"))
+        .to_owned();
+    let _: i64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("ID")
+        .arg(&id)
+        .query(&mut con)
+        .unwrap();
+    python_style_set(&url, &ks, b"c", PICKLED_X);
+    assert_eq!(watcher.next_line(soon), r#"{"key":"c","new":"x"}"#);
+    run(d.path(), &[&args[..], &["del", "b"]].concat()).ok();
+    assert_eq!(watcher.next_line(soon), r#"{"key":"b","old":"x"}"#);
+    watcher.no_line_for(Duration::from_millis(300));
+}
+
+/// A Python 2 `str` of bytes that are not UTF-8 (`'U\x01\xe9'`): read as bytes or latin1 on
+/// request (as text it cannot be), and written with protocol 2 as Python 2 writes a `str`
+/// (`_codecs.encode(…, 'latin1')`), which CPython 3 unpickles as those bytes.
+#[test]
+fn a_python2_str_of_any_bytes_is_read_and_written() {
+    let url = server().url();
+    let ks = keyspace("py2");
+    let d = dir();
+    let args = ["--store", url.as_str(), "--keyspace", ks.as_str()];
+    let cli = |more: &[&str]| run(d.path(), &[&args[..], more].concat());
+    // Python 2 durabledict: d['s'] = 'U\x01\xe9' (pickle.dumps(v, 2), base64 lines).
+    python_style_set(&url, &ks, b"s", "gAJVA1UB6XEALg==\n");
+    cli(&["get", "s"]).fails(3, "a Python 2 str is not UTF-8");
+    let bytes = ["--python2-str", "bytes"];
+    assert_eq!(
+        cli(&[&bytes[..], &["get", "s"]].concat()).ok(),
+        r#"{"$bytes":"VQHp"}"#
+    );
+    assert_eq!(
+        cli(&["--python2-str", "latin1", "get", "s"]).ok(),
+        r#""U\u0001é""#
+    );
+    cli(&["--pickle-protocol", "2", "set", "t", r#"{"$bytes":"VQHp"}"#]).ok();
+    let mut con = raw(&url);
+    let stored: String = redis::cmd("HGET")
+        .arg(&ks)
+        .arg("t")
+        .query(&mut con)
+        .unwrap();
+    let script = r#"
+import base64, pickle, pickletools, sys
+raw = base64.decodebytes(sys.argv[1].encode())
+names = [arg for op, arg, _ in pickletools.genops(raw) if op.name == "GLOBAL"]
+print(raw[:2] == b"\x80\x02", pickle.loads(raw) == b"U\x01\xe9", names)
+"#;
+    assert_eq!(
+        python(script, &[&stored]).trim(),
+        "True True ['_codecs encode']"
+    );
+    assert_eq!(
+        cli(&[&bytes[..], &["get", "t"]].concat()).ok(),
+        r#"{"$bytes":"VQHp"}"#
+    );
+    run(
+        d.path(),
+        &["--encoding", "json", "--pickle-protocol", "2", "get", "t"],
+    )
+    .fails(
+        2,
+        "--python2-str and --pickle-protocol apply to --encoding pickle, not json",
+    );
+}
