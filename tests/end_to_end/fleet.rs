@@ -5,6 +5,7 @@
 
 use std::time::Instant;
 
+use durabledict::PickleValue;
 use serde_json::{Value, json};
 
 use crate::contents::{self, Dict};
@@ -16,7 +17,7 @@ use crate::servers;
 const WRITERS: usize = 4;
 
 /// Where a fleet writes.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Target {
     pub url: String,
     /// A memcached stamp URL, for SQL stores.
@@ -24,6 +25,40 @@ pub struct Target {
     /// Whether dicts are told of changes by a feed (ZooKeeper watches) rather than reading
     /// the stamp on every read: then a change is seen once its notification arrives.
     pub fed: bool,
+    /// A directory the store lives in (SQLite), kept while the fleet runs.
+    pub dir: Option<tempfile::TempDir>,
+}
+
+impl Target {
+    fn new(url: String) -> Target {
+        Target {
+            url,
+            stamp: None,
+            fed: false,
+            dir: None,
+        }
+    }
+
+    /// A new SQLite file in a directory of its own.
+    #[cfg(feature = "sqlite")]
+    fn sqlite() -> Target {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite:{}", dir.path().join("fleet.db").display());
+        Target {
+            dir: Some(dir),
+            ..Target::new(url)
+        }
+    }
+}
+
+/// How the fleet starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Start {
+    /// The keyspace exists (the parent made it) before the members open it.
+    Warm,
+    /// Every member, and the parent, open the keyspace at once, which nobody made yet: the
+    /// table, the stamp, the file, the znode are made by whoever comes first.
+    Cold,
 }
 
 fn open(url: &str, keyspace: &str, stamp: Option<&str>) -> Dict {
@@ -41,13 +76,24 @@ fn open(url: &str, keyspace: &str, stamp: Option<&str>) -> Dict {
 pub fn writer(job: &Value) {
     let url = job["url"].as_str().unwrap();
     let worker = usize::try_from(job["worker"].as_u64().unwrap()).unwrap();
-    let dict = open(
-        url,
-        job["keyspace"].as_str().unwrap(),
-        job["stamp"].as_str(),
-    );
-    member::say("ready", "");
-    assert_eq!(member::hear(), "go");
+    let open = || {
+        open(
+            url,
+            job["keyspace"].as_str().unwrap(),
+            job["stamp"].as_str(),
+        )
+    };
+    let dict = if job["cold"].as_bool() == Some(true) {
+        // Every member opens a keyspace nobody made yet, at once.
+        member::say("ready", "");
+        assert_eq!(member::hear(), "go");
+        open()
+    } else {
+        let dict = open();
+        member::say("ready", "");
+        assert_eq!(member::hear(), "go");
+        dict
+    };
     let first = program::run(&dict, worker);
     member::say("first", &format!("{first:?}"));
     // How often others' writes made this dict load everything again while it wrote.
@@ -103,20 +149,29 @@ pub fn expect_contents(members: &mut [Member], want: &str, fed: bool) -> Vec<u32
 
 /// Runs the fleet test `test` (this function's caller): as a member, the job; as the parent,
 /// the fleet on `target()`.
-fn fleet(test: &str, target: impl FnOnce() -> Target) {
+fn fleet(test: &str, start: Start, target: impl FnOnce() -> Target) {
     if let Some(job) = member::job() {
         return writer(&job);
     }
-    let Target { url, stamp, fed } = target();
+    let Target {
+        url,
+        stamp,
+        fed,
+        dir: _dir,
+    } = target();
     let keyspace = servers::keyspace("fleet");
     let started = Instant::now();
-    let watcher = open(&url, &keyspace, stamp.as_deref());
-    assert!(watcher.is_empty().unwrap());
+    let open_watcher = || open(&url, &keyspace, stamp.as_deref());
+    let mut watcher = (start == Start::Warm).then(open_watcher);
+    if let Some(watcher) = &watcher {
+        assert!(watcher.is_empty().unwrap());
+    }
 
     let mut members: Vec<Member> = (0..WRITERS)
         .map(|worker| {
             let job = json!({
                 "url": url, "keyspace": keyspace, "stamp": stamp, "worker": worker,
+                "cold": start == Start::Cold,
             });
             Member::spawn(test, &format!("writer {worker}"), &job)
         })
@@ -128,6 +183,8 @@ fn fleet(test: &str, target: impl FnOnce() -> Target) {
     for member in &mut members {
         member.send("go");
     }
+    // Cold: the parent's dict opens while the members open theirs and start writing.
+    let watcher = watcher.get_or_insert_with(open_watcher);
     let answers: Vec<String> = members.iter_mut().map(|m| m.expect("first")).collect();
     let wrote = writing.elapsed();
     let reloads: Vec<String> = members.iter_mut().map(|m| m.expect("reloads")).collect();
@@ -137,87 +194,194 @@ fn fleet(test: &str, target: impl FnOnce() -> Target) {
     program::check(&got, WRITERS, &answers);
     let want = contents::render(&got);
     let reads = expect_contents(&mut members, &want, fed);
-    contents::assert_holds(&watcher, &want, fed);
+    contents::assert_holds(watcher, &want, fed);
     for member in members {
         member.finish();
     }
     eprintln!(
-        "{test}: {WRITERS} processes wrote {} keys in {wrote:?} ({:?} in all); \
+        "{test}: {WRITERS} processes ({start:?} start) wrote {} keys in {wrote:?} ({:?} in all); \
          reloads while writing {reloads:?}; reads to see the end {reads:?}",
         got.len(),
         started.elapsed()
     );
 }
 
-#[cfg(feature = "redis")]
-#[test]
-fn redis_fleet_converges() {
-    fleet(
-        &member::test_name(module_path!(), "redis_fleet_converges"),
-        || Target {
-            url: servers::redis().url(None),
-            stamp: None,
-            fed: false,
-        },
-    );
+/// One fleet test: `$name` runs the fleet started `$start` on `$target`.
+macro_rules! fleet_test {
+    ($(#[$cfg:meta])* $name:ident, $start:expr, $target:expr) => {
+        $(#[$cfg])*
+        #[test]
+        fn $name() {
+            fleet(
+                &member::test_name(module_path!(), stringify!($name)),
+                $start,
+                || $target,
+            );
+        }
+    };
 }
 
-#[cfg(all(feature = "sqlite", feature = "memcache"))]
+fleet_test!(
+    #[cfg(feature = "redis")]
+    redis_fleet_converges,
+    Start::Warm,
+    Target::new(servers::redis().url(None))
+);
+
+fleet_test!(
+    #[cfg(feature = "redis")]
+    redis_fleet_starting_cold_converges,
+    Start::Cold,
+    Target::new(servers::redis().url(None))
+);
+
+fleet_test!(
+    #[cfg(all(feature = "sqlite", feature = "memcache"))]
+    sqlite_with_a_memcached_stamp_fleet_converges,
+    Start::Warm,
+    Target {
+        stamp: Some(servers::memcached().url()),
+        ..Target::sqlite()
+    }
+);
+
+fleet_test!(
+    #[cfg(all(feature = "sqlite", feature = "memcache"))]
+    sqlite_with_a_memcached_stamp_fleet_starting_cold_converges,
+    Start::Cold,
+    Target {
+        stamp: Some(servers::memcached().url()),
+        ..Target::sqlite()
+    }
+);
+
+fleet_test!(
+    #[cfg(feature = "sqlite")]
+    sqlite_fleet_starting_cold_converges,
+    Start::Cold,
+    Target::sqlite()
+);
+
+fleet_test!(
+    #[cfg(feature = "postgres")]
+    postgres_fleet_converges,
+    Start::Warm,
+    Target::new(servers::postgres().url())
+);
+
+fleet_test!(
+    #[cfg(feature = "postgres")]
+    postgres_fleet_starting_cold_converges,
+    Start::Cold,
+    Target::new(servers::postgres().url())
+);
+
+fleet_test!(
+    #[cfg(feature = "mysql")]
+    mysql_fleet_converges,
+    Start::Warm,
+    Target::new(servers::mariadb().url())
+);
+
+fleet_test!(
+    #[cfg(feature = "mysql")]
+    mysql_fleet_starting_cold_converges,
+    Start::Cold,
+    Target::new(servers::mariadb().url())
+);
+
+fleet_test!(
+    #[cfg(feature = "zookeeper")]
+    zookeeper_fleet_converges,
+    Start::Warm,
+    Target {
+        fed: true,
+        ..Target::new(format!("zk://{}", servers::zookeeper()))
+    }
+);
+
+fleet_test!(
+    #[cfg(feature = "zookeeper")]
+    zookeeper_fleet_starting_cold_converges,
+    Start::Cold,
+    Target {
+        fed: true,
+        ..Target::new(format!("zk://{}", servers::zookeeper()))
+    }
+);
+
+/// Processes that start together open an SQLite file nobody made yet at the same moment, as
+/// a fleet starting on a new database does: every one must open it (the file, its table and
+/// stamp are made once, by whoever comes first; the others wait for its lock, up to the busy
+/// timeout). Many rounds, each on a new file, as the race is short. (Threads do not show
+/// this: SQLite's locks are per process.)
+#[cfg(feature = "sqlite")]
 #[test]
-fn sqlite_with_a_memcached_stamp_fleet_converges() {
-    // Every member opens the same file; the directory outlives them (the parent waits).
-    static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
-    fleet(
-        &member::test_name(
-            module_path!(),
-            "sqlite_with_a_memcached_stamp_fleet_converges",
-        ),
-        || {
-            let dir = DIR.get_or_init(|| tempfile::tempdir().unwrap());
-            Target {
-                url: format!("sqlite:{}", dir.path().join("fleet.db").display()),
-                stamp: Some(servers::memcached().url()),
-                fed: false,
+fn processes_opening_a_new_sqlite_file_at_once_all_open_it() {
+    const OPENERS: usize = 4;
+    const ROUNDS: usize = 40;
+    if let Some(job) = member::job() {
+        let keyspace = job["keyspace"].as_str().unwrap();
+        member::say("ready", "");
+        loop {
+            let line = member::hear();
+            let Some(url) = line.strip_prefix("open ") else {
+                break;
+            };
+            let outcome =
+                match durabledict::open(url, &durabledict::OpenOptions::new().keyspace(keyspace)) {
+                    Ok(dict) => {
+                        dict.insert(job["name"].as_str().unwrap(), PickleValue::I64(1))
+                            .unwrap();
+                        "ok".to_string()
+                    }
+                    Err(e) => e.to_string(),
+                };
+            member::say("opened", &outcome);
+        }
+        return;
+    }
+    let test = member::test_name(
+        module_path!(),
+        "processes_opening_a_new_sqlite_file_at_once_all_open_it",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let mut members: Vec<Member> = (0..OPENERS)
+        .map(|i| {
+            let name = format!("opener {i}");
+            Member::spawn(&test, &name, &json!({"keyspace": "cold", "name": name}))
+        })
+        .collect();
+    for member in &mut members {
+        member.expect("ready");
+    }
+    let mut failures = Vec::new();
+    for round in 0..ROUNDS {
+        let url = format!(
+            "sqlite:{}",
+            dir.path().join(format!("new{round}.db")).display()
+        );
+        for member in &mut members {
+            member.send(&format!("open {url}"));
+        }
+        for (i, member) in members.iter_mut().enumerate() {
+            let outcome = member.expect("opened");
+            if outcome != "ok" {
+                failures.push(format!("round {round}, opener {i}: {outcome}"));
             }
-        },
-    );
-}
-
-#[cfg(feature = "postgres")]
-#[test]
-fn postgres_fleet_converges() {
-    fleet(
-        &member::test_name(module_path!(), "postgres_fleet_converges"),
-        || Target {
-            url: servers::postgres().url(),
-            stamp: None,
-            fed: false,
-        },
-    );
-}
-
-#[cfg(feature = "zookeeper")]
-#[test]
-fn zookeeper_fleet_converges() {
-    fleet(
-        &member::test_name(module_path!(), "zookeeper_fleet_converges"),
-        || Target {
-            url: format!("zk://{}", servers::zookeeper()),
-            stamp: None,
-            fed: true,
-        },
-    );
-}
-
-#[cfg(feature = "mysql")]
-#[test]
-fn mysql_fleet_converges() {
-    fleet(
-        &member::test_name(module_path!(), "mysql_fleet_converges"),
-        || Target {
-            url: servers::mariadb().url(),
-            stamp: None,
-            fed: false,
-        },
+        }
+    }
+    for member in &mut members {
+        member.send("end");
+    }
+    for member in members {
+        member.finish();
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} opens failed:\n{}",
+        failures.len(),
+        OPENERS * ROUNDS,
+        failures.join("\n")
     );
 }
