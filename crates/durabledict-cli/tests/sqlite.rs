@@ -539,3 +539,105 @@ con.commit()
     assert_eq!(run(d, &["--store", &url, "list"]).ok(), r#"{"b":2}"#);
     assert_ne!(run(d, &["--store", &url, "stamp"]).ok(), "null");
 }
+
+/// `--keyspace flags` and `--keyspace FLAGS` are one SQLite table (SQLite ignores case in
+/// table names), and so one stamp: a watcher of one sees a change made through the other.
+#[test]
+fn keyspaces_differing_in_case_are_one_keyspace() {
+    let dir = temp();
+    let d = dir.path();
+    run(d, &["--keyspace", "flags", "set", "a", "1"]).ok();
+    let mut watcher = Watcher::start(
+        command(d),
+        &[
+            "--keyspace",
+            "flags",
+            "watch",
+            "--interval",
+            "50ms",
+            "--count",
+            "1",
+        ],
+    );
+    run(d, &["--keyspace", "FLAGS", "set", "a", "2"]).ok();
+    let wait = Duration::from_secs(10);
+    assert_eq!(watcher.next_line(wait), r#"{"key":"a","old":1,"new":2}"#);
+    assert_eq!(watcher.wait_exit(wait), 0);
+    assert_eq!(
+        run(d, &["--keyspace", "flags", "stamp"]).ok(),
+        run(d, &["--keyspace", "FLAGS", "stamp"]).ok()
+    );
+}
+
+/// `rm e.db*` under a watcher, then `set`s that make the file again: the watcher reads the
+/// new file, not the deleted one it had open. (The library's tests cover a new file that counts
+/// to the very stamp a dict had seen; here the stamp moves past it.)
+#[test]
+fn watch_follows_a_database_file_deleted_and_made_again() {
+    let dir = temp();
+    let d = dir.path();
+    let url = format!("sqlite:{}", d.join("e.db").display());
+    run(d, &["--store", &url, "set", "a", "1"]).ok();
+    let watcher = Watcher::start(
+        command(d),
+        &["--store", &url, "watch", "--interval", "50ms"],
+    );
+    for entry in std::fs::read_dir(d).unwrap() {
+        let path = entry.unwrap().path();
+        if path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("e.db")
+        {
+            std::fs::remove_file(path).unwrap();
+        }
+    }
+    run(d, &["--store", &url, "set", "a", "2"]).ok();
+    run(d, &["--store", &url, "set", "b", "3"]).ok();
+    let last = r#"{"key":"b","new":3}"#;
+    let mut lines = Vec::new();
+    while lines.last().map(String::as_str) != Some(last) {
+        lines.push(watcher.next_line(Duration::from_secs(10)));
+    }
+    // The watcher may have looked while the new file had its table but not yet `a`.
+    let changed = [r#"{"key":"a","old":1,"new":2}"#, last];
+    let emptied_first = [r#"{"key":"a","old":1}"#, r#"{"key":"a","new":2}"#, last];
+    assert!(
+        lines == changed || lines == emptied_first,
+        "{lines:?}; stderr:\n{}",
+        watcher.stderr()
+    );
+}
+
+/// A database Python made in SQLite's default rollback-journal mode stays in it when `set`
+/// writes to it: in WAL mode a reader without write access to the directory could not read it.
+#[test]
+fn set_keeps_the_journal_mode_of_a_database_python_made() {
+    let dir = temp();
+    let d = dir.path();
+    let db = d.join("django.db");
+    let url = format!("sqlite:{}", db.display());
+    python(
+        r#"
+import sqlite3, sys
+con = sqlite3.connect(sys.argv[1])
+con.execute('CREATE TABLE "durabledict" ("id" INTEGER PRIMARY KEY AUTOINCREMENT, '
+            '"key" VARCHAR(32) NOT NULL UNIQUE, "value" TEXT NOT NULL)')
+con.commit()
+"#,
+        &[db.to_str().unwrap()],
+    );
+    let mode = || {
+        python(
+            "import sqlite3, sys; \
+             print(sqlite3.connect(sys.argv[1]).execute('PRAGMA journal_mode').fetchone()[0])",
+            &[db.to_str().unwrap()],
+        )
+    };
+    assert_eq!(mode().trim(), "delete");
+    run(d, &["--store", &url, "set", "a", "1"]).ok();
+    assert_eq!(run(d, &["--store", &url, "get", "a"]).ok(), "1");
+    assert_eq!(mode().trim(), "delete");
+    assert!(!d.join("django.db-wal").exists());
+}
