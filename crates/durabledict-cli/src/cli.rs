@@ -28,6 +28,16 @@ Only set and import create what is missing (the SQLite file, the table, the stam
 del, list, stamp and watch create nothing: a missing SQLite file or table is exit code 3,
 and a lost stamp prints as null.
 
+`list` and `watch` leave out a value that does not decode and an entry whose name is not a
+key (a Redis field that is not UTF-8), and say so on stderr: `list` still exits 0. Such a
+name is given to get and del in base64: `durabledict del --key-base64 /w==`.
+
+Python 2 data: --python2-str bytes reads a Python 2 str of any bytes as {"$bytes": ...};
+with --pickle-protocol 2, {"$bytes": ...} is written as a Python 2 str (Python 3 reads bytes).
+
+-v, -vv, -vvv print the library's events (info, debug, trace) on stderr; DURABLEDICT_LOG
+takes a RUST_LOG-style filter instead (durabledict=debug,durabledict::redis=trace).
+
 Exit codes: 0 success; 1 key not found (get, del); 2 usage error (bad option or URL,
 VALUE not JSON); 3 store or encoding error.
 

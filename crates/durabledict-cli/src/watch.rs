@@ -69,9 +69,10 @@ pub(crate) fn watch(
     count: Option<u64>,
     answering: Answering,
 ) -> Result<(), Failure> {
+    let store: Arc<dyn Store> = Arc::from(store);
     if store.feed().is_some() {
-        let dict = Arc::new(looking::dict(store, values, SyncPolicy::Watch)?);
-        return fed(&dict, interval, count);
+        let dict = looking::dict(Box::new(Arc::clone(&store)), values, SyncPolicy::Watch)?;
+        return fed(&Arc::new(dict), &*store, interval, count, answering);
     }
     polled(&*store, &values, interval, count, answering)
 }
@@ -82,8 +83,10 @@ pub(crate) fn watch(
 /// so that an outage and the recovery are told on stderr as on the polling path.
 fn fed(
     dict: &Arc<DurableDict<PickleValue>>,
+    store: &dyn Store,
     interval: Duration,
     count: Option<u64>,
+    answering: Answering,
 ) -> Result<(), Failure> {
     // Subscribed before the snapshot: nothing applied after it is missed (and what the
     // snapshot already has is not printed twice, see `apply`).
@@ -130,15 +133,17 @@ fn fed(
         next_check = Instant::now() + interval;
         let status = dict.status();
         feed.tell(status.feed, interval);
-        if status.feed != FeedHealth::Healthy || failing.is_some() {
+        let probed = answering == Answering::Probe;
+        if status.feed != FeedHealth::Healthy || failing.is_some() || probed {
             // A reload announces its changes to `events`, printed by the next rounds.
-            match dict.sync() {
-                Ok(_) => {
+            let checked = probe(store, answering).and_then(|()| Ok(dict.sync().map(drop)?));
+            match checked {
+                Ok(()) => {
                     if failing.take().is_some() {
                         eprintln!("durabledict: watch: the store answers again");
                     }
                 }
-                Err(error) => tell_failure(&mut failing, &error.into(), interval),
+                Err(failure) => tell_failure(&mut failing, &failure, interval),
             }
         }
         let status = dict.status();
@@ -272,15 +277,21 @@ fn check(
     let stamp = store
         .last_updated()
         .map_err(|e| store_error("stamp check", None, e))?;
+    probe(store, answering)?;
+    if !reload && stamp == seen.stamp && store.epoch() == seen.epoch {
+        return Ok(None);
+    }
+    load(store, values).map(Some)
+}
+
+/// Under [`Answering::Probe`], reads [`PROBE_KEY`] to learn whether the store answers.
+fn probe(store: &dyn Store, answering: Answering) -> Result<(), Failure> {
     if answering == Answering::Probe {
         store
             .get(PROBE_KEY)
             .map_err(|e| store_error("check that the store answers", None, e))?;
     }
-    if !reload && stamp == seen.stamp && store.epoch() == seen.epoch {
-        return Ok(None);
-    }
-    load(store, values).map(Some)
+    Ok(())
 }
 
 /// Every entry, a value that does not decode left out as a dict leaves it out (a change to

@@ -67,3 +67,44 @@ fn watch_goes_on_after_memcached_lost_the_stamp() {
     run(d.path(), &[&args[..], &["del", "a"]].concat()).ok();
     assert_eq!(watcher.next_line(wait), r#"{"key":"a","old":1}"#);
 }
+
+/// An SQL store has no feed: `watch` polls the stamp. A value it cannot decode (here JSON
+/// text, written with `--encoding json`) used to make `list` and `watch` exit 3; now both
+/// leave it out and tell it on stderr, and `watch` prints the key once it reads.
+#[test]
+fn an_undecodable_value_hides_no_other_key_from_list_and_polling_watch() {
+    let cache = Memcached::start().expect("start memcached");
+    let stamp = cache.url();
+    let d = tempfile::tempdir().unwrap();
+    let args = ["--stamp", stamp.as_str()];
+    let cli = |more: &[&str]| run(d.path(), &[&args[..], more].concat());
+    cli(&["set", "a", "1"]).ok();
+    cli(&["--encoding", "json", "set", "bad", "[1]"]).ok();
+    let list = cli(&["list"]);
+    assert_eq!(list.ok(), r#"{"a":1}"#);
+    assert!(
+        list.stderr
+            .contains("durabledict: list: left out key \"bad\": its stored value does not decode"),
+        "{list:?}"
+    );
+    let watcher = Watcher::start(
+        command(d.path()),
+        &[&args[..], &["watch", "--interval", "50ms"]].concat(),
+    );
+    let stderr = watcher.stderr();
+    assert!(stderr.contains("checking every 50ms"), "{stderr}");
+    assert!(
+        stderr.contains("durabledict: watch: left out key \"bad\""),
+        "{stderr}"
+    );
+    let wait = Duration::from_secs(10);
+    cli(&["set", "a", "2"]).ok();
+    assert_eq!(watcher.next_line(wait), r#"{"key":"a","old":1,"new":2}"#);
+    cli(&["set", "bad", r#""fixed""#]).ok();
+    assert_eq!(watcher.next_line(wait), r#"{"key":"bad","new":"fixed"}"#);
+    cli(&["--encoding", "json", "set", "a", "[2]"]).ok();
+    // Undecodable again: a removal, as a dict's subscription announces it, and told.
+    assert_eq!(watcher.next_line(wait), r#"{"key":"a","old":2}"#);
+    watcher.wait_stderr("durabledict: watch: left out key \"a\"", wait);
+    watcher.no_line_for(Duration::from_millis(300));
+}

@@ -265,3 +265,47 @@ fn watch_refuses_an_interval_under_10ms() {
     );
     assert_eq!(watcher.wait_exit(Duration::from_secs(10)), 0);
 }
+
+/// A znode holding what is not a pickle (another program's) used to make `list` and `watch`
+/// exit 3. Now `watch` tells the key it leaves out, keeps printing the others' changes, and
+/// prints the key once it is written with a value it reads.
+#[test]
+fn an_undecodable_value_hides_no_other_key_from_list_and_watch() {
+    let path = format!("/{}", keyspace("undecodable"));
+    let url = format!("zk://{}{path}", hosts());
+    let d = tempfile::tempdir().unwrap();
+    let cli = |more: &[&str]| run(d.path(), &[&["--store", url.as_str()][..], more].concat());
+    cli(&["set", "a", "1"]).ok();
+    let zk = zookeeper::ZooKeeper::connect(&hosts(), Duration::from_secs(10), |_: WatchedEvent| {})
+        .unwrap();
+    zk.create(
+        &format!("{path}/bad"),
+        b"not a pickle".to_vec(),
+        Acl::open_unsafe().clone(),
+        CreateMode::Persistent,
+    )
+    .unwrap();
+    let list = cli(&["list"]);
+    assert_eq!(list.ok(), r#"{"a":1}"#);
+    assert!(
+        list.stderr
+            .contains("durabledict: list: left out key \"bad\": its stored value does not decode"),
+        "{list:?}"
+    );
+    let watcher = Watcher::start(
+        command(d.path()),
+        &["--store", &url, "watch", "--interval", "50ms"],
+    );
+    let stderr = watcher.stderr();
+    assert!(
+        stderr.contains("durabledict: watch: left out key \"bad\""),
+        "{stderr}"
+    );
+    let wait = Duration::from_secs(10);
+    cli(&["set", "a", "2"]).ok();
+    assert_eq!(watcher.next_line(wait), r#"{"key":"a","old":1,"new":2}"#);
+    cli(&["set", "bad", r#""fixed""#]).ok();
+    assert_eq!(watcher.next_line(wait), r#"{"key":"bad","new":"fixed"}"#);
+    watcher.no_line_for(Duration::from_millis(300));
+    assert_eq!(cli(&["list"]).stderr, "");
+}
