@@ -32,8 +32,8 @@ and a lost stamp prints as null.
 key (a Redis field that is not UTF-8), and say so on stderr: `list` still exits 0. Such a
 name is given to get and del in base64: `durabledict del --key-base64 /w==`.
 
-Python 2 data: --python2-str bytes reads a Python 2 str of any bytes as {"$bytes": ...};
-with --pickle-protocol 2, {"$bytes": ...} is written as a Python 2 str (Python 3 reads bytes).
+Python 2 data: --python2-str bytes reads a Python 2 str of any bytes as {\"$bytes\": ...};
+with --pickle-protocol 2, {\"$bytes\": ...} is written as a Python 2 str (Python 3 reads bytes).
 
 -v, -vv, -vvv print the library's events (info, debug, trace) on stderr; DURABLEDICT_LOG
 takes a RUST_LOG-style filter instead (durabledict=debug,durabledict::redis=trace).

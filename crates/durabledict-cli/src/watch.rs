@@ -103,6 +103,7 @@ fn fed(
     let mut feed = Health::new(status.feed);
     let mut failing: Option<String> = None;
     let mut printed = 0u64;
+    let mut behind = false;
     let mut next_check = Instant::now() + interval;
     while count.is_none_or(|n| printed < n) {
         match events.next_timeout(next_check.saturating_duration_since(Instant::now())) {
@@ -113,19 +114,26 @@ fn fed(
                     printed += 1;
                 }
             }
-            Some(_lagged) => {
-                // Changes were dropped: what the dict holds now tells what they were.
-                let now = texts(dict)?;
-                for line in changes(&seen, &now) {
-                    if count.is_some_and(|n| printed >= n) {
-                        break;
-                    }
-                    print_line(&line)?;
-                    printed += 1;
-                }
-                seen = now;
-            }
+            // Changes were dropped: what the dict holds now tells what they were.
+            Some(_lagged) => behind = true,
             None => {}
+        }
+        if behind {
+            match texts(dict) {
+                Ok(now) => {
+                    for line in changes(&seen, &now) {
+                        if count.is_some_and(|n| printed >= n) {
+                            break;
+                        }
+                        print_line(&line)?;
+                        printed += 1;
+                    }
+                    seen = now;
+                    behind = false;
+                }
+                // Told, and tried again after the next event or interval.
+                Err(failure) => tell_failure(&mut failing, &failure, interval),
+            }
         }
         if Instant::now() < next_check {
             continue;
