@@ -41,14 +41,12 @@ impl<V: PartialEq + Send + Sync + 'static> Changes<V> {
         let (tx, rx) = mpsc::channel(HANDOFF);
         let forward = move || {
             loop {
-                match subscription.next_timeout(IDLE_CHECK) {
-                    Some(event) => {
-                        if tx.blocking_send(event).is_err() {
-                            return;
-                        }
-                    }
-                    None if tx.is_closed() || dict.strong_count() == 0 => return,
-                    None => {}
+                let gone = match subscription.next_timeout(IDLE_CHECK) {
+                    Some(event) => tx.blocking_send(event).is_err(),
+                    None => tx.is_closed() || dict.strong_count() == 0,
+                };
+                if gone {
+                    return;
                 }
             }
         };
