@@ -1,6 +1,8 @@
 #![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
 
+mod datetime;
+mod decimal;
 mod error;
 mod fallback;
 mod json;
@@ -9,7 +11,10 @@ mod mime_base64;
 mod pickle;
 mod pickle_writer;
 mod unpickle;
+mod value;
 
+pub use datetime::{Date, DateTime, RangeError, Time, TimeDelta, TimeZone};
+pub use decimal::{Decimal, MAX_DECIMAL_DIGITS};
 pub use durabledict_core::{BoxError, Encoding, Raw};
 pub use error::{DecodeError, EncodeError};
 pub use fallback::{Fallback, Origin};
@@ -24,3 +29,4 @@ pub use serde_pickle::HashableValue as PickleHashableValue;
 /// Any value a pickle can hold, Python types kept exactly (`serde_pickle::Value`); encoded by
 /// [`DynamicPickle`].
 pub use serde_pickle::Value as PickleValue;
+pub use value::{Complex, HashableValue, SafeUuid, Uuid, Value};

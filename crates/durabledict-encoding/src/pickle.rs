@@ -6,9 +6,10 @@ use std::marker::PhantomData;
 use durabledict_core::{BoxError, Encoding};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde_pickle::{SerOptions, Value};
+use serde_pickle::{SerOptions, Value as SerdeValue};
 
 use crate::error::{DecodeError, EncodeError};
+use crate::value::Value;
 use crate::{mime_base64, pickle_writer, unpickle};
 
 /// The default of [`Pickle::with_max_decoded_size`]: 1 GiB.
@@ -335,9 +336,13 @@ impl<V: DeserializeOwned> Pickle<V> {
     /// # Ok::<(), DecodeError>(())
     /// ```
     pub fn from_pickle(&self, raw: &[u8]) -> Result<V, DecodeError> {
-        let value = unpickle::from_slice(raw, self.options())?;
-        serde_pickle::from_value(value).map_err(DecodeError::Pickle)
+        typed(unpickle::from_slice(raw, self.options())?)
     }
+}
+
+/// A decoded value as serde type `V`: the standard library types in their text forms.
+fn typed<V: DeserializeOwned>(value: Value) -> Result<V, DecodeError> {
+    serde_pickle::from_value(value.into_serde()).map_err(DecodeError::Pickle)
 }
 
 impl<V: Serialize + DeserializeOwned> Encoding<V> for Pickle<V> {
@@ -346,8 +351,7 @@ impl<V: Serialize + DeserializeOwned> Encoding<V> for Pickle<V> {
     }
 
     fn decode(&self, bytes: &[u8]) -> Result<V, BoxError> {
-        let value = unpickle::from_base64(bytes, self.options())?;
-        Ok(serde_pickle::from_value(value).map_err(DecodeError::Pickle)?)
+        Ok(typed(unpickle::from_base64(bytes, self.options())?)?)
     }
 }
 
@@ -389,13 +393,8 @@ impl Pickle<Dynamic> {
     /// assert_eq!(raw, b"\x80\x03N.");
     /// # Ok::<(), durabledict_encoding::EncodeError>(())
     /// ```
-    pub fn to_pickle(&self, value: &Value) -> Result<Vec<u8>, EncodeError> {
-        pickle_writer::check(value, self.max_decoded_size).map_err(EncodeError::Unreadable)?;
-        Ok(pickle_writer::to_vec(
-            value,
-            self.protocol,
-            self.surrogates == Surrogates::PrivateUse,
-        ))
+    pub fn to_pickle(&self, value: &SerdeValue) -> Result<Vec<u8>, EncodeError> {
+        self.write(value)
     }
 
     /// Decodes a pickle that is not base64-encoded. The same safety checks apply as in
@@ -408,18 +407,95 @@ impl Pickle<Dynamic> {
     /// assert_eq!(value, PickleValue::Tuple(vec![PickleValue::I64(1)]));
     /// # Ok::<(), durabledict_encoding::DecodeError>(())
     /// ```
+    pub fn from_pickle(&self, raw: &[u8]) -> Result<SerdeValue, DecodeError> {
+        builtins(unpickle::from_slice(raw, self.options())?)
+    }
+}
+
+/// A decoded value as a `serde_pickle::Value`, which cannot hold the standard library types.
+fn builtins(value: Value) -> Result<SerdeValue, DecodeError> {
+    value.into_serde_pickle().map_err(|type_name| {
+        DecodeError::Pickle(serde_pickle::Error::Syntax(
+            serde_pickle::ErrorCode::Structure(format!(
+                "the pickle holds a {type_name}, which a PickleValue cannot hold (decode it \
+                 with Pickle<Value>)"
+            )),
+        ))
+    })
+}
+
+impl Encoding<SerdeValue> for Pickle<Dynamic> {
+    fn encode(&self, value: &SerdeValue) -> Result<Vec<u8>, BoxError> {
+        Ok(mime_base64::encode(&self.to_pickle(value)?))
+    }
+
+    fn decode(&self, bytes: &[u8]) -> Result<SerdeValue, BoxError> {
+        Ok(builtins(unpickle::from_base64(bytes, self.options())?)?)
+    }
+}
+
+/// [`Pickle`] for [`Value`]: every type a pickle may hold here, the allowed standard library
+/// types (`datetime`, `Decimal`, `UUID`, `complex`) included, each written back as the same
+/// Python type.
+///
+/// ```
+/// use durabledict_encoding::{Encoding, Pickle, Uuid, Value};
+///
+/// let pickle = Pickle::<Value>::new();
+/// let value = Value::Tuple(vec![Value::Uuid(Uuid::new(7)), Value::Decimal("-0.00".parse()?)]);
+/// assert_eq!(pickle.decode(&pickle.encode(&value)?)?, value);
+/// # Ok::<(), durabledict_encoding::BoxError>(())
+/// ```
+impl Pickle<Value> {
+    /// The pickle of `value`, without the base64 that [`encode`](Encoding::encode) adds.
+    ///
+    /// ```
+    /// use durabledict_encoding::{Complex, Pickle, Value};
+    ///
+    /// let raw = Pickle::<Value>::new().to_pickle(&Value::Complex(Complex { re: 0.0, im: 1.0 }))?;
+    /// assert!(raw.starts_with(b"\x80\x03cbuiltins\ncomplex\n"));
+    /// # Ok::<(), durabledict_encoding::EncodeError>(())
+    /// ```
+    pub fn to_pickle(&self, value: &Value) -> Result<Vec<u8>, EncodeError> {
+        self.write(value)
+    }
+
+    /// Decodes a pickle that is not base64-encoded. The same safety checks apply as in
+    /// [`decode`](Encoding::decode).
+    ///
+    /// ```
+    /// use durabledict_encoding::{Pickle, TimeDelta, Value};
+    ///
+    /// // pickle.dumps(datetime.timedelta(seconds=-1), 2)
+    /// let raw = b"\x80\x02cdatetime\ntimedelta\nq\x00J\xff\xff\xff\xffJ\x7fQ\x01\x00K\x00\x87q\x01Rq\x02.";
+    /// let value = Pickle::<Value>::new().from_pickle(raw)?;
+    /// assert_eq!(value, Value::TimeDelta(TimeDelta::new(0, -1, 0)?));
+    /// # Ok::<(), durabledict_encoding::BoxError>(())
+    /// ```
     pub fn from_pickle(&self, raw: &[u8]) -> Result<Value, DecodeError> {
         unpickle::from_slice(raw, self.options())
     }
 }
 
-impl Encoding<Value> for Pickle<Dynamic> {
+impl Encoding<Value> for Pickle<Value> {
     fn encode(&self, value: &Value) -> Result<Vec<u8>, BoxError> {
         Ok(mime_base64::encode(&self.to_pickle(value)?))
     }
 
     fn decode(&self, bytes: &[u8]) -> Result<Value, BoxError> {
         Ok(unpickle::from_base64(bytes, self.options())?)
+    }
+}
+
+impl<V> Pickle<V> {
+    /// Writes a dynamic value after checking it can be read back.
+    fn write<T: pickle_writer::Pickled>(&self, value: &T) -> Result<Vec<u8>, EncodeError> {
+        pickle_writer::check(value, self.max_decoded_size).map_err(EncodeError::Unreadable)?;
+        Ok(pickle_writer::to_vec(
+            value,
+            self.protocol,
+            self.surrogates == Surrogates::PrivateUse,
+        ))
     }
 }
 

@@ -4,8 +4,11 @@
 //! A pickle is a program; Python's unpickler runs it, and a pickle that names a global
 //! (`os.system`, `builtins.eval` ...) and REDUCEs it calls that global. This machine knows only
 //! the few globals CPython uses for builtin data types (`set`, `frozenset`, `bytearray`, `bytes`,
-//! `_codecs.encode`, `collections.OrderedDict`) and computes their results itself; any other
-//! global, class instance, extension or persistent id is refused when its opcode is met.
+//! `_codecs.encode`, `collections.OrderedDict`) and for the allowed standard library types
+//! (`datetime`'s five, `decimal.Decimal`, `uuid.UUID`, `complex`), and computes their results
+//! itself from arguments of exactly the types and ranges CPython's own pickles hold; any other
+//! global, call, class instance, state, extension or persistent id is refused when its opcode
+//! is met.
 //!
 //! # Memory
 //!
@@ -33,11 +36,13 @@ use std::mem;
 use std::rc::{Rc, Weak};
 
 use num_bigint::{BigInt, Sign};
-use serde_pickle::{HashableValue, Value};
 
+use crate::datetime::{Date, DateTime, RangeError, Time, TimeDelta, TimeZone};
+use crate::decimal::Decimal;
 use crate::error::DecodeError;
 use crate::mime_base64::Base64Chunks;
 use crate::pickle::{Python2Str, Surrogates};
+use crate::value::{Complex, HashableValue, SafeUuid, Uuid, Value};
 
 /// How deeply containers may nest in a decoded pickle; `serde_json` uses the same limit.
 pub(crate) const MAX_DEPTH: u32 = 128;
@@ -237,10 +242,33 @@ enum Allowed {
     Bytes,
     /// `collections.OrderedDict()`, then its items set like a dict's.
     OrderedDict,
+    /// `datetime.datetime(state[, tzinfo])`, the state 10 bytes.
+    DateTime,
+    /// `datetime.date(state)`, 4 bytes.
+    Date,
+    /// `datetime.time(state[, tzinfo])`, 6 bytes.
+    Time,
+    /// `datetime.timedelta(days, seconds, microseconds)`.
+    TimeDelta,
+    /// `datetime.timezone(offset[, name])`.
+    TimeZone,
+    /// `decimal.Decimal(text)`.
+    Decimal,
+    /// `complex(real, imag)`.
+    Complex,
+    /// `uuid.UUID`: only created empty (NEWOBJ, or `copyreg._reconstructor`), then given its
+    /// state by BUILD.
+    Uuid,
+    /// `copyreg._reconstructor(uuid.UUID, object, None)`: protocols 0 and 1 create a UUID so.
+    Reconstructor,
+    /// `builtins.object`, only as `_reconstructor`'s second argument.
+    Object,
 }
 
 const ALLOWED_NAMES: &str = "builtins.set, builtins.frozenset, builtins.bytearray, \
-     builtins.bytes, _codecs.encode and collections.OrderedDict";
+     builtins.bytes, _codecs.encode, collections.OrderedDict, datetime.datetime, datetime.date, \
+     datetime.time, datetime.timedelta, datetime.timezone, decimal.Decimal, uuid.UUID, \
+     builtins.complex, copyreg._reconstructor and builtins.object";
 
 fn allowed(module: &[u8], name: &[u8]) -> Option<Allowed> {
     Some(match (module, name) {
@@ -250,6 +278,16 @@ fn allowed(module: &[u8], name: &[u8]) -> Option<Allowed> {
         (b"builtins" | b"__builtin__", b"bytes") => Allowed::Bytes,
         (b"_codecs", b"encode") => Allowed::CodecsEncode,
         (b"collections", b"OrderedDict") => Allowed::OrderedDict,
+        (b"datetime", b"datetime") => Allowed::DateTime,
+        (b"datetime", b"date") => Allowed::Date,
+        (b"datetime", b"time") => Allowed::Time,
+        (b"datetime", b"timedelta") => Allowed::TimeDelta,
+        (b"datetime", b"timezone") => Allowed::TimeZone,
+        (b"decimal", b"Decimal") => Allowed::Decimal,
+        (b"builtins" | b"__builtin__", b"complex") => Allowed::Complex,
+        (b"uuid", b"UUID") => Allowed::Uuid,
+        (b"copyreg" | b"copy_reg", b"_reconstructor") => Allowed::Reconstructor,
+        (b"builtins" | b"__builtin__", b"object") => Allowed::Object,
         _ => return None,
     })
 }
@@ -270,6 +308,21 @@ enum Obj {
     FrozenSet(Shared<Vec<Obj>>),
     Dict(Shared<Vec<(Obj, Obj)>>),
     Global(Allowed),
+    /// A finished value of an allowed standard library type (it holds no other object).
+    Py(Rc<Value>),
+    /// A `uuid.UUID` created empty, given its state (once) by BUILD.
+    Uuid(Shared<Option<Uuid>>),
+    /// A Python 2 `str` of non-ASCII bytes read with [`Python2Str::Text`]: its bytes are kept
+    /// for a `datetime` state, and it becomes text (or its error) only in the result.
+    Str2(Rc<Str2>),
+}
+
+/// See [`Obj::Str2`].
+#[derive(Debug)]
+struct Str2 {
+    bytes: Vec<u8>,
+    /// Why it is not text: its opcode's offset and the reason.
+    not_text: Option<(usize, String)>,
 }
 
 /// A heap object's identity and how many references it has, for the objects that can be
@@ -284,6 +337,9 @@ impl Obj {
             Obj::Str(s) => of(s),
             Obj::List(v) | Obj::Tuple(v) | Obj::Set(v) | Obj::FrozenSet(v) => of(v),
             Obj::Dict(d) => of(d),
+            Obj::Py(v) => of(v),
+            Obj::Uuid(u) => of(u),
+            Obj::Str2(s) => of(s),
             _ => None,
         }
     }
@@ -330,7 +386,9 @@ impl Obj {
             Obj::I64(_) | Obj::Int(_) => "int",
             Obj::F64(_) => "float",
             Obj::Bytes(_) => "bytes",
-            Obj::Str(_) => "str",
+            Obj::Str(_) | Obj::Str2(_) => "str",
+            Obj::Py(v) => v.type_name(),
+            Obj::Uuid(_) => "uuid.UUID",
             Obj::List(_) => "list",
             Obj::Tuple(_) => "tuple",
             Obj::Set(_) => "set",
@@ -730,11 +788,9 @@ impl<'a> Machine<'a> {
                 b'R' => self.reduce()?,
                 b'i' => return Err(self.refused("INST", "class instances are not allowed")),
                 b'o' => return Err(self.refused("OBJ", "class instances are not allowed")),
-                0x81 => return Err(self.refused("NEWOBJ", "class instances are not allowed")),
+                0x81 => self.new_object()?,
                 0x92 => return Err(self.refused("NEWOBJ_EX", "class instances are not allowed")),
-                b'b' => {
-                    return Err(self.refused("BUILD", "setting an object's state is not allowed"));
-                }
+                b'b' => self.build()?,
                 0x82..=0x84 => {
                     let name = ["EXT1", "EXT2", "EXT4"][usize::from(opcode - 0x82)];
                     return Err(self.refused(name, "extension registry lookups are not allowed"));
@@ -842,7 +898,221 @@ impl<'a> Machine<'a> {
                      arguments",
                 ));
             }
+            (Allowed::DateTime | Allowed::Date | Allowed::Time, _) => {
+                let name = match global {
+                    Allowed::DateTime => "datetime.datetime",
+                    Allowed::Date => "datetime.date",
+                    _ => "datetime.time",
+                };
+                return self
+                    .call_datetime(global, args)
+                    .map_err(|e| e.unwrap_or_else(|| bad(name)));
+            }
+            (Allowed::TimeDelta, _) => {
+                let mut parts = [0i64; 3];
+                if args.len() > 3 {
+                    return Err(bad("datetime.timedelta"));
+                }
+                for (part, arg) in parts.iter_mut().zip(args) {
+                    match arg {
+                        Obj::I64(n) => *part = *n,
+                        _ => return Err(bad("datetime.timedelta")),
+                    }
+                }
+                let [days, seconds, micros] = parts;
+                let delta = TimeDelta::new(days, seconds, micros).map_err(|e| self.range(e))?;
+                py(Value::TimeDelta(delta))
+            }
+            (Allowed::TimeZone, [offset, rest @ ..]) if rest.len() <= 1 => {
+                let Obj::Py(offset) = offset else {
+                    return Err(bad("datetime.timezone"));
+                };
+                let Value::TimeDelta(offset) = **offset else {
+                    return Err(bad("datetime.timezone"));
+                };
+                let name = match rest {
+                    [] => None,
+                    [Obj::Str(name)] => Some(name.borrow().clone()),
+                    _ => return Err(bad("datetime.timezone")),
+                };
+                let zone = TimeZone::new(offset, name).map_err(|e| self.range(e))?;
+                py(Value::TimeZone(zone))
+            }
+            (Allowed::TimeZone, _) => return Err(bad("datetime.timezone")),
+            (Allowed::Decimal, [arg]) => {
+                let text = match arg {
+                    Obj::Str(text) => text.borrow().clone(),
+                    // A Python 2 str read as bytes.
+                    Obj::Bytes(b) if b.borrow().is_ascii() => {
+                        String::from_utf8_lossy(&b.borrow()).into_owned()
+                    }
+                    _ => return Err(bad("decimal.Decimal")),
+                };
+                let decimal = text.parse::<Decimal>().map_err(|e| {
+                    if text.len() > crate::decimal::MAX_DECIMAL_DIGITS {
+                        DecodeError::Limit(e.to_string())
+                    } else {
+                        self.range(e)
+                    }
+                })?;
+                py(Value::Decimal(decimal))
+            }
+            (Allowed::Decimal, _) => return Err(bad("decimal.Decimal")),
+            (Allowed::Complex, _) if args.len() <= 2 => {
+                let mut parts = [0.0f64; 2];
+                for (part, arg) in parts.iter_mut().zip(args) {
+                    *part = match arg {
+                        Obj::F64(f) => *f,
+                        // complex(1, 2): Python converts ints as float() does.
+                        Obj::I64(n) => *n as f64,
+                        _ => return Err(bad("complex")),
+                    };
+                }
+                let [re, im] = parts;
+                py(Value::Complex(Complex { re, im }))
+            }
+            (Allowed::Complex, _) => return Err(bad("complex")),
+            (
+                Allowed::Reconstructor,
+                [
+                    Obj::Global(Allowed::Uuid),
+                    Obj::Global(Allowed::Object),
+                    Obj::None,
+                ],
+            ) => Obj::Uuid(shared(None)),
+            (Allowed::Uuid | Allowed::Reconstructor | Allowed::Object, _) => {
+                return Err(self.refused(
+                    "REDUCE",
+                    "uuid.UUID is only created as CPython pickles it (NEWOBJ with no \
+                     arguments, or copyreg._reconstructor(uuid.UUID, object, None)), and \
+                     builtins.object is never called",
+                ));
+            }
         })
+    }
+
+    /// `datetime`, `date` or `time` from CPython's pickled state: bytes (Python 3), a Python
+    /// 2 `str`, or text that encodes to latin-1 (what CPython accepts), then an optional
+    /// `datetime.timezone`. `None` for arguments of the wrong kind.
+    fn call_datetime(&self, global: Allowed, args: &[Obj]) -> Result<Obj, Option<DecodeError>> {
+        let (state, tzinfo) = match args {
+            [state] => (state, None),
+            [state, Obj::None] => (state, None),
+            [state, Obj::Py(zone)] if global != Allowed::Date => match &**zone {
+                Value::TimeZone(zone) => (state, Some(zone.clone())),
+                _ => return Err(None),
+            },
+            _ => return Err(None),
+        };
+        let bytes = match state {
+            Obj::Bytes(b) => b.borrow().clone(),
+            Obj::Str2(s) => s.bytes.clone(),
+            Obj::Str(text) => latin1_bytes(&text.borrow()).ok_or(None)?,
+            _ => return Err(None),
+        };
+        let range = |e: RangeError| Some(self.range(e));
+        let value = match (global, <[u8; 10]>::try_from(&bytes[..])) {
+            (Allowed::DateTime, Ok(state)) => Value::DateTime(
+                DateTime::from_state(state)
+                    .map_err(range)?
+                    .with_tzinfo(tzinfo),
+            ),
+            (Allowed::Time, _) => match <[u8; 6]>::try_from(&bytes[..]) {
+                Ok(state) => {
+                    let fold = state[0] & 0x80 != 0;
+                    let mut state = state;
+                    state[0] &= 0x7F;
+                    Value::Time(
+                        Time::from_state(state, fold)
+                            .map_err(range)?
+                            .with_tzinfo(tzinfo),
+                    )
+                }
+                Err(_) => return Err(None),
+            },
+            (Allowed::Date, _) if bytes.len() == 4 => {
+                Value::Date(Date::from_state(&bytes).map_err(range)?)
+            }
+            _ => return Err(None),
+        };
+        Ok(py(value))
+    }
+
+    /// NEWOBJ: only `uuid.UUID()`, as CPython pickles a UUID with protocols 2 to 5.
+    fn new_object(&mut self) -> Result<(), DecodeError> {
+        let args = self.pop()?;
+        let class = self.pop()?;
+        let empty = matches!(&args, Obj::Tuple(items) if items.borrow().is_empty());
+        let is_uuid = matches!(class, Obj::Global(Allowed::Uuid));
+        self.garbage.extend([args, class]);
+        if !(is_uuid && empty) {
+            return Err(self.refused(
+                "NEWOBJ",
+                "class instances are not allowed (but uuid.UUID created with no arguments)",
+            ));
+        }
+        self.stack.push(Obj::Uuid(shared(None)));
+        Ok(())
+    }
+
+    /// BUILD: only a new `uuid.UUID`'s state, `{'int': n}` and optionally `'is_safe'`.
+    fn build(&mut self) -> Result<(), DecodeError> {
+        let state = self.pop()?;
+        let uuid = match self.top()? {
+            Obj::Uuid(cell) if cell.borrow().is_none() => Some(cell.clone()),
+            _ => None,
+        };
+        let result = match uuid {
+            None => Err(self.refused(
+                "BUILD",
+                "setting an object's state is not allowed (but a new uuid.UUID's)",
+            )),
+            Some(cell) => self.uuid_state(&state).map(|uuid| {
+                *cell.borrow_mut() = Some(uuid);
+            }),
+        };
+        self.garbage.push(state);
+        result
+    }
+
+    fn uuid_state(&self, state: &Obj) -> Result<Uuid, DecodeError> {
+        let Obj::Dict(pairs) = state else {
+            return Err(self.refused("BUILD", "a uuid.UUID state that is not a dict"));
+        };
+        let mut int = None;
+        let mut is_safe = SafeUuid::Unknown;
+        for (key, value) in pairs.borrow().iter() {
+            let name = match key {
+                Obj::Str(s) => s.borrow().clone(),
+                Obj::Bytes(b) => String::from_utf8_lossy(&b.borrow()).into_owned(),
+                other => other.type_name().to_owned(),
+            };
+            match (name.as_str(), value) {
+                ("int", Obj::I64(n)) => int = u128::try_from(*n).ok(),
+                ("int", Obj::Int(n)) => int = u128::try_from(&**n).ok(),
+                ("is_safe", Obj::I64(0)) => is_safe = SafeUuid::Safe,
+                ("is_safe", Obj::I64(-1)) => is_safe = SafeUuid::Unsafe,
+                ("is_safe", Obj::None) => is_safe = SafeUuid::Unknown,
+                ("int" | "is_safe", other) => {
+                    return Err(self.malformed(format!(
+                        "a uuid.UUID state's {name} is out of range or a {}",
+                        other.type_name()
+                    )));
+                }
+                _ => {
+                    return Err(self.refused(
+                        "BUILD",
+                        format!(
+                            "a uuid.UUID state may set only int and is_safe, not {:?}",
+                            name.chars().take(40).collect::<String>()
+                        ),
+                    ));
+                }
+            }
+        }
+        let int =
+            int.ok_or_else(|| self.malformed("a uuid.UUID state without an int in 0..2**128"))?;
+        Ok(Uuid::new(int).with_is_safe(is_safe))
     }
 
     // --- the stack ---
@@ -984,6 +1254,20 @@ impl<'a> Machine<'a> {
         Ok(match self.options.python2_str {
             Python2Str::Bytes => Obj::Bytes(shared(bytes)),
             Python2Str::Latin1 => Obj::Str(shared(bytes.iter().map(|&b| char::from(b)).collect())),
+            Python2Str::Text if !bytes.is_ascii() => {
+                let not_text = match std::str::from_utf8(&bytes) {
+                    Ok(text) => self.check_text(text).err(),
+                    Err(_) => Some(self.unrepresentable(
+                        "a Python 2 str is not UTF-8 (read it with Python2Str::Bytes or \
+                         Python2Str::Latin1)",
+                    )),
+                };
+                let not_text = not_text.map(|e| match e {
+                    DecodeError::Unrepresentable { offset, reason } => (offset, reason),
+                    other => (self.op, other.to_string()),
+                });
+                Obj::Str2(Rc::new(Str2 { bytes, not_text }))
+            }
             Python2Str::Text => match String::from_utf8(bytes) {
                 Ok(text) => {
                     self.check_text(&text)?;
@@ -1190,6 +1474,12 @@ impl<'a> Machine<'a> {
         self.malformed("stack underflow")
     }
 
+    /// A value of an allowed type out of its range (a month 13), which CPython's constructors
+    /// refuse.
+    fn range(&self, e: RangeError) -> DecodeError {
+        self.malformed(e.to_string())
+    }
+
     fn refused(&self, opcode: &'static str, reason: impl Into<String>) -> DecodeError {
         DecodeError::Refused {
             opcode,
@@ -1197,6 +1487,10 @@ impl<'a> Machine<'a> {
             reason: reason.into(),
         }
     }
+}
+
+fn py(value: Value) -> Obj {
+    Obj::Py(Rc::new(value))
 }
 
 fn is_latin1(codec: &str) -> bool {
@@ -1367,6 +1661,8 @@ fn measure(
         Obj::Bytes(b) => size = size.saturating_add(b.borrow().len() as u64),
         Obj::Str(s) => size = size.saturating_add(s.borrow().len() as u64),
         Obj::Int(n) => size = size.saturating_add(int_cost(n)),
+        Obj::Str2(s) => size = size.saturating_add(s.bytes.len() as u64),
+        Obj::Py(v) => size = size.saturating_add(leaf_payload(v)),
         _ => {}
     }
     if obj.is_container() {
@@ -1378,6 +1674,19 @@ fn measure(
         info.size_height = Some((size, height));
     }
     Ok((size, height))
+}
+
+/// What a value of an allowed standard library type holds beyond its [`Value`]: a
+/// `Decimal`'s digits, a zone's name.
+pub(crate) fn leaf_payload(value: &Value) -> u64 {
+    let zone = |tz: Option<&TimeZone>| tz.and_then(TimeZone::name).map_or(0, str::len);
+    (match value {
+        Value::Decimal(d) => d.digits_len(),
+        Value::TimeZone(tz) => zone(Some(tz)),
+        Value::DateTime(dt) => zone(dt.tzinfo()),
+        Value::Time(t) => zone(t.tzinfo()),
+        _ => 0,
+    }) as u64
 }
 
 /// What an integer beyond `i64` occupies beside its [`Value`].
@@ -1450,6 +1759,25 @@ fn materialize(
                 reason: "a global that is never called is part of the value".into(),
             });
         }
+        Obj::Py(v) => (**v).clone(),
+        Obj::Str2(s) => match &s.not_text {
+            None => Value::String(String::from_utf8_lossy(&s.bytes).into_owned()),
+            Some((offset, reason)) => {
+                return Err(DecodeError::Unrepresentable {
+                    offset: *offset,
+                    reason: reason.clone(),
+                });
+            }
+        },
+        Obj::Uuid(cell) => match *cell.borrow() {
+            Some(uuid) => Value::Uuid(uuid),
+            None => {
+                return Err(DecodeError::Malformed {
+                    offset: 0,
+                    reason: "a uuid.UUID is part of the value without its state (BUILD)".into(),
+                });
+            }
+        },
     })
 }
 
@@ -1463,7 +1791,7 @@ fn container(
     let mut hashable = || {
         values
             .by_ref()
-            .map(|value| value?.into_hashable().map_err(DecodeError::Pickle))
+            .map(|value| value?.into_hashable().map_err(unhashable))
             .collect::<Result<BTreeSet<_>, _>>()
     };
     Ok(match kind {
@@ -1472,6 +1800,12 @@ fn container(
         Obj::Tuple(_) => Value::Tuple(values.collect::<Result<_, _>>()?),
         _ => Value::List(values.collect::<Result<_, _>>()?),
     })
+}
+
+fn unhashable(_: Value) -> DecodeError {
+    DecodeError::Pickle(serde_pickle::Error::Syntax(
+        serde_pickle::ErrorCode::ValueNotHashable,
+    ))
 }
 
 fn dict(
@@ -1483,7 +1817,7 @@ fn dict(
     for (k, v) in pairs {
         let key = materialize(k, take, shared)?
             .into_hashable()
-            .map_err(DecodeError::Pickle)?;
+            .map_err(unhashable)?;
         map.insert(key, materialize(v, take, shared)?);
     }
     Ok(Value::Dict(map))
