@@ -4,7 +4,9 @@ use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use durabledict_core::{Durables, SetDefault, Stamp, StampValue, Store, StoreError};
+use durabledict_core::{
+    Durables, SetDefault, Stamp, StampValue, Store, StoreError, StoreErrorKind,
+};
 
 use crate::builder::SqlStoreBuilder;
 use crate::dialect::{Backend, DataSql, StampSql, TableSql};
@@ -178,16 +180,16 @@ impl SqlStore {
     /// Drops the data table and deletes its stamp row (with the SQL-row stamp): everything this
     /// keyspace held. For tests and for retiring a keyspace; dicts still using it fail.
     pub fn drop_keyspace(&self) -> Result<(), StoreError> {
-        let stamp = self.stamp_row();
+        let stamp = self.stamp_row()?;
         let table = &self.inner.table_sql;
         Ok(on_pool!(self, |c| ops::drop_keyspace(c, table, stamp))?)
     }
 
-    fn stamp_row(&self) -> StampRow<'_> {
-        StampRow {
+    fn stamp_row(&self) -> Result<StampRow<'_>, StoreError> {
+        Ok(StampRow {
             sql: self.stamp_sql(),
-            keyspace: self.stamp_key(),
-        }
+            keyspace: self.stamp_key()?,
+        })
     }
 
     fn stamp_sql(&self) -> Option<&StampSql> {
@@ -197,13 +199,13 @@ impl SqlStore {
         }
     }
 
-    /// The key of the stamp row: the table's name as the catalog keeps it. Without the table
-    /// there is none but the configured name (and nothing to stamp); a database that cannot be
-    /// reached fails the stamp's own statement.
-    fn stamp_key(&self) -> &str {
+    /// The key of the stamp row: the table's name as the catalog keeps it. A table that does
+    /// not exist (or cannot be used) has no other name than the configured one.
+    fn stamp_key(&self) -> Result<&str, StoreError> {
         match self.prepared() {
-            Ok(prepared) => &prepared.stamp_key,
-            Err(_) => &self.inner.table,
+            Ok(prepared) => Ok(&prepared.stamp_key),
+            Err(e) if e.kind() == StoreErrorKind::Corrupt => Ok(&self.inner.table),
+            Err(e) => Err(e),
         }
     }
 
@@ -223,7 +225,7 @@ impl SqlStore {
     /// The stamp row to read: none while the stamps table does not exist, so that the stamp
     /// of a keyspace nothing has stamped yet reads as `None` rather than failing.
     fn stamp_row_to_read(&self) -> Result<StampRow<'_>, StoreError> {
-        let row = self.stamp_row();
+        let row = self.stamp_row()?;
         match row.sql {
             Some(sql) if !self.stamps_table_exists(sql)? => Ok(StampRow { sql: None, ..row }),
             _ => Ok(row),
@@ -233,7 +235,7 @@ impl SqlStore {
     /// The stamp row to bump: a write cannot be stamped while the stamps table does not
     /// exist, so it is refused before anything is written.
     fn stamp_row_to_write(&self) -> Result<StampRow<'_>, StoreError> {
-        let row = self.stamp_row();
+        let row = self.stamp_row()?;
         match row.sql {
             Some(sql) if !self.stamps_table_exists(sql)? => Err(SqlError::Schema {
                 table: sql.table.clone(),
@@ -374,7 +376,7 @@ impl Store for SqlStore {
                 if !self.stamps_table_exists(sql)? {
                     return Ok(None);
                 }
-                let keyspace = self.stamp_key();
+                let keyspace = self.stamp_key()?;
                 Ok(on_pool!(self, run_check, |c| ops::last_updated(
                     c, sql, keyspace
                 ))?)

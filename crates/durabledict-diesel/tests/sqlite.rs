@@ -676,6 +676,8 @@ fn a_file_that_is_gone_fails_loudly_until_it_is_back() {
     let watcher = dict(file.store());
     watcher.insert("k", "old".into()).unwrap();
     remove_database(&file.path);
+    // A stamp check looks at the path at most once a millisecond (a write, every time).
+    std::thread::sleep(std::time::Duration::from_millis(5));
 
     for attempt in [
         common::read(&watcher, "k"),
