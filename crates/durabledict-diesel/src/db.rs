@@ -187,7 +187,8 @@ impl Db for diesel::sqlite::SqliteConnection {
         &mut self,
         body: impl FnOnce(&mut Self) -> Result<T, SqlError>,
     ) -> Result<T, SqlError> {
-        // A deferred transaction reads one snapshot from its first statement on (WAL).
+        // A deferred transaction reads one snapshot from its first statement on: a WAL read
+        // mark, or in rollback-journal mode a SHARED lock that keeps writers out until it ends.
         self.transaction(body)
     }
 }
