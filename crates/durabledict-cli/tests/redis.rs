@@ -441,7 +441,10 @@ fn watch_prints_a_change_at_once_through_the_feed() {
         &[&args[..], &["watch", "--interval", "10s"]].concat(),
     );
     let stderr = watcher.stderr();
-    assert!(stderr.contains("told of changes by the store's feed"), "{stderr}");
+    assert!(
+        stderr.contains("told of changes by the store's feed"),
+        "{stderr}"
+    );
     let soon = Duration::from_secs(3);
     python_style_set(&url, &ks, b"b", PICKLED_X);
     assert_eq!(watcher.next_line(soon), r#"{"key":"b","new":"x"}"#);

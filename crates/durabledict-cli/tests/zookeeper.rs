@@ -309,3 +309,26 @@ fn an_undecodable_value_hides_no_other_key_from_list_and_watch() {
     watcher.no_line_for(Duration::from_millis(300));
     assert_eq!(cli(&["list"]).stderr, "");
 }
+
+/// ZooKeeper tells of changes (watches): `watch` prints one at once, even when it would check
+/// only every 10 s.
+#[test]
+fn watch_prints_a_change_at_once_through_the_feed() {
+    let url = format!("zk://{}/{}", hosts(), keyspace("feed"));
+    let d = tempfile::tempdir().unwrap();
+    run(d.path(), &["--store", &url, "set", "a", "1"]).ok();
+    let watcher = Watcher::start(
+        command(d.path()),
+        &["--store", &url, "watch", "--interval", "10s"],
+    );
+    let stderr = watcher.stderr();
+    assert!(
+        stderr.contains("told of changes by the store's feed"),
+        "{stderr}"
+    );
+    let soon = Duration::from_secs(3);
+    run(d.path(), &["--store", &url, "set", "a", "2"]).ok();
+    assert_eq!(watcher.next_line(soon), r#"{"key":"a","old":1,"new":2}"#);
+    run(d.path(), &["--store", &url, "del", "a"]).ok();
+    assert_eq!(watcher.next_line(soon), r#"{"key":"a","old":2}"#);
+}
