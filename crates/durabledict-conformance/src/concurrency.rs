@@ -61,10 +61,15 @@ pub fn concurrent_writers_converge(fixture: &dyn Fixture) {
                 })
             })
             .collect();
-        for h in handles {
-            h.join().expect("writer thread");
-        }
+        // Stop the readers before reporting a writer's failure: a panic here while they spin
+        // would leave the scope waiting for them forever.
+        let joined: Vec<_> = handles.into_iter().map(|h| h.join()).collect();
         stop.store(true, Ordering::Relaxed);
+        for result in joined {
+            if let Err(panic) = result {
+                std::panic::resume_unwind(panic);
+            }
+        }
     });
     let truth = store_contents(&*ks.store());
     for (i, dict) in std::iter::once(&shared).chain(&own).enumerate() {
