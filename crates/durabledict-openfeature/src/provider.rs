@@ -40,9 +40,9 @@ type Connect<V> = dyn Fn() -> Result<Builder<V>, BoxError> + Send + Sync;
 /// - **Status**: `NOT_READY` until the dict is built; `READY` after; `ERROR` after a failed
 ///   start (it keeps trying every [`DEFAULT_RETRY`]) or while reads fail on the store, and
 ///   `READY` again with the next good read.
-/// - **Events**: open-feature 0.3 has no provider events; [`configuration_changes`]
-///   (Self::configuration_changes) is the dict's change feed as a stream of
-///   [`ConfigurationChanged`](crate::ConfigurationChanged).
+/// - **Events**: open-feature 0.3 has no provider events;
+///   [`configuration_changes`](Self::configuration_changes) is the dict's change feed as a
+///   stream of [`ConfigurationChanged`](crate::ConfigurationChanged).
 ///
 /// Cheap to clone: keep a clone to watch its changes after handing one to OpenFeature.
 pub struct DurableDictProvider<V> {
@@ -136,12 +136,13 @@ impl<V: FlagValue> DurableDictProvider<V> {
                 "the store has not been reached yet",
             ));
         };
-        let reason = if dict.answers_locally() {
-            EvaluationReason::Cached
+        // One look at the freshness record decides both the path and the reason.
+        let (reason, looked_up) = if dict.answers_locally() {
+            (EvaluationReason::Cached, dict.sync_dict().get(key))
         } else {
-            EvaluationReason::Static
+            (EvaluationReason::Static, dict.get(key).await)
         };
-        let value = match dict.get(key).await {
+        let value = match looked_up {
             Ok(value) => {
                 self.inner.set_status(READY);
                 value
