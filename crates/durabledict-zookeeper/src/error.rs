@@ -55,6 +55,21 @@ pub enum ZooKeeperError {
         /// The limit ([`Store::max_value_len`](durabledict_core::Store::max_value_len)).
         max: usize,
     },
+    /// Other clients changed the key's znode between the requests of one operation every time
+    /// it was tried (a `pop` whose read value was replaced before its delete, a write whose
+    /// znode was deleted and created again between its `set_data` and its `create`): nothing
+    /// was changed by this operation. Retrying later may succeed.
+    #[error(
+        "ZooKeeper {op} of key {key:?} lost the race with other clients {attempts} times in a row"
+    )]
+    Contended {
+        /// The operation: `pop`, `write` (an insert or update), `setdefault`.
+        op: &'static str,
+        /// The key.
+        key: String,
+        /// How many times it was tried.
+        attempts: usize,
+    },
     /// The store's configuration is unusable (a bad connect string or keyspace path).
     #[error("invalid ZooKeeper store configuration: {0}")]
     Config(String),
@@ -73,9 +88,9 @@ impl ZooKeeperError {
     pub fn kind(&self) -> StoreErrorKind {
         match self {
             ZooKeeperError::Request { source, .. } => zk_kind(*source),
-            ZooKeeperError::Connect { .. } | ZooKeeperError::Disconnected(_) => {
-                StoreErrorKind::Unavailable
-            }
+            ZooKeeperError::Connect { .. }
+            | ZooKeeperError::Disconnected(_)
+            | ZooKeeperError::Contended { .. } => StoreErrorKind::Unavailable,
             ZooKeeperError::InvalidKey { .. }
             | ZooKeeperError::ValueTooLarge { .. }
             | ZooKeeperError::Config(_) => StoreErrorKind::Rejected,

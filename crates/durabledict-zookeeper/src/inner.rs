@@ -1,13 +1,15 @@
-//! [`Inner`]: what a store and its worker share, and every request they make, each under the
-//! store's lock so that a request and the mirror update it implies are one step.
+//! [`Inner`]: what a store and its worker share, and every request they make. A request and
+//! the mirror update it implies are one step under the store's lock; a full load reads without
+//! it (see [`Inner::load`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
 use durabledict_core::{SetDefault, StampValue};
 use zookeeper::{CreateMode, ZkError, ZooKeeper};
 
+use crate::bulk;
 use crate::error::{ZooKeeperError, is_refusal};
 use crate::expected::Expected;
 use crate::keys::Keyspace;
@@ -15,8 +17,13 @@ use crate::mirror::Mirror;
 use crate::session::Session;
 
 /// How often a write retries when other clients keep creating and deleting its znode between
-/// its `set_data` and its `create`.
+/// its `set_data` and its `create` (or, for `pop`, changing it between its read and its
+/// delete).
 const RACE_RETRIES: usize = 16;
+
+/// How many times a full load reads again, without the store's lock, the keys that changed
+/// while it was reading; past that it reads the last ones under the lock (see [`Inner::load`]).
+const CATCH_UP_ROUNDS: usize = 4;
 
 /// The state shared by a [`ZooKeeperStore`](crate::ZooKeeperStore) and its worker thread.
 #[derive(Debug)]
@@ -29,6 +36,14 @@ pub(crate) struct Inner {
     mirror: Mutex<Mirror>,
     /// Taken after `mirror` when both are needed, never before it.
     expected: Mutex<Expected>,
+    /// Held by a full load from start to end (one at a time), and never by the watch's event
+    /// handler. Taken before `mirror`.
+    loading: Mutex<()>,
+    /// While a full load is reading (`Some`): the keys whose events arrived, or that own writes
+    /// changed, meanwhile. The load reads them again before its result replaces the mirror, so
+    /// the event handler only records a key here instead of waiting for the load. Taken after
+    /// `mirror` when both are needed.
+    touched: Mutex<Option<HashSet<String>>>,
     /// For the watch's event handler, which must not keep the store alive.
     this: Weak<Inner>,
 }
@@ -58,6 +73,8 @@ impl Inner {
             session,
             mirror: Mutex::new(Mirror::default()),
             expected: Mutex::new(Expected::default()),
+            loading: Mutex::new(()),
+            touched: Mutex::new(None),
             this: Weak::clone(this),
         })
     }
@@ -71,6 +88,21 @@ impl Inner {
         self.expected.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    fn touched(&self) -> MutexGuard<'_, Option<HashSet<String>>> {
+        self.touched.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Records that `key` changed, if a full load is reading: returns whether one is.
+    fn touch(&self, key: &str) -> bool {
+        match &mut *self.touched() {
+            Some(keys) => {
+                keys.insert(key.to_owned());
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Takes the store's lock.
     pub(crate) fn lock(&self) -> Locked<'_> {
         let mirror = self.mirror.lock().unwrap_or_else(PoisonError::into_inner);
@@ -81,15 +113,20 @@ impl Inner {
         }
     }
 
-    /// A watch event for `path`: reads that one znode unless an own write accounts for it.
+    /// A watch event for `path`: reads that one znode unless an own write accounts for it, or
+    /// a full load that is reading will read it again.
     fn on_event(&self, path: &str) {
         let Some(key) = self.keyspace.key_of(path) else {
             return;
         };
-        if self.expected().consume(key) {
+        if self.expected().consume(key) || self.touch(key) {
             return;
         }
         let mut locked = self.lock();
+        // A load may have begun while this waited for the lock.
+        if self.touch(key) {
+            return;
+        }
         if !locked.mirror.used {
             // Nothing to keep current (the first load reads everything), but the stamp
             // still says that somebody else wrote.
@@ -104,11 +141,123 @@ impl Inner {
     /// Reloads the whole keyspace unless the mirror is known to be current (or was never
     /// loaded: the first read loads it).
     pub(crate) fn resync(&self) -> Result<()> {
-        let mut locked = self.lock();
-        if locked.is_current() || !locked.mirror.used {
-            return Ok(());
+        self.load(false)
+    }
+
+    /// `Store::durables`: the mirror, loaded first unless it is current.
+    pub(crate) fn durables(&self) -> Result<(HashMap<String, Vec<u8>>, StampValue)> {
+        self.load(true)?;
+        Ok(self.lock().snapshot())
+    }
+
+    /// Loads every key unless the mirror is current (and, unless `first`, unless it was never
+    /// loaded), bumping the stamp when anything differs from the mirror.
+    ///
+    /// The znodes are read many at once ([`bulk`]) and without the store's lock, so neither
+    /// writes nor the watch's events wait for the load. Events are not lost meanwhile: the
+    /// watch is set before the keyspace is listed, and every key whose event arrives (or that
+    /// an own write changes) while the load reads is recorded in `touched` and read again
+    /// after that, until a check under the lock finds nothing more recorded; the result then
+    /// replaces the mirror in the same step that ends the recording, so every later event is
+    /// read into the loaded mirror. Reads of one key never overtake each other: each one
+    /// begins after the previous answered, and a server answers one session in order.
+    fn load(&self, first: bool) -> Result<()> {
+        let _single = self.loading.lock().unwrap_or_else(PoisonError::into_inner);
+        let (zk, epoch, losses) = {
+            let mut locked = self.lock();
+            if locked.is_current() || !(first || locked.mirror.used) {
+                return Ok(());
+            }
+            // No own request is in flight while the lock is held, so an expectation still
+            // here is from a write whose event is late or lost. Forgotten before the keyspace
+            // is listed: a foreign event arriving meanwhile must be read, not taken for an own
+            // write's (an own event taken for foreign only costs a read).
+            self.expected().clear();
+            let path = self.keyspace.path();
+            let epoch = locked.prepare()?.ok_or_else(|| {
+                ZooKeeperError::request("get_children", path, ZkError::ConnectionLoss)
+            })?;
+            *self.touched() = Some(HashSet::new());
+            (Arc::clone(&locked.zk), epoch, locked.mirror.losses)
+        };
+        let mut entries = match self.read_keyspace(&zk) {
+            Ok(entries) => entries,
+            Err(e) => {
+                self.abandon_load();
+                return Err(e);
+            }
+        };
+        let mut rounds = 0;
+        loop {
+            let mut locked = self.lock();
+            let changed = self
+                .touched()
+                .as_mut()
+                .map(std::mem::take)
+                .unwrap_or_default();
+            if changed.is_empty() || rounds == CATCH_UP_ROUNDS {
+                *self.touched() = None;
+                if locked.mirror.load(entries) {
+                    locked.bump();
+                }
+                locked.mirror.used = true;
+                if locked.mirror.losses == losses {
+                    locked.mirror.loaded = Some(epoch);
+                }
+                // Keys still changing after every round: read under the lock, as events are.
+                locked.catch_up(changed);
+                self.session.restore_feed(locked.mirror.loaded);
+                return Ok(());
+            }
+            drop(locked);
+            rounds += 1;
+            let keys: Vec<String> = changed.into_iter().collect();
+            let nodes: Vec<String> = keys.iter().map(|key| self.keyspace.node(key)).collect();
+            match bulk::read_all(&zk, &nodes) {
+                Ok(values) => {
+                    for (key, value) in keys.into_iter().zip(values) {
+                        match value {
+                            Some(value) => entries.insert(key, value),
+                            None => entries.remove(&key),
+                        };
+                    }
+                }
+                Err(e) => {
+                    self.abandon_load();
+                    return Err(e);
+                }
+            }
         }
-        locked.reload()
+    }
+
+    /// Lists the keyspace and reads every key in it.
+    fn read_keyspace(&self, zk: &ZooKeeper) -> Result<HashMap<String, Vec<u8>>> {
+        let path = self.keyspace.path();
+        let children = match zk.get_children(path, false) {
+            Ok(children) => children,
+            Err(ZkError::NoNode) => Vec::new(),
+            Err(e) => return Err(ZooKeeperError::request("get_children", path, e)),
+        };
+        let keys: Vec<String> = children
+            .into_iter()
+            .filter(|key| self.keyspace.is_key_name(key))
+            .collect();
+        let nodes: Vec<String> = keys.iter().map(|key| self.keyspace.node(key)).collect();
+        let values = bulk::read_all(zk, &nodes)?;
+        // A key deleted since it was listed is left out; its event follows.
+        Ok(keys
+            .into_iter()
+            .zip(values)
+            .filter_map(|(key, value)| Some((key, value?)))
+            .collect())
+    }
+
+    /// A failed load: the keys changed while it read are read into the mirror as their events
+    /// would have been.
+    fn abandon_load(&self) {
+        let mut locked = self.lock();
+        let changed = self.touched().take().unwrap_or_default();
+        locked.catch_up(changed);
     }
 }
 
@@ -118,6 +267,8 @@ impl Locked<'_> {
         let stamp = &self.inner.session.hot().stamp;
         let next = stamp.load(Ordering::Acquire) + 1;
         stamp.store(next, Ordering::Release);
+        // After the stamp: a dict that sees the notice then sees the new stamp.
+        self.inner.session.feed().notify();
         next
     }
 
@@ -165,44 +316,24 @@ impl Locked<'_> {
         Ok(Some(epoch))
     }
 
-    /// Loads every key (the watch set first, so nothing is missed), bumping the stamp when
-    /// anything differs from the mirror.
-    pub(crate) fn reload(&mut self) -> Result<()> {
-        // No own request is in flight while the lock is held, so an expectation still here is
-        // from a write whose event is late or lost. Forgotten before the keyspace is listed:
-        // a foreign event arriving meanwhile must be read, not taken for an own write's (an
-        // own event taken for foreign only costs a read).
-        self.inner.expected().clear();
-        let path = self.inner.keyspace.path();
-        let epoch = self.prepare()?.ok_or_else(|| {
-            ZooKeeperError::request("get_children", path, ZkError::ConnectionLoss)
-        })?;
-        let children = match self.zk.get_children(path, false) {
-            Ok(children) => children,
-            Err(ZkError::NoNode) => Vec::new(),
-            Err(e) => return Err(ZooKeeperError::request("get_children", path, e)),
-        };
-        let mut entries = HashMap::with_capacity(children.len());
-        for key in children {
-            if !self.inner.keyspace.is_key_name(&key) {
-                continue;
-            }
-            let node = self.inner.keyspace.node(&key);
-            match self.zk.get_data(&node, false) {
-                Ok((value, _)) => {
-                    entries.insert(key, value);
-                }
-                // Deleted since it was listed; its event follows.
-                Err(ZkError::NoNode) => {}
-                Err(e) => return Err(ZooKeeperError::request("get_data", &node, e)),
+    /// Reads each of `keys` into the mirror, as their events would.
+    fn catch_up(&mut self, keys: HashSet<String>) {
+        if keys.is_empty() || !self.mirror.used {
+            return;
+        }
+        for key in keys {
+            if self.fetch(&key).is_err() {
+                self.lost();
+                return;
             }
         }
-        if self.mirror.load(entries) {
-            self.bump();
-        }
-        self.mirror.loaded = Some(epoch);
-        self.mirror.used = true;
-        Ok(())
+    }
+
+    /// Records that the server holds `value` at `key`, after an own request; returns whether
+    /// the mirror changed. A full load reading meanwhile reads the key again.
+    fn observe(&mut self, key: &str, value: Option<&[u8]>) -> bool {
+        self.inner.touch(key);
+        self.mirror.observe(key, value)
     }
 
     /// Reads one znode into the mirror, bumping the stamp when it changed.
@@ -213,7 +344,7 @@ impl Locked<'_> {
             Err(ZkError::NoNode) => None,
             Err(e) => return Err(ZooKeeperError::request("get_data", &node, e)),
         };
-        if self.mirror.observe(key, value.as_deref()) {
+        if self.observe(key, value.as_deref()) {
             self.bump();
         }
         Ok(())
@@ -223,6 +354,8 @@ impl Locked<'_> {
     /// unknown): reload before answering from it again.
     fn lost(&mut self) {
         self.mirror.loaded = None;
+        self.mirror.losses += 1;
+        self.inner.session.feed().lost();
         self.inner.session.request_reload();
     }
 
@@ -291,12 +424,11 @@ impl Locked<'_> {
         let acl = &inner.acl;
         // Start with the request the mirror says will work: a new key saves a round trip.
         let mut exists = self.mirror.entries().contains_key(key);
-        let mut last = ZkError::NodeExists;
         for _ in 0..RACE_RETRIES {
             if exists {
                 match self.own(key, |zk| zk.set_data(&node, value.to_vec(), None)) {
                     Ok(_) => {
-                        self.mirror.observe(key, Some(value));
+                        self.observe(key, Some(value));
                         return Ok(());
                     }
                     Err(ZkError::NoNode) => exists = false,
@@ -308,19 +440,22 @@ impl Locked<'_> {
                 });
                 match create {
                     Ok(_) => {
-                        self.mirror.observe(key, Some(value));
+                        self.observe(key, Some(value));
                         return Ok(());
                     }
                     Err(ZkError::NodeExists) => exists = true,
                     Err(ZkError::NoNode) => {
-                        last = ZkError::NoNode;
                         self.create_keyspace()?;
                     }
                     Err(e) => return Err(ZooKeeperError::request("create", &node, e)),
                 }
             }
         }
-        Err(ZooKeeperError::request("create", &node, last))
+        Err(ZooKeeperError::Contended {
+            op: "write",
+            key: key.to_owned(),
+            attempts: RACE_RETRIES,
+        })
     }
 
     /// `Store::persist`.
@@ -356,7 +491,7 @@ impl Locked<'_> {
         let node = self.inner.keyspace.node(key);
         match self.own(key, |zk| zk.delete(&node, version)) {
             Ok(()) => {
-                self.mirror.observe(key, None);
+                self.observe(key, None);
                 Ok(true)
             }
             Err(ZkError::NoNode) => Ok(false),
@@ -389,11 +524,12 @@ impl Locked<'_> {
         }
     }
 
-    /// `Store::pop`: read, then delete only that version; retried if it changed between.
+    /// `Store::pop`: read, then delete only that version; retried if it changed between, up
+    /// to [`RACE_RETRIES`] times.
     pub(crate) fn pop(&mut self, key: &str) -> Result<Option<(Vec<u8>, StampValue)>> {
         self.prepare()?;
         let node = self.inner.keyspace.node(key);
-        loop {
+        for _ in 0..RACE_RETRIES {
             let (value, stat) = match self.zk.get_data(&node, false) {
                 Ok(found) => found,
                 Err(ZkError::NoNode) => return Ok(None),
@@ -402,10 +538,15 @@ impl Locked<'_> {
             match self.delete(key, Some(stat.version)) {
                 Ok(true) => return Ok(Some((value, self.bump()))),
                 Ok(false) => return Ok(None),
-                Err(ZkError::BadVersion) => continue,
+                Err(ZkError::BadVersion) => {}
                 Err(e) => return Err(ZooKeeperError::request("delete", &node, e)),
             }
         }
+        Err(ZooKeeperError::Contended {
+            op: "pop",
+            key: key.to_owned(),
+            attempts: RACE_RETRIES,
+        })
     }
 
     /// `Store::setdefault`: `create` succeeds only for an absent key, atomically.
@@ -420,12 +561,12 @@ impl Locked<'_> {
             });
             match create {
                 Ok(_) => {
-                    self.mirror.observe(key, Some(value));
+                    self.observe(key, Some(value));
                     return Ok(SetDefault::Inserted(self.bump()));
                 }
                 Err(ZkError::NodeExists) => match self.zk.get_data(&node, false) {
                     Ok((existing, _)) => {
-                        if self.mirror.observe(key, Some(&existing)) {
+                        if self.observe(key, Some(&existing)) {
                             self.bump();
                         }
                         return Ok(SetDefault::Existing(existing));
@@ -438,11 +579,11 @@ impl Locked<'_> {
                 Err(e) => return Err(ZooKeeperError::request("create", &node, e)),
             }
         }
-        Err(ZooKeeperError::request(
-            "create",
-            &node,
-            ZkError::NodeExists,
-        ))
+        Err(ZooKeeperError::Contended {
+            op: "setdefault",
+            key: key.to_owned(),
+            attempts: RACE_RETRIES,
+        })
     }
 
     /// `Store::clear`: deletes every key's znode; one bump if any was deleted.

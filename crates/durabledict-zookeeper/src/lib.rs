@@ -2,6 +2,7 @@
 #![warn(missing_docs)]
 
 mod acl;
+mod bulk;
 mod error;
 mod expected;
 mod inner;

@@ -18,6 +18,10 @@ pub(crate) struct Mirror {
     /// are not worth a request: the first load reads everything anyway. An event still bumps
     /// the stamp.
     pub(crate) used: bool,
+    /// How many times the mirror was found untrustworthy (an event that could not be read, an
+    /// own request whose outcome is unknown): a full load that began before one of those
+    /// does not make the mirror current.
+    pub(crate) losses: u64,
 }
 
 impl Mirror {

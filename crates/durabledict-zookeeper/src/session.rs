@@ -16,6 +16,7 @@ use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
+use durabledict_core::Feed;
 use zookeeper::{AddWatchMode, WatchedEvent, WatchedEventType, ZkResult, ZkState, ZooKeeper};
 
 use crate::error::ZooKeeperError;
@@ -89,18 +90,28 @@ pub(crate) struct Session {
     connect: String,
     session_timeout: Duration,
     client: RwLock<Arc<ZooKeeper>>,
-    link: Arc<Mutex<Link>>,
-    hot: Arc<Hot>,
+    reports: Reports,
     /// The newest watch registration; older ones (left behind in the client by re-arming)
     /// stay silent.
     watch: Arc<AtomicU64>,
     next_watch: AtomicU64,
-    root_watch: RootWatch,
     /// Whether a [`Msg::Reload`] is on its way to the worker: a caller retrying failed writes
     /// in a loop must not flood the worker's queue (it would never get to replacing a client
     /// that gave up).
     reload_pending: AtomicBool,
+}
+
+/// Where every client's reports and events go: shared by the session and the handlers it
+/// gives each client it makes.
+#[derive(Clone)]
+struct Reports {
+    link: Arc<Mutex<Link>>,
+    hot: Arc<Hot>,
+    /// The store's change feed: lost the moment a connection ends or a new one begins (its
+    /// watch is not armed yet), restored by the store once the keyspace is loaded on it.
+    feed: Arc<Feed>,
     tx: Sender<Msg>,
+    root_watch: RootWatch,
 }
 
 impl fmt::Debug for Session {
@@ -108,7 +119,7 @@ impl fmt::Debug for Session {
         f.debug_struct("Session")
             .field("connect", &self.connect)
             .field("session_timeout", &self.session_timeout)
-            .field("link", &*lock(&self.link))
+            .field("link", &*lock(&self.reports.link))
             .finish_non_exhaustive()
     }
 }
@@ -137,24 +148,28 @@ impl Session {
             stamp: AtomicI64::new(1),
             connected: AtomicBool::new(false),
         });
-        let root_watch = RootWatch::default();
-        let client = new_client(connect, session_timeout, 1, &link, &hot, &tx, &root_watch)
-            .map_err(|source| ZooKeeperError::Connect {
+        let reports = Reports {
+            link,
+            hot,
+            feed: Arc::new(Feed::new()),
+            tx,
+            root_watch: RootWatch::default(),
+        };
+        let client = new_client(connect, session_timeout, 1, &reports).map_err(|source| {
+            ZooKeeperError::Connect {
                 connect: connect.to_owned(),
                 timeout: connect_timeout,
                 source,
-            })?;
+            }
+        })?;
         let session = Session {
             connect: connect.to_owned(),
             session_timeout,
             client: RwLock::new(Arc::new(client)),
-            link,
-            hot,
+            reports,
             watch: Arc::new(AtomicU64::new(0)),
             next_watch: AtomicU64::new(0),
-            root_watch,
             reload_pending: AtomicBool::new(false),
-            tx,
         };
         session.wait_connected(connect_timeout)?;
         Ok(session)
@@ -167,21 +182,38 @@ impl Session {
 
     /// The current epoch while connected; `None` while no connection is up.
     pub(crate) fn epoch(&self) -> Option<u64> {
-        let link = lock(&self.link);
+        let link = lock(&self.reports.link);
         link.connected.then_some(link.epoch)
     }
 
     /// The stamp and connection flag every read looks at.
     pub(crate) fn hot(&self) -> &Arc<Hot> {
-        &self.hot
+        &self.reports.hot
+    }
+
+    /// The store's change feed.
+    pub(crate) fn feed(&self) -> &Arc<Feed> {
+        &self.reports.feed
+    }
+
+    /// Marks the feed up again after the keyspace was loaded at `loaded` (an epoch), unless
+    /// that connection has ended meanwhile. Checked under the lock the connection's state
+    /// reports take, so a report that ends it cannot come between the check and the restore.
+    pub(crate) fn restore_feed(&self, loaded: Option<u64>) {
+        let link = lock(&self.reports.link);
+        if link.connected && loaded == Some(link.epoch) && !self.reports.feed.state().is_up() {
+            self.reports.feed.restored();
+        }
     }
 
     /// How long no connection has been up; `None` while connected. Lock-free when connected.
     pub(crate) fn down_for(&self) -> Option<Duration> {
-        if self.hot.connected.load(Ordering::Acquire) {
+        if self.reports.hot.connected.load(Ordering::Acquire) {
             return None;
         }
-        lock(&self.link).down_since.map(|since| since.elapsed())
+        lock(&self.reports.link)
+            .down_since
+            .map(|since| since.elapsed())
     }
 
     /// The session timeout asked of the server.
@@ -192,7 +224,7 @@ impl Session {
     /// Sends `msg` to the store's worker.
     pub(crate) fn notify(&self, msg: Msg) {
         // The worker is gone only when the store is being dropped.
-        let _ = self.tx.send(msg);
+        let _ = self.reports.tx.send(msg);
     }
 
     /// Asks the worker to reload the keyspace; one request is outstanding at a time.
@@ -224,7 +256,7 @@ impl Session {
     /// current client has not given up.
     pub(crate) fn replace_if_closed(&self) -> ZkResult<()> {
         let serial = {
-            let mut link = lock(&self.link);
+            let mut link = lock(&self.reports.link);
             if !link.closed {
                 return Ok(());
             }
@@ -233,15 +265,7 @@ impl Session {
             link.closed = false;
             link.serial
         };
-        let client = new_client(
-            &self.connect,
-            self.session_timeout,
-            serial,
-            &self.link,
-            &self.hot,
-            &self.tx,
-            &self.root_watch,
-        )?;
+        let client = new_client(&self.connect, self.session_timeout, serial, &self.reports)?;
         let old = std::mem::replace(
             &mut *self.client.write().unwrap_or_else(PoisonError::into_inner),
             Arc::new(client),
@@ -281,6 +305,7 @@ impl Session {
         });
         if path == "/" {
             *self
+                .reports
                 .root_watch
                 .write()
                 .unwrap_or_else(PoisonError::into_inner) = Some(Arc::clone(&handler) as _);
@@ -324,14 +349,15 @@ impl Session {
     /// an answer while it has reported nothing counts as that report.
     pub(crate) fn probe(&self) -> ZkResult<()> {
         // The serial first: a client replaced meanwhile has a later one.
-        let serial = lock(&self.link).serial;
+        let serial = lock(&self.reports.link).serial;
         let zk = self.client();
         zk.exists("/", false)?;
-        let mut link = lock(&self.link);
+        let mut link = lock(&self.reports.link);
         if !link.heard && link.serial == serial {
             link.heard = true;
             link.up();
-            self.hot.connected.store(true, Ordering::Release);
+            self.reports.feed.lost();
+            self.reports.hot.connected.store(true, Ordering::Release);
             drop(link);
             self.notify(Msg::Connected);
         }
@@ -345,14 +371,11 @@ fn new_client(
     connect: &str,
     session_timeout: Duration,
     serial: u64,
-    link: &Arc<Mutex<Link>>,
-    hot: &Arc<Hot>,
-    tx: &Sender<Msg>,
-    root_watch: &RootWatch,
+    reports: &Reports,
 ) -> ZkResult<ZooKeeper> {
     // Watch events go to the keyspace watch; the default watcher gets only those of a watch
     // on `/` (see [`RootWatch`]), besides connection states, which the listener handles.
-    let root_watch = Arc::clone(root_watch);
+    let root_watch = Arc::clone(&reports.root_watch);
     let zk = ZooKeeper::connect(connect, session_timeout, move |event: WatchedEvent| {
         let handler = root_watch
             .read()
@@ -362,15 +385,22 @@ fn new_client(
             handler(event);
         }
     })?;
-    let link = Arc::clone(link);
-    let hot = Arc::clone(hot);
-    let tx = tx.clone();
+    let Reports {
+        link,
+        hot,
+        feed,
+        tx,
+        ..
+    } = reports.clone();
     zk.add_listener(move |state: ZkState| {
         let mut link = lock(&link);
         if link.serial != serial {
             return;
         }
         link.heard = true;
+        // Every report ends a connection or begins one whose watch is not armed yet: events
+        // may be missed from now until the store has loaded the keyspace again.
+        feed.lost();
         let msg = match state {
             ZkState::Connected | ZkState::ConnectedReadOnly => {
                 link.up();

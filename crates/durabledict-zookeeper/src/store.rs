@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
-use durabledict_core::{Durables, SetDefault, StampValue, Store, StoreError};
+use durabledict_core::{Durables, Feed, SetDefault, StampValue, Store, StoreError};
 
 use crate::acl::Acl;
 use crate::error::ZooKeeperError;
@@ -32,6 +32,12 @@ const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(10);
 ///
 /// A change made by another client is seen once its watch event has arrived and that znode has
 /// been read: usually about a millisecond, so visibility is eventual, not immediate.
+///
+/// The watch is also the store's change feed ([`Store::feed`]): a dict under
+/// [`SyncPolicy::Watch`](durabledict_core::SyncPolicy::Watch) reads without even the stamp
+/// check while it is up. It goes down the moment the connection breaks and comes back once the
+/// keyspace has been loaded again on a new connection; meanwhile such a dict checks the stamp
+/// on every read, exactly as under `Always`.
 ///
 /// While no server is reachable, reads keep being served from the cache for up to the session
 /// timeout (like Apache Curator); after that `last_updated` fails with
@@ -163,11 +169,7 @@ impl Store for ZooKeeperStore {
     }
 
     fn durables(&self) -> Result<Durables, StoreError> {
-        let mut locked = self.inner.lock();
-        if !locked.is_current() {
-            locked.reload()?;
-        }
-        let (entries, stamp) = locked.snapshot();
+        let (entries, stamp) = self.inner.durables()?;
         Ok(Durables::new(entries, Some(stamp)))
     }
 
@@ -217,6 +219,12 @@ impl Store for ZooKeeperStore {
 
     fn max_value_len(&self) -> Option<usize> {
         Some(self.inner.max_value_len)
+    }
+
+    /// The watch, as a feed: a notice with every bump of the stamp, lost the moment a
+    /// connection ends, restored once the keyspace has been loaded on the new one.
+    fn feed(&self) -> Option<Arc<Feed>> {
+        Some(Arc::clone(self.inner.session.feed()))
     }
 }
 

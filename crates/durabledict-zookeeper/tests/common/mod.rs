@@ -4,7 +4,8 @@
 
 pub mod proxy;
 
-use std::sync::OnceLock;
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use durabledict_conformance::{Capabilities, Fixture, Visibility};
@@ -78,10 +79,14 @@ pub fn eventually(what: &str, bound: Duration, mut check: impl FnMut() -> bool) 
 }
 
 /// The conformance fixture: each store has its own client, each keyspace is a znode under
-/// [`ROOT`].
+/// [`ROOT`]. The stores of a keyspace reach the server through a proxy of their own, which
+/// [`Fixture::cut_feed`] cuts (and opens again at once): their connections break, as in a
+/// network failure, and each store notices, reconnects, sets its watch again and reloads.
 pub struct ZkFixture {
     connect: String,
+    port: u16,
     admin: zookeeper::ZooKeeper,
+    proxies: Mutex<HashMap<String, proxy::Proxy>>,
 }
 
 impl ZkFixture {
@@ -91,15 +96,32 @@ impl ZkFixture {
         FIXTURE.get_or_init(|| {
             let connect = server();
             let admin = raw_client(&connect);
-            ZkFixture { connect, admin }
+            let port = connect
+                .rsplit(':')
+                .next()
+                .and_then(|port| port.parse().ok())
+                .expect("the server's port");
+            ZkFixture {
+                connect,
+                port,
+                admin,
+                proxies: Mutex::default(),
+            }
         })
     }
 }
 
 impl Fixture for ZkFixture {
     fn store(&self, keyspace: &str) -> Result<Box<dyn Store>, BoxError> {
+        let port = self
+            .proxies
+            .lock()
+            .unwrap()
+            .entry(keyspace.to_owned())
+            .or_insert_with(|| proxy::Proxy::start(self.port))
+            .port();
         Ok(Box::new(ZooKeeperStore::connect(
-            &self.connect,
+            &format!("127.0.0.1:{port}"),
             &format!("{ROOT}/{keyspace}"),
         )?))
     }
@@ -118,12 +140,25 @@ impl Fixture for ZkFixture {
             ])
             .max_value_len(probe_max_value_len(&self.connect))
             .visibility(Visibility::Within(VISIBILITY))
+            .feed(VISIBILITY)
             // Each case opens two sessions and writes through one round trip per step.
             .model_cases(24)
     }
 
     fn cleanup(&self, keyspace: &str) -> Result<(), BoxError> {
+        // The keyspace's proxy stays: a store the test still holds would otherwise spend its
+        // session timeout reconnecting to a closed port.
         Ok(delete_tree(&self.admin, &format!("{ROOT}/{keyspace}"))?)
+    }
+
+    fn cut_feed(&self, keyspace: &str) -> Result<bool, BoxError> {
+        let proxies = self.proxies.lock().unwrap();
+        let proxy = proxies
+            .get(keyspace)
+            .ok_or_else(|| format!("no store was made on {keyspace}"))?;
+        proxy.cut();
+        proxy.restore();
+        Ok(true)
     }
 }
 
