@@ -1082,10 +1082,11 @@ impl<'a> Machine<'a> {
         let mut int = None;
         let mut is_safe = SafeUuid::Unknown;
         for (key, value) in pairs.borrow().iter() {
+            // A Python 2 `str` key is bytes when read with `Python2Str::Bytes`.
             let name = match key {
                 Obj::Str(s) => s.borrow().clone(),
                 Obj::Bytes(b) => String::from_utf8_lossy(&b.borrow()).into_owned(),
-                other => other.type_name().to_owned(),
+                other => format!("a key of type {}", other.type_name()),
             };
             match (name.as_str(), value) {
                 ("int", Obj::I64(n)) => int = u128::try_from(*n).ok(),
