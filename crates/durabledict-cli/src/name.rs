@@ -136,10 +136,7 @@ fn redis_store(url: &str, options: &OpenOptions, raw: &[u8]) -> Result<RawStore,
 
 /// Whether `url` names a Redis store (schemes as the facade reads them, in any case).
 fn is_redis(url: &str) -> bool {
-    let scheme = url.split_once(':').map_or("", |(scheme, _)| scheme);
-    ["redis", "rediss", "redis+unix", "unix"]
-        .iter()
-        .any(|redis| scheme.eq_ignore_ascii_case(redis))
+    crate::commands::scheme_is(url, &["redis", "rediss", "redis+unix", "unix"])
 }
 
 #[cfg(test)]

@@ -38,11 +38,7 @@ pub(crate) enum Answering {
 impl Answering {
     /// For the store `url` names.
     pub(crate) fn of(url: &str) -> Answering {
-        let scheme = url.split_once(':').map_or("", |(scheme, _)| scheme);
-        if ["zk", "zookeeper"]
-            .iter()
-            .any(|zk| scheme.eq_ignore_ascii_case(zk))
-        {
+        if crate::commands::scheme_is(url, &["zk", "zookeeper"]) {
             Answering::Probe
         } else {
             Answering::StampCheck
