@@ -136,7 +136,9 @@ pub(crate) enum Command {
         #[command(flatten)]
         name: Name,
     },
-    /// Print the whole dict as one JSON object, keys sorted.
+    /// Print the whole dict as one JSON object, keys sorted. What cannot be read (a value
+    /// that does not decode, a name that is not a key) is left out and told on stderr; the
+    /// exit code is still 0.
     List,
     /// Write every entry of a JSON object, as one batch.
     Import {
