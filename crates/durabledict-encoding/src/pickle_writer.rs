@@ -195,6 +195,10 @@ impl Pickled for HashableValue {
         match self {
             HashableValue::Tuple(items) => items_size(items, depth, 0),
             HashableValue::FrozenSet(items) => items_size(items, depth, key_cost()),
+            // Python cannot hash it, so cannot read a dict or set holding it.
+            HashableValue::Decimal(d) if d.is_signaling() => Err(Box::new(DecodeError::Pickle(
+                serde_pickle::Error::Syntax(serde_pickle::ErrorCode::ValueNotHashable),
+            ))),
             other => other.clone().into_value().size(depth),
         }
     }

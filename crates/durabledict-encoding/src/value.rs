@@ -219,7 +219,8 @@ impl fmt::Display for Uuid {
 }
 
 impl Value {
-    /// Converts to a [`HashableValue`], if Python could use it as a dict key.
+    /// Converts to a [`HashableValue`], if Python could use it as a dict key (not a list, set
+    /// or dict, nor a signaling NaN `Decimal`); otherwise gives the value back.
     pub fn into_hashable(self) -> Result<HashableValue, Value> {
         Ok(match self {
             Value::None => HashableValue::None,
@@ -254,6 +255,8 @@ impl Value {
             Value::Time(v) => HashableValue::Time(v),
             Value::TimeDelta(v) => HashableValue::TimeDelta(v),
             Value::TimeZone(v) => HashableValue::TimeZone(v),
+            // Python: "Cannot hash a signaling NaN value".
+            Value::Decimal(v) if v.is_signaling() => return Err(Value::Decimal(v)),
             Value::Decimal(v) => HashableValue::Decimal(v),
             Value::Uuid(v) => HashableValue::Uuid(v),
             other @ (Value::List(_) | Value::Set(_) | Value::Dict(_)) => return Err(other),

@@ -4,7 +4,9 @@
 //! that says why.
 #![allow(clippy::unwrap_used)]
 
-use durabledict_encoding::{DecodeError, Pickle, Value};
+use std::collections::BTreeSet;
+
+use durabledict_encoding::{DecodeError, EncodeError, HashableValue, Pickle, Value};
 
 fn decode(pickle: &[u8]) -> Result<Value, DecodeError> {
     Pickle::<Value>::new().from_pickle(pickle)
@@ -307,4 +309,26 @@ fn complex_takes_only_numbers() {
     malformed(&call("builtins", "complex", b"NN\x86"));
     malformed(&call("builtins", "complex", b"K\x01K\x02K\x03\x87"));
     assert!(decode(&call("builtins", "complex", b"K\x01K\x02\x86")).is_ok());
+}
+
+#[test]
+fn a_signaling_nan_decimal_is_no_dict_key_or_set_member_as_in_python() {
+    // {Decimal("sNaN"): 1} cannot exist in Python ("Cannot hash a signaling NaN value").
+    let key = b"\x80\x02}cdecimal\nDecimal\nX\x04\x00\x00\x00sNaN\x85RK\x01s.";
+    assert!(matches!(decode(key), Err(DecodeError::Pickle(_))));
+    let quiet = b"\x80\x02}cdecimal\nDecimal\nX\x03\x00\x00\x00NaN\x85RK\x01s.";
+    assert!(decode(quiet).is_ok());
+    assert!(
+        Value::Decimal("sNaN".parse().unwrap())
+            .into_hashable()
+            .is_err()
+    );
+    // Built by hand, it is not written either.
+    let set = Value::Set(BTreeSet::from([HashableValue::Decimal(
+        "-sNaN1".parse().unwrap(),
+    )]));
+    assert!(matches!(
+        Pickle::<Value>::new().to_pickle(&set),
+        Err(EncodeError::Unreadable(_))
+    ));
 }
