@@ -7,6 +7,9 @@
 //! | `redis_own_write` | `dict.insert` with 10 and with 10,000 keys | raw `MULTI HSET INCR EXEC` | ≤ 1.3×; 10,000 keys ≤ 1.3× 10 keys |
 //! | `redis_reload_10000` | the read after another instance's write (reload, 10,000 JSON values) | raw `HGETALL` into a map | ≤ 2× |
 //! | `redis_reload_10000` | `store_durables` (the store's part) and `decode_only` (decoding the values, no I/O) | | informative |
+//! | `paired: watch read` | `dict.get` under `Watch`, feed up | `HashMap<String, Arc<V>>` get + clone | ≤ 1.5× |
+//! | `feed: propagation` | a write's return to another handle's `Watch` dict serving it, and to a listener firing | | p50 ≤ 1 ms, p99 ≤ 5 ms |
+//! | `feed: 200 dicts` | 200 dicts (200 store handles, so 200 feed connections) hearing one write | | p99 ≤ 20 ms |
 //! | `redis_two_threads` | two threads reading under `Always` (pooled connections) | two threads sharing one raw connection behind a mutex, and one raw connection each | informative |
 //!
 //! On a busy machine a baseline and its subject measured a few seconds apart can differ by 2×
@@ -30,7 +33,7 @@ use durabledict_encoding::Json;
 use durabledict_redis::RedisStore;
 use durabledict_redis::redis::{self, Connection};
 use durabledict_test_servers::RedisServer;
-use paired::{paired_each, timed};
+use paired::{paired, paired_each, timed};
 
 struct Bench {
     _server: RedisServer,
@@ -370,11 +373,241 @@ fn paired_ratios(bench: &Bench) {
 
 fn benches(c: &mut Criterion) {
     let bench = server();
+    // `DURABLEDICT_BENCH_ONLY=feed`: the feed figures alone (they take a minute; the rest ten).
+    if std::env::var("DURABLEDICT_BENCH_ONLY").as_deref() == Ok("feed") {
+        feed_figures(&bench);
+        return;
+    }
     always_read(c, &bench);
     own_write(c, &bench);
     reload(c, &bench);
     threaded(c, &bench);
     paired_ratios(&bench);
+    feed_figures(&bench);
+}
+
+/// Prints p50, p99 and the largest of `samples`, in milliseconds, against the targets.
+fn percentiles(name: &str, mut samples: Vec<Duration>, p50_target: f64, p99_target: f64) {
+    samples.sort();
+    let at = |q: f64| {
+        let i = ((samples.len() as f64 * q) as usize).min(samples.len() - 1);
+        samples[i].as_secs_f64() * 1e3
+    };
+    let (p50, p99) = (at(0.5), at(0.99));
+    let verdict = if p50 <= p50_target && p99 <= p99_target {
+        "met"
+    } else {
+        "NOT met"
+    };
+    println!(
+        "feed: {name}: n {} p50 {p50:.3} ms, p99 {p99:.3} ms, max {:.3} ms (target p50 <= {p50_target} ms, p99 <= {p99_target} ms: {verdict})",
+        samples.len(),
+        at(1.0),
+    );
+}
+
+fn watch_dict(url: &str, keyspace: &str) -> (RedisStore, Arc<DurableDict<String>>) {
+    let store = RedisStore::open(url, keyspace).expect("store");
+    let feed = durabledict::Store::feed(&store).expect("a Redis store has a feed");
+    let dict = DurableDict::builder(store.clone(), Json::<String>::new())
+        .policy(SyncPolicy::Watch)
+        .build()
+        .expect("build");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !feed.state().is_up() {
+        assert!(Instant::now() < deadline, "the feed never came up");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    (store, Arc::new(dict))
+}
+
+/// What Python durabledict sends for `d[key] = value` (JSON here): `HSET` and `INCR` in one
+/// `MULTI`, on a connection no store of this process knows of, so only the server's notice
+/// can tell a dict.
+fn python_write(conn: &mut Connection, store: &RedisStore, key: &str, value: &str) {
+    redis::pipe()
+        .atomic()
+        .hset(store.hash_key(), key, format!("\"{value}\""))
+        .ignore()
+        .incr(store.stamp_key(), 1)
+        .ignore()
+        .exec(conn)
+        .expect("MULTI");
+}
+
+/// Client tracking: local reads, how fast a change arrives, and 200 dicts on one server.
+fn feed_figures(bench: &Bench) {
+    let (_, dict) = watch_dict(&bench.url, "feed-read");
+    dict.update((0..100).map(|i| (format!("feature.flag.{i}"), format!("value {i}"))))
+        .expect("fill");
+    let map: HashMap<String, Arc<String>> = dict
+        .snapshot()
+        .expect("snapshot")
+        .iter()
+        .map(|(k, v)| (k.to_owned(), Arc::clone(v)))
+        .collect();
+    drop(dict.get("feature.flag.7"));
+    paired(
+        "watch read (feed up) vs HashMap get + Arc clone",
+        1.5,
+        41,
+        20_000,
+        |n| {
+            timed(|| {
+                for _ in 0..n {
+                    black_box(map.get(black_box("feature.flag.7")).cloned());
+                }
+            })
+        },
+        |n| {
+            timed(|| {
+                for _ in 0..n {
+                    black_box(dict.get(black_box("feature.flag.7")).expect("get"));
+                }
+            })
+        },
+    );
+
+    // Propagation: from the writer's return to another handle's Watch dict serving the value.
+    const ROUNDS: usize = 400;
+    let (store, reader) = watch_dict(&bench.url, "feed-propagation");
+    let (_, listening) = watch_dict(&bench.url, "feed-propagation");
+    let events = listening.subscribe();
+    let writer = DurableDict::builder(
+        RedisStore::open(&bench.url, "feed-propagation").expect("store"),
+        Json::<String>::new(),
+    )
+    .policy(SyncPolicy::Manual)
+    .build()
+    .expect("build");
+    let mut python = raw(&bench.url);
+    let (mut served, mut served_python, mut heard_python) = (Vec::new(), Vec::new(), Vec::new());
+    // Polls, yielding between reads: a busy loop would take a core from the feed thread.
+    let until_served = |value: &str, started: Instant| {
+        while reader.get("k").expect("get").as_deref().map(String::as_str) != Some(value) {
+            std::thread::yield_now();
+        }
+        started.elapsed()
+    };
+    let until_heard = |value: &str, started: Instant| loop {
+        match events.next_timeout(Duration::from_secs(5)) {
+            Some(durabledict::Event::Changed(change))
+                if change.new.as_deref().map(String::as_str) == Some(value) =>
+            {
+                return started.elapsed();
+            }
+            Some(_) => {}
+            None => panic!("the listener never heard {value}"),
+        }
+    };
+    for i in 0..ROUNDS {
+        // A writer on another store handle of this process: its write notifies this process's
+        // feeds of that keyspace before it returns.
+        let value = format!("rust {i}");
+        writer.insert("k", value.clone()).expect("insert");
+        served.push(until_served(&value, Instant::now()));
+        until_heard(&value, Instant::now());
+        std::thread::sleep(Duration::from_millis(2));
+        // A Python-style writer: only the server's push tells the dicts. Every other round
+        // times the reader, the others the listener, so that neither waits for the other.
+        let value = format!("python {i}");
+        python_write(&mut python, &store, "k", &value);
+        let started = Instant::now();
+        if i % 2 == 0 {
+            served_python.push(until_served(&value, started));
+            until_heard(&value, started);
+        } else {
+            heard_python.push(until_heard(&value, started));
+            until_served(&value, started);
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    percentiles(
+        "another handle's write (same process) to a Watch dict serving it",
+        served,
+        1.0,
+        5.0,
+    );
+    percentiles(
+        "a Python-style write to a Watch dict serving it (server push)",
+        served_python,
+        1.0,
+        5.0,
+    );
+    percentiles(
+        "a Python-style write to a listener firing (server push)",
+        heard_python,
+        1.0,
+        5.0,
+    );
+
+    // 200 dicts, each on its own store handle (its own feed connection and thread) and with a
+    // listener, all hearing one Python-style write.
+    const DICTS: usize = 200;
+    let dicts: Vec<_> = (0..DICTS)
+        .map(|_| watch_dict(&bench.url, "feed-fleet"))
+        .collect();
+    let subscriptions: Vec<_> = dicts.iter().map(|(_, dict)| dict.subscribe()).collect();
+    let feeds: Vec<_> = dicts
+        .iter()
+        .map(|(store, _)| durabledict::Store::feed(store).expect("feed"))
+        .collect();
+    let (fleet_store, _) = &dicts[0];
+    let (mut heard, mut last, mut noticed) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..30 {
+        let value = format!("fleet {i}");
+        let states: Vec<_> = feeds.iter().map(|feed| feed.state()).collect();
+        python_write(&mut python, fleet_store, "k", &value);
+        let started = Instant::now();
+        // First when every feed has the notice (delivery alone)...
+        let mut waiting: Vec<usize> = (0..DICTS).collect();
+        while !waiting.is_empty() {
+            waiting.retain(|&d| feeds[d].state() == states[d]);
+            std::thread::yield_now();
+        }
+        noticed.push(started.elapsed());
+        // ...then when every listener fired (the notice, a stamp check and a reload each).
+        let mut pending: Vec<usize> = (0..DICTS).collect();
+        while !pending.is_empty() {
+            pending.retain(|&d| {
+                while let Some(event) = subscriptions[d].try_next() {
+                    if let durabledict::Event::Changed(change) = event
+                        && change.new.as_deref() == Some(&value)
+                    {
+                        heard.push(started.elapsed());
+                        return false;
+                    }
+                }
+                true
+            });
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "{} dicts never heard",
+                pending.len()
+            );
+            std::thread::yield_now();
+        }
+        last.push(started.elapsed());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    percentiles(
+        "200 dicts (200 feed connections), a listener each, one write: every listener",
+        heard,
+        20.0,
+        20.0,
+    );
+    percentiles(
+        "200 dicts, one write: the last of the 200 feeds notified",
+        noticed,
+        20.0,
+        20.0,
+    );
+    percentiles(
+        "200 dicts, one write: the last of the 200 listeners",
+        last,
+        20.0,
+        20.0,
+    );
 }
 
 criterion_group! {

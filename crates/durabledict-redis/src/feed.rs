@@ -271,8 +271,8 @@ impl Worker {
                 }
                 Err(_) => {
                     // Down (refused, `CLIENT TRACKING` refused by an ACL or a Redis before 6):
-                    // dicts check the stamp meanwhile; try again later, never in a loop.
-                    self.feed.lost();
+                    // dicts check the stamp meanwhile (the feed is down since it was made or
+                    // lost); try again later, never in a loop.
                     if self.stop.sleep(backoff) {
                         return;
                     }
@@ -299,6 +299,8 @@ impl Worker {
             .arg(&self.stamp)
             .exec(&mut conn)?;
         conn.set_read_timeout(Some(PROBE_AFTER))?;
+        // A probe that cannot even be sent within the bound means the same as no answer.
+        conn.set_write_timeout(Some(DEAD_AFTER))?;
         Ok((conn, epoch))
     }
 

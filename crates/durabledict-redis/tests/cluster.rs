@@ -236,3 +236,71 @@ fn a_write_answered_moved_was_not_run_and_goes_to_the_new_owner() {
     let (stamp, hash) = stamp_and_hash(&store);
     assert_eq!((stamp, hash.len()), (created + 3, 0));
 }
+
+/// The feed follows the stamp key's slot: after a migration the old owner answers the feed's
+/// probe with `MOVED`, the feed is marked down, then subscribes on the new owner, where a
+/// write made with no store of this process (a raw cluster connection) is heard.
+#[test]
+fn the_feed_follows_its_slot_to_the_new_owner() {
+    let nodes = cluster_urls();
+    let ks = keyspace("feed-moved");
+    let store = RedisStore::cluster_builder(nodes.clone(), &ks)
+        .build()
+        .unwrap();
+    let feed = store.feed().unwrap();
+    let dict = DurableDict::<String>::builder(store.clone(), Raw)
+        .policy(durabledict_core::SyncPolicy::Watch)
+        .build()
+        .unwrap();
+    let within = |bound: Duration, what: &str, check: &mut dyn FnMut() -> bool| {
+        let deadline = Instant::now() + bound;
+        while !check() {
+            assert!(Instant::now() < deadline, "{what} (within {bound:?})");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    };
+    within(Duration::from_secs(3), "the feed comes up", &mut || {
+        feed.state().is_up()
+    });
+    let mut raw = Target::Cluster(nodes.clone()).raw();
+    let mut python_write = |value: &str| {
+        redis::pipe()
+            .atomic()
+            .hset(store.hash_key(), "k", value)
+            .ignore()
+            .incr(store.stamp_key(), 1)
+            .ignore()
+            .exec(&mut *raw)
+            .unwrap();
+    };
+    python_write("before");
+    within(Duration::from_secs(2), "a raw write is heard", &mut || {
+        dict.get("k").unwrap().as_deref().map(String::as_str) == Some("before")
+    });
+
+    move_slot(&nodes, store.stamp_key());
+    within(
+        Duration::from_secs(2),
+        "the old owner's MOVED marks the feed down",
+        &mut || !feed.state().is_up(),
+    );
+    within(
+        Duration::from_secs(3),
+        "the feed is back on the new owner",
+        &mut || feed.state().is_up(),
+    );
+    for i in 0..3 {
+        let value = format!("after {i}");
+        let heard = feed.state();
+        python_write(&value);
+        within(
+            Duration::from_secs(2),
+            "a raw write on the new owner is heard",
+            &mut || feed.state() != heard,
+        );
+        assert_eq!(
+            dict.get("k").unwrap().as_deref().map(String::as_str),
+            Some(value.as_str())
+        );
+    }
+}
