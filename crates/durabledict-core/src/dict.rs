@@ -209,6 +209,7 @@ pub struct Builder<V> {
     serve_stale: Option<Duration>,
     name: Option<String>,
     slow_reload: Duration,
+    prepare: bool,
 }
 
 impl<V> fmt::Debug for Builder<V> {
@@ -250,11 +251,23 @@ impl<V: Send + Sync + 'static> Builder<V> {
         self
     }
 
-    /// Prepares the store ([`Store::init`]) and loads every entry.
+    /// Whether [`build`](Self::build) prepares the store with [`Store::init`] (creating a
+    /// missing table, keyspace or stamp) before loading; `true` by default. `false` builds a
+    /// dict that only reads what exists, for tools that must create nothing (a `list` on a
+    /// read-only replica); a keyspace that does not exist then loads as the store reports it.
+    pub fn prepare(mut self, prepare: bool) -> Self {
+        self.prepare = prepare;
+        self
+    }
+
+    /// Prepares the store ([`Store::init`], unless [`prepare(false)`](Self::prepare)) and
+    /// loads every entry.
     pub fn build(self) -> Result<DurableDict<V>> {
-        self.store
-            .init()
-            .map_err(|e| Error::store(Op::Load, None, e))?;
+        if self.prepare {
+            self.store
+                .init()
+                .map_err(|e| Error::store(Op::Load, None, e))?;
+        }
         let name = self
             .name
             .or_else(|| self.store.keyspace().map(str::to_owned))
@@ -348,9 +361,42 @@ impl<V: PartialEq + Send + Sync + 'static> DurableDict<V> {
 
     /// [`subscribe`](Self::subscribe) with a buffer of `capacity` events (at least 1).
     pub fn subscribe_with_capacity(self: &Arc<Self>, capacity: usize) -> Subscription<V> {
-        let (subscriber, subscription) = Subscriber::new(capacity);
-        // Under the update lock: no reload or own write is half announced meanwhile.
         let _update = self.lock_update();
+        self.subscribe_locked(capacity)
+    }
+
+    /// Subscribes and returns the contents the first event applies to, taken at the same
+    /// instant: every change after that snapshot is announced, none before it. What a
+    /// `watch` that prints the contents and then their changes needs.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use durabledict_core::{DurableDict, MemoryStore, Raw};
+    ///
+    /// let dict = Arc::new(DurableDict::<String>::builder(MemoryStore::new(), Raw).build()?);
+    /// dict.insert("a", "1".to_string())?;
+    /// let (snapshot, changes) = dict.subscribe_from_snapshot(16)?;
+    /// assert_eq!(snapshot.len(), 1);
+    /// dict.insert("b", "2".to_string())?;
+    /// assert!(changes.try_next().is_some());
+    /// # Ok::<(), durabledict_core::Error>(())
+    /// ```
+    pub fn subscribe_from_snapshot(
+        self: &Arc<Self>,
+        capacity: usize,
+    ) -> Result<(Arc<Snapshot<V>>, Subscription<V>)> {
+        // Bring the cache up to date first (the policy's check), then take both under the
+        // update lock, so no reload or own write falls between them.
+        drop(self.current()?);
+        let _update = self.lock_update();
+        let snapshot = self.table.load().snapshot();
+        Ok((snapshot, self.subscribe_locked(capacity)))
+    }
+
+    /// Adds a subscriber; the caller holds the update lock, so no reload or own write is half
+    /// announced meanwhile.
+    fn subscribe_locked(self: &Arc<Self>, capacity: usize) -> Subscription<V> {
+        let (subscriber, subscription) = Subscriber::new(capacity);
         let mut listeners = self.lock_listeners();
         listeners.same = Some(|a: &V, b: &V| a == b);
         listeners.subscribers.push(subscriber);
@@ -381,6 +427,7 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
             serve_stale: None,
             name: None,
             slow_reload: DEFAULT_SLOW_RELOAD,
+            prepare: true,
         }
     }
 
