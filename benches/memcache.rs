@@ -1,7 +1,9 @@
 //! The memcached stamp's costs against a raw memcached `get` round trip measured in the same
 //! run (one TCP connection, `TCP_NODELAY`, the request written and the reply parsed by hand):
-//! the stamp's own `get` (through the `memcache` crate), and an `Always` dict read whose stamp
-//! check is that `get` (an SQLite store in memory keeps the values).
+//! the stamp's own `get` (an `mg` through the `memcache` crate's meta-protocol wire layer), and
+//! an `Always` dict read whose stamp check is that `get` (an SQLite store in memory keeps the
+//! values). The crate's other configurations are measured by
+//! `crates/durabledict-memcache-stamp/examples/crate_configurations.rs`.
 
 use std::hint::black_box;
 use std::io::{BufRead, BufReader, Read, Write};

@@ -10,7 +10,7 @@ pub enum MemcacheError {
     #[error("configuration: {0}")]
     Config(String),
     /// memcached could not be reached, or the connection failed or timed out. The source is
-    /// the `memcache` crate's error.
+    /// the I/O error.
     #[error("memcached unreachable")]
     Unavailable(#[source] BoxError),
     /// memcached answered with an error.
@@ -38,6 +38,12 @@ impl MemcacheError {
             MemcacheError::Server { .. } => StoreErrorKind::Rejected,
             MemcacheError::Config(_) | MemcacheError::Protocol(_) => StoreErrorKind::Other,
         }
+    }
+}
+
+impl From<std::io::Error> for MemcacheError {
+    fn from(error: std::io::Error) -> Self {
+        MemcacheError::Unavailable(error.into())
     }
 }
 

@@ -1,7 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
 
-mod connection;
+mod client;
 mod error;
 mod stamp;
 

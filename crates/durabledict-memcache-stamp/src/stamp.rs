@@ -6,22 +6,21 @@ use std::time::Duration;
 
 use durabledict_core::{Stamp, StampValue, StoreError, clock_seed};
 
-use crate::connection::Connection;
+use crate::client::{Client, parse_decimal};
 use crate::error::MemcacheError;
 
 /// memcached's longest key.
 const MAX_KEY: usize = 250;
-/// How often a bump tries `incr` when the stamp keeps vanishing between its `add` and `incr`.
+/// How often a bump tries again when the stamp vanishes between its `incr` and its `add`.
 const BUMP_ATTEMPTS: usize = 5;
 
 /// A [`Stamp`] kept in memcached under one key, with no expiry.
 ///
-/// [`get`](Stamp::get) is one `get` round trip. [`bump`](Stamp::bump) is an `incr`; when the key
-/// is missing (evicted, memcached restarted or flushed) it is re-created with `add` from a
-/// clock seed ([`clock_seed`]), larger than any value handed out before, and incremented: when
-/// another process's `add` won, the `incr` counts from theirs. Every value a bump returns comes
-/// from an `incr`, so no two bumps return the same one. Dicts see the missing stamp as a
-/// change and reload once.
+/// [`get`](Stamp::get) is one `mg` (meta get) round trip. [`bump`](Stamp::bump) is an `incr`;
+/// when the key is missing (evicted, memcached restarted or flushed) it is re-created with `add`
+/// from a clock seed ([`clock_seed`]), larger than any value handed out before, and when another
+/// process's `add` won, the bump increments that value instead. Dicts see the missing stamp as
+/// a change and reload once.
 ///
 /// Values are stored as decimal text with the integer flag (2) that python-memcached and
 /// pymemcache use, so Python reads them as `int`. Clones share the connections and the
@@ -40,7 +39,7 @@ const BUMP_ATTEMPTS: usize = 5;
 /// ```
 #[derive(Clone)]
 pub struct MemcacheStamp {
-    connection: Arc<Connection>,
+    client: Arc<Client>,
     key: Arc<str>,
 }
 
@@ -61,7 +60,7 @@ impl MemcacheStamp {
             key: None,
             connect_timeout: Duration::from_secs(1),
             io_timeout: Duration::from_secs(1),
-            pool_size: 4,
+            max_idle: 8,
         }
     }
 
@@ -73,7 +72,7 @@ impl MemcacheStamp {
     /// Deletes the stamp, as an eviction or a memcached restart would: every dict reloads once
     /// and the next bump re-creates it. Returns whether it existed.
     pub fn delete(&self) -> Result<bool, StoreError> {
-        Ok(self.connection.delete(&self.key)?)
+        Ok(self.client.delete()?)
     }
 
     fn to_stamp(value: u64) -> Result<StampValue, StoreError> {
@@ -84,17 +83,12 @@ impl MemcacheStamp {
 
 impl Stamp for MemcacheStamp {
     fn get(&self) -> Result<Option<StampValue>, StoreError> {
-        match self.connection.get(&self.key)? {
+        match self.client.get()? {
             None => Ok(None),
             Some(bytes) => {
-                let value = std::str::from_utf8(&bytes)
-                    .ok()
-                    .map(str::trim_ascii)
-                    .filter(|text| !text.starts_with('+'))
-                    .and_then(|text| text.parse::<u64>().ok())
-                    .ok_or_else(|| {
-                        MemcacheError::NotANumber(String::from_utf8_lossy(&bytes).into_owned())
-                    })?;
+                let value = parse_decimal(&bytes).ok_or_else(|| {
+                    MemcacheError::NotANumber(String::from_utf8_lossy(&bytes).into_owned())
+                })?;
                 Self::to_stamp(value).map(Some)
             }
         }
@@ -102,13 +96,15 @@ impl Stamp for MemcacheStamp {
 
     fn bump(&self) -> Result<StampValue, StoreError> {
         for _ in 0..BUMP_ATTEMPTS {
-            if let Some(value) = self.connection.incr(&self.key)? {
+            if let Some(value) = self.client.incr()? {
                 return Self::to_stamp(value);
             }
-            // Whoever adds first wins (the crate does not say who); the next `incr` counts
-            // from the winner's seed. A seed is never negative: it comes from the clock.
-            self.connection
-                .add(&self.key, clock_seed().unsigned_abs())?;
+            let seed = clock_seed();
+            // A seed is never negative: it comes from the clock.
+            if self.client.add(seed.unsigned_abs())? {
+                return Ok(seed);
+            }
+            // Another process re-created it first: increment theirs.
         }
         Err(MemcacheError::Protocol(format!(
             "the stamp {} vanished {BUMP_ATTEMPTS} times during one bump",
@@ -121,8 +117,7 @@ impl Stamp for MemcacheStamp {
     fn init(&self) -> Result<(), StoreError> {
         if self.get()?.is_none() {
             // Whoever adds first wins; a lost race means the stamp now exists, which is the goal.
-            self.connection
-                .add(&self.key, clock_seed().unsigned_abs())?;
+            self.client.add(clock_seed().unsigned_abs())?;
         }
         Ok(())
     }
@@ -133,7 +128,7 @@ impl Stamp for MemcacheStamp {
     /// stamp and count from 1 (Python's `incr`, then `set 1`) can bring it back to the very
     /// number a dict synced at.
     fn epoch(&self) -> u64 {
-        self.connection.epoch()
+        self.client.epoch()
     }
 }
 
@@ -144,7 +139,7 @@ pub struct MemcacheStampBuilder {
     key: Option<String>,
     connect_timeout: Duration,
     io_timeout: Duration,
-    pool_size: u32,
+    max_idle: usize,
 }
 
 impl MemcacheStampBuilder {
@@ -173,15 +168,14 @@ impl MemcacheStampBuilder {
         self
     }
 
-    /// How many connections are opened to memcached, all at once (at least 1); 4 by default.
-    /// A thread that finds them all busy waits for one, up to the connect timeout.
-    pub fn pool_size(mut self, connections: u32) -> Self {
-        self.pool_size = connections;
+    /// How many idle connections are kept for later commands; 8 by default.
+    pub fn max_idle(mut self, connections: usize) -> Self {
+        self.max_idle = connections;
         self
     }
 
     /// Checks the key and address and makes the stamp. It does not connect: the first command
-    /// does, and after a failed request the next command connects again.
+    /// does, and a failed connection is retried on the next command.
     pub fn build(self) -> Result<MemcacheStamp, StoreError> {
         let config = |msg: String| StoreError::from(MemcacheError::Config(msg));
         let key = self
@@ -204,20 +198,23 @@ impl MemcacheStampBuilder {
             .unwrap_or(&self.addr)
             .trim_end_matches('/')
             .to_string();
-        let not_an_address = || {
-            config(format!(
+        if addr.is_empty() || addr.contains(['/', '?', '#', '@']) || !addr.contains(':') {
+            return Err(config(format!(
                 "{:?} is not a memcached address (host:port or memcache://host:port)",
                 self.addr
-            ))
-        };
-        if addr.is_empty() || addr.contains(['/', '?', '#', '@']) || !addr.contains(':') {
-            return Err(not_an_address());
+            )));
         }
-        let connection =
-            Connection::new(addr, self.pool_size, self.connect_timeout, self.io_timeout)
-                .ok_or_else(not_an_address)?;
         Ok(MemcacheStamp {
-            connection: Arc::new(connection),
+            client: Arc::new(
+                Client::new(
+                    addr,
+                    key.clone(),
+                    self.connect_timeout,
+                    self.io_timeout,
+                    self.max_idle,
+                )
+                .map_err(StoreError::from)?,
+            ),
             key: key.into(),
         })
     }

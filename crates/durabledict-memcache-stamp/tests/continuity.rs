@@ -148,13 +148,19 @@ fn restart_and_recount(setup: &mut Setup) {
     assert_eq!(setup.dict.status().reloads, 2);
 }
 
-/// The dict's pooled connections died with the old memcached: the failed request changes the
-/// epoch (the command itself is retried on a new connection and succeeds). The new connection's
-/// check of the server's identity is tested in `src/connection.rs`: with the pool opened whole,
-/// a failure always comes first here.
+/// The dict's pooled connection died with the old memcached: the failed request changes the
+/// epoch (the command itself is retried on a new connection and succeeds).
 #[test]
-fn a_restart_reloads_a_dict_whose_stamp_was_recounted_to_the_synced_number() {
+fn a_restart_seen_as_a_failed_request_reloads_a_dict_recounted_to_its_stamp() {
     let mut setup = synced_at_3(|builder| builder);
+    restart_and_recount(&mut setup);
+}
+
+/// No connection outlives a command, so no request fails: only the new connection's check of
+/// the server's identity (`stats`: pid and start time) sees the restart.
+#[test]
+fn a_restart_seen_only_by_a_new_connection_reloads_a_dict_recounted_to_its_stamp() {
+    let mut setup = synced_at_3(|builder| builder.max_idle(0));
     restart_and_recount(&mut setup);
 }
 
