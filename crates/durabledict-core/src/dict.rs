@@ -606,7 +606,15 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
             .setdefault(key, &bytes)
             .map_err(|e| self.failed(Op::SetDefault, Some(key), e))?;
         match outcome {
-            SetDefault::Existing(stored) => self.decode(key, &stored).map(Arc::new),
+            SetDefault::Existing(stored) => {
+                // The store holds a value the cache does not know: the cache is stale.
+                if !self.table.load().contains_key(key)
+                    && let Err(error) = self.reload_locked()
+                {
+                    debug_assert!(self.status().last_error.is_some(), "{error}");
+                }
+                self.decode(key, &stored).map(Arc::new)
+            }
             SetDefault::Inserted(stamp) => {
                 let value = Arc::new(default);
                 let cached = Arc::clone(&value);
@@ -642,7 +650,11 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
             self.failed(Op::Update, key, e)
         })?;
         let touched: Vec<String> = if self.listening() {
-            entries.iter().map(|(key, _)| key.clone()).collect()
+            // A key named twice changed once.
+            let mut keys: Vec<String> = entries.iter().map(|(key, _)| key.clone()).collect();
+            keys.sort_unstable();
+            keys.dedup();
+            keys
         } else {
             Vec::new()
         };
@@ -662,6 +674,24 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
             .store
             .clear()
             .map_err(|e| self.failed(Op::Clear, None, e))?;
+        let (had, unreadable) = {
+            let table = self.table.load();
+            (
+                table.len() > 0 || table.is_damaged(),
+                !table.unreadable().is_empty(),
+            )
+        };
+        // Nothing to clear in the store but something in the cache: the cache was stale (another
+        // program emptied the store); names that are not keys may outlive a clear that only
+        // removes keys. Either way only a reload knows what is left.
+        if (stamp.is_none() && had) || unreadable {
+            if stamp.is_some() {
+                self.apply_own(stamp, Op::Clear, Touched::All, |table| {
+                    Some(Table::new([], table.stamp(), table.epoch(), Arc::default()))
+                });
+            }
+            return self.reload_locked().map(drop);
+        }
         self.apply_own(stamp, Op::Clear, Touched::All, |table| {
             Some(Table::new([], table.stamp(), table.epoch(), Arc::default()))
         });
@@ -680,8 +710,10 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
             let Some(this) = dict.upgrade() else { return };
             {
                 let mut listeners = this.lock_listeners();
+                listeners.subscribers.retain(|s| !s.is_dropped());
                 if listeners.subscribers.is_empty() {
                     listeners.watching = false;
+                    this.has_listeners.store(false, Ordering::Release);
                     return;
                 }
             }
@@ -700,7 +732,14 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
                     feed.wait(before, wait);
                 }
                 (SyncPolicy::AtMostEvery(interval), _, _) => {
-                    std::thread::sleep(interval.max(LISTEN_POLL_FLOOR));
+                    // In slices, so that a dict dropped meanwhile ends the thread soon.
+                    let until = Instant::now() + interval.max(LISTEN_POLL_FLOOR);
+                    while let Some(left) = until.checked_duration_since(Instant::now()) {
+                        if dict.strong_count() == 0 {
+                            return;
+                        }
+                        std::thread::sleep(left.min(FEED_QUIET));
+                    }
                 }
                 _ => std::thread::sleep(LISTEN_POLL),
             }
@@ -716,7 +755,11 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
         match self.policy {
             SyncPolicy::Manual => Ok(table),
             SyncPolicy::Always => match self.check_stamp() {
-                Ok(stamp) if self.confirms(&table, stamp) && self.serve_stale.is_none() => {
+                Ok(stamp)
+                    if self.confirms(&table, stamp)
+                        && self.serve_stale.is_none()
+                        && !self.observer.is_failing() =>
+                {
                     Ok(table)
                 }
                 checked => self.after_check(table, checked),
@@ -731,7 +774,11 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
                     }
                 }
                 None => match self.check_stamp() {
-                    Ok(stamp) if self.confirms(&table, stamp) && self.serve_stale.is_none() => {
+                    Ok(stamp)
+                        if self.confirms(&table, stamp)
+                            && self.serve_stale.is_none()
+                            && !self.observer.is_failing() =>
+                    {
                         Ok(table)
                     }
                     checked => self.after_check(table, checked),
@@ -777,16 +824,26 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
         table: Current<V>,
         checked: Result<Option<StampValue>, StoreError>,
     ) -> Result<Current<V>> {
+        self.check_and_load(table, checked).map(|(table, _)| table)
+    }
+
+    /// [`after_check`](Self::after_check), also telling whether the table returned was
+    /// confirmed or loaded (`true`) or served stale (`false`).
+    fn check_and_load(
+        &self,
+        table: Current<V>,
+        checked: Result<Option<StampValue>, StoreError>,
+    ) -> Result<(Current<V>, bool)> {
         let stamp = match checked {
             Ok(stamp) => stamp,
             Err(e) => {
                 let error = self.failed(Op::Check, None, e);
-                return self.stale_or_fail(table, error);
+                return self.stale_or_fail(table, error).map(|t| (t, false));
             }
         };
         if self.confirms(&table, stamp) {
             self.mark_synced();
-            return Ok(table);
+            return Ok((table, true));
         }
         if stamp == table.stamp() {
             self.observer.continuity_lost(stamp);
@@ -797,11 +854,13 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
         let latest = self.table.load_full();
         if self.confirms(&latest, stamp) {
             self.mark_synced();
-            return Ok(Guard::from_inner(latest));
+            return Ok((Guard::from_inner(latest), true));
         }
         match self.reload_locked() {
-            Ok(table) => Ok(Guard::from_inner(table)),
-            Err(error) => self.stale_or_fail(Guard::from_inner(latest), error),
+            Ok(table) => Ok((Guard::from_inner(table), true)),
+            Err(error) => self
+                .stale_or_fail(Guard::from_inner(latest), error)
+                .map(|t| (t, false)),
         }
     }
 
@@ -821,15 +880,30 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
             self.mark_synced();
             return Ok(table);
         }
-        let current = self.after_check(table, checked)?;
-        current.saw_feed(state);
+        let (current, confirmed) = self.check_and_load(table, checked)?;
+        // A table served stale confirms nothing: the next read checks again.
+        if confirmed {
+            current.saw_feed(state);
+        }
         Ok(current)
     }
 
     /// The last table when serving stale data is allowed and it was confirmed recently enough,
     /// else `error` (already recorded).
     fn stale_or_fail(&self, table: Current<V>, error: Error) -> Result<Current<V>> {
-        let age = self.synced_ago();
+        let mut age = self.synced_ago();
+        // Under `Watch`, a table the feed vouched for up to the moment it was lost (nothing
+        // arrived between its last confirmation and the loss) was current until then.
+        if let Some(feed) = &self.feed
+            && let Some(lost_at) = feed.lost_at()
+            && table.fed_until(feed.state())
+        {
+            age = age.min(
+                SystemTime::now()
+                    .duration_since(lost_at)
+                    .unwrap_or_default(),
+            );
+        }
         match self.serve_stale {
             Some(max_age) if age <= max_age => {
                 self.serving_stale.store(true, Ordering::Relaxed);
@@ -910,10 +984,11 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
         if let Some(state) = fed {
             table.saw_feed(state);
         }
+        // Swap first, then announce: a listener that reads on an event sees the change.
+        let old = self.table.swap(Arc::clone(&table));
         if self.listening() {
-            self.announce_reload(&self.table.load_full(), &table);
+            self.announce_reload(&old, &table);
         }
-        self.table.store(Arc::clone(&table));
         self.reloads.fetch_add(1, Ordering::Relaxed);
         self.mark_synced();
         let took = started.elapsed();
@@ -952,18 +1027,20 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
             target.set_stamp(stamp);
             self.mark_synced();
         }
-        if let Some(before) = before {
-            let changes = before
+        let changes: Option<Vec<Changed<V>>> = before.map(|before| {
+            before
                 .into_iter()
                 .map(|(key, old)| {
                     let new = target.get(&key);
                     (key, old, new)
                 })
-                .collect();
-            self.announce(changes);
-        }
+                .collect()
+        });
         if let Some(replacement) = replacement {
             self.table.store(Arc::new(replacement));
+        }
+        if let Some(changes) = changes {
+            self.announce(changes);
         }
     }
 
@@ -1056,9 +1133,11 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
             // Absent in the store: drop it from the cache too if a stale snapshot had it.
             // A failed reload is recorded in `status()` by `reload_locked` (and the next check
             // reloads); the removal itself has its answer: nothing to remove.
-            if self.table.load().contains_key(key)
-                && let Err(error) = self.reload_locked()
-            {
+            let stale = {
+                let table = self.table.load();
+                table.contains_key(key) || table.poison(key).is_some()
+            };
+            if stale && let Err(error) = self.reload_locked() {
                 debug_assert!(self.status().last_error.is_some(), "{error}");
             }
             return Ok(None);

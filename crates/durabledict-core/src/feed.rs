@@ -15,7 +15,7 @@
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 /// The low bit of the state: set while the feed is down.
 const DOWN: u64 = 1;
@@ -68,6 +68,8 @@ impl FeedState {
 /// ```
 pub struct Feed {
     state: AtomicU64,
+    /// When it was last lost: nanoseconds since the Unix epoch; 0 never.
+    lost_at: AtomicU64,
     wake: Mutex<()>,
     changed: Condvar,
 }
@@ -93,6 +95,7 @@ impl Feed {
     pub fn new() -> Self {
         Feed {
             state: AtomicU64::new(DOWN),
+            lost_at: AtomicU64::new(0),
             wake: Mutex::new(()),
             changed: Condvar::new(),
         }
@@ -114,6 +117,12 @@ impl Feed {
     /// The feed may have missed a notice: until [`restored`](Feed::restored), every read of
     /// every dict checks the stamp, as under [`SyncPolicy::Always`](crate::SyncPolicy::Always).
     pub fn lost(&self) {
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+            .unwrap_or(1);
+        // Before the state: a reader that sees the loss sees when it happened.
+        self.lost_at.store(now.max(1), Ordering::Release);
         self.state
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |s| {
                 Some((s | DOWN).wrapping_add(NOTICE))
@@ -131,6 +140,16 @@ impl Feed {
             })
             .ok();
         self.wake();
+    }
+
+    /// When the feed was last lost, if ever. Until then the store vouched for every notice,
+    /// so a dict serving stale reads (`serve_stale_for`) counts the age of a cache the feed
+    /// confirmed up to the loss from this moment.
+    pub fn lost_at(&self) -> Option<SystemTime> {
+        match self.lost_at.load(Ordering::Acquire) {
+            0 => None,
+            nanos => Some(SystemTime::UNIX_EPOCH + Duration::from_nanos(nanos)),
+        }
     }
 
     /// Blocks until the state differs from `since`, or `timeout` passed; returns the state.

@@ -3,11 +3,13 @@
 //! Changes are computed where the cache changes (a reload, an own write) and sent, under the
 //! dict's update lock, to every subscriber's bounded buffer with `try_send`: a slow subscriber
 //! never blocks reads, writes or other subscribers. A subscriber whose buffer is full misses
-//! changes; it gets one [`Event::Lagged`] as soon as there is room again, and should then
-//! read a fresh [`snapshot`](crate::DurableDict::snapshot).
+//! every change from then on until it has read everything buffered; then it gets one
+//! [`Event::Lagged`], and should read a fresh [`snapshot`](crate::DurableDict::snapshot):
+//! the changes after `Lagged` apply to the contents from then on.
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::time::Duration;
 
@@ -57,6 +59,22 @@ impl<V> Clone for Event<V> {
 /// event; the iterator ends when the dict is dropped. Dropping the subscription unsubscribes.
 pub struct Subscription<V> {
     rx: Receiver<Event<V>>,
+    shared: Arc<Shared>,
+}
+
+/// What a subscription and its sender share.
+#[derive(Debug, Default)]
+struct Shared {
+    /// The buffer overflowed: changes are dropped until the receiver has taken the `Lagged`.
+    lagged: AtomicBool,
+    /// The subscription was dropped: the dict forgets the subscriber.
+    dropped: AtomicBool,
+}
+
+impl<V> Drop for Subscription<V> {
+    fn drop(&mut self) {
+        self.shared.dropped.store(true, Ordering::Release);
+    }
 }
 
 impl<V> fmt::Debug for Subscription<V> {
@@ -68,12 +86,27 @@ impl<V> fmt::Debug for Subscription<V> {
 impl<V> Subscription<V> {
     /// The next event, waiting at most `timeout`; `None` on timeout or when the dict is gone.
     pub fn next_timeout(&self, timeout: Duration) -> Option<Event<V>> {
+        if let Some(event) = self.try_next() {
+            return Some(event);
+        }
         self.rx.recv_timeout(timeout).ok()
     }
 
     /// The next event if one is waiting.
     pub fn try_next(&self) -> Option<Event<V>> {
-        self.rx.try_recv().ok()
+        match self.rx.try_recv() {
+            Ok(event) => Some(event),
+            // While `lagged` is set nothing more is sent: once it is seen set and the buffer
+            // empty after that, every change sent before the overflow was read. Now the marker.
+            Err(_) if self.shared.lagged.load(Ordering::Acquire) => match self.rx.try_recv() {
+                Ok(event) => Some(event),
+                Err(_) => {
+                    self.shared.lagged.store(false, Ordering::Release);
+                    Some(Event::Lagged)
+                }
+            },
+            Err(_) => None,
+        }
     }
 }
 
@@ -81,35 +114,47 @@ impl<V> Iterator for Subscription<V> {
     type Item = Event<V>;
 
     fn next(&mut self) -> Option<Event<V>> {
-        self.rx.recv().ok()
+        // The buffer is full whenever `lagged` gets set, so a receiver that finds it empty
+        // and the flag clear may block: the next event wakes it.
+        self.try_next().or_else(|| self.rx.recv().ok())
     }
 }
 
 /// The sending side, kept by the dict.
 pub(crate) struct Subscriber<V> {
     tx: SyncSender<Event<V>>,
-    lagged: bool,
+    shared: Arc<Shared>,
 }
 
 impl<V> Subscriber<V> {
     pub(crate) fn new(capacity: usize) -> (Self, Subscription<V>) {
         let (tx, rx) = std::sync::mpsc::sync_channel(capacity.max(1));
-        (Subscriber { tx, lagged: false }, Subscription { rx })
+        let shared = Arc::new(Shared::default());
+        let subscription = Subscription {
+            rx,
+            shared: Arc::clone(&shared),
+        };
+        (Subscriber { tx, shared }, subscription)
+    }
+
+    /// Whether the subscription was dropped.
+    pub(crate) fn is_dropped(&self) -> bool {
+        self.shared.dropped.load(Ordering::Acquire)
     }
 
     /// Sends without blocking; `false` once the subscription is dropped.
     pub(crate) fn send(&mut self, change: &Change<V>) -> bool {
-        if self.lagged {
-            match self.tx.try_send(Event::Lagged) {
-                Ok(()) => self.lagged = false,
-                Err(TrySendError::Full(_)) => return true,
-                Err(TrySendError::Disconnected(_)) => return false,
-            }
+        if self.is_dropped() {
+            return false;
+        }
+        if self.shared.lagged.load(Ordering::Acquire) {
+            // Missed until the receiver has read the marker.
+            return true;
         }
         match self.tx.try_send(Event::Changed(change.clone())) {
             Ok(()) => true,
             Err(TrySendError::Full(_)) => {
-                self.lagged = true;
+                self.shared.lagged.store(true, Ordering::Release);
                 true
             }
             Err(TrySendError::Disconnected(_)) => false,

@@ -104,7 +104,9 @@ impl Stamp for MemoryStamp {
             let next = if current == MISSING {
                 self.seed()
             } else {
-                current + 1
+                current.checked_add(1).ok_or_else(|| {
+                    StoreError::corrupt(format!("the stamp {current} cannot be incremented"))
+                })?
             };
             match cell
                 .value

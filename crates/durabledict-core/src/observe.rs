@@ -42,6 +42,13 @@ impl Observer {
         }
     }
 
+    /// Whether the store is failing (the last check or load failed and nothing was
+    /// confirmed since): one relaxed load.
+    #[inline(always)]
+    pub(crate) fn is_failing(&self) -> bool {
+        self.failing.load(Ordering::Relaxed)
+    }
+
     /// A read (any method reading the cache).
     #[inline(always)]
     pub(crate) fn read(&self) {

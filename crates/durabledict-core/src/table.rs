@@ -185,6 +185,8 @@ pub(crate) struct Table<V> {
     /// Whether the overlay holds anything, so reads of keys absent from the base skip it.
     has_overlay: AtomicBool,
     stamp: AtomicI64,
+    /// Whether the stamp is present (a missing stamp is `None`, any `i64` a present one).
+    has_stamp: AtomicBool,
     /// The store's [`epoch`](crate::Store::epoch) read before the entries were loaded.
     epoch: u64,
     /// What the store held but this dict could not take in, each poisoning only itself:
@@ -223,6 +225,7 @@ impl<V> Table<V> {
             overlay: ArcSwap::from_pointee(Overlay::default()),
             has_overlay: AtomicBool::new(false),
             stamp: AtomicI64::new(stamp.unwrap_or(MISSING)),
+            has_stamp: AtomicBool::new(stamp.is_some()),
             epoch,
             damaged,
             feed_seen: AtomicU64::new(NO_FEED_SEEN),
@@ -232,10 +235,8 @@ impl<V> Table<V> {
 
     #[inline]
     pub(crate) fn stamp(&self) -> Option<StampValue> {
-        match self.stamp.load(Ordering::Acquire) {
-            MISSING => None,
-            s => Some(s),
-        }
+        let stamp = self.stamp.load(Ordering::Acquire);
+        self.has_stamp.load(Ordering::Acquire).then_some(stamp)
     }
 
     /// The decode error of `key` when the store holds a value for it that did not decode and
@@ -277,6 +278,12 @@ impl<V> Table<V> {
         state.is_up() && self.feed_seen.load(Ordering::Acquire) == state.raw()
     }
 
+    /// Whether these contents were confirmed at the last healthy state before the feed was
+    /// lost into `now`: nothing arrived between that confirmation and the loss.
+    pub(crate) fn fed_until(&self, now: FeedState) -> bool {
+        !now.is_up() && self.feed_seen.load(Ordering::Acquire).wrapping_add(3) == now.raw()
+    }
+
     /// Records that these contents were confirmed current at feed state `state` (read before
     /// the stamp check or load that confirmed them). A state of a feed that was down confirms
     /// nothing.
@@ -295,6 +302,7 @@ impl<V> Table<V> {
 
     pub(crate) fn set_stamp(&self, stamp: StampValue) {
         self.stamp.store(stamp, Ordering::Release);
+        self.has_stamp.store(true, Ordering::Release);
         self.changed();
     }
 
@@ -439,6 +447,7 @@ impl<V> Table<V> {
             overlay: ArcSwap::from_pointee(Overlay::default()),
             has_overlay: AtomicBool::new(false),
             stamp: AtomicI64::new(self.stamp.load(Ordering::Acquire)),
+            has_stamp: AtomicBool::new(self.has_stamp.load(Ordering::Acquire)),
             epoch: self.epoch,
             damaged,
             feed_seen: AtomicU64::new(self.feed_seen.load(Ordering::Acquire)),
