@@ -444,6 +444,52 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
         }
     }
 
+    /// The value at `key` when the cache can answer with no I/O and without waiting for a
+    /// lock: under `Manual`, under `Watch` while the feed is healthy and nothing arrived, under
+    /// `AtMostEvery` within its window. `None` when a read would check the stamp or reload:
+    /// what an async caller needs to decide whether to leave its task.
+    ///
+    /// ```
+    /// use durabledict_core::{DurableDict, MemoryStore, Raw, SyncPolicy};
+    ///
+    /// let manual = DurableDict::<String>::builder(MemoryStore::new(), Raw)
+    ///     .policy(SyncPolicy::Manual)
+    ///     .build()?;
+    /// assert!(manual.try_get_local("k").is_some());
+    /// let always = DurableDict::<String>::builder(MemoryStore::new(), Raw).build()?;
+    /// assert!(always.try_get_local("k").is_none());
+    /// # Ok::<(), durabledict_core::Error>(())
+    /// ```
+    pub fn try_get_local(&self, key: &str) -> Option<Result<Option<Arc<V>>>> {
+        let table = self.local_table()?;
+        self.observer.read();
+        Some(match table.get(key) {
+            None if table.is_damaged() => self.poisoned(&table, key),
+            found => Ok(found),
+        })
+    }
+
+    /// Whether a read now would answer from the cache with no I/O (see
+    /// [`try_get_local`](Self::try_get_local)).
+    pub fn answers_locally(&self) -> bool {
+        self.local_table().is_some()
+    }
+
+    /// The table, when the policy lets a read use it with no check.
+    fn local_table(&self) -> Option<Current<V>> {
+        let table = self.table.load();
+        let local = match self.policy {
+            SyncPolicy::Manual => true,
+            SyncPolicy::Watch => self
+                .feed
+                .as_ref()
+                .is_some_and(|feed| table.fed(feed.state()) && self.store.epoch() == table.epoch()),
+            SyncPolicy::AtMostEvery(interval) => self.synced_ago() < interval,
+            SyncPolicy::Always => false,
+        };
+        local.then_some(table)
+    }
+
     /// The value at `key`, or `default` when absent (like Python's `get(k, default)`).
     pub fn get_or(&self, key: &str, default: V) -> Result<Arc<V>> {
         Ok(self.get(key)?.unwrap_or_else(|| Arc::new(default)))

@@ -304,3 +304,23 @@ fn a_subscription_ends_when_the_dict_is_dropped() {
         "the iterator ends once the dict is gone"
     );
 }
+
+#[test]
+fn try_get_local_answers_only_without_io() {
+    let store = MemoryStore::with_feed();
+    let (dict, count) = watched(&store);
+    dict.insert("k", "v".into()).unwrap();
+    value(&dict, "k"); // the notice of the own write: one check
+    let checks = count.checks.load(Ordering::SeqCst);
+    assert!(dict.answers_locally());
+    let got = dict.try_get_local("k").unwrap().unwrap();
+    assert_eq!(got.as_deref().map(String::as_str), Some("v"));
+    assert_eq!(count.checks.load(Ordering::SeqCst), checks);
+    writer(&store).insert("k", "w".into()).unwrap();
+    assert!(
+        dict.try_get_local("k").is_none(),
+        "a notice arrived: a check is due"
+    );
+    store.cut_feed();
+    assert!(!dict.answers_locally(), "the feed is down");
+}
