@@ -2,7 +2,7 @@
 //!
 //! Why not one persistent map swapped whole on every write: copying a hash trie's path costs
 //! O(fanout × depth) reference-count updates, which made an own write with 10,000 keys about
-//! 2.5× one with 10; and why not one atomically swappable cell per key: loading a cell doubled
+//! 2.9× one with 10 (docs/PERFORMANCE.md); and why not one atomically swappable cell per key: loading a cell doubled
 //! the cost of a read (both measured, see docs/PERFORMANCE.md). Here a read of a key that no
 //! own write touched since the last load is one lookup in a plain hash map; an own write goes
 //! to a persistent overlay map, small because it is folded into a new base once it grows past
