@@ -72,6 +72,9 @@ pub(crate) fn client_name(stamp: &str) -> String {
     format!("durabledict-feed:{key}")
 }
 
+/// Every [`Peers`] of this process, by server URL (or cluster seeds) and stamp key.
+type PeersByKey = HashMap<(String, String), Weak<Peers>>;
+
 /// The feeds of every store handle in this process on one server URL and stamp key.
 #[derive(Debug, Default)]
 pub(crate) struct Peers {
@@ -82,7 +85,7 @@ impl Peers {
     /// The peers of `target` (a server URL or cluster seeds) and `stamp`, shared by every
     /// handle built with the same.
     pub(crate) fn of(target: &str, stamp: &str) -> Arc<Peers> {
-        static ALL: OnceLock<Mutex<HashMap<(String, String), Weak<Peers>>>> = OnceLock::new();
+        static ALL: OnceLock<Mutex<PeersByKey>> = OnceLock::new();
         let mut all = ALL
             .get_or_init(Mutex::default)
             .lock()
