@@ -59,7 +59,8 @@ impl Date {
                 "month {month} is out of range 1..=12"
             )));
         }
-        let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+        let leap =
+            year.is_multiple_of(4) && (!year.is_multiple_of(100) || year.is_multiple_of(400));
         let days = [
             31,
             if leap { 29 } else { 28 },

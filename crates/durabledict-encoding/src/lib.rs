@@ -26,7 +26,7 @@ pub use pickle::{
 pub use serde_pickle;
 /// A dict key or set member of a [`PickleValue`] (`serde_pickle::HashableValue`).
 pub use serde_pickle::HashableValue as PickleHashableValue;
-/// Any value a pickle can hold, Python types kept exactly (`serde_pickle::Value`); encoded by
-/// [`DynamicPickle`].
+/// Any builtin value a pickle can hold, Python types kept exactly (`serde_pickle::Value`);
+/// encoded by [`DynamicPickle`]. [`Value`] also holds the allowed standard library types.
 pub use serde_pickle::Value as PickleValue;
 pub use value::{Complex, HashableValue, SafeUuid, Uuid, Value};

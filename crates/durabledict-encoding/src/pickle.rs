@@ -9,6 +9,7 @@ use serde::de::DeserializeOwned;
 use serde_pickle::{SerOptions, Value as SerdeValue};
 
 use crate::error::{DecodeError, EncodeError};
+use crate::unpickle::{Keep, Serde};
 use crate::value::Value;
 use crate::{mime_base64, pickle_writer, unpickle};
 
@@ -126,11 +127,14 @@ pub enum Surrogates {
 ///
 /// Decoding never executes anything. The decoder is a stack machine of this crate's own that
 /// computes itself what the few globals CPython uses for builtin data types return (`set`,
-/// `frozenset`, `bytearray`, `bytes`, `_codecs.encode`, `collections.OrderedDict`), and
-/// refuses a pickle with [`DecodeError::Refused`] when it meets any other global, a class
-/// instance (`INST`, `OBJ`, `NEWOBJ`, `BUILD`), the extension registry or a persistent id. So
-/// `os.system`, `builtins.eval`, `subprocess.Popen` and every other exploit pickle are refused,
-/// and so are pickles of any class, `datetime` and `Decimal` included.
+/// `frozenset`, `bytearray`, `bytes`, `_codecs.encode`, `collections.OrderedDict`) and builds
+/// the allowed standard library types (`datetime`'s five, `decimal.Decimal`, `uuid.UUID`,
+/// `complex`: see [`Value`](crate::Value)) from arguments of exactly the types and ranges
+/// CPython's own pickles hold. It refuses a pickle with [`DecodeError::Refused`] when it meets
+/// any other global, a call or class instance (`REDUCE`, `INST`, `OBJ`, `NEWOBJ`, `BUILD`)
+/// other than those, the extension registry or a persistent id. So `os.system`,
+/// `builtins.eval`, `subprocess.Popen` and every other exploit pickle are refused, and so are
+/// pickles of any other class.
 ///
 /// # Memory
 ///
@@ -146,11 +150,14 @@ pub enum Surrogates {
 ///
 /// `Pickle<V>` encodes any serde type `V`: through serde, a Python tuple or set reads as a
 /// sequence, an integer outside `i64` is an error (`serde-pickle` reads every integer as an
-/// `i64`, so a `u64` above `i64::MAX` is written but cannot be read back), and `Vec<u8>` is
+/// `i64`, so a `u64` above `i64::MAX` is written but cannot be read back), `Vec<u8>` is
 /// written as a list of integers (use a bytes wrapper such as `serde_bytes` for Python
-/// `bytes`). For values of any shape use [`DynamicPickle`], which encodes
-/// [`PickleValue`](crate::PickleValue) and keeps every Python type exactly (tuples, sets, big
-/// integers, bytes). Python 2 `str` values: see [`Python2Str`].
+/// `bytes`), and Python's dates, decimals and UUIDs read as text that `chrono`, `time`,
+/// `rust_decimal`, `bigdecimal` and `uuid` parse (the crate README has the table; those types
+/// are written back as text). For values of any shape use [`DynamicPickle`], which encodes
+/// [`PickleValue`](crate::PickleValue) and keeps every builtin Python type exactly (tuples,
+/// sets, big integers, bytes), or `Pickle<Value>`, which encodes [`Value`](crate::Value) and
+/// also keeps the allowed standard library types. Python 2 `str` values: see [`Python2Str`].
 ///
 /// # Example
 ///
@@ -315,7 +322,7 @@ impl<V: Serialize> Pickle<V> {
 /// cannot be read back is never stored (it would make every later load of the dict fail).
 impl<V> Pickle<V> {
     fn readable(&self, raw: Vec<u8>) -> Result<Vec<u8>, EncodeError> {
-        match unpickle::from_slice(&raw, self.options()) {
+        match unpickle::from_slice::<Serde<true>>(&raw, self.options()) {
             Ok(_) => Ok(raw),
             Err(e) => Err(EncodeError::Unreadable(Box::new(e))),
         }
@@ -336,13 +343,13 @@ impl<V: DeserializeOwned> Pickle<V> {
     /// # Ok::<(), DecodeError>(())
     /// ```
     pub fn from_pickle(&self, raw: &[u8]) -> Result<V, DecodeError> {
-        typed(unpickle::from_slice(raw, self.options())?)
+        typed(unpickle::from_slice::<Serde<true>>(raw, self.options())?)
     }
 }
 
 /// A decoded value as serde type `V`: the standard library types in their text forms.
-fn typed<V: DeserializeOwned>(value: Value) -> Result<V, DecodeError> {
-    serde_pickle::from_value(value.into_serde()).map_err(DecodeError::Pickle)
+fn typed<V: DeserializeOwned>(value: SerdeValue) -> Result<V, DecodeError> {
+    serde_pickle::from_value(value).map_err(DecodeError::Pickle)
 }
 
 impl<V: Serialize + DeserializeOwned> Encoding<V> for Pickle<V> {
@@ -351,7 +358,10 @@ impl<V: Serialize + DeserializeOwned> Encoding<V> for Pickle<V> {
     }
 
     fn decode(&self, bytes: &[u8]) -> Result<V, BoxError> {
-        Ok(typed(unpickle::from_base64(bytes, self.options())?)?)
+        Ok(typed(unpickle::from_base64::<Serde<true>>(
+            bytes,
+            self.options(),
+        )?)?)
     }
 }
 
@@ -408,20 +418,8 @@ impl Pickle<Dynamic> {
     /// # Ok::<(), durabledict_encoding::DecodeError>(())
     /// ```
     pub fn from_pickle(&self, raw: &[u8]) -> Result<SerdeValue, DecodeError> {
-        builtins(unpickle::from_slice(raw, self.options())?)
+        unpickle::from_slice::<Serde<false>>(raw, self.options())
     }
-}
-
-/// A decoded value as a `serde_pickle::Value`, which cannot hold the standard library types.
-fn builtins(value: Value) -> Result<SerdeValue, DecodeError> {
-    value.into_serde_pickle().map_err(|type_name| {
-        DecodeError::Pickle(serde_pickle::Error::Syntax(
-            serde_pickle::ErrorCode::Structure(format!(
-                "the pickle holds a {type_name}, which a PickleValue cannot hold (decode it \
-                 with Pickle<Value>)"
-            )),
-        ))
-    })
 }
 
 impl Encoding<SerdeValue> for Pickle<Dynamic> {
@@ -430,7 +428,10 @@ impl Encoding<SerdeValue> for Pickle<Dynamic> {
     }
 
     fn decode(&self, bytes: &[u8]) -> Result<SerdeValue, BoxError> {
-        Ok(builtins(unpickle::from_base64(bytes, self.options())?)?)
+        Ok(unpickle::from_base64::<Serde<false>>(
+            bytes,
+            self.options(),
+        )?)
     }
 }
 
@@ -473,7 +474,7 @@ impl Pickle<Value> {
     /// # Ok::<(), durabledict_encoding::BoxError>(())
     /// ```
     pub fn from_pickle(&self, raw: &[u8]) -> Result<Value, DecodeError> {
-        unpickle::from_slice(raw, self.options())
+        unpickle::from_slice::<Keep>(raw, self.options())
     }
 }
 
@@ -483,7 +484,7 @@ impl Encoding<Value> for Pickle<Value> {
     }
 
     fn decode(&self, bytes: &[u8]) -> Result<Value, BoxError> {
-        Ok(unpickle::from_base64(bytes, self.options())?)
+        Ok(unpickle::from_base64::<Keep>(bytes, self.options())?)
     }
 }
 

@@ -43,6 +43,7 @@ use crate::error::DecodeError;
 use crate::mime_base64::Base64Chunks;
 use crate::pickle::{Python2Str, Surrogates};
 use crate::value::{Complex, HashableValue, SafeUuid, Uuid, Value};
+use serde_pickle::{HashableValue as SerdeHashable, Value as SerdeValue};
 
 /// How deeply containers may nest in a decoded pickle; `serde_json` uses the same limit.
 pub(crate) const MAX_DEPTH: u32 = 128;
@@ -64,13 +65,152 @@ pub(crate) struct Options {
 }
 
 /// Decodes a raw pickle.
-pub(crate) fn from_slice(pickle: &[u8], options: Options) -> Result<Value, DecodeError> {
-    Machine::new(Input::raw(pickle), options).decode()
+pub(crate) fn from_slice<B: Build>(pickle: &[u8], options: Options) -> Result<B::Out, DecodeError> {
+    Machine::new(Input::raw(pickle), options).decode::<B>()
 }
 
 /// Decodes a pickle stored as base64 text, decoding the base64 as it goes.
-pub(crate) fn from_base64(text: &[u8], options: Options) -> Result<Value, DecodeError> {
-    Machine::new(Input::base64(text), options).decode()
+pub(crate) fn from_base64<B: Build>(text: &[u8], options: Options) -> Result<B::Out, DecodeError> {
+    Machine::new(Input::base64(text), options).decode::<B>()
+}
+
+/// What the decoder builds the result as, directly (a second pass converting a large value
+/// costs as much as a third of decoding it).
+pub(crate) trait Build {
+    type Out;
+    type Key: Ord;
+    fn none() -> Self::Out;
+    fn bool(b: bool) -> Self::Out;
+    fn i64(n: i64) -> Self::Out;
+    fn int(n: BigInt) -> Self::Out;
+    fn f64(f: f64) -> Self::Out;
+    fn bytes(b: Vec<u8>) -> Self::Out;
+    fn string(s: String) -> Self::Out;
+    fn list(items: Vec<Self::Out>) -> Self::Out;
+    fn tuple(items: Vec<Self::Out>) -> Self::Out;
+    fn set(items: BTreeSet<Self::Key>) -> Self::Out;
+    fn frozenset(items: BTreeSet<Self::Key>) -> Self::Out;
+    fn dict(entries: BTreeMap<Self::Key, Self::Out>) -> Self::Out;
+    /// A dict key or set member; an error for what Python cannot hash.
+    fn key(value: Self::Out) -> Result<Self::Key, DecodeError>;
+    /// A value of an allowed standard library type.
+    fn stdlib(value: &Value) -> Result<Self::Out, DecodeError>;
+}
+
+fn unhashable() -> DecodeError {
+    DecodeError::Pickle(serde_pickle::Error::Syntax(
+        serde_pickle::ErrorCode::ValueNotHashable,
+    ))
+}
+
+/// Builds [`Value`]s.
+pub(crate) enum Keep {}
+
+impl Build for Keep {
+    type Out = Value;
+    type Key = HashableValue;
+    fn none() -> Value {
+        Value::None
+    }
+    fn bool(b: bool) -> Value {
+        Value::Bool(b)
+    }
+    fn i64(n: i64) -> Value {
+        Value::I64(n)
+    }
+    fn int(n: BigInt) -> Value {
+        Value::Int(n)
+    }
+    fn f64(f: f64) -> Value {
+        Value::F64(f)
+    }
+    fn bytes(b: Vec<u8>) -> Value {
+        Value::Bytes(b)
+    }
+    fn string(s: String) -> Value {
+        Value::String(s)
+    }
+    fn list(items: Vec<Value>) -> Value {
+        Value::List(items)
+    }
+    fn tuple(items: Vec<Value>) -> Value {
+        Value::Tuple(items)
+    }
+    fn set(items: BTreeSet<HashableValue>) -> Value {
+        Value::Set(items)
+    }
+    fn frozenset(items: BTreeSet<HashableValue>) -> Value {
+        Value::FrozenSet(items)
+    }
+    fn dict(entries: BTreeMap<HashableValue, Value>) -> Value {
+        Value::Dict(entries)
+    }
+    fn key(value: Value) -> Result<HashableValue, DecodeError> {
+        value.into_hashable().map_err(|_| unhashable())
+    }
+    fn stdlib(value: &Value) -> Result<Value, DecodeError> {
+        Ok(value.clone())
+    }
+}
+
+/// Builds `serde_pickle::Value`s: with `TEXT`, the standard library types in the text forms
+/// serde types read (`Pickle<V>`); without, they are an error (`DynamicPickle`).
+pub(crate) enum Serde<const TEXT: bool> {}
+
+impl<const TEXT: bool> Build for Serde<TEXT> {
+    type Out = SerdeValue;
+    type Key = SerdeHashable;
+    fn none() -> SerdeValue {
+        SerdeValue::None
+    }
+    fn bool(b: bool) -> SerdeValue {
+        SerdeValue::Bool(b)
+    }
+    fn i64(n: i64) -> SerdeValue {
+        SerdeValue::I64(n)
+    }
+    fn int(n: BigInt) -> SerdeValue {
+        SerdeValue::Int(n)
+    }
+    fn f64(f: f64) -> SerdeValue {
+        SerdeValue::F64(f)
+    }
+    fn bytes(b: Vec<u8>) -> SerdeValue {
+        SerdeValue::Bytes(b)
+    }
+    fn string(s: String) -> SerdeValue {
+        SerdeValue::String(s)
+    }
+    fn list(items: Vec<SerdeValue>) -> SerdeValue {
+        SerdeValue::List(items)
+    }
+    fn tuple(items: Vec<SerdeValue>) -> SerdeValue {
+        SerdeValue::Tuple(items)
+    }
+    fn set(items: BTreeSet<SerdeHashable>) -> SerdeValue {
+        SerdeValue::Set(items)
+    }
+    fn frozenset(items: BTreeSet<SerdeHashable>) -> SerdeValue {
+        SerdeValue::FrozenSet(items)
+    }
+    fn dict(entries: BTreeMap<SerdeHashable, SerdeValue>) -> SerdeValue {
+        SerdeValue::Dict(entries)
+    }
+    fn key(value: SerdeValue) -> Result<SerdeHashable, DecodeError> {
+        value.into_hashable().map_err(DecodeError::Pickle)
+    }
+    fn stdlib(value: &Value) -> Result<SerdeValue, DecodeError> {
+        if TEXT {
+            return Ok(value.clone().into_serde());
+        }
+        Err(DecodeError::Pickle(serde_pickle::Error::Syntax(
+            serde_pickle::ErrorCode::Structure(format!(
+                "the pickle holds a {}, which a PickleValue cannot hold (decode it with \
+                 Pickle<Value>)",
+                value.type_name()
+            )),
+        )))
+    }
 }
 
 /// The size in bytes a [`Value`] is assumed to occupy, on top of its payload.
@@ -502,7 +642,7 @@ impl<'a> Machine<'a> {
         }
     }
 
-    fn decode(mut self) -> Result<Value, DecodeError> {
+    fn decode<B: Build>(mut self) -> Result<B::Out, DecodeError> {
         let root = self.run()?;
         // Let go of everything but the result, so that reference counts say what the result
         // shares.
@@ -517,7 +657,7 @@ impl<'a> Machine<'a> {
                  allowed (Pickle::with_max_decoded_size)",
                 self.options.max_size
             ))),
-            Ok(_) => materialize(&root, true, &mut shared),
+            Ok(_) => materialize::<B>(&root, true, &mut shared),
             Err(e) => Err(e),
         };
         self.garbage.push(root);
@@ -1705,11 +1845,11 @@ pub(crate) fn too_deep() -> DecodeError {
 /// Each object gives up its contents to the result at its last reference (`uses` counts the
 /// references still to come); references before that copy it. `take` says whether the caller
 /// is giving up its own contents (so this reference counts); under a copy nothing is taken.
-fn materialize(
+fn materialize<B: Build>(
     obj: &Obj,
     take: bool,
     shared: &mut HashMap<usize, SharedInfo>,
-) -> Result<Value, DecodeError> {
+) -> Result<B::Out, DecodeError> {
     let take = take
         && match obj.identity() {
             Some((addr, count)) if count > 1 => shared.get_mut(&addr).is_none_or(|info| {
@@ -1726,32 +1866,32 @@ fn materialize(
         }
     }
     Ok(match obj {
-        Obj::None => Value::None,
-        Obj::Bool(b) => Value::Bool(*b),
-        Obj::I64(n) => Value::I64(*n),
-        Obj::F64(f) => Value::F64(*f),
-        Obj::Int(n) => Value::Int((**n).clone()),
-        Obj::Bytes(b) => Value::Bytes(contents(b, take)),
-        Obj::Str(s) => Value::String(contents(s, take)),
+        Obj::None => B::none(),
+        Obj::Bool(b) => B::bool(*b),
+        Obj::I64(n) => B::i64(*n),
+        Obj::F64(f) => B::f64(*f),
+        Obj::Int(n) => B::int((**n).clone()),
+        Obj::Bytes(b) => B::bytes(contents(b, take)),
+        Obj::Str(s) => B::string(contents(s, take)),
         Obj::List(v) | Obj::Tuple(v) | Obj::Set(v) | Obj::FrozenSet(v) => {
             if take {
                 // Moved out first, so that the graph never holds them twice.
                 let items = mem::take(&mut *v.borrow_mut());
-                let out = container(obj, &items, true, shared);
+                let out = container::<B>(obj, &items, true, shared);
                 release(items);
                 out?
             } else {
-                container(obj, &v.borrow(), false, shared)?
+                container::<B>(obj, &v.borrow(), false, shared)?
             }
         }
         Obj::Dict(d) => {
             if take {
                 let pairs = mem::take(&mut *d.borrow_mut());
-                let out = dict(&pairs, true, shared);
+                let out = dict::<B>(&pairs, true, shared);
                 release_each(pairs.into_iter().flat_map(|(k, v)| [k, v]), &mut Vec::new());
                 out?
             } else {
-                dict(&d.borrow(), false, shared)?
+                dict::<B>(&d.borrow(), false, shared)?
             }
         }
         Obj::Global(_) => {
@@ -1760,9 +1900,9 @@ fn materialize(
                 reason: "a global that is never called is part of the value".into(),
             });
         }
-        Obj::Py(v) => (**v).clone(),
+        Obj::Py(v) => B::stdlib(v)?,
         Obj::Str2(s) => match &s.not_text {
-            None => Value::String(String::from_utf8_lossy(&s.bytes).into_owned()),
+            None => B::string(String::from_utf8_lossy(&s.bytes).into_owned()),
             Some((offset, reason)) => {
                 return Err(DecodeError::Unrepresentable {
                     offset: *offset,
@@ -1771,7 +1911,7 @@ fn materialize(
             }
         },
         Obj::Uuid(cell) => match *cell.borrow() {
-            Some(uuid) => Value::Uuid(uuid),
+            Some(uuid) => B::stdlib(&Value::Uuid(uuid))?,
             None => {
                 return Err(DecodeError::Malformed {
                     offset: 0,
@@ -1782,46 +1922,40 @@ fn materialize(
     })
 }
 
-fn container(
+fn container<B: Build>(
     kind: &Obj,
     items: &[Obj],
     take: bool,
     shared: &mut HashMap<usize, SharedInfo>,
-) -> Result<Value, DecodeError> {
-    let mut values = items.iter().map(|item| materialize(item, take, shared));
+) -> Result<B::Out, DecodeError> {
+    let mut values = items
+        .iter()
+        .map(|item| materialize::<B>(item, take, shared));
     let mut hashable = || {
         values
             .by_ref()
-            .map(|value| value?.into_hashable().map_err(unhashable))
+            .map(|value| B::key(value?))
             .collect::<Result<BTreeSet<_>, _>>()
     };
     Ok(match kind {
-        Obj::Set(_) => Value::Set(hashable()?),
-        Obj::FrozenSet(_) => Value::FrozenSet(hashable()?),
-        Obj::Tuple(_) => Value::Tuple(values.collect::<Result<_, _>>()?),
-        _ => Value::List(values.collect::<Result<_, _>>()?),
+        Obj::Set(_) => B::set(hashable()?),
+        Obj::FrozenSet(_) => B::frozenset(hashable()?),
+        Obj::Tuple(_) => B::tuple(values.collect::<Result<_, _>>()?),
+        _ => B::list(values.collect::<Result<_, _>>()?),
     })
 }
 
-fn unhashable(_: Value) -> DecodeError {
-    DecodeError::Pickle(serde_pickle::Error::Syntax(
-        serde_pickle::ErrorCode::ValueNotHashable,
-    ))
-}
-
-fn dict(
+fn dict<B: Build>(
     pairs: &[(Obj, Obj)],
     take: bool,
     shared: &mut HashMap<usize, SharedInfo>,
-) -> Result<Value, DecodeError> {
+) -> Result<B::Out, DecodeError> {
     let mut map = BTreeMap::new();
     for (k, v) in pairs {
-        let key = materialize(k, take, shared)?
-            .into_hashable()
-            .map_err(unhashable)?;
-        map.insert(key, materialize(v, take, shared)?);
+        let key = B::key(materialize::<B>(k, take, shared)?)?;
+        map.insert(key, materialize::<B>(v, take, shared)?);
     }
-    Ok(Value::Dict(map))
+    Ok(B::dict(map))
 }
 
 #[cfg(test)]
@@ -1838,7 +1972,7 @@ mod tests {
     }
 
     fn decode(pickle: &[u8]) -> Result<Value, DecodeError> {
-        from_slice(pickle, options())
+        from_slice::<Keep>(pickle, options())
     }
 
     fn refused_opcode(pickle: &[u8]) -> &'static str {
@@ -2087,7 +2221,7 @@ mod tests {
         pickle.extend(std::iter::repeat_n(&b"h\x01"[..], 999).flatten());
         pickle.extend(b"e.");
         let capped = |max_size| {
-            from_slice(
+            from_slice::<Keep>(
                 &pickle,
                 Options {
                     max_size,
