@@ -263,13 +263,14 @@ fn the_feed_follows_its_slot_to_the_new_owner() {
         feed.state().is_up()
     });
     let mut raw = Target::Cluster(nodes.clone()).raw();
+    // HSET and INCR as one (a cluster connection cannot pipeline a MULTI).
     let mut python_write = |value: &str| {
-        redis::pipe()
-            .atomic()
-            .hset(store.hash_key(), "k", value)
-            .ignore()
-            .incr(store.stamp_key(), 1)
-            .ignore()
+        redis::cmd("EVAL")
+            .arg("redis.call('HSET', KEYS[1], 'k', ARGV[1]); return redis.call('INCR', KEYS[2])")
+            .arg(2)
+            .arg(store.hash_key())
+            .arg(store.stamp_key())
+            .arg(value)
             .exec(&mut *raw)
             .unwrap();
     };
