@@ -6,10 +6,12 @@
 //! | `zookeeper_always_read` | `dict.get` under `Always` (1,000 keys); for reference `Manual`, the same on `MemoryStore`, and `last_updated` alone | `HashMap` get + clone | ≤ 2× |
 //! | `zookeeper_own_write` | `dict.insert` of an existing key (1,000 keys) | raw `set_data` round trip | ≤ 1.2× |
 //! | `zookeeper_propagation` | insert in dict A until dict B (own client, `Always`) reads it | raw `set_data` round trip | p50 ≤ 1.5 ms, p99 ≤ 10 ms |
+//! | (paired only) full load of 10,000 znodes | a new store's first `durables` (connect included) | 10,000 sequential raw `get_data` | ≤ 0.25× |
 //!
 //! The propagation percentiles over 200 writes (after 200 to warm up; 1,000 keys in the
 //! keyspace, so a full reload per change would show; the reader yields between reads, as a
-//! spinning one would take a core from the server) are printed before the criterion groups. On a shared machine
+//! spinning one would take a core from the server), with B under `Always` and under `Watch`
+//! (the watch as its change feed), are printed before the criterion groups. On a shared machine
 //! the baseline and the subject of a criterion group drift apart from load alone, so after the
 //! groups the bench also prints **paired** figures (`paired:` lines): baseline and subject run
 //! in alternating batches, and the median of the per-round ratios is reported. Those are the
@@ -181,27 +183,46 @@ fn propagate(a: &DurableDict<String>, b: &DurableDict<String>, n: u64) -> Durati
     }
 }
 
-fn propagation(c: &mut Criterion, connect: &str) {
-    let a = filled(connect, "/bench/propagation");
-    let b = dict(connect, "/bench/propagation");
-    let raw = raw_client(connect);
-    let mut n = 0u64;
-    // Warm up first, as criterion does: the server's JIT, the clients' buffers.
+/// Prints the propagation percentiles from `a` to `b` over 200 writes, after 200 to warm up
+/// (the server's JIT, the clients' buffers).
+fn propagation_percentiles(
+    a: &DurableDict<String>,
+    b: &DurableDict<String>,
+    n: &mut u64,
+    what: &str,
+) {
     for _ in 0..200 {
-        n += 1;
-        propagate(&a, &b, n);
+        *n += 1;
+        propagate(a, b, *n);
     }
     let mut times: Vec<Duration> = (0..200)
         .map(|_| {
-            n += 1;
-            propagate(&a, &b, n)
+            *n += 1;
+            propagate(a, b, *n)
         })
         .collect();
     times.sort();
     eprintln!(
-        "zookeeper propagation over 200 writes, {KEYS} keys: p50 {:?}, p99 {:?}, max {:?}",
+        "zookeeper propagation to a dict under {what} over 200 writes, {KEYS} keys: p50 {:?}, p99 {:?}, max {:?}",
         times[100], times[198], times[199]
     );
+}
+
+fn propagation(c: &mut Criterion, connect: &str) {
+    let a = filled(connect, "/bench/propagation");
+    let b = dict(connect, "/bench/propagation");
+    let watch = DurableDict::<String>::builder(
+        ZooKeeperStore::connect(connect, "/bench/propagation").expect("connect a store"),
+        Raw,
+    )
+    .policy(SyncPolicy::Watch)
+    .build()
+    .expect("build a dict");
+    let raw = raw_client(connect);
+    let mut n = 0u64;
+    propagation_percentiles(&a, &b, &mut n, "Always");
+    propagation_percentiles(&a, &watch, &mut n, "Watch");
+    drop(watch);
     let mut group = c.benchmark_group("zookeeper_propagation");
     group.bench_function("raw_set_data", |bench| {
         bench.iter(|| {
@@ -284,9 +305,79 @@ fn paired_ratios(connect: &str) {
     );
 }
 
+/// How many znodes the full-load comparison reads.
+const LOAD_KEYS: usize = 10_000;
+
+/// A new store's first load of [`LOAD_KEYS`] znodes (connecting included) against as many
+/// sequential raw `get_data` round trips, paired.
+fn full_load(connect: &str) {
+    const KEYSPACE: &str = "/bench/load";
+    let raw = raw_client(connect);
+    for path in ["/bench", KEYSPACE] {
+        match raw.create(
+            path,
+            Vec::new(),
+            zookeeper::Acl::open_unsafe().clone(),
+            zookeeper::CreateMode::Persistent,
+        ) {
+            Ok(_) | Err(zookeeper::ZkError::NodeExists) => {}
+            Err(e) => panic!("create {path}: {e:?}"),
+        }
+    }
+    let nodes: Vec<String> = (0..LOAD_KEYS)
+        .map(|i| format!("{KEYSPACE}/feature.flag.{i}"))
+        .collect();
+    if raw.get_children(KEYSPACE, false).expect("list").len() < LOAD_KEYS {
+        std::thread::scope(|scope| {
+            for chunk in nodes.chunks(LOAD_KEYS / 16) {
+                let raw = &raw;
+                scope.spawn(move || {
+                    for node in chunk {
+                        match raw.create(
+                            node,
+                            b"enabled".to_vec(),
+                            zookeeper::Acl::open_unsafe().clone(),
+                            zookeeper::CreateMode::Persistent,
+                        ) {
+                            Ok(_) | Err(zookeeper::ZkError::NodeExists) => {}
+                            Err(e) => panic!("create {node}: {e:?}"),
+                        }
+                    }
+                });
+            }
+        });
+    }
+    paired(
+        "full load of 10,000 znodes vs 10,000 sequential raw get_data",
+        0.25,
+        7,
+        1,
+        |batch| {
+            let start = Instant::now();
+            for _ in 0..batch {
+                for node in &nodes {
+                    black_box(raw.get_data(node, false).expect("get_data"));
+                }
+            }
+            start.elapsed()
+        },
+        |batch| {
+            let start = Instant::now();
+            for _ in 0..batch {
+                let store = ZooKeeperStore::connect(connect, KEYSPACE).expect("connect a store");
+                let loaded = store.durables().expect("load");
+                assert_eq!(loaded.entries.len(), LOAD_KEYS);
+                black_box(loaded);
+            }
+            start.elapsed()
+        },
+    );
+}
+
 fn benches(c: &mut Criterion) {
     let server = ZooKeeper::start().expect("start ZooKeeper (cargo xtask install)");
     let connect = server.connect_string();
+    full_load(&connect);
     propagation(c, &connect);
     always_read(c, &connect);
     own_write(c, &connect);
