@@ -11,7 +11,9 @@
 //! - `shared_str_100k`: `['x' * 1000] * 100000` (a 200 kB pickle of one memoized string
 //!   referenced 100,000 times; CPython shares it, a `PickleValue` must copy it: 100 MB);
 //! - `dict_1m`: `{f"key{i}": i for i in range(1_000_000)}`, an ordinary large value;
-//! - `bytes_200mb`: one 200 MB `bytes` value.
+//! - `bytes_200mb`: one 200 MB `bytes` value;
+//! - `stdlib_100k`: 100,000 tuples of an aware `datetime`, a `Decimal` and a `UUID` (the
+//!   allowed standard library types, decoded into `Value` with `Pickle<Value>`).
 //!
 //! Peak memory is not measured here (one process): run
 //! `crates/durabledict-encoding/examples/decode_peak.rs` under `/usr/bin/time -v`.
@@ -27,15 +29,20 @@ use criterion::{Criterion, criterion_group, criterion_main};
 #[path = "common/paired.rs"]
 mod paired;
 use durabledict::{DynamicPickle, Encoding};
+use durabledict_encoding::{Pickle, Value};
 
 const MAKE: &str = r#"
-import base64, pickle, sys
+import base64, datetime, decimal, pickle, sys, uuid
 out = sys.argv[1]
 cases = {
     "memo_10m_ints": b"\x80\x04](" + b"K\x01\x94" * 10_000_000 + b"e.",
     "shared_str_100k": pickle.dumps(["x" * 1000] * 100_000, 5),
     "dict_1m": pickle.dumps({f"key{i}": i for i in range(1_000_000)}, 5),
     "bytes_200mb": pickle.dumps(b"\x01" * 200_000_000, 5),
+    "stdlib_100k": pickle.dumps([
+        (datetime.datetime(2024, 1, 1, tzinfo=datetime.timezone.utc)
+            + datetime.timedelta(seconds=i), decimal.Decimal(i) / 100, uuid.UUID(int=i))
+        for i in range(100_000)], 5),
 }
 for name, raw in cases.items():
     with open(f"{out}/{name}.b64", "wb") as f:
@@ -53,7 +60,13 @@ for _ in sys.stdin:
     print(took, flush=True)
 "#;
 
-const CASES: [&str; 4] = ["memo_10m_ints", "shared_str_100k", "dict_1m", "bytes_200mb"];
+const CASES: [&str; 5] = [
+    "memo_10m_ints",
+    "shared_str_100k",
+    "dict_1m",
+    "bytes_200mb",
+    "stdlib_100k",
+];
 
 /// A CPython process that decodes one stored value on request.
 struct CPython {
@@ -110,7 +123,17 @@ fn make_cases() -> PathBuf {
 fn decode_vs_cpython(c: &mut Criterion) {
     let dir = make_cases();
     let codec = DynamicPickle::new();
+    let stdlib = Pickle::<Value>::new();
     for case in CASES {
+        // The standard library types need `Value`; the builtins keep `DynamicPickle`, which
+        // builds `PickleValue` directly.
+        let decode = |stored: &[u8]| {
+            if case == "stdlib_100k" {
+                drop(black_box(stdlib.decode(stored).expect("decode")));
+            } else {
+                drop(black_box(codec.decode(stored).expect("decode")));
+            }
+        };
         let path = dir.join(format!("{case}.b64"));
         let stored = std::fs::read(&path).expect("case");
         let mut cpython = CPython::start(&path);
@@ -121,16 +144,14 @@ fn decode_vs_cpython(c: &mut Criterion) {
             rounds,
             1,
             |_| cpython.decode(),
-            |_| paired::timed(|| drop(black_box(codec.decode(&stored).expect("decode")))),
+            |_| paired::timed(|| decode(&stored)),
         );
         drop(cpython);
 
         let mut group = c.benchmark_group("pickle_decode");
         group.sample_size(10);
         group.measurement_time(Duration::from_secs(5));
-        group.bench_function(case, |b| {
-            b.iter(|| black_box(codec.decode(black_box(&stored)).expect("decode")))
-        });
+        group.bench_function(case, |b| b.iter(|| decode(black_box(&stored))));
         group.finish();
     }
     let _ = std::fs::remove_dir_all(&dir);

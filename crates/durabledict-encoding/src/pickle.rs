@@ -374,7 +374,9 @@ impl<V: Serialize + DeserializeOwned> Encoding<V> for Pickle<V> {
 pub enum Dynamic {}
 
 /// [`Pickle`] for values of any shape: encodes [`PickleValue`](crate::PickleValue), keeping
-/// every Python type exactly (tuples, sets, frozensets, big integers, bytes).
+/// every builtin Python type exactly (tuples, sets, frozensets, big integers, bytes). A pickle
+/// holding a `datetime`, `Decimal`, `UUID` or `complex` is [`DecodeError::Pickle`] here:
+/// `Pickle<Value>` reads those into [`Value`](crate::Value).
 ///
 /// What a program that did not write the data reads with: Python durabledict stores any
 /// pickleable value.
