@@ -357,10 +357,16 @@ fn sqlite_pool(
     // (readers never block the writer) only on a file the store made: WAL needs write access
     // to the directory even to read (the `-shm` file), so a database made by another program
     // (Django's default rollback journal) keeps its journal mode, and its readers their access.
+    let create_path = create_url
+        .as_ref()
+        .filter(|url| !url.starts_with("file:"))
+        .map(std::path::PathBuf::from);
     let setup = crate::pool::Setup {
         create_url,
+        create_path,
         required: format!("PRAGMA busy_timeout = {};", busy.as_millis()),
         on_create: "PRAGMA journal_mode = WAL;".into(),
+        lock_patience: busy,
     };
     Ok(Pools::Sqlite(crate::pool::Pool::new(path, setup, config)))
 }

@@ -181,6 +181,16 @@ impl From<SqlError> for StoreError {
     }
 }
 
+/// Whether SQLite failed a statement with `SQLITE_BUSY`: another connection holds a lock this
+/// one needs.
+pub(crate) fn is_locked(error: &DieselError) -> bool {
+    matches!(
+        error,
+        DieselError::DatabaseError(DatabaseErrorKind::Unknown, info)
+            if info.message() == "database is locked"
+    )
+}
+
 /// Sorts a diesel error. Drivers report many conditions only as text, so the messages of the
 /// three backends are matched where no code is exposed.
 fn classify(error: &DieselError) -> Class {

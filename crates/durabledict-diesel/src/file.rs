@@ -39,6 +39,17 @@ pub(crate) fn identify(_: &Path) -> io::Result<Option<FileId>> {
     Err(io::Error::from(io::ErrorKind::Unsupported))
 }
 
+/// Creates an empty file at `path`, failing with `AlreadyExists` when there is one: of
+/// processes creating it at once, exactly one succeeds. (An empty file is an empty SQLite
+/// database.) Readable by all and writable by its owner, as SQLite makes a database file.
+pub(crate) fn create_new(path: &Path) -> io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o644);
+    options.open(path).map(drop)
+}
+
 /// The database file as SQLite resolved it (`PRAGMA database_list`: an absolute path, a `file:`
 /// URI's options removed); `None` for an in-memory or temporary database, which has no path.
 pub(crate) fn database_path(file: Option<String>) -> Option<PathBuf> {

@@ -62,10 +62,20 @@ pub(crate) struct Setup {
     /// SQLite: the name that opens the file and creates it when missing, tried when `url`
     /// (which never creates) finds no file. Then the store made the file, and `on_create` runs.
     pub(crate) create_url: Option<String>,
-    /// Run on every new connection.
+    /// SQLite, a plain path: the file, created here exclusively (`O_EXCL`) when `url` finds
+    /// none, so that of processes opening a new file at once exactly one takes itself for its
+    /// creator. Without it (a `file:` URI) SQLite creates the file through `create_url`, and
+    /// racing processes may each take themselves for the creator: `on_create` must then be
+    /// harmless twice (as setting WAL is).
+    pub(crate) create_path: Option<PathBuf>,
+    /// Run on every new connection. Its first statement sets the busy timeout (SQLite), so
+    /// that everything after it waits for another process's lock.
     pub(crate) required: String,
     /// Run next, on a file this connection just created.
     pub(crate) on_create: String,
+    /// How long a set-up statement is tried again while SQLite fails it as locked at once
+    /// (see [`set_up`]): the busy timeout.
+    pub(crate) lock_patience: Duration,
 }
 
 /// Opens connections: establishes, then runs the per-connection setup SQL.
@@ -103,16 +113,10 @@ impl<C: Db + R2D2Connection> r2d2::ManageConnection for Manager<C> {
 
     fn connect(&self) -> Result<Pooled<C>, SqlError> {
         let generation = self.generation.load(Ordering::SeqCst);
-        let (mut conn, created) = match (C::establish(&self.url), &self.setup.create_url) {
-            (Ok(conn), _) => (conn, false),
-            (Err(_), Some(create)) => (C::establish(create)?, true),
-            (Err(e), None) => return Err(e.into()),
-        };
-        if !self.setup.required.is_empty() {
-            conn.batch_execute(&self.setup.required)?;
-        }
-        if created && !self.setup.on_create.is_empty() {
-            conn.batch_execute(&self.setup.on_create)?;
+        let (mut conn, created) = self.establish()?;
+        set_up(&mut conn, &self.setup.required, self.setup.lock_patience)?;
+        if created {
+            set_up(&mut conn, &self.setup.on_create, self.setup.lock_patience)?;
         }
         let path = match self.file.get() {
             Some(path) => path.clone(),
@@ -138,6 +142,54 @@ impl<C: Db + R2D2Connection> r2d2::ManageConnection for Manager<C> {
 
     fn has_broken(&self, conn: &mut Pooled<C>) -> bool {
         conn.broken || conn.conn.is_broken() || std::thread::panicking()
+    }
+}
+
+impl<C: Db + R2D2Connection> Manager<C> {
+    /// Opens a connection; `true` when this connection made the database file (SQLite).
+    fn establish(&self) -> Result<(C, bool), SqlError> {
+        let error = match C::establish(&self.url) {
+            Ok(conn) => return Ok((conn, false)),
+            Err(error) => error,
+        };
+        let Some(create_url) = &self.setup.create_url else {
+            return Err(error.into());
+        };
+        let Some(path) = &self.setup.create_path else {
+            return Ok((C::establish(create_url)?, true));
+        };
+        match file::create_new(path) {
+            Ok(()) => Ok((C::establish(&self.url)?, true)),
+            // Another process made it since `url` found nothing: it is that one's to set up.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                Ok((C::establish(&self.url)?, false))
+            }
+            // A missing directory, no permission: SQLite's own words say so, as for any file
+            // it cannot open.
+            Err(_) => Err(error.into()),
+        }
+    }
+}
+
+/// Runs set-up statements, again while SQLite fails them as locked, for up to `patience`.
+/// The busy timeout does not cover every lock: SQLite fails at once a statement that holds a
+/// read lock and needs the write lock another connection holds (it would deadlock waiting),
+/// as `PRAGMA journal_mode = WAL` on a new file does while another process creates its table.
+fn set_up<C: Db>(conn: &mut C, sql: &str, patience: Duration) -> Result<(), SqlError> {
+    if sql.is_empty() {
+        return Ok(());
+    }
+    let started = Instant::now();
+    let mut pause = Duration::from_millis(1);
+    loop {
+        match conn.batch_execute(sql) {
+            Ok(()) => return Ok(()),
+            Err(e) if crate::error::is_locked(&e) && started.elapsed() < patience => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
 }
 
@@ -442,5 +494,82 @@ impl<C: Db + R2D2Connection> Pool<C> {
         if self.waiting.load(Ordering::SeqCst) == 0 && hot.len() < self.max_hot {
             hot.push(conn);
         }
+    }
+}
+
+#[cfg(all(test, feature = "sqlite"))]
+mod tests {
+    use diesel::connection::SimpleConnection;
+    use diesel::sqlite::SqliteConnection;
+    use diesel::{Connection, RunQueryDsl};
+
+    use super::*;
+
+    fn journal_mode(conn: &mut SqliteConnection) -> String {
+        #[derive(diesel::QueryableByName)]
+        struct Mode {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            journal_mode: String,
+        }
+        diesel::sql_query("PRAGMA journal_mode")
+            .get_result::<Mode>(conn)
+            .map(|m| m.journal_mode)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// The creator of a new file sets WAL while another process creates its table in it: SQLite
+    /// fails that as locked, busy timeout or not (the WAL switch holds a read lock and needs
+    /// the write lock the other holds), so it is tried again until the other commits.
+    #[test]
+    fn setting_wal_waits_for_another_connections_write_lock() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("new.db").display().to_string();
+        let connect = || SqliteConnection::establish(&path).unwrap_or_else(|e| panic!("{e}"));
+        let (mut creator, mut other) = (connect(), connect());
+        creator
+            .batch_execute("PRAGMA busy_timeout = 5000;")
+            .unwrap_or_else(|e| panic!("{e}"));
+        other
+            .batch_execute("BEGIN IMMEDIATE; CREATE TABLE t (x);")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let commit = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(200));
+            other.batch_execute("COMMIT;")
+        });
+        let started = Instant::now();
+        let result = set_up(
+            &mut creator,
+            "PRAGMA journal_mode = WAL;",
+            Duration::from_secs(5),
+        );
+        commit
+            .join()
+            .unwrap_or_else(|_| panic!("commit panicked"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        if let Err(e) = result {
+            panic!("set-up failed after {:?}: {e}", started.elapsed());
+        }
+        assert_eq!(journal_mode(&mut creator), "wal");
+    }
+
+    /// A lock that outlasts the patience is an error, not a wait forever.
+    #[test]
+    fn a_lock_held_longer_than_the_busy_timeout_fails_the_set_up() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("new.db").display().to_string();
+        let connect = || SqliteConnection::establish(&path).unwrap_or_else(|e| panic!("{e}"));
+        let (mut creator, mut other) = (connect(), connect());
+        other
+            .batch_execute("BEGIN IMMEDIATE; CREATE TABLE t (x);")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let started = Instant::now();
+        let result = set_up(
+            &mut creator,
+            "PRAGMA journal_mode = WAL;",
+            Duration::from_millis(100),
+        );
+        assert!(matches!(&result, Err(SqlError::Query(e)) if crate::error::is_locked(e)));
+        assert!(started.elapsed() >= Duration::from_millis(100));
+        assert!(started.elapsed() < Duration::from_secs(2));
     }
 }
