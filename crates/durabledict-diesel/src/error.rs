@@ -181,18 +181,75 @@ impl From<SqlError> for StoreError {
     }
 }
 
+/// SQLite's primary result codes that the store tells apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SqliteCode {
+    Perm,
+    Busy,
+    Locked,
+    ReadOnly,
+    IoErr,
+    Corrupt,
+    Full,
+    CantOpen,
+    TooBig,
+    NotADb,
+    Auth,
+}
+
+/// The primary result code of an SQLite error. diesel keeps the code to itself (its error
+/// holds `sqlite3_errmsg` only, and the connection handle, through which libsqlite3-sys would
+/// give `sqlite3_extended_errcode`, is private), but for these codes SQLite reports exactly the
+/// code's own text (`sqlite3ErrStr`, never translated), so the whole message names the code.
+/// A message SQLite wrote for the occasion (`no such table: x`, a `SQLITE_ERROR`) names none.
+fn sqlite_code(message: &str) -> Option<SqliteCode> {
+    Some(match message {
+        "access permission denied" => SqliteCode::Perm,
+        "database is locked" => SqliteCode::Busy,
+        "database table is locked" => SqliteCode::Locked,
+        "attempt to write a readonly database" => SqliteCode::ReadOnly,
+        "disk I/O error" => SqliteCode::IoErr,
+        "database disk image is malformed" => SqliteCode::Corrupt,
+        "database or disk is full" => SqliteCode::Full,
+        "unable to open database file" => SqliteCode::CantOpen,
+        "string or blob too big" => SqliteCode::TooBig,
+        "file is not a database" => SqliteCode::NotADb,
+        "authorization denied" => SqliteCode::Auth,
+        _ => return None,
+    })
+}
+
 /// Whether SQLite failed a statement with `SQLITE_BUSY`: another connection holds a lock this
 /// one needs.
 pub(crate) fn is_locked(error: &DieselError) -> bool {
     matches!(
         error,
         DieselError::DatabaseError(DatabaseErrorKind::Unknown, info)
-            if info.message() == "database is locked"
+            if sqlite_code(info.message()) == Some(SqliteCode::Busy)
     )
 }
 
-/// Sorts a diesel error. Drivers report many conditions only as text, so the messages of the
-/// three backends are matched where no code is exposed.
+fn classify_sqlite(code: SqliteCode) -> Class {
+    Class::Final(match code {
+        // Another process's lock outlasted the busy timeout; a disk that may get space or
+        // come back.
+        SqliteCode::Busy
+        | SqliteCode::Locked
+        | SqliteCode::IoErr
+        | SqliteCode::Full
+        | SqliteCode::CantOpen => StoreErrorKind::Unavailable,
+        // No right to write (a read-only file or URI), or a value over SQLite's limit.
+        SqliteCode::ReadOnly | SqliteCode::Perm | SqliteCode::Auth | SqliteCode::TooBig => {
+            StoreErrorKind::Rejected
+        }
+        SqliteCode::Corrupt | SqliteCode::NotADb => StoreErrorKind::Corrupt,
+    })
+}
+
+/// Sorts a diesel error: by diesel's kind (which it derives from SQLSTATE, MySQL's error
+/// number or SQLite's extended code), then by SQLite's result code. Other codes diesel does
+/// not pass on (PostgreSQL's SQLSTATE beyond its kinds, MySQL's error numbers), so the
+/// servers' messages are matched for the rest.
 fn classify(error: &DieselError) -> Class {
     let DieselError::DatabaseError(kind, info) = error else {
         return match error {
@@ -214,10 +271,14 @@ fn classify(error: &DieselError) -> Class {
         | DatabaseErrorKind::RestrictViolation
         | DatabaseErrorKind::ExclusionViolation => Class::Final(StoreErrorKind::Rejected),
         DatabaseErrorKind::ReadOnlyTransaction => Class::Final(StoreErrorKind::Rejected),
-        _ => classify_message(info.message()),
+        _ => match sqlite_code(info.message()) {
+            Some(code) => classify_sqlite(code),
+            None => classify_message(info.message()),
+        },
     }
 }
 
+/// PostgreSQL's and MySQL's messages (and SQLite's own wording of a missing table or column).
 fn classify_message(message: &str) -> Class {
     let m = message.to_ascii_lowercase();
     let has = |needles: &[&str]| needles.iter().any(|n| m.contains(n));
@@ -239,11 +300,7 @@ fn classify_message(message: &str) -> Class {
         "try restarting transaction",
     ]) {
         Class::Conflict
-    } else if has(&[
-        "database is locked",
-        "database table is locked",
-        "lock wait timeout",
-    ]) {
+    } else if has(&["lock wait timeout"]) {
         Class::Final(StoreErrorKind::Unavailable)
     } else if has(&[
         "too long",
@@ -252,12 +309,10 @@ fn classify_message(message: &str) -> Class {
         "incorrect string value",
         "invalid byte sequence",
         "max_allowed_packet",
-        "string or blob too big",
         "out of range",
-        // No right to write: PostgreSQL, MySQL, a read-only SQLite file or MySQL server.
+        // No right to write: PostgreSQL, MySQL, a read-only MySQL server.
         "permission denied",
         "command denied",
-        "readonly database",
         "read-only",
     ]) {
         Class::Final(StoreErrorKind::Rejected)
@@ -303,15 +358,15 @@ mod tests {
     }
 
     #[test]
-    fn messages_are_sorted() {
+    fn server_messages_are_sorted() {
         assert_eq!(
             classify_message("MySQL server has gone away"),
             Class::Broken
         );
         assert_eq!(classify_message("deadlock detected"), Class::Conflict);
         assert_eq!(
-            classify_message("database is locked"),
-            Class::Final(StoreErrorKind::Unavailable)
+            classify_message("Lock wait timeout exceeded; try restarting transaction"),
+            Class::Conflict
         );
         assert_eq!(
             classify_message("value too long for type character varying(32)"),
@@ -324,7 +379,6 @@ mod tests {
         for denied in [
             "permission denied for table flags",
             "INSERT command denied to user 'ro'@'localhost' for table `db`.`flags`",
-            "attempt to write a readonly database",
         ] {
             assert_eq!(
                 classify_message(denied),
@@ -336,5 +390,86 @@ mod tests {
             classify_message("something else"),
             Class::Final(StoreErrorKind::Other)
         );
+    }
+
+    /// Real SQLite failures, each sorted by its result code.
+    #[cfg(feature = "sqlite")]
+    mod sqlite {
+        use diesel::Connection;
+        use diesel::connection::SimpleConnection;
+        use diesel::sqlite::SqliteConnection;
+
+        use super::*;
+
+        fn class_of(conn: &mut SqliteConnection, sql: &str) -> Class {
+            match conn.batch_execute(sql) {
+                Ok(()) => panic!("{sql} succeeded"),
+                Err(e) => SqlError::Query(e).class(),
+            }
+        }
+
+        fn connect(url: &str) -> SqliteConnection {
+            SqliteConnection::establish(url).unwrap_or_else(|e| panic!("{e}"))
+        }
+
+        #[test]
+        fn a_lock_held_past_the_busy_timeout_is_unavailable() {
+            let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+            let path = dir.path().join("x.db").display().to_string();
+            let (mut holder, mut waiter) = (connect(&path), connect(&path));
+            holder
+                .batch_execute("CREATE TABLE t (x); BEGIN IMMEDIATE; INSERT INTO t VALUES (1);")
+                .unwrap_or_else(|e| panic!("{e}"));
+            let error = waiter.batch_execute("INSERT INTO t VALUES (2)");
+            assert!(matches!(&error, Err(e) if is_locked(e)), "{error:?}");
+            assert_eq!(
+                class_of(&mut waiter, "INSERT INTO t VALUES (2)"),
+                Class::Final(StoreErrorKind::Unavailable)
+            );
+        }
+
+        #[test]
+        fn a_write_to_a_read_only_file_is_rejected() {
+            let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+            let path = dir.path().join("x.db").display().to_string();
+            connect(&path)
+                .batch_execute("CREATE TABLE t (x)")
+                .unwrap_or_else(|e| panic!("{e}"));
+            let mut reader = connect(&format!("file:{path}?mode=ro"));
+            assert_eq!(
+                class_of(&mut reader, "INSERT INTO t VALUES (1)"),
+                Class::Final(StoreErrorKind::Rejected)
+            );
+        }
+
+        #[test]
+        fn a_value_over_sqlites_limit_is_rejected() {
+            let mut conn = connect(":memory:");
+            assert_eq!(
+                class_of(&mut conn, "SELECT zeroblob(2000000000)"),
+                Class::Final(StoreErrorKind::Rejected)
+            );
+        }
+
+        #[test]
+        fn a_file_that_is_not_a_database_is_corrupt() {
+            let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+            let path = dir.path().join("x.db");
+            std::fs::write(&path, [b'x'; 4096]).unwrap_or_else(|e| panic!("{e}"));
+            let mut conn = connect(&path.display().to_string());
+            assert_eq!(
+                class_of(&mut conn, "SELECT * FROM sqlite_master"),
+                Class::Final(StoreErrorKind::Corrupt)
+            );
+        }
+
+        /// SQLite's wording of a statement error names no code: a server's words that look
+        /// alike do not make it one.
+        #[test]
+        fn only_a_codes_own_text_is_that_code() {
+            assert_eq!(sqlite_code("database is locked"), Some(SqliteCode::Busy));
+            assert_eq!(sqlite_code("the database is locked by x"), None);
+            assert_eq!(sqlite_code("no such table: t"), None);
+        }
     }
 }
