@@ -211,11 +211,9 @@ impl Inner {
             }
             drop(locked);
             rounds += 1;
-            let keys: Vec<String> = changed.into_iter().collect();
-            let nodes: Vec<String> = keys.iter().map(|key| self.keyspace.node(key)).collect();
-            match bulk::read_all(&zk, &nodes) {
-                Ok(values) => {
-                    for (key, value) in keys.into_iter().zip(values) {
+            match self.read_keys(&zk, changed.into_iter().collect()) {
+                Ok(read) => {
+                    for (key, value) in read {
                         match value {
                             Some(value) => entries.insert(key, value),
                             None => entries.remove(&key),
@@ -230,6 +228,17 @@ impl Inner {
         }
     }
 
+    /// Reads `keys`, many at once: each with its value, `None` for one that does not exist.
+    fn read_keys(
+        &self,
+        zk: &ZooKeeper,
+        keys: Vec<String>,
+    ) -> Result<impl Iterator<Item = (String, Option<Vec<u8>>)>> {
+        let nodes: Vec<String> = keys.iter().map(|key| self.keyspace.node(key)).collect();
+        let values = bulk::read_all(zk, &nodes)?;
+        Ok(keys.into_iter().zip(values))
+    }
+
     /// Lists the keyspace and reads every key in it.
     fn read_keyspace(&self, zk: &ZooKeeper) -> Result<HashMap<String, Vec<u8>>> {
         let path = self.keyspace.path();
@@ -238,16 +247,13 @@ impl Inner {
             Err(ZkError::NoNode) => Vec::new(),
             Err(e) => return Err(ZooKeeperError::request("get_children", path, e)),
         };
-        let keys: Vec<String> = children
+        let keys = children
             .into_iter()
             .filter(|key| self.keyspace.is_key_name(key))
             .collect();
-        let nodes: Vec<String> = keys.iter().map(|key| self.keyspace.node(key)).collect();
-        let values = bulk::read_all(zk, &nodes)?;
         // A key deleted since it was listed is left out; its event follows.
-        Ok(keys
-            .into_iter()
-            .zip(values)
+        Ok(self
+            .read_keys(zk, keys)?
             .filter_map(|(key, value)| Some((key, value?)))
             .collect())
     }

@@ -1,5 +1,5 @@
-//! The store's worker thread: reloads the keyspace on each new connection and replaces a
-//! client that gave up.
+//! The store's worker thread: reloads the keyspace on each new connection (again, with a
+//! back-off, while that fails) and replaces a client that gave up.
 //!
 //! State changes arrive on the `zookeeper` client's I/O thread, which must not block on
 //! requests of that client (it is the thread that would answer them); it only sends a [`Msg`]
@@ -19,6 +19,9 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// How long a server gets to accept a TCP connection before a new client is made.
 const LISTEN_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// The first wait before a failed reload is tried again; doubled up to [`MAX_BACKOFF`].
+const FIRST_RETRY: Duration = Duration::from_millis(100);
+
 /// Starts the worker; it runs until it receives [`Msg::Stop`].
 pub(crate) fn spawn(inner: Arc<Inner>, rx: Receiver<Msg>) -> std::io::Result<()> {
     std::thread::Builder::new()
@@ -32,8 +35,27 @@ fn run(inner: &Inner, rx: &Receiver<Msg>) {
     // already); later ones back off while no server answers.
     let mut backoff = Duration::ZERO;
     let mut replace_at: Option<Instant> = None;
+    // A reload that failed while connected (a refused listing, say) is tried again: until one
+    // succeeds the store's copy misses what changed while the watch was away, and the feed
+    // stays down.
+    let mut retry = FIRST_RETRY;
+    let mut retry_at: Option<Instant> = None;
+    let mut resync = |retry_at: &mut Option<Instant>| match inner.resync() {
+        Ok(()) => {
+            retry = FIRST_RETRY;
+            *retry_at = None;
+        }
+        Err(_) => {
+            *retry_at = Some(Instant::now() + retry);
+            retry = (retry * 2).min(MAX_BACKOFF);
+        }
+    };
     loop {
-        let received = match replace_at {
+        let wake_at = match (replace_at, retry_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let received = match wake_at {
             Some(at) => rx.recv_timeout(at.saturating_duration_since(Instant::now())),
             None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
         };
@@ -41,16 +63,23 @@ fn run(inner: &Inner, rx: &Receiver<Msg>) {
             Ok(Msg::Stop) | Err(RecvTimeoutError::Disconnected) => return,
             Ok(Msg::Connected) => {
                 backoff = Duration::ZERO;
-                // A failure here is seen again by the next `durables`, which retries.
-                let _ = inner.resync();
+                resync(&mut retry_at);
             }
             Ok(Msg::Reload) => {
                 inner.session.reload_taken();
-                let _ = inner.resync();
+                resync(&mut retry_at);
             }
             Ok(Msg::Disconnected) | Err(RecvTimeoutError::Timeout) => {}
             Ok(Msg::Closed) => {
                 replace_at.get_or_insert_with(|| Instant::now() + backoff);
+            }
+        }
+        if retry_at.is_some_and(|at| Instant::now() >= at) {
+            // Not while disconnected: the next connection reloads by itself.
+            if inner.session.epoch().is_some() {
+                resync(&mut retry_at);
+            } else {
+                retry_at = None;
             }
         }
         // Checked after every message, not only on a quiet queue: traffic (a caller retrying

@@ -95,3 +95,46 @@ fn a_cut_connection_takes_the_feed_down_until_the_keyspace_is_loaded_again() {
         || read(&a, "after").as_deref() == Some("y"),
     );
 }
+
+/// A reload refused after reconnecting (here the keyspace is closed to reading while the store
+/// is cut off) is tried again, so the store catches up with what changed meanwhile and its feed
+/// comes back once the keyspace can be read again, with no event to prompt it.
+#[test]
+fn a_refused_reload_is_tried_again_until_the_feed_is_back() {
+    use durabledict_zookeeper::zookeeper::{Acl, Permission};
+
+    let zk = ZooKeeper::start().unwrap();
+    let proxy = Proxy::start(zk.port());
+    let ks = "/refused";
+    let a = watch_dict(&format!("127.0.0.1:{}", proxy.port()), ks);
+    let b = watch_dict(&zk.connect_string(), ks);
+    let admin = common::raw_client(&zk.connect_string());
+    b.insert("k", "1".into()).unwrap();
+    eventually("a hears b's write", VISIBILITY, || {
+        read(&a, "k").as_deref() == Some("1")
+    });
+
+    proxy.cut();
+    eventually("a's feed goes down with its connection", VISIBILITY, || {
+        a.status().feed == FeedHealth::Polling
+    });
+    b.insert("k", "2".into()).unwrap();
+    // Everyone may still write and administer the keyspace, but nobody may list it.
+    let unreadable =
+        Permission::WRITE | Permission::CREATE | Permission::DELETE | Permission::ADMIN;
+    admin
+        .set_acl(ks, vec![Acl::new(unreadable, "world", "anyone")], None)
+        .unwrap();
+    proxy.restore();
+    // a reconnects, and its reload is refused: it keeps serving what it confirmed before.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(a.status().feed, FeedHealth::Polling);
+    assert_eq!(read(&a, "k").as_deref(), Some("1"));
+
+    admin.set_acl(ks, Acl::open_unsafe().clone(), None).unwrap();
+    eventually(
+        "a reloads once the keyspace can be read, and its feed is up again",
+        VISIBILITY * 2,
+        || read(&a, "k").as_deref() == Some("2") && a.status().feed == FeedHealth::Healthy,
+    );
+}
