@@ -52,8 +52,20 @@ pub enum SqlError {
     /// been applied.
     #[error("the connection failed during COMMIT; the write may or may not be applied: {0}")]
     CommitUnknown(DieselError),
-    /// The table is not usable as it is: missing, or without the configured columns, or with
-    /// a column type the store cannot use.
+    /// The table does not exist, and the store may not create it: a keyspace nothing wrote
+    /// yet, or a mistyped name, read by a store that creates nothing
+    /// ([`create_missing(false)`](crate::SqlStoreBuilder::create_missing)) or used without
+    /// `init`; or the stamps table, which a write needs, on tables another program made.
+    /// `StoreErrorKind::Rejected`: nothing is wrong with what the database holds.
+    #[error("table {table}: {reason}")]
+    MissingTable {
+        /// The table.
+        table: String,
+        /// What cannot be done without it.
+        reason: String,
+    },
+    /// The table is not usable as it is: without the configured columns, or with a column
+    /// type the store cannot use.
     #[error("table {table}: {reason}")]
     Schema {
         /// The table.
@@ -125,9 +137,9 @@ impl SqlError {
             },
             SqlError::Entry { source, .. } => source.class(),
             SqlError::Schema { .. } => Class::Final(StoreErrorKind::Corrupt),
-            SqlError::Value { .. } | SqlError::InvalidKey { .. } => {
-                Class::Final(StoreErrorKind::Rejected)
-            }
+            SqlError::Value { .. }
+            | SqlError::InvalidKey { .. }
+            | SqlError::MissingTable { .. } => Class::Final(StoreErrorKind::Rejected),
             SqlError::StampAfterCommit(e) => Class::Final(e.kind()),
         }
     }
@@ -316,14 +328,13 @@ fn classify_message(message: &str) -> Class {
         "read-only",
     ]) {
         Class::Final(StoreErrorKind::Rejected)
-    } else if has(&[
-        "no such table",
-        "does not exist",
-        "doesn't exist",
-        "no such column",
-        "unknown column",
-    ]) {
+    } else if has(&["no such column", "unknown column", "has no column"])
+        || (m.starts_with("column ") && m.contains("does not exist"))
+    {
         Class::Final(StoreErrorKind::Corrupt)
+    } else if has(&["no such table", "does not exist", "doesn't exist"]) {
+        // A table dropped while in use (`drop_keyspace`): missing, as for `MissingTable`.
+        Class::Final(StoreErrorKind::Rejected)
     } else {
         Class::Final(StoreErrorKind::Other)
     }
@@ -384,6 +395,29 @@ mod tests {
                 classify_message(denied),
                 Class::Final(StoreErrorKind::Rejected),
                 "{denied}"
+            );
+        }
+        for missing_table in [
+            "no such table: flags",
+            "relation \"flags\" does not exist",
+            "Table 'db.flags' doesn't exist",
+        ] {
+            assert_eq!(
+                classify_message(missing_table),
+                Class::Final(StoreErrorKind::Rejected),
+                "{missing_table}"
+            );
+        }
+        for missing_column in [
+            "no such column: value",
+            "column \"value\" does not exist",
+            "column \"value\" of relation \"flags\" does not exist",
+            "Unknown column 'value' in 'field list'",
+        ] {
+            assert_eq!(
+                classify_message(missing_column),
+                Class::Final(StoreErrorKind::Corrupt),
+                "{missing_column}"
             );
         }
         assert_eq!(

@@ -86,7 +86,10 @@ impl Schema {
             reason,
         };
         if columns.is_empty() {
-            return Err(schema_error("the table does not exist".into()));
+            return Err(SqlError::MissingTable {
+                table: table.to_string(),
+                reason: "the table does not exist".into(),
+            });
         }
         let find = |name: &str| {
             columns
@@ -288,7 +291,7 @@ mod tests {
     #[test]
     fn unusable_tables_are_refused() {
         let e = Schema::from_columns(Backend::Postgres, "t", "key", "value", &[], None);
-        assert!(matches!(e, Err(SqlError::Schema { .. })));
+        assert!(matches!(e, Err(SqlError::MissingTable { .. })));
         let no_value = [col("key", "text", None, None)];
         let e = Schema::from_columns(Backend::Postgres, "t", "key", "value", &no_value, None);
         assert!(matches!(e, Err(SqlError::Schema { .. })));

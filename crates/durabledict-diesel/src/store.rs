@@ -4,9 +4,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use durabledict_core::{
-    Durables, SetDefault, Stamp, StampValue, Store, StoreError, StoreErrorKind,
-};
+use durabledict_core::{Durables, SetDefault, Stamp, StampValue, Store, StoreError};
 
 use crate::builder::SqlStoreBuilder;
 use crate::dialect::{Backend, DataSql, StampSql, TableSql};
@@ -204,7 +202,14 @@ impl SqlStore {
     fn stamp_key(&self) -> Result<&str, StoreError> {
         match self.prepared() {
             Ok(prepared) => Ok(&prepared.stamp_key),
-            Err(e) if e.kind() == StoreErrorKind::Corrupt => Ok(&self.inner.table),
+            Err(e)
+                if matches!(
+                    e.inner().downcast_ref::<SqlError>(),
+                    Some(SqlError::MissingTable { .. } | SqlError::Schema { .. })
+                ) =>
+            {
+                Ok(&self.inner.table)
+            }
             Err(e) => Err(e),
         }
     }
@@ -237,7 +242,7 @@ impl SqlStore {
     fn stamp_row_to_write(&self) -> Result<StampRow<'_>, StoreError> {
         let row = self.stamp_row()?;
         match row.sql {
-            Some(sql) if !self.stamps_table_exists(sql)? => Err(SqlError::Schema {
+            Some(sql) if !self.stamps_table_exists(sql)? => Err(SqlError::MissingTable {
                 table: sql.table.clone(),
                 reason: "the stamps table does not exist, so no write can be stamped; a store \
                          that may create what is missing (the default) creates it in `init`"

@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 
 use common::{SqlFixture, StampKind, memcached_addr, table_name};
 use durabledict_core::{DurableDict, Error, Raw, Store, StoreErrorKind, SyncPolicy};
-use durabledict_diesel::SqlStore;
+use durabledict_diesel::{SqlError, SqlStore};
 
 /// One database file per test binary, as several processes would share it.
 fn sqlite_url() -> String {
@@ -251,6 +251,20 @@ fn configured_names_are_validated_and_quoted() {
     assert_eq!(d.len().unwrap(), 1);
 }
 
+/// A table dropped while a store uses it is missing, not corrupt.
+#[test]
+fn a_table_dropped_under_a_store_is_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/dropped.db", dir.path().display());
+    let store = || SqlStore::builder(&url).table("flags").build().unwrap();
+    let user = store();
+    dict(user.clone()).insert("k", "v".into()).unwrap();
+    store().drop_keyspace().unwrap();
+    let e = user.get("k").unwrap_err();
+    assert_eq!(e.kind(), StoreErrorKind::Rejected, "{e}");
+    assert!(e.to_string().contains("flags"), "{e}");
+}
+
 #[test]
 fn a_store_without_its_table_says_so() {
     let store = SqlStore::builder("sqlite::memory:")
@@ -258,8 +272,16 @@ fn a_store_without_its_table_says_so() {
         .build()
         .unwrap();
     let e = store.get("k").unwrap_err();
-    assert_eq!(e.kind(), StoreErrorKind::Corrupt, "{e}");
-    assert!(e.to_string().contains("does not exist"), "{e}");
+    // A keyspace nobody made is not corruption.
+    assert_eq!(e.kind(), StoreErrorKind::Rejected, "{e}");
+    assert!(
+        matches!(e.inner().downcast_ref(), Some(SqlError::MissingTable { table, .. }) if table == "absent"),
+        "{e:?}"
+    );
+    assert!(
+        e.to_string().contains("absent: the table does not exist"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -446,7 +468,7 @@ fn create_missing_false_creates_nothing() {
     let writer = dict(SqlStore::builder(&url).table("other").build().unwrap());
     writer.insert("k", "v".into()).unwrap();
     let e = reader("flags").init().unwrap_err();
-    assert_eq!(e.kind(), StoreErrorKind::Corrupt, "{e}");
+    assert_eq!(e.kind(), StoreErrorKind::Rejected, "{e}");
     assert!(e.to_string().contains("flags"), "{e}");
     let tables = "SELECT count(*) FROM sqlite_master WHERE name = 'flags'";
     assert_eq!(common::query_i64(&url, tables).unwrap(), 0);
