@@ -136,8 +136,33 @@ fn tagged(out: &mut String, tag: &str, body: impl FnOnce(&mut String)) {
     out.push('}');
 }
 
+/// Where the pickle decoder puts a lone surrogate (`Surrogates::PrivateUse`): U+D800 + k is
+/// read as U+10F800 + k. Printed back as the `\udXXX` escape, which is how Python's `json`
+/// writes the same string, so any JSON reader gets the string that is stored.
+const SURROGATE_BASE: u32 = 0x10_F800;
+
 fn write_str(out: &mut String, text: &str) {
-    out.push_str(&serde_json::Value::from(text).to_string());
+    out.push('"');
+    let mut rest = text;
+    while let Some((at, c)) = rest
+        .char_indices()
+        .find(|(_, c)| u32::from(*c) >= SURROGATE_BASE)
+    {
+        push_escaped(out, &rest[..at]);
+        out.push_str(&format!(
+            "\\u{:04x}",
+            0xD800 + (u32::from(c) - SURROGATE_BASE)
+        ));
+        rest = &rest[at + c.len_utf8()..];
+    }
+    push_escaped(out, rest);
+    out.push('"');
+}
+
+/// `text` as the inside of a JSON string, escaped as serde_json escapes it.
+fn push_escaped(out: &mut String, text: &str) {
+    let quoted = serde_json::Value::from(text).to_string();
+    out.push_str(&quoted[1..quoted.len() - 1]);
 }
 
 #[cfg(test)]
@@ -153,6 +178,15 @@ mod tests {
 
     fn hs(text: &str) -> PickleHashableValue {
         PickleHashableValue::String(text.into())
+    }
+
+    #[test]
+    fn a_lone_surrogate_is_printed_as_its_escape() {
+        let stand_in = char::from_u32(0x10_F800).unwrap();
+        assert_eq!(
+            to_json(&s(&format!("x{stand_in}y\"\n"))),
+            r#""x\ud800y\"\n""#
+        );
     }
 
     #[test]
