@@ -15,7 +15,7 @@ use std::io::{self, BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use memcache::exp::{
     ArithmeticOptions, DeleteOptions, GetOptions, MetaCommand, MetaConnection, MetaResponse,
@@ -34,6 +34,12 @@ const FLAG_INTEGER: u32 = 2;
 /// limit: a longer value is refused after it was read.
 const MAX_STAMP_LEN: usize = 64;
 
+/// The longest `stats` line accepted, terminator included (memcached's are under 100 bytes).
+const MAX_STATS_LINE: usize = 4096;
+
+/// The most `stats` lines accepted, `END` included (memcached 1.6 sends under 100).
+const MAX_STATS_LINES: usize = 1024;
+
 /// Opens a connection and reads which server it reached, on that same connection (so that a
 /// restart cannot fall between the two).
 fn open(
@@ -49,7 +55,7 @@ fn open(
                 stream.set_nodelay(true)?;
                 stream.set_read_timeout(Some(io_timeout))?;
                 stream.set_write_timeout(Some(io_timeout))?;
-                let identity = identity(&stream)?;
+                let identity = identity(&stream, io_timeout)?;
                 let mut connection = MetaConnection::from_stream(stream);
                 connection.set_io_timeout(Some(io_timeout));
                 return Ok((connection, identity));
@@ -69,21 +75,28 @@ fn open(
 
 /// The server's identity, from the text protocol's `stats` (the meta protocol has none).
 /// memcached sends nothing after `END`, so the stream is left in step for the meta commands.
-fn identity(stream: &TcpStream) -> Result<ServerIdentity, MemcacheError> {
+///
+/// The whole exchange has one deadline, `timeout` from now, like a meta command's; a reply
+/// longer than [`MAX_STATS_LINES`] lines or with a line over [`MAX_STATS_LINE`] bytes is
+/// refused. Either failure is [`MemcacheError::Unavailable`]: the server is not one we can use.
+fn identity(stream: &TcpStream, timeout: Duration) -> Result<ServerIdentity, MemcacheError> {
+    let deadline = Instant::now() + timeout;
     let mut writer = stream;
     writer.write_all(b"stats\r\n")?;
-    let mut reader = BufReader::with_capacity(4096, stream);
+    let mut reader = BufReader::with_capacity(MAX_STATS_LINE, stream);
     let (mut pid, mut time, mut uptime) = (None, None, None);
     let mut raw = Vec::with_capacity(64);
+    let mut lines = 0;
     loop {
-        raw.clear();
-        if reader.read_until(b'\n', &mut raw)? == 0 {
+        if lines == MAX_STATS_LINES {
             return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "memcached closed the connection",
+                io::ErrorKind::InvalidData,
+                format!("the stats reply is longer than {MAX_STATS_LINES} lines"),
             )
             .into());
         }
+        lines += 1;
+        read_stats_line(&mut reader, &mut raw, deadline, timeout)?;
         let line = raw.strip_suffix(b"\n").unwrap_or(&raw);
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         if line == b"END" {
@@ -115,6 +128,67 @@ fn identity(stream: &TcpStream) -> Result<ServerIdentity, MemcacheError> {
         _ => Err(MemcacheError::Protocol(
             "stats did not report pid, time and uptime".into(),
         )),
+    }
+}
+
+/// Reads one line of the `stats` reply into `line` (cleared first), by `deadline`, refusing a
+/// line longer than [`MAX_STATS_LINE`] bytes. Each socket read waits only until the deadline.
+fn read_stats_line(
+    reader: &mut BufReader<&TcpStream>,
+    line: &mut Vec<u8>,
+    deadline: Instant,
+    timeout: Duration,
+) -> io::Result<()> {
+    let timed_out = || {
+        io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("the stats reply did not end within {timeout:?}"),
+        )
+    };
+    line.clear();
+    loop {
+        if reader.buffer().is_empty() {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                return Err(timed_out());
+            }
+            reader.get_ref().set_read_timeout(Some(remaining))?;
+        }
+        let available = match reader.fill_buf() {
+            Ok(available) => available,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            // A socket timeout surfaces as `WouldBlock` on most platforms.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Err(timed_out());
+            }
+            Err(e) => return Err(e),
+        };
+        if available.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "memcached closed the connection",
+            ));
+        }
+        let (taken, complete) = match available.iter().position(|&b| b == b'\n') {
+            Some(end) => (end + 1, true),
+            None => (available.len(), false),
+        };
+        if line.len() + taken > MAX_STATS_LINE {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("a stats line is longer than {MAX_STATS_LINE} bytes"),
+            ));
+        }
+        line.extend_from_slice(&available[..taken]);
+        reader.consume(taken);
+        if complete {
+            return Ok(());
+        }
     }
 }
 
