@@ -192,6 +192,14 @@ impl Parser<'_> {
                 .ok_or_else(|| self.error("EOF while parsing a string"))?;
             let chunk = std::str::from_utf8(&rest[..plain])
                 .map_err(|_| self.error("invalid UTF-8 in a string"))?;
+            // Refused as their escaped form is: they would be written back as surrogates.
+            if chunk.as_bytes().contains(&0xF4)
+                && chunk.chars().any(|c| u32::from(c) >= SURROGATE_BASE)
+            {
+                return Err(
+                    self.error("a code point in U+10F800..U+10FFFF (used for lone surrogates)")
+                );
+            }
             out.push_str(chunk);
             self.pos += plain;
             match self.text[self.pos] {

@@ -19,7 +19,11 @@
 //! size of the result, copies included, and its nesting depth; a pickle whose result would be
 //! larger than the configured cap or nest deeper than [`MAX_DEPTH`] is refused then. So memory
 //! is bounded by what is built: the graph (a small constant per opcode, plus payloads that
-//! come from the input) and a result no larger than the cap.
+//! come from the input) and a result no larger than the cap. The few calls that copy or
+//! compute a vector of items (`set(list)`, `frozenset(list)`, a Python 2 `OrderedDict`'s
+//! pairs, REDUCE's arguments, latin-1 text to bytes) charge it to a running budget checked
+//! against the same cap as they run, so a memoized list called again and again cannot grow
+//! the graph beyond it; and whatever POP lets go of is released at once.
 //!
 //! Objects are never dropped recursively (a hostile pickle can nest millions deep, and can make
 //! a list contain itself): everything the machine lets go of is released through a work list,
@@ -337,7 +341,21 @@ impl<'a> Input<'a> {
         Ok(out)
     }
 
-    /// A newline-terminated argument, without the newline (and a `\r` before it).
+    /// Skips `n` bytes.
+    fn skip(&mut self, mut n: usize) -> Result<(), InputError> {
+        while n > 0 {
+            if self.pos >= self.chunk.len() && !self.refill()? {
+                return Err(InputError::Truncated);
+            }
+            let take = n.min(self.chunk.len() - self.pos);
+            self.pos += take;
+            n -= take;
+        }
+        Ok(())
+    }
+
+    /// A newline-terminated argument, without the newline (only: as CPython, a `\r` before it
+    /// is kept, and only the opcodes whose argument CPython parses as a number trim it).
     fn line(&mut self) -> Result<Vec<u8>, InputError> {
         let mut out = Vec::new();
         loop {
@@ -345,9 +363,6 @@ impl<'a> Input<'a> {
             if let Some(end) = rest.iter().position(|&b| b == b'\n') {
                 out.extend_from_slice(&rest[..end]);
                 self.pos += end + 1;
-                if out.last() == Some(&b'\r') {
-                    out.pop();
-                }
                 return Ok(out);
             }
             out.extend_from_slice(rest);
@@ -380,7 +395,8 @@ enum Allowed {
     CodecsEncode,
     /// `bytes()`: empty bytes, protocols 0-2.
     Bytes,
-    /// `collections.OrderedDict()`, then its items set like a dict's.
+    /// `collections.OrderedDict()`, then its items set like a dict's; or Python 2.7's
+    /// `collections.OrderedDict([[k, v], ...])`.
     OrderedDict,
     /// `datetime.datetime(state[, tzinfo])`, the state 10 bytes.
     DateTime,
@@ -568,11 +584,14 @@ struct Machine<'a> {
     memo: Vec<Option<Obj>>,
     /// Memo entries given other ids.
     sparse_memo: HashMap<u32, Obj>,
-    /// Objects let go of, released at the end.
-    garbage: Vec<Obj>,
+    /// What the objects the machine built so far cost beyond the input's own bytes (item
+    /// vectors copied by calls), charged against the size cap as they are made.
+    allocated: std::cell::Cell<u64>,
     /// Containers referenced more than once by the machine (memoized or DUPed): the only ones
     /// that can be in a cycle.
     maybe_cyclic: Vec<WeakObj>,
+    /// Where the last FRAME met ends.
+    frame_end: usize,
 }
 
 impl Drop for Machine<'_> {
@@ -613,9 +632,30 @@ impl<'a> Machine<'a> {
             marks: Vec::new(),
             memo: Vec::new(),
             sparse_memo: HashMap::new(),
-            garbage: Vec::new(),
+            allocated: std::cell::Cell::new(0),
             maybe_cyclic: Vec::new(),
+            frame_end: 0,
         }
+    }
+
+    /// Lets go of objects at once (without recursion), as CPython does.
+    fn discard(&mut self, objects: impl IntoIterator<Item = Obj>) {
+        release_each(objects, &mut Vec::new());
+    }
+
+    /// Charges `items` new object slots (a copied or computed vector) to the size cap.
+    fn charge(&self, items: usize) -> Result<(), DecodeError> {
+        let cost = (items as u64).saturating_mul(mem::size_of::<Obj>() as u64);
+        let total = self.allocated.get().saturating_add(cost);
+        self.allocated.set(total);
+        if total > self.options.max_size {
+            return Err(DecodeError::Limit(format!(
+                "the pickle's calls copy about {total} bytes of items (set(list) and the like); \
+                 at most {} are allowed (Pickle::with_max_decoded_size)",
+                self.options.max_size
+            )));
+        }
+        Ok(())
     }
 
     /// Lets go of everything the machine holds.
@@ -627,7 +667,6 @@ impl<'a> Machine<'a> {
         }
         release_each(self.memo.drain(..).flatten(), &mut work);
         release_each(self.sparse_memo.drain().map(|(_, obj)| obj), &mut work);
-        release_each(self.garbage.drain(..), &mut work);
     }
 
     /// Empties every container still alive once everything else is released: what is left
@@ -660,7 +699,7 @@ impl<'a> Machine<'a> {
             Ok(_) => materialize::<B>(&root, true, &mut shared),
             Err(e) => Err(e),
         };
-        self.garbage.push(root);
+        self.discard([root]);
         result
     }
 
@@ -673,7 +712,15 @@ impl<'a> Machine<'a> {
             self.op = self.input.offset();
             let opcode = self.byte()?;
             match opcode {
-                b'.' => return self.pop(),
+                b'.' => {
+                    // Base64 input only knows an upper bound of what is left: the rest of the
+                    // last frame must be there.
+                    let missing = self.frame_end.saturating_sub(self.input.offset());
+                    if missing > 0 && self.input.skip(missing).is_err() {
+                        return Err(self.frame_truncated());
+                    }
+                    return self.pop();
+                }
                 b'(' => {
                     let below = mem::take(&mut self.stack);
                     self.marks.push(below);
@@ -681,15 +728,15 @@ impl<'a> Machine<'a> {
                 b'0' => {
                     if self.stack.is_empty() {
                         let items = self.pop_mark()?;
-                        self.garbage.extend(items);
+                        self.discard(items);
                     } else {
                         let item = self.pop()?;
-                        self.garbage.push(item);
+                        self.discard([item]);
                     }
                 }
                 b'1' => {
                     let items = self.pop_mark()?;
-                    self.garbage.extend(items);
+                    self.discard(items);
                 }
                 b'2' => {
                     let top = self.top()?.clone();
@@ -705,7 +752,13 @@ impl<'a> Machine<'a> {
                     }
                 }
                 0x95 => {
-                    self.array::<8>()?;
+                    // CPython reads the whole frame when it meets FRAME.
+                    let n = u64::from_le_bytes(self.array()?);
+                    let n = usize::try_from(n)
+                        .ok()
+                        .filter(|&n| n <= self.input.remaining_at_most())
+                        .ok_or_else(|| self.frame_truncated())?;
+                    self.frame_end = self.frame_end.max(self.input.offset() + n);
                 }
 
                 // Numbers.
@@ -916,7 +969,7 @@ impl<'a> Machine<'a> {
                         )),
                         _ => None,
                     };
-                    self.garbage.extend([module, name]);
+                    self.discard([module, name]);
                     let Some((module, name)) = names else {
                         return Err(self.refused(
                             "STACK_GLOBAL",
@@ -981,19 +1034,26 @@ impl<'a> Machine<'a> {
         let args = self.pop()?;
         let callable = self.pop()?;
         let Obj::Global(global) = callable else {
-            self.garbage.extend([args, callable]);
+            self.discard([args, callable]);
             return Err(self.refused("REDUCE", "only an allowed global may be called"));
         };
         let arg_items = match &args {
-            Obj::Tuple(items) => items.borrow().clone(),
+            Obj::Tuple(items) => {
+                let len = items.borrow().len();
+                if let Err(e) = self.charge(len) {
+                    self.discard([args]);
+                    return Err(e);
+                }
+                items.borrow().clone()
+            }
             _ => {
-                self.garbage.push(args);
+                self.discard([args]);
                 return Err(self.malformed("REDUCE arguments are not a tuple"));
             }
         };
-        self.garbage.push(args);
+        self.discard([args]);
         let result = self.call(global, &arg_items);
-        self.garbage.extend(arg_items);
+        self.discard(arg_items);
         let result = result?;
         self.stack.push(result);
         Ok(())
@@ -1011,18 +1071,26 @@ impl<'a> Machine<'a> {
         };
         Ok(match (global, args) {
             (Allowed::Set, []) => Obj::Set(shared(Vec::new())),
-            (Allowed::Set, [Obj::List(items)]) => Obj::Set(shared(items.borrow().clone())),
+            (Allowed::Set, [Obj::List(items)]) => {
+                self.charge(items.borrow().len())?;
+                Obj::Set(shared(items.borrow().clone()))
+            }
             (Allowed::Set, _) => return Err(bad("set")),
             (Allowed::FrozenSet, []) => Obj::FrozenSet(shared(Vec::new())),
             (Allowed::FrozenSet, [Obj::List(items)]) => {
+                self.charge(items.borrow().len())?;
                 Obj::FrozenSet(shared(items.borrow().clone()))
             }
             (Allowed::FrozenSet, _) => return Err(bad("frozenset")),
             (Allowed::ByteArray, []) => Obj::Bytes(shared(Vec::new())),
             (Allowed::ByteArray, [Obj::Bytes(bytes)]) => Obj::Bytes(bytes.clone()),
-            (Allowed::ByteArray | Allowed::CodecsEncode, [Obj::Str(text), Obj::Str(codec)])
-                if is_latin1(&codec.borrow()) =>
+            // The codec is a Python 2 `str` in Python 2's `bytearray(u'...', 'latin-1')`, so
+            // bytes with `Python2Str::Bytes`.
+            (Allowed::ByteArray | Allowed::CodecsEncode, [Obj::Str(text), codec])
+                if is_latin1_codec(codec) =>
             {
+                let len = text.borrow().len();
+                self.charge(len.div_ceil(mem::size_of::<Obj>()))?;
                 let bytes = latin1_bytes(&text.borrow())
                     .ok_or_else(|| bad("an encode to latin-1 of text beyond U+00FF"))?;
                 Obj::Bytes(shared(bytes))
@@ -1031,11 +1099,27 @@ impl<'a> Machine<'a> {
             (Allowed::CodecsEncode, _) => return Err(bad("_codecs.encode")),
             (Allowed::Bytes, []) => Obj::Bytes(shared(Vec::new())),
             (Allowed::OrderedDict, []) => Obj::Dict(shared(Vec::new())),
+            // Python 2.7's `OrderedDict.__reduce__`: `(OrderedDict, ([[k, v], ...],))`.
+            (Allowed::OrderedDict, [Obj::List(items)]) => {
+                let items = items.borrow();
+                self.charge(items.len().saturating_mul(2))?;
+                let mut pairs = Vec::with_capacity(items.len());
+                for item in items.iter() {
+                    let (Obj::List(pair) | Obj::Tuple(pair)) = item else {
+                        return Err(bad("collections.OrderedDict"));
+                    };
+                    match &pair.borrow()[..] {
+                        [k, v] => pairs.push((k.clone(), v.clone())),
+                        _ => return Err(bad("collections.OrderedDict")),
+                    }
+                }
+                Obj::Dict(shared(pairs))
+            }
             (Allowed::Bytes | Allowed::OrderedDict, _) => {
                 return Err(self.refused(
                     "REDUCE",
-                    "builtins.bytes and collections.OrderedDict may only be called without \
-                     arguments",
+                    "builtins.bytes may only be called without arguments, and \
+                     collections.OrderedDict without or with one list of key, value pairs",
                 ));
             }
             (Allowed::DateTime | Allowed::Date | Allowed::Time, _) => {
@@ -1072,7 +1156,10 @@ impl<'a> Machine<'a> {
                 };
                 let name = match rest {
                     [] => None,
-                    [Obj::Str(name)] => Some(name.borrow().clone()),
+                    [Obj::Str(name)] => {
+                        self.charge(name.borrow().len().div_ceil(mem::size_of::<Obj>()))?;
+                        Some(name.borrow().clone())
+                    }
                     _ => return Err(bad("datetime.timezone")),
                 };
                 let zone = TimeZone::new(offset, name).map_err(|e| self.range(e))?;
@@ -1184,7 +1271,7 @@ impl<'a> Machine<'a> {
         let class = self.pop()?;
         let empty = matches!(&args, Obj::Tuple(items) if items.borrow().is_empty());
         let is_uuid = matches!(class, Obj::Global(Allowed::Uuid));
-        self.garbage.extend([args, class]);
+        self.discard([args, class]);
         if !(is_uuid && empty) {
             return Err(self.refused(
                 "NEWOBJ",
@@ -1211,7 +1298,7 @@ impl<'a> Machine<'a> {
                 *cell.borrow_mut() = Some(uuid);
             }),
         };
-        self.garbage.push(state);
+        self.discard([state]);
         result
     }
 
@@ -1273,7 +1360,7 @@ impl<'a> Machine<'a> {
 
     fn pairs(&mut self, items: Vec<Obj>) -> Result<Vec<(Obj, Obj)>, DecodeError> {
         if !items.len().is_multiple_of(2) {
-            self.garbage.extend(items);
+            self.discard(items);
             return Err(self.malformed("a dict's items are not key, value pairs"));
         }
         let mut pairs = Vec::with_capacity(items.len() / 2);
@@ -1319,7 +1406,7 @@ impl<'a> Machine<'a> {
                 Ok(())
             }
             Err(e) => {
-                self.garbage.extend(items);
+                self.discard(items);
                 Err(e)
             }
         }
@@ -1341,7 +1428,7 @@ impl<'a> Machine<'a> {
             // Not CPython's numbering: ids far apart must not size a vector.
             self.sparse_memo.insert(id, top)
         };
-        self.garbage.extend(old);
+        self.discard(old);
         Ok(())
     }
 
@@ -1576,7 +1663,7 @@ impl<'a> Machine<'a> {
         let line = self.line()?;
         std::str::from_utf8(&line)
             .ok()
-            .and_then(|text| text.parse().ok())
+            .and_then(|text| text.trim().parse().ok())
             .ok_or_else(|| self.malformed("a memo id is not a number"))
     }
 
@@ -1611,6 +1698,10 @@ impl<'a> Machine<'a> {
         }
     }
 
+    fn frame_truncated(&self) -> DecodeError {
+        self.malformed("pickle data was truncated (a FRAME is longer than the rest of the pickle)")
+    }
+
     fn underflow(&self) -> DecodeError {
         self.malformed("stack underflow")
     }
@@ -1639,6 +1730,15 @@ fn is_latin1(codec: &str) -> bool {
         codec.to_ascii_lowercase().as_str(),
         "latin1" | "latin-1" | "iso-8859-1" | "iso8859-1" | "l1"
     )
+}
+
+/// Whether `codec` names latin-1: text, or a Python 2 `str` read as bytes.
+fn is_latin1_codec(codec: &Obj) -> bool {
+    match codec {
+        Obj::Str(name) => is_latin1(&name.borrow()),
+        Obj::Bytes(name) => std::str::from_utf8(&name.borrow()).is_ok_and(is_latin1),
+        _ => false,
+    }
 }
 
 fn latin1_bytes(text: &str) -> Option<Vec<u8>> {
@@ -2231,6 +2331,46 @@ mod tests {
         };
         assert!(capped(1_000_000).is_err());
         assert!(capped(2_000_000).is_ok());
+    }
+
+    #[test]
+    fn a_frame_must_be_all_there_in_base64_too() {
+        let b64 = |text: &[u8]| from_base64::<Keep>(text, options());
+        assert_eq!(b64(b"gASVAgAAAAAAAABOLg==").unwrap(), Value::None);
+        for text in [&b"gASVAwAAAAAAAABOLg=="[..], b"gASV/wAAAAAAAABOLg=="] {
+            assert!(
+                matches!(b64(text), Err(DecodeError::Malformed { reason, .. }) if reason.contains("truncated")),
+                "{text:?}"
+            );
+        }
+        assert!(decode(b"\x80\x04\x95\x03\x00\x00\x00\x00\x00\x00\x00N.").is_err());
+    }
+
+    #[test]
+    fn protocol0_lines_keep_a_carriage_return_but_numbers_trim_it() {
+        assert_eq!(decode(b"I12\r\n.").unwrap(), Value::I64(12));
+        assert_eq!(decode(b"F1.5\r\n.").unwrap(), Value::F64(1.5));
+        assert_eq!(decode(b"I7\np0\r\ng0\r\n.").unwrap(), Value::I64(7));
+        assert_eq!(decode(b"S'a\r'\n.").unwrap(), Value::String("a\r".into()));
+        // CPython does not strip it from a global's name or a STRING's quotes.
+        assert!(decode(b"c__builtin__\r\nset\n)R.").is_err());
+        assert!(decode(b"S'a'\r\n.").is_err());
+    }
+
+    #[test]
+    fn python2_ordered_dict_pairs_must_be_pairs() {
+        // OrderedDict([[1, 2, 3]]) and OrderedDict([1]).
+        assert!(decode(b"ccollections\nOrderedDict\n((lp1\n(lI1\naI2\naI3\naatR.").is_err());
+        assert!(decode(b"ccollections\nOrderedDict\n((lp1\nI1\natR.").is_err());
+        // A tuple pair, and an empty list.
+        assert_eq!(
+            decode(b"ccollections\nOrderedDict\n((l(I1\nI2\ntatR.").unwrap(),
+            Value::Dict(BTreeMap::from([(HashableValue::I64(1), Value::I64(2))]))
+        );
+        assert_eq!(
+            decode(b"ccollections\nOrderedDict\n((ltR.").unwrap(),
+            Value::Dict(BTreeMap::new())
+        );
     }
 
     #[test]
