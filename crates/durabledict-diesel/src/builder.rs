@@ -1,8 +1,8 @@
 //! [`SqlStoreBuilder`]: the URL, table, columns, stamp and pool of an [`SqlStore`].
 
 use std::fmt;
+use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use durabledict_core::{Stamp, StoreError};
@@ -223,6 +223,7 @@ impl SqlStoreBuilder {
             connection_timeout: self.connection_timeout,
             keep_forever: false,
             local_file: None,
+            local_path: None,
         };
         let pools = match target {
             Target::Sqlite { path, memory } => {
@@ -231,6 +232,10 @@ impl SqlStoreBuilder {
                     config.keep_forever = true;
                 } else {
                     config.local_file = Some(path.clone());
+                    if !path.starts_with("file:") {
+                        // Made absolute as it is meant now, when the store is built.
+                        config.local_path = std::path::absolute(&path).ok();
+                    }
                 }
                 // The file is opened without creating it first, so that the store knows
                 // whether it made the file (see `sqlite_pool`).
@@ -258,7 +263,7 @@ impl SqlStoreBuilder {
                 value_column: self.value_column,
                 stamp,
                 create_missing: self.create_missing,
-                prepared: OnceLock::new(),
+                prepared: std::sync::RwLock::new(None),
                 stamps_table_seen: AtomicBool::new(false),
             }),
         })

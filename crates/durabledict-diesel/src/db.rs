@@ -16,10 +16,22 @@ struct IntRow {
     n: i64,
 }
 
+#[cfg(any(feature = "postgres", feature = "mysql"))]
 #[derive(QueryableByName)]
 struct EntryRow {
     #[diesel(sql_type = Text)]
     k: String,
+    #[diesel(sql_type = Binary)]
+    v: Vec<u8>,
+}
+
+/// A row whose key is read as bytes (SQLite), so that a key that is not UTF-8 (a BLOB, as
+/// Python's sqlite3 binds `bytes`, or text of such bytes) is reported, not a failed load.
+#[cfg(feature = "sqlite")]
+#[derive(QueryableByName)]
+struct RawEntryRow {
+    #[diesel(sql_type = Binary)]
+    k: Vec<u8>,
     #[diesel(sql_type = Binary)]
     v: Vec<u8>,
 }
@@ -65,8 +77,8 @@ pub(crate) trait Db: Connection + Send + 'static {
     /// The stamp check.
     fn stamp(&mut self, query: StampSelect<'_>) -> QueryResult<Option<i64>>;
 
-    /// Every row's `k` and `v`.
-    fn entries(&mut self, stmt: Stmt<'_>) -> QueryResult<Vec<(String, Vec<u8>)>>;
+    /// Every row's `k` (its bytes; UTF-8 unless the database holds otherwise) and `v`.
+    fn entries(&mut self, stmt: Stmt<'_>) -> QueryResult<Vec<(Vec<u8>, Vec<u8>)>>;
 
     /// The `v` column of the first row, if there is a row.
     fn value(&mut self, stmt: Stmt<'_>) -> QueryResult<Option<Vec<u8>>>;
@@ -116,7 +128,7 @@ fn noting<'a, C, T>(
 }
 
 macro_rules! primitive_ops {
-    () => {
+    ($entry:ty) => {
         fn exec(&mut self, stmt: Stmt<'_>) -> QueryResult<usize> {
             stmt.execute(self)
         }
@@ -129,11 +141,11 @@ macro_rules! primitive_ops {
             query.get_result::<i64>(self).optional()
         }
 
-        fn entries(&mut self, stmt: Stmt<'_>) -> QueryResult<Vec<(String, Vec<u8>)>> {
+        fn entries(&mut self, stmt: Stmt<'_>) -> QueryResult<Vec<(Vec<u8>, Vec<u8>)>> {
             Ok(stmt
-                .load::<EntryRow>(self)?
+                .load::<$entry>(self)?
                 .into_iter()
-                .map(|r| (r.k, r.v))
+                .map(|r| (r.k.into(), r.v))
                 .collect())
         }
 
@@ -161,7 +173,7 @@ macro_rules! primitive_ops {
 impl Db for diesel::sqlite::SqliteConnection {
     const BACKEND: Backend = Backend::Sqlite;
 
-    primitive_ops!();
+    primitive_ops!(RawEntryRow);
 
     fn database_file(&mut self) -> QueryResult<Option<String>> {
         let sql = "SELECT file AS file FROM pragma_database_list WHERE name = 'main'";
@@ -197,7 +209,7 @@ impl Db for diesel::sqlite::SqliteConnection {
 impl Db for diesel::pg::PgConnection {
     const BACKEND: Backend = Backend::Postgres;
 
-    primitive_ops!();
+    primitive_ops!(EntryRow);
 
     fn write_tx<T>(
         &mut self,
@@ -226,7 +238,7 @@ impl Db for diesel::pg::PgConnection {
 impl Db for diesel::mysql::MysqlConnection {
     const BACKEND: Backend = Backend::Mysql;
 
-    primitive_ops!();
+    primitive_ops!(EntryRow);
 
     fn write_tx<T>(
         &mut self,

@@ -181,11 +181,23 @@ pub(crate) fn durables<C: Db>(
             Some(sql) => last_updated(c, sql, stamp.keyspace)?,
             None => None,
         };
-        let entries: HashMap<String, Vec<u8>> = c
-            .entries(Stmt::new(&data.select_all, &[]))?
-            .into_iter()
-            .collect();
-        Ok(Durables::new(entries, stamp))
+        let rows = c.entries(Stmt::new(&data.select_all, &[]))?;
+        let mut entries = HashMap::with_capacity(rows.len());
+        let mut unreadable = Vec::new();
+        for (name, value) in rows {
+            match String::from_utf8(name) {
+                Ok(key) => {
+                    entries.insert(key, value);
+                }
+                Err(e) => {
+                    let reason = format!("the name is not UTF-8 ({})", e.utf8_error());
+                    unreadable.push((e.into_bytes(), reason));
+                }
+            }
+        }
+        let mut durables = Durables::new(entries, stamp);
+        durables.unreadable = unreadable;
+        Ok(durables)
     };
     match stamp.sql {
         Some(_) => c.snapshot_tx(read),

@@ -35,6 +35,11 @@ pub(crate) struct PoolConfig {
     pub(crate) keep_forever: bool,
     /// The path of a local database file (SQLite), as the URL gave it.
     pub(crate) local_file: Option<String>,
+    /// The path of a local database file given as a plain path, made absolute when the store
+    /// was built: the path that is looked at to notice a replaced file. Not the file SQLite
+    /// resolved, so that a symlink re-pointed to another database (`ln -sfn`) is followed.
+    /// `None` for a `file:` URI: then the file SQLite resolved is looked at.
+    pub(crate) local_path: Option<PathBuf>,
 }
 
 /// A connection with what the pool needs to know about it.
@@ -83,7 +88,8 @@ pub(crate) struct Manager<C> {
     url: String,
     setup: Setup,
     generation: Arc<AtomicU64>,
-    /// The database file (SQLite), as SQLite resolved it at the first connection.
+    /// The path of the database file (SQLite): the configured one (see
+    /// [`PoolConfig::local_path`]), else as SQLite resolved it at the first connection.
     file: Arc<OnceLock<Option<PathBuf>>>,
     _conn: std::marker::PhantomData<fn() -> C>,
 }
@@ -241,7 +247,10 @@ impl<C: Db + R2D2Connection> Pool<C> {
             url,
             setup,
             generation: Arc::clone(&generation),
-            file: Arc::new(OnceLock::new()),
+            file: Arc::new(match &config.local_path {
+                Some(path) => OnceLock::from(Some(path.clone())),
+                None => OnceLock::new(),
+            }),
             _conn: std::marker::PhantomData,
         };
         let mut builder = r2d2::Pool::builder()

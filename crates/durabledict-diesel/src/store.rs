@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, PoisonError, RwLock};
 
 use durabledict_core::{Durables, SetDefault, Stamp, StampValue, Store, StoreError};
 
@@ -90,7 +90,10 @@ pub(crate) struct Inner {
     pub(crate) stamp: StampMode,
     /// Whether `init` creates what is missing.
     pub(crate) create_missing: bool,
-    pub(crate) prepared: OnceLock<Prepared>,
+    /// The table's shape, with the pool epoch it was read at: read again once the epoch has
+    /// changed (a replaced SQLite file may hold the table under another spelling, or another
+    /// shape; a restarted server may have been migrated).
+    pub(crate) prepared: RwLock<Option<(u64, Arc<Prepared>)>>,
     /// Whether the stamps table (of the SQL-row stamp) is known to exist. Once seen it is not
     /// looked for again; while missing (a store opened with `create_missing(false)` on tables
     /// a Python or Django program made) every use looks, so one a writer creates is noticed.
@@ -178,16 +181,17 @@ impl SqlStore {
     /// Drops the data table and deletes its stamp row (with the SQL-row stamp): everything this
     /// keyspace held. For tests and for retiring a keyspace; dicts still using it fail.
     pub fn drop_keyspace(&self) -> Result<(), StoreError> {
-        let stamp = self.stamp_row()?;
+        let prepared = self.stamp_prepared()?;
+        let stamp = self.stamp_row(self.stamp_key(prepared.as_deref()));
         let table = &self.inner.table_sql;
         Ok(on_pool!(self, |c| ops::drop_keyspace(c, table, stamp))?)
     }
 
-    fn stamp_row(&self) -> Result<StampRow<'_>, StoreError> {
-        Ok(StampRow {
+    fn stamp_row<'a>(&'a self, keyspace: &'a str) -> StampRow<'a> {
+        StampRow {
             sql: self.stamp_sql(),
-            keyspace: self.stamp_key()?,
-        })
+            keyspace,
+        }
     }
 
     fn stamp_sql(&self) -> Option<&StampSql> {
@@ -197,21 +201,27 @@ impl SqlStore {
         }
     }
 
-    /// The key of the stamp row: the table's name as the catalog keeps it. A table that does
-    /// not exist (or cannot be used) has no other name than the configured one.
-    fn stamp_key(&self) -> Result<&str, StoreError> {
+    /// The table's shape for finding its stamp row: `None` when the table does not exist (or
+    /// cannot be used).
+    fn stamp_prepared(&self) -> Result<Option<Arc<Prepared>>, StoreError> {
         match self.prepared() {
-            Ok(prepared) => Ok(&prepared.stamp_key),
+            Ok(prepared) => Ok(Some(prepared)),
             Err(e)
                 if matches!(
                     e.inner().downcast_ref::<SqlError>(),
                     Some(SqlError::MissingTable { .. } | SqlError::Schema { .. })
                 ) =>
             {
-                Ok(&self.inner.table)
+                Ok(None)
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// The key of the stamp row: the table's name as the catalog keeps it. A table that does
+    /// not exist (or cannot be used) has no other name than the configured one.
+    fn stamp_key<'a>(&'a self, prepared: Option<&'a Prepared>) -> &'a str {
+        prepared.map_or(self.inner.table.as_str(), |p| p.stamp_key.as_str())
     }
 
     /// Whether the stamps table exists (see [`Inner::stamps_table_seen`]).
@@ -229,8 +239,8 @@ impl SqlStore {
 
     /// The stamp row to read: none while the stamps table does not exist, so that the stamp
     /// of a keyspace nothing has stamped yet reads as `None` rather than failing.
-    fn stamp_row_to_read(&self) -> Result<StampRow<'_>, StoreError> {
-        let row = self.stamp_row()?;
+    fn stamp_row_to_read<'a>(&'a self, keyspace: &'a str) -> Result<StampRow<'a>, StoreError> {
+        let row = self.stamp_row(keyspace);
         match row.sql {
             Some(sql) if !self.stamps_table_exists(sql)? => Ok(StampRow { sql: None, ..row }),
             _ => Ok(row),
@@ -239,8 +249,8 @@ impl SqlStore {
 
     /// The stamp row to bump: a write cannot be stamped while the stamps table does not
     /// exist, so it is refused before anything is written.
-    fn stamp_row_to_write(&self) -> Result<StampRow<'_>, StoreError> {
-        let row = self.stamp_row()?;
+    fn stamp_row_to_write<'a>(&'a self, keyspace: &'a str) -> Result<StampRow<'a>, StoreError> {
+        let row = self.stamp_row(keyspace);
         match row.sql {
             Some(sql) if !self.stamps_table_exists(sql)? => Err(SqlError::MissingTable {
                 table: sql.table.clone(),
@@ -253,22 +263,54 @@ impl SqlStore {
         }
     }
 
-    /// The table's shape, read from the catalog the first time it is needed.
-    fn prepared(&self) -> Result<&Prepared, StoreError> {
-        if let Some(prepared) = self.inner.prepared.get() {
-            return Ok(prepared);
+    /// The pool's own epoch (see [`Inner::prepared`]).
+    fn pool_epoch(&self) -> u64 {
+        match &self.inner.pools {
+            #[cfg(feature = "sqlite")]
+            Pools::Sqlite(pool) => pool.epoch(),
+            #[cfg(feature = "postgres")]
+            Pools::Postgres(pool) => pool.epoch(),
+            #[cfg(feature = "mysql")]
+            Pools::Mysql(pool) => pool.epoch(),
+        }
+    }
+
+    /// The table's shape as last read, whatever the epoch since.
+    fn last_prepared(&self) -> Option<Arc<Prepared>> {
+        let prepared = self
+            .inner
+            .prepared
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        prepared.as_ref().map(|(_, p)| Arc::clone(p))
+    }
+
+    /// The table's shape, read from the catalog when first needed and again once the pool's
+    /// epoch has changed since (see [`Inner::prepared`]).
+    fn prepared(&self) -> Result<Arc<Prepared>, StoreError> {
+        // Read before the catalog: a change during the read makes the next use read again.
+        let epoch = self.pool_epoch();
+        if let Some((seen, prepared)) = &*self
+            .inner
+            .prepared
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            && *seen == epoch
+        {
+            return Ok(Arc::clone(prepared));
         }
         let (table, name) = (&self.inner.table_sql, self.inner.table.as_str());
         let (columns, max_packet): (Vec<Column>, Option<usize>) =
             on_pool!(self, |c| ops::describe(c, table, name))?;
-        self.prepare(&columns, max_packet)
+        self.prepare(epoch, &columns, max_packet)
     }
 
     fn prepare(
         &self,
+        epoch: u64,
         columns: &[Column],
         max_packet: Option<usize>,
-    ) -> Result<&Prepared, StoreError> {
+    ) -> Result<Arc<Prepared>, StoreError> {
         let inner = &self.inner;
         let schema = Schema::from_columns(
             inner.backend,
@@ -286,11 +328,16 @@ impl SqlStore {
             &schema,
         );
         let stamp_key = ops::stamp_key(columns, &inner.table).to_owned();
-        Ok(inner.prepared.get_or_init(|| Prepared {
+        let prepared = Arc::new(Prepared {
             schema,
             data,
             stamp_key,
-        }))
+        });
+        *inner
+            .prepared
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Some((epoch, Arc::clone(&prepared)));
+        Ok(prepared)
     }
 
     /// After a committed write: the stamp it left, bumping the external stamp if there is one.
@@ -329,6 +376,7 @@ impl Store for SqlStore {
             Pools::Mysql(pool) => pool.open_local_file()?,
         }
         let create_missing = inner.create_missing;
+        let epoch = self.pool_epoch();
         let (columns, max_packet, stamps_table): (Vec<Column>, Option<usize>, bool) =
             on_pool!(self, |c| {
                 ops::init(c, table, name, create, stamp, create_missing)
@@ -336,7 +384,7 @@ impl Store for SqlStore {
         if stamps_table {
             inner.stamps_table_seen.store(true, Ordering::Release);
         }
-        self.prepare(&columns, max_packet)?;
+        self.prepare(epoch, &columns, max_packet)?;
         // Creating a lost external stamp is creating something too.
         if let (StampMode::External(stamp), true) = (&inner.stamp, create_missing) {
             stamp.init()?;
@@ -347,7 +395,10 @@ impl Store for SqlStore {
     fn persist(&self, key: &str, value: &[u8]) -> Result<StampValue, StoreError> {
         let prepared = self.prepared()?;
         prepared.check(key, value)?;
-        let (data, stamp) = (&prepared.data, self.stamp_row_to_write()?);
+        let (data, stamp) = (
+            &prepared.data,
+            self.stamp_row_to_write(&prepared.stamp_key)?,
+        );
         let done = on_pool!(self, |c| ops::persist(c, data, stamp, key, value))?;
         let ((), stamp) = self.finish(done)?;
         stamp.ok_or_else(|| SqlError::Query(diesel::result::Error::NotFound).into())
@@ -355,14 +406,17 @@ impl Store for SqlStore {
 
     fn depersist(&self, key: &str) -> Result<Option<StampValue>, StoreError> {
         let prepared = self.prepared()?;
-        let (data, stamp) = (&prepared.data, self.stamp_row_to_write()?);
+        let (data, stamp) = (
+            &prepared.data,
+            self.stamp_row_to_write(&prepared.stamp_key)?,
+        );
         let done = on_pool!(self, |c| ops::depersist(c, data, stamp, key))?;
         Ok(self.finish(done)?.1)
     }
 
     fn durables(&self) -> Result<Durables, StoreError> {
         let prepared = self.prepared()?;
-        let (data, stamp) = (&prepared.data, self.stamp_row_to_read()?);
+        let (data, stamp) = (&prepared.data, self.stamp_row_to_read(&prepared.stamp_key)?);
         match &self.inner.stamp {
             StampMode::Row(_) => Ok(on_pool!(self, |c| ops::durables(c, data, stamp))?),
             StampMode::External(external) => {
@@ -381,7 +435,8 @@ impl Store for SqlStore {
                 if !self.stamps_table_exists(sql)? {
                     return Ok(None);
                 }
-                let keyspace = self.stamp_key()?;
+                let prepared = self.stamp_prepared()?;
+                let keyspace = self.stamp_key(prepared.as_deref());
                 Ok(on_pool!(self, run_check, |c| ops::last_updated(
                     c, sql, keyspace
                 ))?)
@@ -397,7 +452,10 @@ impl Store for SqlStore {
 
     fn pop(&self, key: &str) -> Result<Option<(Vec<u8>, StampValue)>, StoreError> {
         let prepared = self.prepared()?;
-        let (data, stamp) = (&prepared.data, self.stamp_row_to_write()?);
+        let (data, stamp) = (
+            &prepared.data,
+            self.stamp_row_to_write(&prepared.stamp_key)?,
+        );
         let done = on_pool!(self, |c| ops::pop(c, data, stamp, key))?;
         Ok(match self.finish(done)? {
             (Some(value), Some(stamp)) => Some((value, stamp)),
@@ -408,7 +466,10 @@ impl Store for SqlStore {
     fn setdefault(&self, key: &str, value: &[u8]) -> Result<SetDefault, StoreError> {
         let prepared = self.prepared()?;
         prepared.check(key, value)?;
-        let (data, stamp) = (&prepared.data, self.stamp_row_to_write()?);
+        let (data, stamp) = (
+            &prepared.data,
+            self.stamp_row_to_write(&prepared.stamp_key)?,
+        );
         let done = on_pool!(self, |c| ops::setdefault(c, data, stamp, key, value))?;
         match self.finish(done)? {
             (Some(existing), _) => Ok(SetDefault::Existing(existing)),
@@ -425,14 +486,20 @@ impl Store for SqlStore {
         for (key, value) in entries {
             prepared.check(key, value)?;
         }
-        let (data, stamp) = (&prepared.data, self.stamp_row_to_write()?);
+        let (data, stamp) = (
+            &prepared.data,
+            self.stamp_row_to_write(&prepared.stamp_key)?,
+        );
         let done = on_pool!(self, |c| ops::persist_many(c, data, stamp, entries))?;
         Ok(self.finish(done)?.1)
     }
 
     fn clear(&self) -> Result<Option<StampValue>, StoreError> {
         let prepared = self.prepared()?;
-        let (data, stamp) = (&prepared.data, self.stamp_row_to_write()?);
+        let (data, stamp) = (
+            &prepared.data,
+            self.stamp_row_to_write(&prepared.stamp_key)?,
+        );
         let done = on_pool!(self, |c| ops::clear(c, data, stamp))?;
         Ok(self.finish(done)?.1)
     }
@@ -448,14 +515,7 @@ impl Store for SqlStore {
     /// The pool's own epoch (a failed request, a replaced SQLite file), plus an external
     /// stamp's (a restarted memcached), so that a change of either is seen.
     fn epoch(&self) -> u64 {
-        let own = match &self.inner.pools {
-            #[cfg(feature = "sqlite")]
-            Pools::Sqlite(pool) => pool.epoch(),
-            #[cfg(feature = "postgres")]
-            Pools::Postgres(pool) => pool.epoch(),
-            #[cfg(feature = "mysql")]
-            Pools::Mysql(pool) => pool.epoch(),
-        };
+        let own = self.pool_epoch();
         match &self.inner.stamp {
             StampMode::Row(_) => own,
             StampMode::External(stamp) => own.wrapping_add(stamp.epoch()),
@@ -463,9 +523,7 @@ impl Store for SqlStore {
     }
 
     fn max_value_len(&self) -> Option<usize> {
-        self.inner
-            .prepared
-            .get()
+        self.last_prepared()
             .and_then(|p| p.schema.max_value_bytes())
     }
 }
