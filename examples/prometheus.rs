@@ -43,8 +43,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         for _ in 0..1000 {
             flags.get("new-checkout")?;
         }
-        if round % 10 == 0 {
-            operator.insert("new-checkout", (round % 20 == 0).to_string())?;
+        if round.is_multiple_of(10) {
+            operator.insert("new-checkout", round.is_multiple_of(20).to_string())?;
         }
         round += 1;
         std::thread::sleep(Duration::from_millis(100));
