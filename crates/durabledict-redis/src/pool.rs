@@ -229,7 +229,7 @@ impl Pool {
 
     /// Closes every idle connection, outside the lock: closing a TLS connection writes its
     /// close notification, which other threads must not wait for.
-    fn forget_idle(&self) {
+    pub(crate) fn forget_idle(&self) {
         // The guard is a temporary of this `let`, dropped at its end; inside one expression
         // statement, `drop(take(&mut *guard))`, it would live until after the drop.
         let idle = std::mem::take(&mut *self.idle_guard());

@@ -75,6 +75,10 @@ pub(crate) struct Inner {
     pub(crate) max_value_len: Option<usize>,
 }
 
+/// A reply at least this large makes the store close its idle connections afterwards (see
+/// `release_if_large`).
+const LARGE_REPLY: usize = 16 << 20;
+
 impl RedisStore {
     /// A store on one server with the defaults: Python's key layout, the default timeouts.
     /// The URL is `redis://[[USER][:PASSWORD]@]HOST[:PORT][/DB]`, `rediss://…` (feature `tls`)
@@ -189,6 +193,15 @@ impl RedisStore {
     }
 
     /// Runs `request` on the pool of reads, sent again as [`Replay::Resend`] allows.
+    /// After a reply of `len` bytes: when it was large, closes the idle connections, since the
+    /// one that read it keeps a read buffer of that size for as long as it lives (a 200 MB value
+    /// held 267 MB more after its `get`: 3.6x the value at peak, 2.7x with this).
+    fn release_if_large(&self, len: usize) {
+        if len >= LARGE_REPLY {
+            self.inner.reads.forget_idle();
+        }
+    }
+
     fn read<T>(
         &self,
         request: impl FnMut(&mut dyn ConnectionLike) -> RedisResult<T>,
@@ -338,6 +351,7 @@ impl Store for RedisStore {
         let (stamp, hash) = reply::pair(value, "reading the keyspace")?;
         let stamp = reply::stamp(stamp, &keys.stamp)?;
         let (entries, unreadable) = reply::entries(hash, &keys.hash)?;
+        self.release_if_large(entries.values().map(Vec::len).sum());
         let mut durables = Durables::new(entries, stamp);
         durables.unreadable = unreadable;
         Ok(durables)
@@ -357,7 +371,9 @@ impl Store for RedisStore {
                 .arg(key)
                 .query::<Value>(conn)
         })?;
-        reply::bytes(value, "HGET")
+        let value = reply::bytes(value, "HGET")?;
+        self.release_if_large(value.as_ref().map_or(0, Vec::len));
+        Ok(value)
     }
 
     fn pop(&self, key: &str) -> Result<Option<(Vec<u8>, StampValue)>, StoreError> {
