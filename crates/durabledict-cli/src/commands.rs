@@ -129,7 +129,12 @@ fn get(store: &dyn Store, values: &Values, key: &str) -> Result<(), Failure> {
         .get(key)
         .map_err(|e| store_error("get", Some(key), e))?
         .ok_or_else(|| Failure::NotFound(key.to_owned()))?;
-    print_line(&json_out::to_json(&decode(values, key, &bytes)?))
+    // Each form is dropped once the next is made: a large value is held at most twice.
+    let value = decode(values, key, &bytes)?;
+    drop(bytes);
+    let json = json_out::to_json(&value);
+    drop(value);
+    print_line(&json)
 }
 
 /// Prints every entry that can be read, through a dict (one load, as `-v` shows), and tells

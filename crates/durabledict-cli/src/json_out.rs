@@ -49,8 +49,12 @@ fn write_value(out: &mut String, value: &PickleValue) {
         // JSON numbers have no size limit: the digits are the value.
         PickleValue::Int(big) => out.push_str(&big.to_string()),
         PickleValue::F64(f) => write_float(out, *f),
+        // Base64's alphabet needs no JSON escaping: encoded straight into the output, so a
+        // large value is not copied three times on its way out.
         PickleValue::Bytes(bytes) => tagged(out, BYTES_TAG, |out| {
-            write_str(out, &STANDARD.encode(bytes));
+            out.push('"');
+            STANDARD.encode_string(bytes, out);
+            out.push('"');
         }),
         PickleValue::String(s) => write_str(out, s),
         PickleValue::List(items) | PickleValue::Tuple(items) => {
