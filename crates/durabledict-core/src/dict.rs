@@ -654,10 +654,8 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
         match outcome {
             SetDefault::Existing(stored) => {
                 // The store holds a value the cache does not know: the cache is stale.
-                if !self.table.load().contains_key(key)
-                    && let Err(error) = self.reload_locked()
-                {
-                    debug_assert!(self.status().last_error.is_some(), "{error}");
+                if !self.table.load().contains_key(key) {
+                    self.reload_keeping_answer();
                 }
                 self.decode(key, &stored).map(Arc::new)
             }
@@ -800,16 +798,7 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
         let table = self.table.load();
         match self.policy {
             SyncPolicy::Manual => Ok(table),
-            SyncPolicy::Always => match self.check_stamp() {
-                Ok(stamp)
-                    if self.confirms(&table, stamp)
-                        && self.serve_stale.is_none()
-                        && !self.observer.is_failing() =>
-                {
-                    Ok(table)
-                }
-                checked => self.after_check(table, checked),
-            },
+            SyncPolicy::Always => self.checked_read(table),
             SyncPolicy::Watch => match &self.feed {
                 Some(feed) => {
                     let state = feed.state();
@@ -819,29 +808,33 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
                         self.check_fed(table, state)
                     }
                 }
-                None => match self.check_stamp() {
-                    Ok(stamp)
-                        if self.confirms(&table, stamp)
-                            && self.serve_stale.is_none()
-                            && !self.observer.is_failing() =>
-                    {
-                        Ok(table)
-                    }
-                    checked => self.after_check(table, checked),
-                },
+                // A store that cannot push: as `Always`.
+                None => self.checked_read(table),
             },
             SyncPolicy::AtMostEvery(interval) => {
-                let since = Duration::from_nanos(
-                    self.nanos_now()
-                        .saturating_sub(self.synced_at.load(Ordering::Relaxed)),
-                );
-                if since < interval {
+                if self.synced_ago() < interval {
                     Ok(table)
                 } else {
                     let checked = self.check_stamp();
                     self.after_check(table, checked)
                 }
             }
+        }
+    }
+
+    /// A read under `Always`: one stamp check; the table when it confirms it, nothing to record
+    /// and nothing failing before; otherwise the cold path.
+    #[inline(always)]
+    fn checked_read(&self, table: Current<V>) -> Result<Current<V>> {
+        match self.check_stamp() {
+            Ok(stamp)
+                if self.confirms(&table, stamp)
+                    && self.serve_stale.is_none()
+                    && !self.observer.is_failing() =>
+            {
+                Ok(table)
+            }
+            checked => self.after_check(table, checked),
         }
     }
 
@@ -1090,6 +1083,20 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
         }
     }
 
+    /// Reloads a cache found stale by a write that has its answer already (`setdefault` found
+    /// a value, a removal found nothing). A failed reload does not change that answer: it is
+    /// recorded in `status()` by `reload_locked`, and the next check reloads.
+    fn reload_keeping_answer(&self) {
+        if self.reload_locked().is_err() {
+            debug_assert!(
+                self.last_error
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .is_some()
+            );
+        }
+    }
+
     /// Whether anyone subscribed to changes.
     #[inline(always)]
     fn listening(&self) -> bool {
@@ -1183,8 +1190,8 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
                 let table = self.table.load();
                 table.contains_key(key) || table.poison(key).is_some()
             };
-            if stale && let Err(error) = self.reload_locked() {
-                debug_assert!(self.status().last_error.is_some(), "{error}");
+            if stale {
+                self.reload_keeping_answer();
             }
             return Ok(None);
         };
