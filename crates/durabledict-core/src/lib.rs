@@ -12,6 +12,7 @@ mod observe;
 mod policy;
 mod store;
 mod table;
+mod url_options;
 
 pub use dict::{Builder, DEFAULT_SUBSCRIPTION_CAPACITY, DurableDict, Failure, FeedHealth, Status};
 pub use encoding::{Encoding, Raw};
@@ -23,3 +24,4 @@ pub use memory::{MemoryStamp, MemoryStore};
 pub use policy::SyncPolicy;
 pub use store::{Durables, SetDefault, Stamp, StampValue, Store, clock_seed};
 pub use table::{Iter, Snapshot};
+pub use url_options::{UrlOptionError, UrlOptions};
