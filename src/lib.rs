@@ -40,7 +40,7 @@ mod open;
 pub use durabledict_core::{
     BoxError, Builder, Call, Change, DEFAULT_SUBSCRIPTION_CAPACITY, DurableDict, Durables,
     Encoding, Error, Event, Failure, Feed, FeedHealth, FeedState, Layer, Layered, MemoryStamp,
-    MemoryStore, Op, Raw, Result, SetDefault, Snapshot, Stamp, StampValue, Status, Store,
+    MemoryStore, Op, Raw, Report, Result, SetDefault, Snapshot, Stamp, StampValue, Status, Store,
     StoreError, StoreErrorKind, Subscription, SyncPolicy, clock_seed,
 };
 pub use durabledict_encoding::{

@@ -7,7 +7,9 @@ use durabledict_core::{Error, StoreError, StoreErrorKind};
 /// Why [`open`](crate::open) or [`open_store`](crate::open_store) failed.
 ///
 /// [`is_usage`](Self::is_usage) tells a mistake in what was asked (the URL, an option, a
-/// feature this build lacks) from a store that failed.
+/// feature this build lacks) from a store that failed. The message does not repeat the
+/// store's error, which [`source`](std::error::Error::source) returns: print the whole chain
+/// with [`Report`](crate::Report).
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum OpenError {
@@ -119,9 +121,10 @@ impl fmt::Display for OpenError {
                  was compiled without"
             ),
             OpenError::InvalidOption { option, reason } => write!(f, "invalid {option}: {reason}"),
-            OpenError::Config(e) => write!(f, "the store refused this configuration: {e}"),
-            OpenError::Unavailable(e) => write!(f, "cannot connect to the store: {e}"),
-            OpenError::Load(e) => write!(f, "cannot open the dict: {e}"),
+            // The error inside is the source, which a chain reporter prints after this.
+            OpenError::Config(_) => f.write_str("the store refused this configuration"),
+            OpenError::Unavailable(_) => f.write_str("cannot connect to the store"),
+            OpenError::Load(_) => f.write_str("cannot open the dict"),
         }
     }
 }

@@ -1,9 +1,13 @@
 //! Why a command failed, and the exit code that says so.
+//!
+//! The library's errors say one level each and return the error below as their source; a
+//! failure shows the whole chain on one line, `message: source: its source`, each text once
+//! (see [`Report`]).
 
 use std::fmt;
 use std::process::ExitCode;
 
-use durabledict::{Error, OpenError, StoreError};
+use durabledict::{Error, OpenError, Report, StoreError};
 
 /// A failed command: its message for stderr and its exit code.
 #[derive(Debug)]
@@ -42,9 +46,9 @@ impl fmt::Display for Failure {
 impl From<OpenError> for Failure {
     fn from(error: OpenError) -> Self {
         if error.is_usage() {
-            Failure::Usage(error.to_string())
+            Failure::Usage(Report(&error).to_string())
         } else {
-            Failure::Store(error.to_string())
+            Failure::Store(Report(&error).to_string())
         }
     }
 }
@@ -53,14 +57,15 @@ impl From<Error> for Failure {
     fn from(error: Error) -> Self {
         match error {
             Error::KeyNotFound { key } => Failure::NotFound(key),
-            Error::InvalidKey { .. } => Failure::Usage(error.to_string()),
-            other => Failure::Store(other.to_string()),
+            Error::InvalidKey { .. } => Failure::Usage(Report(&error).to_string()),
+            other => Failure::Store(Report(&other).to_string()),
         }
     }
 }
 
 /// A store error outside any dict operation, with what was being done.
 pub(crate) fn store_error(doing: &str, key: Option<&str>, error: StoreError) -> Failure {
+    let error = Report(&error);
     match key {
         Some(key) => Failure::Store(format!(
             "store error during {doing} of key {key:?}: {error}"

@@ -61,8 +61,9 @@ pub(crate) fn get_raw(
         use durabledict::redis::redis;
         let unavailable = |e: redis::RedisError| {
             Failure::Store(format!(
-                "store error during get of {}: Unavailable: {e}",
-                shown(raw)
+                "store error during get of {}: Unavailable: {}",
+                shown(raw),
+                durabledict::Report(&e)
             ))
         };
         // `RedisStore` reads keys only; the hash is read here, by the name the store uses.
@@ -94,8 +95,9 @@ pub(crate) fn del_raw(url: &str, options: &OpenOptions, raw: &[u8]) -> Result<()
             Ok(Some(_)) => Ok(()),
             Ok(None) => Err(Failure::NotFound(shown(raw))),
             Err(e) => Err(Failure::Store(format!(
-                "store error during remove of {}: {e}",
-                shown(raw)
+                "store error during remove of {}: {}",
+                shown(raw),
+                durabledict::Report(&e)
             ))),
         }
     }
@@ -126,7 +128,12 @@ fn redis_store(url: &str, options: &OpenOptions, raw: &[u8]) -> Result<RawStore,
         durabledict::redis::RedisStore::builder(url, options.keyspace_name())
             .connect_timeout(CONNECT_TIMEOUT)
             .build()
-            .map_err(|e| Failure::Store(format!("cannot connect to the store: {e}")))
+            .map_err(|e| {
+                Failure::Store(format!(
+                    "cannot connect to the store: {}",
+                    durabledict::Report(&e)
+                ))
+            })
     }
     #[cfg(not(feature = "redis"))]
     Err(Failure::Usage(

@@ -314,7 +314,7 @@ fn load(store: &dyn Store, values: &Values) -> Result<Seen, Failure> {
             }
             Err(error) => {
                 let reason = std::error::Error::source(&error)
-                    .map_or_else(|| error.to_string(), ToString::to_string);
+                    .map_or_else(|| error.to_string(), |e| durabledict::Report(e).to_string());
                 undecodable.push((key, reason));
             }
         }

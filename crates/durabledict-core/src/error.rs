@@ -22,8 +22,12 @@ pub enum StoreErrorKind {
 
 /// An error from a [`Store`](crate::Store) or [`Stamp`](crate::Stamp), carrying the backend
 /// client's own error as its source.
+///
+/// Like every error of durabledict, its message does not repeat its source: it says the kind
+/// (`Unavailable`), and [`source`](std::error::Error::source) returns the backend's error.
+/// Print the whole chain with [`Report`] (or any chain reporter: anyhow, eyre).
 #[derive(Debug, thiserror::Error)]
-#[error("{kind:?}: {source}")]
+#[error("{kind:?}")]
 pub struct StoreError {
     kind: StoreErrorKind,
     #[source]
@@ -143,7 +147,7 @@ pub enum Error {
         max: usize,
     },
     /// The value could not be encoded; nothing was written.
-    #[error("cannot encode the value for key {key:?}: {source}")]
+    #[error("cannot encode the value for key {key:?}")]
     Encode {
         /// The key being written.
         key: String,
@@ -156,7 +160,7 @@ pub enum Error {
     /// other key loads, and `get` of this key returns this error until an own write, a
     /// removal, or another program's rewrite (seen at the next reload) replaces it. `remove`,
     /// `pop` and `pop_or` of it still remove the key from the store and the cache.
-    #[error("cannot decode the stored value of key {key:?}: {source}")]
+    #[error("cannot decode the stored value of key {key:?}")]
     Decode {
         /// The key whose value is undecodable.
         key: String,
@@ -165,7 +169,7 @@ pub enum Error {
         source: BoxError,
     },
     /// The store failed. `key` is the key the operation concerned, if any.
-    #[error("store error during {op}{}: {source}", key_suffix(.key))]
+    #[error("store error during {op}{}", key_suffix(.key))]
     Store {
         /// The operation that failed.
         op: Op,
@@ -211,6 +215,59 @@ impl Error {
             key: key.map(str::to_owned),
             source,
         }
+    }
+}
+
+/// Displays an error followed by every error of its [`source`](std::error::Error::source)
+/// chain, separated by `": "`, as a chain reporter (anyhow's `{:#}`, std's unstable `Report`)
+/// does: the messages of durabledict's errors do not include their sources, so `to_string()`
+/// alone says only the outermost level. A source whose text the level above already shows
+/// (some clients' errors repeat their own source) is left out, so no text appears twice.
+///
+/// ```
+/// use durabledict_core::{Error, MemoryStore, Report, DurableDict, Raw};
+///
+/// let store = MemoryStore::new();
+/// let dict = DurableDict::<String>::builder(store.clone(), Raw).build().unwrap();
+/// store.fail_next(1);
+/// let err = dict.insert("k", "v".to_string()).unwrap_err();
+/// assert!(matches!(err, Error::Store { .. }));
+/// assert_eq!(err.to_string(), r#"store error during insert of key "k""#);
+/// assert_eq!(
+///     Report(&err).to_string(),
+///     r#"store error during insert of key "k": Unavailable: injected fault: memory store unavailable"#
+/// );
+/// ```
+#[derive(Clone, Copy)]
+pub struct Report<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl Report<'_> {
+    /// The texts of the error and of its sources, outermost first, each once: a level whose
+    /// text the level above already contains is left out.
+    pub fn levels(&self) -> Vec<String> {
+        let mut levels: Vec<String> = Vec::new();
+        let mut next = Some(self.0);
+        while let Some(error) = next {
+            let text = error.to_string();
+            let shown = levels.last().is_some_and(|above| above.contains(&text));
+            if !shown && !text.is_empty() {
+                levels.push(text);
+            }
+            next = error.source();
+        }
+        levels
+    }
+}
+
+impl fmt::Display for Report<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.levels().join(": "))
+    }
+}
+
+impl fmt::Debug for Report<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
     }
 }
 

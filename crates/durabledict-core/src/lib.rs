@@ -16,7 +16,7 @@ mod url_options;
 
 pub use dict::{Builder, DEFAULT_SUBSCRIPTION_CAPACITY, DurableDict, Failure, FeedHealth, Status};
 pub use encoding::{Encoding, Raw};
-pub use error::{BoxError, Error, Op, Result, StoreError, StoreErrorKind};
+pub use error::{BoxError, Error, Op, Report, Result, StoreError, StoreErrorKind};
 pub use feed::{Feed, FeedState};
 pub use layer::{Call, Layer, Layered};
 pub use listen::{Change, Event, Subscription};

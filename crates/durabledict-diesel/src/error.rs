@@ -13,14 +13,14 @@ pub enum SqlError {
     #[error("configuration: {0}")]
     Config(String),
     /// No connection could be had from the pool in time (the server is down or overloaded).
-    #[error("no database connection: {0}")]
+    #[error("no database connection")]
     Pool(#[from] r2d2::Error),
     /// A connection could not be established.
-    #[error("cannot connect: {0}")]
+    #[error("cannot connect")]
     Connect(#[from] diesel::ConnectionError),
     /// The SQLite database file cannot be opened (a missing directory, a directory, a missing
     /// file when the store may not create it, a file that is not a database).
-    #[error("cannot open the SQLite database {path:?}: {source}")]
+    #[error("cannot open the SQLite database {path:?}")]
     Open {
         /// The path, as the URL gave it.
         path: String,
@@ -46,12 +46,12 @@ pub enum SqlError {
         path: String,
     },
     /// A query failed.
-    #[error("query failed: {0}")]
+    #[error("query failed")]
     Query(#[from] DieselError),
     /// The connection failed while the transaction was being committed: it may or may not have
     /// been applied.
-    #[error("the connection failed during COMMIT; the write may or may not be applied: {0}")]
-    CommitUnknown(DieselError),
+    #[error("the connection failed during COMMIT; the write may or may not be applied")]
+    CommitUnknown(#[source] DieselError),
     /// The table does not exist, and the store may not create it: a keyspace nothing wrote
     /// yet, or a mistyped name, read by a store that creates nothing
     /// ([`create_missing(false)`](crate::SqlStoreBuilder::create_missing)) or used without
@@ -91,7 +91,7 @@ pub enum SqlError {
         reason: String,
     },
     /// Writing one entry of a batch failed; nothing of the batch was written.
-    #[error("writing key {key:?} failed: {source}")]
+    #[error("writing key {key:?} failed")]
     Entry {
         /// The key whose row the database refused.
         key: String,
@@ -102,7 +102,7 @@ pub enum SqlError {
     /// The write was committed but the external stamp could not be bumped: no dict sees it
     /// until the stamp changes again, and the dict making that change still misses it. Write
     /// again or bump the stamp (see [`SqlStore`](crate::SqlStore)).
-    #[error("the write was committed but the stamp could not be bumped: {0}")]
+    #[error("the write was committed but the stamp could not be bumped")]
     StampAfterCommit(#[source] StoreError),
 }
 

@@ -15,7 +15,11 @@ use durabledict_core::BoxError;
 /// let not_json = BTreeMap::from([((1, 2), "a tuple key".to_string())]);
 /// let err = Json::new().encode(&not_json).unwrap_err();
 /// assert!(matches!(err.downcast_ref::<EncodeError>(), Some(EncodeError::Json(_))));
-/// assert_eq!(err.to_string(), "cannot encode the value as JSON: key must be a string");
+/// assert_eq!(err.to_string(), "cannot encode the value as JSON");
+/// assert_eq!(
+///     durabledict_core::Report(&*err).to_string(),
+///     "cannot encode the value as JSON: key must be a string"
+/// );
 /// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -23,13 +27,13 @@ pub enum EncodeError {
     /// The value cannot be written as a pickle (its `Serialize` implementation failed, or it
     /// has a shape pickle cannot hold).
     #[error("cannot pickle the value: {}", PickleCause(.0))]
-    Pickle(#[source] serde_pickle::Error),
+    Pickle(serde_pickle::Error),
     /// The value cannot be written as JSON (for example a map whose keys are not strings).
-    #[error("cannot encode the value as JSON: {0}")]
+    #[error("cannot encode the value as JSON")]
     Json(#[source] serde_json::Error),
     /// The pickle could be written but would be refused when read back (for example
     /// containers nested deeper than the decoder's limit), so it is not stored at all.
-    #[error("the value would not be readable back: {0}")]
+    #[error("the value would not be readable back")]
     Unreadable(#[source] Box<DecodeError>),
 }
 
@@ -61,7 +65,7 @@ pub enum EncodeError {
 pub enum DecodeError {
     /// The bytes are not base64 (pickles are stored base64-encoded, as Python durabledict
     /// does).
-    #[error("not valid base64: {0}")]
+    #[error("not valid base64")]
     Base64(#[source] BoxError),
     /// The pickle asks for something that decoding would have to execute or look up in the
     /// running program (a global such as `os.system`, a class instance, a persistent id).
@@ -101,9 +105,9 @@ pub enum DecodeError {
     /// The pickle is well formed and safe but its contents do not fit the requested type (or a
     /// dict key or set member is of an unhashable type).
     #[error("cannot unpickle: {}", PickleCause(.0))]
-    Pickle(#[source] serde_pickle::Error),
+    Pickle(serde_pickle::Error),
     /// The bytes are not JSON, or not JSON of the requested shape.
-    #[error("invalid JSON: {0}")]
+    #[error("invalid JSON")]
     Json(#[source] serde_json::Error),
     /// A [`Fallback`](crate::Fallback) encoding could decode the bytes with neither of its
     /// encodings.
@@ -117,7 +121,9 @@ pub enum DecodeError {
 }
 
 /// A serde-pickle error without its own prefix, which says "decoding error" even when
-/// encoding.
+/// encoding, and with the offset of the opcode at fault. The `Pickle` variants show it in
+/// their message instead of returning the serde-pickle error as their source, whose own words
+/// would mislead (the error stays in the variant's field).
 struct PickleCause<'a>(&'a serde_pickle::Error);
 
 impl fmt::Display for PickleCause<'_> {

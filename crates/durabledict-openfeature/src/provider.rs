@@ -6,7 +6,7 @@ use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use durabledict_aio::{AsyncDict, Builder};
-use durabledict_core::{BoxError, Error};
+use durabledict_core::{BoxError, Error, Report};
 use open_feature::provider::{
     FeatureProvider, ProviderMetadata, ProviderStatus, ResolutionDetails,
 };
@@ -179,16 +179,15 @@ impl<V> Inner<V> {
     }
 
     fn failed(&self, e: Error) -> EvaluationError {
+        // The message says the whole chain: the error's own text names no cause.
+        let message = Report(&e).to_string();
         match e {
-            Error::Decode { .. } => error(EvaluationErrorCode::ParseError, e.to_string()),
+            Error::Decode { .. } => error(EvaluationErrorCode::ParseError, message),
             Error::Store { .. } => {
                 self.set_status(ERROR);
-                error(EvaluationErrorCode::General(e.to_string()), e.to_string())
+                error(EvaluationErrorCode::General(message.clone()), message)
             }
-            other => error(
-                EvaluationErrorCode::General(other.to_string()),
-                other.to_string(),
-            ),
+            _ => error(EvaluationErrorCode::General(message.clone()), message),
         }
     }
 }

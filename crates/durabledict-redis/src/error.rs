@@ -50,7 +50,7 @@ pub(crate) fn request_error(error: RedisError, write: bool) -> StoreError {
 
 /// A client error with what it means for the command.
 #[derive(Debug, thiserror::Error)]
-#[error("{what}: {source}")]
+#[error("{what}")]
 struct Failed {
     what: &'static str,
     source: RedisError,

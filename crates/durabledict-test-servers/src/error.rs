@@ -23,7 +23,7 @@ pub enum ServerError {
         packages: &'static str,
     },
     /// An I/O error while preparing or spawning the server.
-    #[error("{server}: {context}: {source}")]
+    #[error("{server}: {context}")]
     Io {
         /// The server concerned.
         server: &'static str,

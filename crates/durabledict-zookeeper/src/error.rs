@@ -12,7 +12,7 @@ use zookeeper::ZkError;
 #[non_exhaustive]
 pub enum ZooKeeperError {
     /// A request to ZooKeeper failed.
-    #[error("ZooKeeper {op} of {path} failed: {source}")]
+    #[error("ZooKeeper {op} of {path} failed")]
     Request {
         /// The request: `get_data`, `set_data`, `create`, `delete`, `get_children`, …
         op: &'static str,
@@ -23,7 +23,7 @@ pub enum ZooKeeperError {
         source: ZkError,
     },
     /// No server of the connect string answered in time.
-    #[error("could not connect to ZooKeeper at {connect} within {timeout:?}: {source}")]
+    #[error("could not connect to ZooKeeper at {connect} within {timeout:?}")]
     Connect {
         /// The connect string.
         connect: String,
