@@ -31,8 +31,8 @@ use criterion::{Criterion, criterion_group, criterion_main};
 mod paired;
 use durabledict::{DurableDict, MemoryStore, Raw, Store, SyncPolicy};
 use durabledict_test_servers::ZooKeeper;
-use durabledict_zookeeper::ZooKeeperStore;
 use durabledict_zookeeper::zookeeper::{self, WatchedEvent};
+use durabledict_zookeeper::{ZooKeeperStore, bench_support};
 use paired::paired;
 
 const KEYS: usize = 1_000;
@@ -374,10 +374,87 @@ fn full_load(connect: &str) {
     );
 }
 
+/// The ways a full load can read [`LOAD_KEYS`] znodes, each paired with 10,000 sequential raw
+/// `get_data` calls: through the `zookeeper` client from 1 to 128 threads (the crate
+/// configured as well as it can be), and on a connection of the store's own that pipelines
+/// `getData` requests or sends them as `multiRead`s (the server's ceiling on one connection).
+fn load_paths(connect: &str) {
+    const KEYSPACE: &str = "/bench/load";
+    let raw = raw_client(connect);
+    let nodes: Vec<String> = (0..LOAD_KEYS)
+        .map(|i| format!("{KEYSPACE}/feature.flag.{i}"))
+        .collect();
+    let sequential = |batch: u32| {
+        let start = Instant::now();
+        for _ in 0..batch {
+            for node in &nodes {
+                black_box(raw.get_data(node, false).expect("get_data"));
+            }
+        }
+        start.elapsed()
+    };
+    let timed = |batch: u32, read: &dyn Fn() -> usize| {
+        let start = Instant::now();
+        for _ in 0..batch {
+            assert_eq!(read(), LOAD_KEYS);
+        }
+        start.elapsed()
+    };
+    for readers in [8, 32, 128] {
+        paired(
+            &format!(
+                "10,000 get_data through the zookeeper client from {readers} threads vs sequential"
+            ),
+            0.25,
+            5,
+            1,
+            sequential,
+            |batch| {
+                timed(batch, &|| {
+                    bench_support::client_read_all(&raw, &nodes, readers)
+                })
+            },
+        );
+    }
+    paired(
+        "10,000 pipelined getData on a loader connection (connect + sync included) vs sequential",
+        0.25,
+        5,
+        1,
+        sequential,
+        |batch| {
+            timed(batch, &|| {
+                bench_support::pipelined_read_all(connect, KEYSPACE, &nodes)
+            })
+        },
+    );
+    for per_request in [100, 1_000] {
+        paired(
+            &format!(
+                "10,000 znodes as multiRead of {per_request} on a loader connection vs sequential"
+            ),
+            0.25,
+            5,
+            1,
+            sequential,
+            |batch| {
+                timed(batch, &|| {
+                    bench_support::multi_read_all(connect, KEYSPACE, &nodes, per_request)
+                })
+            },
+        );
+    }
+}
+
 fn benches(c: &mut Criterion) {
     let server = ZooKeeper::start().expect("start ZooKeeper (cargo xtask install)");
     let connect = server.connect_string();
     full_load(&connect);
+    load_paths(&connect);
+    // `DURABLEDICT_BENCH_ONLY=load`: the full-load figures alone.
+    if std::env::var("DURABLEDICT_BENCH_ONLY").as_deref() == Ok("load") {
+        return;
+    }
     propagation(c, &connect);
     always_read(c, &connect);
     own_write(c, &connect);

@@ -15,6 +15,7 @@ use crate::expected::Expected;
 use crate::keys::Keyspace;
 use crate::mirror::Mirror;
 use crate::session::Session;
+use crate::wire;
 
 /// How often a write retries when other clients keep creating and deleting its znode between
 /// its `set_data` and its `create` (or, for `pop`, changing it between its read and its
@@ -25,6 +26,10 @@ const RACE_RETRIES: usize = 16;
 /// while it was reading; past that it reads the last ones under the lock (see [`Inner::load`]).
 const CATCH_UP_ROUNDS: usize = 4;
 
+/// From how many keys a full load reads on a loader connection of its own ([`bulk::load`]);
+/// fewer are read through the client, where they cost less than opening a session.
+const LOADER_MIN_KEYS: usize = 64;
+
 /// The state shared by a [`ZooKeeperStore`](crate::ZooKeeperStore) and its worker thread.
 #[derive(Debug)]
 pub(crate) struct Inner {
@@ -33,6 +38,12 @@ pub(crate) struct Inner {
     pub(crate) auth: Vec<(String, Vec<u8>)>,
     pub(crate) max_value_len: usize,
     pub(crate) session: Session,
+    /// The server a full load opens its loader connection to: set when the connect string
+    /// names one server, the one the store's session is on. With several, the session may be
+    /// on any of them, and reads on another server could be newer than the events the session
+    /// has yet to deliver (an event read afterwards on the session's server would then take a
+    /// key back to an older value): those loads read through the client.
+    loader: Option<wire::Target>,
     mirror: Mutex<Mirror>,
     /// Taken after `mirror` when both are needed, never before it.
     expected: Mutex<Expected>,
@@ -63,9 +74,13 @@ impl Inner {
         acl: Vec<zookeeper::Acl>,
         auth: Vec<(String, Vec<u8>)>,
         max_value_len: usize,
+        connect: &str,
         session: Session,
     ) -> Arc<Self> {
+        let target = wire::Target::parse(connect);
+        let loader = (target.hosts.len() == 1).then_some(target);
         Arc::new_cyclic(|this| Inner {
+            loader,
             keyspace,
             acl,
             auth,
@@ -247,10 +262,33 @@ impl Inner {
             Err(ZkError::NoNode) => Vec::new(),
             Err(e) => return Err(ZooKeeperError::request("get_children", path, e)),
         };
-        let keys = children
+        let keys: Vec<String> = children
             .into_iter()
             .filter(|key| self.keyspace.is_key_name(key))
             .collect();
+        if let Some(target) = self
+            .loader
+            .as_ref()
+            .filter(|_| keys.len() >= LOADER_MIN_KEYS)
+        {
+            // The loader connection is a session of its own, so the order a server keeps
+            // within one session does not hold between its reads and this session's events.
+            // Its `sync` (sent after `touched` began recording) makes up for that: a change
+            // whose event this session delivered before the recording began is applied on the
+            // leader, so the synced server has it; a later one is recorded and read again.
+            // Both sessions are on the one server, so nothing it reads is newer than what
+            // that server will deliver events for (see `Inner::loader`).
+            let nodes: Vec<String> = keys.iter().map(|key| self.keyspace.node(key)).collect();
+            let timeout = self.session.session_timeout();
+            let path = self.keyspace.path();
+            if let Ok(values) = bulk::load(target, &self.auth, timeout, path, &nodes) {
+                return Ok(keys
+                    .into_iter()
+                    .zip(values)
+                    .filter_map(|(key, value)| Some((key, value?)))
+                    .collect());
+            }
+        }
         // A key deleted since it was listed is left out; its event follows.
         Ok(self
             .read_keys(zk, keys)?

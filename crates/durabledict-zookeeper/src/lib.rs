@@ -2,6 +2,8 @@
 #![warn(missing_docs)]
 
 mod acl;
+#[doc(hidden)]
+pub mod bench_support;
 mod bulk;
 mod error;
 mod expected;
@@ -11,6 +13,7 @@ mod limits;
 mod mirror;
 mod session;
 mod store;
+mod wire;
 mod worker;
 
 pub use acl::{Acl, Permissions};

@@ -324,7 +324,14 @@ impl ZooKeeperStoreBuilder {
         let connect_timeout = self.connect_timeout.unwrap_or(self.session_timeout);
         let session = Session::open(&self.connect, self.session_timeout, connect_timeout, tx)?;
         let acl = self.acl.iter().map(Acl::to_zk).collect();
-        let inner = Inner::new(keyspace, acl, self.auth, max_value_len, session);
+        let inner = Inner::new(
+            keyspace,
+            acl,
+            self.auth,
+            max_value_len,
+            &self.connect,
+            session,
+        );
         worker::spawn(Arc::clone(&inner), rx).map_err(StoreError::other)?;
         let hot = Arc::clone(inner.session.hot());
         Ok(ZooKeeperStore { inner, hot })
