@@ -104,16 +104,33 @@ impl UrlOptions {
 
     /// A duration with its unit (`ms`, `s`, `m`), longer than zero.
     pub fn duration(&mut self, name: &'static str) -> Result<Option<Duration>, UrlOptionError> {
+        self.any_duration(name, false)
+    }
+
+    /// A duration with its unit, zero included (for a delay, where zero means at once).
+    pub fn duration_or_zero(
+        &mut self,
+        name: &'static str,
+    ) -> Result<Option<Duration>, UrlOptionError> {
+        self.any_duration(name, true)
+    }
+
+    fn any_duration(
+        &mut self,
+        name: &'static str,
+        zero: bool,
+    ) -> Result<Option<Duration>, UrlOptionError> {
         let Some(text) = self.text(name)? else {
             return Ok(None);
         };
         match parse_duration(&text) {
-            Some(d) if !d.is_zero() => Ok(Some(d)),
+            Some(d) if zero || !d.is_zero() => Ok(Some(d)),
             _ => Err(error(
                 name,
                 format!(
-                    "query parameter `{name}`: {text:?} is not a duration longer than zero \
-                     (a number and a unit: 250ms, 2s, 1m)"
+                    "query parameter `{name}`: {text:?} is not a duration{} (a number and a \
+                     unit: 250ms, 2s, 1m)",
+                    if zero { "" } else { " longer than zero" }
                 ),
             )),
         }
@@ -214,6 +231,8 @@ mod tests {
     fn refusals_name_the_parameter() {
         let mut q = UrlOptions::new([("t", "0s")]);
         assert!(q.duration("t").unwrap_err().to_string().contains("`t`"));
+        let mut q = UrlOptions::new([("t", "0s")]);
+        assert_eq!(q.duration_or_zero("t").unwrap(), Some(Duration::ZERO));
         let mut q = UrlOptions::new([("n", "many")]);
         assert!(
             q.number::<u32>("n")
