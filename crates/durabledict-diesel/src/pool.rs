@@ -113,11 +113,42 @@ impl<C> fmt::Debug for Manager<C> {
     }
 }
 
+/// A failed connect as r2d2 takes it. r2d2 keeps only the text of the last one, which it puts
+/// in the [`r2d2::Error`] it returns once its connection timeout is over (and that error has
+/// no source): so this text says the whole chain, or what libpq or MySQL said would be lost.
+#[derive(Debug)]
+pub(crate) struct ConnectError(SqlError);
+
+impl fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        durabledict_core::Report(&self.0).fmt(f)
+    }
+}
+
+impl std::error::Error for ConnectError {}
+
 impl<C: Db + R2D2Connection> r2d2::ManageConnection for Manager<C> {
     type Connection = Pooled<C>;
-    type Error = SqlError;
+    type Error = ConnectError;
 
-    fn connect(&self) -> Result<Pooled<C>, SqlError> {
+    fn connect(&self) -> Result<Pooled<C>, ConnectError> {
+        self.open().map_err(ConnectError)
+    }
+
+    fn is_valid(&self, conn: &mut Pooled<C>) -> Result<(), ConnectError> {
+        conn.conn
+            .ping()
+            .map_err(|e| ConnectError(SqlError::Query(e)))
+    }
+
+    fn has_broken(&self, conn: &mut Pooled<C>) -> bool {
+        conn.broken || conn.conn.is_broken() || std::thread::panicking()
+    }
+}
+
+impl<C: Db + R2D2Connection> Manager<C> {
+    /// Opens a connection and sets it up.
+    fn open(&self) -> Result<Pooled<C>, SqlError> {
         let generation = self.generation.load(Ordering::SeqCst);
         let (mut conn, created) = self.establish()?;
         set_up(&mut conn, &self.setup.required, self.setup.lock_patience)?;
@@ -142,16 +173,6 @@ impl<C: Db + R2D2Connection> r2d2::ManageConnection for Manager<C> {
         })
     }
 
-    fn is_valid(&self, conn: &mut Pooled<C>) -> Result<(), SqlError> {
-        Ok(conn.conn.ping()?)
-    }
-
-    fn has_broken(&self, conn: &mut Pooled<C>) -> bool {
-        conn.broken || conn.conn.is_broken() || std::thread::panicking()
-    }
-}
-
-impl<C: Db + R2D2Connection> Manager<C> {
     /// Opens a connection; `true` when this connection made the database file (SQLite).
     fn establish(&self) -> Result<(C, bool), SqlError> {
         let error = match C::establish(&self.url) {
@@ -333,11 +354,10 @@ impl<C: Db + R2D2Connection> Pool<C> {
     /// is down; a file that cannot be opened fails the same way every time, so it is told at
     /// once, by name.
     pub(crate) fn open_local_file(&self) -> Result<(), SqlError> {
-        use r2d2::ManageConnection;
         let Some(path) = &self.local_file else {
             return Ok(());
         };
-        match self.manager.connect() {
+        match self.manager.open() {
             Ok(_) => Ok(()),
             Err(source) => {
                 let error = SqlError::Open {
