@@ -11,6 +11,7 @@ use crate::dialect::{self, Backend, StampSql, TableSql};
 use crate::error::SqlError;
 use crate::pool::PoolConfig;
 use crate::store::{Inner, Pools, SqlStore, StampMode};
+use crate::url::{Target, target};
 
 /// Configures an [`SqlStore`]; made by [`SqlStore::builder`].
 ///
@@ -58,13 +59,6 @@ impl fmt::Debug for SqlStoreBuilder {
             .field("create_missing", &self.create_missing)
             .finish_non_exhaustive()
     }
-}
-
-/// Where a URL points.
-enum Target {
-    Sqlite { path: String, memory: bool },
-    Postgres(String),
-    Mysql(String),
 }
 
 impl SqlStoreBuilder {
@@ -270,47 +264,6 @@ impl SqlStoreBuilder {
     }
 }
 
-/// Reads the backend and the driver's connection string from a URL. Schemes match in any
-/// case (as URL schemes do); the drivers get them in lower case.
-fn target(url: &str) -> Result<Target, SqlError> {
-    let sqlite = |path: &str| {
-        let memory = matches!(path, ":memory:" | "");
-        Ok(Target::Sqlite {
-            path: if memory {
-                ":memory:".into()
-            } else {
-                path.into()
-            },
-            memory,
-        })
-    };
-    let after = |scheme: &str| {
-        url.get(..scheme.len())
-            .filter(|head| head.eq_ignore_ascii_case(scheme))
-            .map(|_| &url[scheme.len()..])
-    };
-    if let Some(rest) = after("sqlite://").or_else(|| after("sqlite:")) {
-        sqlite(rest)
-    } else if let Some(rest) = after("file:") {
-        // SQLite recognises only a lower-case `file:` as a URI.
-        sqlite(&format!("file:{rest}"))
-    } else if url == ":memory:" {
-        sqlite(url)
-    } else if let Some(rest) = after("postgres://") {
-        Ok(Target::Postgres(format!("postgres://{rest}")))
-    } else if let Some(rest) = after("postgresql://") {
-        Ok(Target::Postgres(format!("postgresql://{rest}")))
-    } else if let Some(rest) = after("mysql://").or_else(|| after("mariadb://")) {
-        Ok(Target::Mysql(format!("mysql://{rest}")))
-    } else if !url.contains("://") && !url.is_empty() {
-        sqlite(url)
-    } else {
-        Err(SqlError::Config(
-            "unsupported database URL: use sqlite://, postgres:// or mysql://".into(),
-        ))
-    }
-}
-
 /// What SQLite is asked to open for `path`. Without `create`, a `file:` URI that opens the file
 /// read-write but never creates it (`mode=rw`), unless the URI already names a mode.
 fn sqlite_open_name(path: String, memory: bool, create: bool) -> String {
@@ -420,56 +373,6 @@ fn mysql_pool(_: String, _: &PoolConfig) -> Result<Pools, SqlError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn urls_name_their_backend() {
-        let sqlite_path = |url: &str| match target(url) {
-            Ok(Target::Sqlite { path, memory }) => Some((path, memory)),
-            _ => None,
-        };
-        assert_eq!(
-            sqlite_path("sqlite::memory:"),
-            Some((":memory:".into(), true))
-        );
-        assert_eq!(
-            sqlite_path("sqlite://rel/x.db"),
-            Some(("rel/x.db".into(), false))
-        );
-        assert_eq!(
-            sqlite_path("sqlite:///abs/x.db"),
-            Some(("/abs/x.db".into(), false))
-        );
-        assert_eq!(sqlite_path("/abs/x.db"), Some(("/abs/x.db".into(), false)));
-        assert!(matches!(
-            target("postgresql://h/db"),
-            Ok(Target::Postgres(_))
-        ));
-        assert!(matches!(target("mariadb://h/db"), Ok(Target::Mysql(u)) if u == "mysql://h/db"));
-        assert!(target("redis://h").is_err());
-    }
-
-    /// URL schemes are case-insensitive; the drivers get them in lower case.
-    #[test]
-    fn schemes_match_in_any_case() {
-        assert!(
-            matches!(target("SQLITE:upper.db"), Ok(Target::Sqlite { path, memory: false }) if path == "upper.db")
-        );
-        assert!(
-            matches!(target("SQLite://rel/x.db"), Ok(Target::Sqlite { path, .. }) if path == "rel/x.db")
-        );
-        assert!(
-            matches!(target("FILE:x.db?mode=ro"), Ok(Target::Sqlite { path, .. }) if path == "file:x.db?mode=ro")
-        );
-        assert!(
-            matches!(target("POSTGRES://u@h/db"), Ok(Target::Postgres(u)) if u == "postgres://u@h/db")
-        );
-        assert!(
-            matches!(target("PostgreSQL://h/db"), Ok(Target::Postgres(u)) if u == "postgresql://h/db")
-        );
-        assert!(matches!(target("MySQL://h/db"), Ok(Target::Mysql(u)) if u == "mysql://h/db"));
-        assert!(matches!(target("MARIADB://h/db"), Ok(Target::Mysql(u)) if u == "mysql://h/db"));
-        assert!(target("REDIS://h").is_err());
-    }
 
     #[test]
     fn bad_identifiers_are_refused() {

@@ -17,6 +17,7 @@ mod pool;
 mod schema;
 mod stmt;
 mod store;
+mod url;
 
 /// The diesel this crate is built on, for running your own queries on the same database with
 /// the same version (and features) of diesel.
@@ -26,3 +27,4 @@ pub use builder::SqlStoreBuilder;
 pub use dialect::Backend;
 pub use error::SqlError;
 pub use store::SqlStore;
+pub use url::SqlUrl;
