@@ -219,6 +219,15 @@ impl SqlStoreBuilder {
             local_file: None,
             local_path: None,
         };
+        #[cfg(feature = "postgres")]
+        let listener = match (&target, &stamp) {
+            (Target::Postgres(url), StampMode::Row(_)) => Some(crate::listen::Listener::new(
+                url,
+                &self.stamps_table,
+                &self.table,
+            )),
+            _ => None,
+        };
         let pools = match target {
             Target::Sqlite { path, memory } => {
                 if memory {
@@ -259,6 +268,8 @@ impl SqlStoreBuilder {
                 create_missing: self.create_missing,
                 prepared: std::sync::RwLock::new(None),
                 stamps_table_seen: AtomicBool::new(false),
+                #[cfg(feature = "postgres")]
+                listener,
             }),
         })
     }

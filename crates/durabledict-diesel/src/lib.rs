@@ -12,6 +12,8 @@ mod db;
 mod dialect;
 mod error;
 mod file;
+#[cfg(feature = "postgres")]
+mod listen;
 mod ops;
 mod pool;
 mod schema;

@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
-use durabledict_core::{Durables, SetDefault, Stamp, StampValue, Store, StoreError};
+use durabledict_core::{Durables, Feed, SetDefault, Stamp, StampValue, Store, StoreError};
 
 use crate::builder::SqlStoreBuilder;
 use crate::dialect::{Backend, DataSql, StampSql, TableSql};
@@ -98,6 +98,23 @@ pub(crate) struct Inner {
     /// looked for again; while missing (a store opened with `create_missing(false)` on tables
     /// a Python or Django program made) every use looks, so one a writer creates is noticed.
     pub(crate) stamps_table_seen: AtomicBool,
+    /// PostgreSQL with the SQL-row stamp: the `LISTEN` change feed (see [`crate::listen`]).
+    #[cfg(feature = "postgres")]
+    pub(crate) listener: Option<crate::listen::Listener>,
+}
+
+impl Inner {
+    /// The pool's own epoch (see [`Inner::prepared`]).
+    fn pool_epoch(&self) -> u64 {
+        match &self.pools {
+            #[cfg(feature = "sqlite")]
+            Pools::Sqlite(pool) => pool.epoch(),
+            #[cfg(feature = "postgres")]
+            Pools::Postgres(pool) => pool.epoch(),
+            #[cfg(feature = "mysql")]
+            Pools::Mysql(pool) => pool.epoch(),
+        }
+    }
 }
 
 /// A durabledict [`Store`] on one SQL table (one table is one keyspace): one row per key, in a
@@ -184,7 +201,9 @@ impl SqlStore {
         let prepared = self.stamp_prepared()?;
         let stamp = self.stamp_row(self.stamp_key(prepared.as_deref()));
         let table = &self.inner.table_sql;
-        Ok(on_pool!(self, |c| ops::drop_keyspace(c, table, stamp))?)
+        on_pool!(self, |c| ops::drop_keyspace(c, table, stamp))?;
+        self.wrote();
+        Ok(())
     }
 
     fn stamp_row<'a>(&'a self, keyspace: &'a str) -> StampRow<'a> {
@@ -265,13 +284,15 @@ impl SqlStore {
 
     /// The pool's own epoch (see [`Inner::prepared`]).
     fn pool_epoch(&self) -> u64 {
-        match &self.inner.pools {
-            #[cfg(feature = "sqlite")]
-            Pools::Sqlite(pool) => pool.epoch(),
-            #[cfg(feature = "postgres")]
-            Pools::Postgres(pool) => pool.epoch(),
-            #[cfg(feature = "mysql")]
-            Pools::Mysql(pool) => pool.epoch(),
+        self.inner.pool_epoch()
+    }
+
+    /// A write committed: every feed in this process on the same keyspace hears of it before
+    /// the writer returns (see [`crate::listen`]).
+    fn wrote(&self) {
+        #[cfg(feature = "postgres")]
+        if let Some(listener) = &self.inner.listener {
+            listener.wrote();
         }
     }
 
@@ -345,6 +366,7 @@ impl SqlStore {
         if !done.changed {
             return Ok((done.value, None));
         }
+        self.wrote();
         let stamp = match (done.stamp, &self.inner.stamp) {
             (Some(stamp), _) => stamp,
             (None, StampMode::External(stamp)) => {
@@ -385,6 +407,12 @@ impl Store for SqlStore {
             inner.stamps_table_seen.store(true, Ordering::Release);
         }
         self.prepare(epoch, &columns, max_packet)?;
+        #[cfg(feature = "postgres")]
+        if let (Pools::Postgres(pool), StampMode::Row(sql), true, true) =
+            (&inner.pools, &inner.stamp, stamps_table, create_missing)
+        {
+            pool.run(|c| crate::listen::ensure_trigger(c, &sql.table))?;
+        }
         // Creating a lost external stamp is creating something too.
         if let (StampMode::External(stamp), true) = (&inner.stamp, create_missing) {
             stamp.init()?;
@@ -514,12 +542,39 @@ impl Store for SqlStore {
 
     /// The pool's own epoch (a failed request, a replaced SQLite file), plus an external
     /// stamp's (a restarted memcached), so that a change of either is seen.
+    ///
+    /// On PostgreSQL the change feed's listener adds the server restarts it met (see
+    /// [`crate::listen`]), and a change of the pool's epoch marks the feed lost.
     fn epoch(&self) -> u64 {
         let own = self.pool_epoch();
+        #[cfg(feature = "postgres")]
+        let own = match &self.inner.listener {
+            Some(listener) => {
+                listener.saw_pool_epoch(own);
+                own.wrapping_add(listener.restarts())
+            }
+            None => own,
+        };
         match &self.inner.stamp {
             StampMode::Row(_) => own,
             StampMode::External(stamp) => own.wrapping_add(stamp.epoch()),
         }
+    }
+
+    /// PostgreSQL with the SQL-row stamp: `LISTEN` on a dedicated connection, up while the
+    /// `durabledict_notify` trigger exists on the stamps table (see the crate's docs). `None`
+    /// on SQLite and MySQL/MariaDB, with an external stamp, and for a URL the listener cannot
+    /// use (`sslmode=require`, libpq-only options): a dict under `Watch` then checks the
+    /// stamp on every read.
+    fn feed(&self) -> Option<Arc<Feed>> {
+        #[cfg(feature = "postgres")]
+        if let Some(listener) = &self.inner.listener {
+            return listener.feed(|| {
+                let inner = Arc::downgrade(&self.inner);
+                Arc::new(move || inner.upgrade().map(|inner| inner.pool_epoch()))
+            });
+        }
+        None
     }
 
     fn max_value_len(&self) -> Option<usize> {

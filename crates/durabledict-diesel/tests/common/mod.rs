@@ -76,7 +76,19 @@ impl Fixture for SqlFixture {
             Backend::Sqlite => 48,
             _ => 24,
         };
-        Capabilities::new().invalid_keys(invalid).model_cases(cases)
+        let caps = Capabilities::new().invalid_keys(invalid).model_cases(cases);
+        // PostgreSQL with the SQL-row stamp pushes (LISTEN and the stamps table's trigger).
+        match (backend_of(&self.url), &self.stamp) {
+            (Backend::Postgres, StampKind::Row) => caps.feed(Duration::from_secs(2)),
+            _ => caps,
+        }
+    }
+
+    fn cut_feed(&self, keyspace: &str) -> Result<bool, BoxError> {
+        if backend_of(&self.url) != Backend::Postgres || !matches!(self.stamp, StampKind::Row) {
+            return Ok(false);
+        }
+        Ok(kill_listeners(&self.url, keyspace)? > 0)
     }
 
     fn cleanup(&self, keyspace: &str) -> Result<(), BoxError> {
@@ -116,6 +128,46 @@ impl Fixture for SqlFixture {
         store.persist(key, value)?;
         Ok(true)
     }
+}
+
+/// The `application_name` of the PostgreSQL listener of `keyspace`.
+pub fn listener_name(keyspace: &str) -> String {
+    let mut name = format!("durabledict-listen:{keyspace}");
+    name.truncate(63);
+    name
+}
+
+/// Terminates the PostgreSQL listener connections of `keyspace` (`pg_terminate_backend`),
+/// waits until they are gone (a new one may have come meanwhile), and returns how many there
+/// were.
+pub fn kill_listeners(url: &str, keyspace: &str) -> Result<i64, BoxError> {
+    let name = listener_name(keyspace);
+    let at = query_i64(
+        url,
+        "SELECT CAST(extract(epoch FROM clock_timestamp()) * 1000000 AS BIGINT)",
+    )?;
+    let killed = query_i64(
+        url,
+        &format!(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE application_name = '{name}'"
+        ),
+    )?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while query_i64(
+        url,
+        &format!(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = '{name}' \
+             AND extract(epoch FROM backend_start) * 1000000 < {at}"
+        ),
+    )? > 0
+    {
+        if std::time::Instant::now() > deadline {
+            return Err(format!("the listeners of {keyspace} did not end").into());
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    Ok(killed)
 }
 
 /// A stamp that never changes: writes through it are invisible to the dicts.
