@@ -13,6 +13,7 @@ mod limits;
 mod mirror;
 mod session;
 mod store;
+mod url;
 mod wire;
 mod worker;
 
@@ -21,6 +22,7 @@ pub use error::ZooKeeperError;
 pub use keys::MAX_KEY_LEN;
 pub use limits::DEFAULT_MAX_BUFFER;
 pub use store::{ZooKeeperStore, ZooKeeperStoreBuilder};
+pub use url::ZooKeeperUrl;
 
 /// The `zookeeper` client crate this store is built on, for raw access to the same version.
 pub use zookeeper;
