@@ -5,7 +5,7 @@
 //! cargo run --example quickstart --features sqlite
 //! ```
 
-use durabledict::{OpenOptions, PickleValue};
+use durabledict::{OpenOptions, Value};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let path =
@@ -17,19 +17,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let writer = durabledict::open(&url, &options)?;
         let reader = durabledict::open(&url, &options)?;
 
-        writer.insert("greeting", PickleValue::String("hello".into()))?;
+        writer.insert("greeting", Value::String("hello".into()))?;
         writer.insert(
             "limits",
-            PickleValue::Tuple(vec![PickleValue::I64(10), PickleValue::F64(0.5)]),
+            Value::Tuple(vec![Value::I64(10), Value::F64(0.5)]),
         )?;
 
         // The reader checks the stamp before each read and reloads once it changed.
         let greeting = reader.get("greeting")?;
         println!("greeting = {greeting:?}");
-        assert_eq!(
-            greeting.as_deref(),
-            Some(&PickleValue::String("hello".into()))
-        );
+        assert_eq!(greeting.as_deref(), Some(&Value::String("hello".into())));
         println!("limits = {:?}", reader.get("limits")?);
         println!("last_updated = {:?}", reader.last_updated()?);
         Ok(())

@@ -17,7 +17,8 @@
 //! | `memcache` | `durabledict::memcache` | a [`Stamp`] kept in memcached |
 //!
 //! Pickle is the default encoding, as in the original: [`builder`] starts a dict of any serde
-//! type stored as Python pickles, [`dynamic`] one of arbitrary Python values.
+//! type stored as Python pickles, [`dynamic`] one of arbitrary Python values ([`Value`]: the
+//! builtins, and `datetime`'s, `Decimal`, `UUID` and `complex` kept as their Python types).
 //!
 //! ```
 //! use durabledict::{MemoryStore, SyncPolicy};
@@ -44,8 +45,9 @@ pub use durabledict_core::{
     StoreError, StoreErrorKind, Subscription, SyncPolicy, clock_seed,
 };
 pub use durabledict_encoding::{
-    DEFAULT_MAX_DECODED_SIZE, DynamicJson, DynamicPickle, Fallback, Json, Pickle,
-    PickleHashableValue, PickleValue, Protocol, Python2Str, Surrogates,
+    Complex, DEFAULT_MAX_DECODED_SIZE, Date, DateTime, Decimal, DynamicJson, DynamicPickle,
+    Fallback, HashableValue, Json, Pickle, PickleHashableValue, PickleValue, Protocol, Python2Str,
+    RangeError, SafeUuid, Surrogates, Time, TimeDelta, TimeZone, Uuid, Value,
 };
 pub use open::{
     DEFAULT_KEYSPACE, OpenError, OpenOptions, UnknownEncoding, ValueEncoding, open, open_store,
@@ -89,19 +91,25 @@ where
     DurableDict::builder(store, Pickle::new())
 }
 
-/// Starts building a dict of arbitrary Python values ([`PickleValue`]: tuples, sets, big
-/// integers and bytes kept as they are) on `store`, stored as pickles.
+/// Starts building a dict of arbitrary Python values on `store`, stored as pickles: a
+/// [`Value`] keeps tuples, sets, big integers and bytes as they are, and `datetime`'s,
+/// `Decimal`, `UUID` and `complex` as the same Python types. A stored value of any other
+/// class poisons only its key (`get` of it is [`Error::Decode`], [`Status::undecodable`]
+/// names it, every other key is served).
 ///
 /// ```
-/// use durabledict::{MemoryStore, PickleValue};
+/// use durabledict::{Decimal, MemoryStore, Value};
 ///
 /// let dict = durabledict::dynamic(MemoryStore::new()).build()?;
-/// dict.insert("limits", PickleValue::Tuple(vec![PickleValue::I64(10), PickleValue::F64(0.5)]))?;
-/// assert!(matches!(dict.get("limits")?.as_deref(), Some(PickleValue::Tuple(t)) if t.len() == 2));
-/// # Ok::<(), durabledict::Error>(())
+/// dict.insert("limits", Value::Tuple(vec![Value::I64(10), Value::F64(0.5)]))?;
+/// assert!(matches!(dict.get("limits")?.as_deref(), Some(Value::Tuple(t)) if t.len() == 2));
+/// let price: Decimal = "0.10".parse()?;
+/// dict.insert("price", Value::Decimal(price.clone()))?;
+/// assert_eq!(dict.get("price")?.as_deref(), Some(&Value::Decimal(price)));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub fn dynamic(store: impl Store + 'static) -> Builder<PickleValue> {
-    DurableDict::builder(store, DynamicPickle::new())
+pub fn dynamic(store: impl Store + 'static) -> Builder<Value> {
+    DurableDict::builder(store, Pickle::<Value>::new())
 }
 
 /// The guide `docs/writing-a-backend.md`, whose example backend is compiled and run against

@@ -14,7 +14,7 @@ use durabledict_core::{DurableDict, Store, SyncPolicy};
 pub use error::OpenError;
 pub use value_encoding::{UnknownEncoding, ValueEncoding};
 
-use crate::PickleValue;
+use crate::Value;
 use url::{StoreUrl, check_stamp_url};
 
 /// The keyspace used when none is given: the Redis hash, the SQL table, the ZooKeeper path
@@ -128,7 +128,7 @@ impl OpenOptions {
     /// let url = format!("sqlite:{}", path.display());
     /// let reader = durabledict::open_store(&url, &OpenOptions::new().create_missing(false))?;
     /// let err = reader.init().unwrap_err();
-    /// assert!(err.to_string().contains(&path.display().to_string()), "{err}");
+    /// assert!(durabledict::Report(&err).to_string().contains(&path.display().to_string()), "{err}");
     /// assert!(!path.exists());
     /// # }
     /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -159,8 +159,10 @@ impl OpenOptions {
     }
 }
 
-/// Opens a dict of arbitrary Python values ([`PickleValue`]) on the store `url` names, and
-/// loads it.
+/// Opens a dict of arbitrary Python values ([`Value`]: the builtins and the allowed standard
+/// library types, `datetime`'s, `Decimal`, `UUID`, `complex`) on the store `url` names, and
+/// loads it. A stored value it cannot decode (another class) poisons only its key: the dict
+/// serves every other key, [`DurableDict::status`] names it.
 ///
 /// | URL | store | keyspace |
 /// |---|---|---|
@@ -176,16 +178,16 @@ impl OpenOptions {
 ///
 /// ```
 /// # #[cfg(feature = "sqlite")] {
-/// use durabledict::{OpenOptions, PickleValue};
+/// use durabledict::{OpenOptions, Value};
 ///
 /// let path = std::env::temp_dir().join(format!("open-doc-{}.db", std::process::id()));
 /// let url = format!("sqlite:{}", path.display());
 /// let settings = durabledict::open(&url, &OpenOptions::new().keyspace("settings"))?;
-/// settings.insert("mode", PickleValue::String("fast".into()))?;
+/// settings.insert("mode", Value::String("fast".into()))?;
 ///
 /// // Another handle (another process) on the same URL sees it.
 /// let other = durabledict::open(&url, &OpenOptions::new().keyspace("settings"))?;
-/// assert_eq!(other.get("mode")?.as_deref(), Some(&PickleValue::String("fast".into())));
+/// assert_eq!(other.get("mode")?.as_deref(), Some(&Value::String("fast".into())));
 /// # drop((settings, other));
 /// # for suffix in ["", "-wal", "-shm"] {
 /// #     let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
@@ -203,7 +205,7 @@ impl OpenOptions {
 /// assert!(matches!(err, OpenError::UnknownScheme { .. }));
 /// assert!(err.to_string().contains("redis://[[USER][:PASSWORD]@]HOST[:PORT][/DB]"), "{err}");
 /// ```
-pub fn open(url: &str, options: &OpenOptions) -> Result<DurableDict<PickleValue>, OpenError> {
+pub fn open(url: &str, options: &OpenOptions) -> Result<DurableDict<Value>, OpenError> {
     let store = open_store(url, options)?;
     DurableDict::builder(store, options.encoding)
         .policy(options.policy)

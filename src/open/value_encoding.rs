@@ -4,30 +4,39 @@ use std::fmt;
 use std::str::FromStr;
 
 use durabledict_core::{BoxError, Encoding};
-use durabledict_encoding::{DynamicJson, DynamicPickle};
+use durabledict_encoding::{DynamicJson, Pickle};
 
-use crate::PickleValue;
+use crate::{PickleValue, Value};
 
 /// How [`open`](crate::open) stores values, chosen at run time (`"pickle"`, `"json"`,
-/// `"raw"`), for a dict of [`PickleValue`]s.
+/// `"raw"`), for a dict of [`Value`]s.
 ///
-/// - `Pickle`: [`DynamicPickle`], Python durabledict's default; every Python value.
+/// - `Pickle`: [`Pickle<Value>`](Pickle), Python durabledict's default; every builtin Python
+///   value and the allowed standard library types (`datetime`'s, `Decimal`, `UUID`,
+///   `complex`), each written back as the same Python type. Any other class is refused when
+///   decoding, which in a dict poisons only that key.
 /// - `Json`: UTF-8 JSON text, like Python's `JSONEncoding` ([`DynamicJson`]): integers keep
 ///   every digit both ways, `NaN` / `Infinity` / `-Infinity` are read and written as Python's
-///   `json` does, tuples and sets are written as arrays; bytes and dicts with non-string keys
-///   have no JSON form and are refused.
+///   `json` does, tuples and sets are written as arrays; bytes, dicts with non-string keys and
+///   the standard library types have no JSON form and are refused (Python's `json` refuses
+///   them too).
 /// - `Raw`: the bytes as they are, like Python's `NoOpEncoding`; a string is written as UTF-8.
 ///   A stored value reads as a string when it is UTF-8, as bytes otherwise. Only strings and
 ///   bytes can be written.
 ///
 /// ```
-/// use durabledict::{Encoding, PickleValue, ValueEncoding};
+/// use durabledict::{Date, Encoding, Value, ValueEncoding};
 ///
 /// let json: ValueEncoding = "json".parse()?;
-/// let list = PickleValue::List(vec![PickleValue::I64(1), PickleValue::String("☃".into())]);
+/// let list = Value::List(vec![Value::I64(1), Value::String("☃".into())]);
 /// assert_eq!(json.encode(&list)?, "[1,\"☃\"]".as_bytes());
 /// assert_eq!(json.decode(b"[1, \"\\u2603\"]")?, list);
-/// assert!(json.encode(&PickleValue::Bytes(vec![0xff])).is_err());
+/// assert!(json.encode(&Value::Bytes(vec![0xff])).is_err());
+///
+/// let pickle = ValueEncoding::Pickle;
+/// let date = Value::Date(Date::new(2026, 12, 1)?);
+/// assert_eq!(pickle.decode(&pickle.encode(&date)?)?, date);
+/// assert!(json.encode(&date).is_err());
 /// # Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
@@ -88,49 +97,62 @@ impl FromStr for ValueEncoding {
     }
 }
 
-impl Encoding<PickleValue> for ValueEncoding {
-    fn encode(&self, value: &PickleValue) -> Result<Vec<u8>, BoxError> {
+impl Encoding<Value> for ValueEncoding {
+    fn encode(&self, value: &Value) -> Result<Vec<u8>, BoxError> {
         match self {
-            ValueEncoding::Pickle => DynamicPickle::new().encode(value),
-            ValueEncoding::Json => DynamicJson::new().encode(value),
+            ValueEncoding::Pickle => Pickle::<Value>::new().encode(value),
+            // The JSON writer takes the builtins; a value holding a standard library type is
+            // refused as Python's `json` refuses it.
+            ValueEncoding::Json => match PickleValue::try_from(value.clone()) {
+                Ok(builtins) => DynamicJson::new().encode(&builtins),
+                Err(_) => Err(format!(
+                    "{} has no JSON form (nor does it in Python's json); store it with the \
+                     pickle encoding",
+                    first_standard_type(value).unwrap_or(value.type_name())
+                )
+                .into()),
+            },
             ValueEncoding::Raw => match value {
-                PickleValue::String(s) => Ok(s.as_bytes().to_vec()),
-                PickleValue::Bytes(b) => Ok(b.clone()),
+                Value::String(s) => Ok(s.as_bytes().to_vec()),
+                Value::Bytes(b) => Ok(b.clone()),
                 other => Err(format!(
                     "the raw encoding stores strings and bytes only, not {}",
-                    type_name(other)
+                    other.type_name()
                 )
                 .into()),
             },
         }
     }
 
-    fn decode(&self, bytes: &[u8]) -> Result<PickleValue, BoxError> {
+    fn decode(&self, bytes: &[u8]) -> Result<Value, BoxError> {
         match self {
-            ValueEncoding::Pickle => DynamicPickle::new().decode(bytes),
-            ValueEncoding::Json => DynamicJson::new().decode(bytes),
+            ValueEncoding::Pickle => Pickle::<Value>::new().decode(bytes),
+            ValueEncoding::Json => DynamicJson::new().decode(bytes).map(Value::from),
             ValueEncoding::Raw => Ok(match std::str::from_utf8(bytes) {
-                Ok(text) => PickleValue::String(text.to_owned()),
-                Err(_) => PickleValue::Bytes(bytes.to_vec()),
+                Ok(text) => Value::String(text.to_owned()),
+                Err(_) => Value::Bytes(bytes.to_vec()),
             }),
         }
     }
 }
 
-/// The Python type name of a value, for messages.
-fn type_name(value: &PickleValue) -> &'static str {
+/// The Python type name of the first standard library value inside `value`, for messages.
+fn first_standard_type(value: &Value) -> Option<&'static str> {
+    let hashable = |h: &crate::HashableValue| first_standard_type(&h.clone().into_value());
     match value {
-        PickleValue::None => "None",
-        PickleValue::Bool(_) => "bool",
-        PickleValue::I64(_) | PickleValue::Int(_) => "int",
-        PickleValue::F64(_) => "float",
-        PickleValue::Bytes(_) => "bytes",
-        PickleValue::String(_) => "str",
-        PickleValue::List(_) => "list",
-        PickleValue::Tuple(_) => "tuple",
-        PickleValue::Set(_) => "set",
-        PickleValue::FrozenSet(_) => "frozenset",
-        PickleValue::Dict(_) => "dict",
+        Value::List(items) | Value::Tuple(items) => items.iter().find_map(first_standard_type),
+        Value::Set(items) | Value::FrozenSet(items) => items.iter().find_map(hashable),
+        Value::Dict(entries) => entries
+            .iter()
+            .find_map(|(k, v)| hashable(k).or_else(|| first_standard_type(v))),
+        Value::None
+        | Value::Bool(_)
+        | Value::I64(_)
+        | Value::Int(_)
+        | Value::F64(_)
+        | Value::Bytes(_)
+        | Value::String(_) => None,
+        other => Some(other.type_name()),
     }
 }
 
@@ -140,10 +162,10 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::PickleHashableValue;
+    use crate::HashableValue;
 
-    fn s(text: &str) -> PickleValue {
-        PickleValue::String(text.into())
+    fn s(text: &str) -> Value {
+        Value::String(text.into())
     }
 
     #[test]
@@ -166,24 +188,24 @@ mod tests {
     #[test]
     fn json_writes_what_python_writes() {
         let mut dict = BTreeMap::new();
-        dict.insert(PickleHashableValue::String("b".into()), PickleValue::None);
+        dict.insert(HashableValue::String("b".into()), Value::None);
         dict.insert(
-            PickleHashableValue::String("a".into()),
-            PickleValue::Tuple(vec![PickleValue::F64(1.5), PickleValue::Bool(true)]),
+            HashableValue::String("a".into()),
+            Value::Tuple(vec![Value::F64(1.5), Value::Bool(true)]),
         );
-        let value = PickleValue::Dict(dict);
+        let value = Value::Dict(dict);
         let json = ValueEncoding::Json;
         let bytes = json.encode(&value).unwrap();
         assert_eq!(bytes, br#"{"a":[1.5,true],"b":null}"#);
         let back = json.decode(&bytes).unwrap();
-        let PickleValue::Dict(back) = back else {
+        let Value::Dict(back) = back else {
             panic!("{back:?}")
         };
         assert_eq!(
-            back[&PickleHashableValue::String("a".into())],
-            PickleValue::List(vec![PickleValue::F64(1.5), PickleValue::Bool(true)])
+            back[&HashableValue::String("a".into())],
+            Value::List(vec![Value::F64(1.5), Value::Bool(true)])
         );
-        let big = PickleValue::Int(u64::MAX.into());
+        let big = Value::Int(u64::MAX.into());
         assert_eq!(json.encode(&big).unwrap(), u64::MAX.to_string().as_bytes());
         assert_eq!(json.decode(u64::MAX.to_string().as_bytes()).unwrap(), big);
     }
@@ -192,14 +214,11 @@ mod tests {
     fn json_refuses_what_has_no_json_form() {
         let json = ValueEncoding::Json;
         for value in [
-            PickleValue::Bytes(b"x".to_vec()),
-            PickleValue::Dict(BTreeMap::from([(
-                PickleHashableValue::I64(1),
-                PickleValue::None,
-            )])),
+            Value::Bytes(b"x".to_vec()),
+            Value::Dict(BTreeMap::from([(HashableValue::I64(1), Value::None)])),
         ] {
             let err = json.encode(&value).unwrap_err();
-            assert!(err.to_string().contains("no JSON form"), "{value:?}: {err}");
+            assert!(crate::Report(&*err).to_string().contains("no JSON form"), "{value:?}: {err}");
         }
     }
 
@@ -210,13 +229,23 @@ mod tests {
         let json = ValueEncoding::Json;
         let big = "1606938044258990275541962092341162602522202993782792835301376";
         let value = json.decode(big.as_bytes()).unwrap();
-        assert!(matches!(value, PickleValue::Int(_)), "{value:?}");
+        assert!(matches!(value, Value::Int(_)), "{value:?}");
         assert_eq!(json.encode(&value).unwrap(), big.as_bytes());
         for token in ["NaN", "Infinity", "-Infinity"] {
             let value = json.decode(token.as_bytes()).unwrap();
-            assert!(matches!(value, PickleValue::F64(_)), "{value:?}");
+            assert!(matches!(value, Value::F64(_)), "{value:?}");
             assert_eq!(json.encode(&value).unwrap(), token.as_bytes());
         }
+    }
+
+    /// Python's `json` has no form for a `datetime` or a `Decimal` either: refused, naming it.
+    #[test]
+    fn json_refuses_the_standard_library_types_naming_them() {
+        let json = ValueEncoding::Json;
+        let uuid = Value::Uuid(crate::Uuid::new(1));
+        let nested = Value::List(vec![Value::I64(1), Value::Tuple(vec![uuid])]);
+        let err = json.encode(&nested).unwrap_err().to_string();
+        assert!(err.starts_with("uuid.UUID has no JSON form"), "{err}");
     }
 
     #[test]
@@ -224,15 +253,25 @@ mod tests {
         let raw = ValueEncoding::Raw;
         assert_eq!(raw.encode(&s("on")).unwrap(), b"on");
         assert_eq!(raw.decode(b"on").unwrap(), s("on"));
-        assert_eq!(
-            raw.decode(&[0xff, 0]).unwrap(),
-            PickleValue::Bytes(vec![0xff, 0])
-        );
-        let err = raw.encode(&PickleValue::I64(1)).unwrap_err();
+        assert_eq!(raw.decode(&[0xff, 0]).unwrap(), Value::Bytes(vec![0xff, 0]));
+        let err = raw.encode(&Value::I64(1)).unwrap_err();
         assert_eq!(
             err.to_string(),
             "the raw encoding stores strings and bytes only, not int"
         );
+    }
+
+    /// A Python `datetime` is a value, not an error (it used to poison its key).
+    #[test]
+    fn pickle_reads_the_standard_library_types() {
+        // base64.encodebytes(pickle.dumps(datetime.datetime(2026, 12, 1, 10, 0, 0, 250000,
+        //     tzinfo=datetime.timezone(datetime.timedelta(hours=1))), 5))
+        let stored = b"gAWVWAAAAAAAAACMCGRhdGV0aW1llIwIZGF0ZXRpbWWUk5RDCgfqDAEKAAAD0JCUaACMCHRpbWV6\nb25llJOUaACMCXRpbWVkZWx0YZSTlEsATRAOSwCHlFKUhZRSlIaUUpQu\n";
+        let value = ValueEncoding::Pickle.decode(stored).unwrap();
+        let Value::DateTime(at) = &value else {
+            panic!("{value:?}")
+        };
+        assert_eq!(at.to_string(), "2026-12-01T10:00:00.250000+01:00");
     }
 
     #[test]

@@ -3,12 +3,12 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use durabledict::{DurableDict, PickleValue};
+use durabledict::{DurableDict, Value};
 
-pub type Dict = DurableDict<PickleValue>;
+pub type Dict = DurableDict<Value>;
 
 /// Everything a dict holds, keys sorted.
-pub fn of(dict: &Dict) -> BTreeMap<String, PickleValue> {
+pub fn of(dict: &Dict) -> BTreeMap<String, Value> {
     dict.iter()
         .unwrap()
         .map(|(key, value)| (key, (*value).clone()))
@@ -17,7 +17,7 @@ pub fn of(dict: &Dict) -> BTreeMap<String, PickleValue> {
 
 /// The contents as one line of text, the same in every process for the same contents
 /// (`BTreeMap` and `BTreeSet` order, no addresses).
-pub fn render(contents: &BTreeMap<String, PickleValue>) -> String {
+pub fn render(contents: &BTreeMap<String, Value>) -> String {
     format!("{contents:?}")
 }
 

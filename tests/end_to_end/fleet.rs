@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use durabledict::PickleValue;
+use durabledict::Value as PyValue;
 use serde_json::{Value, json};
 
 use crate::contents::{self, Dict};
@@ -116,7 +116,7 @@ pub fn report(dict: &Dict) {
 /// The dict's values encoded again by this crate's pickle encoding, base64 as stored.
 fn repickled(dict: &Dict) -> Value {
     use durabledict::Encoding as _;
-    let pickle = durabledict::DynamicPickle::new();
+    let pickle = durabledict::Pickle::<durabledict::Value>::new();
     let entries = contents::of(dict).into_iter().map(|(key, value)| {
         let bytes = pickle.encode(&value).unwrap();
         (key, Value::String(String::from_utf8(bytes).unwrap()))
@@ -331,7 +331,7 @@ fn processes_opening_a_new_sqlite_file_at_once_all_open_it() {
             let outcome =
                 match durabledict::open(url, &durabledict::OpenOptions::new().keyspace(keyspace)) {
                     Ok(dict) => {
-                        dict.insert(job["name"].as_str().unwrap(), PickleValue::I64(1))
+                        dict.insert(job["name"].as_str().unwrap(), PyValue::I64(1))
                             .unwrap();
                         "ok".to_string()
                     }

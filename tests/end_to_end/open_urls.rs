@@ -4,7 +4,7 @@
 //! that need the process's environment or working directory (TLS roots, a relative SQLite
 //! path) run in a member process.
 
-use durabledict::{OpenOptions, PickleValue};
+use durabledict::{OpenOptions, Value as PyValue};
 use serde_json::{Value, json};
 
 use crate::contents::{self, Dict};
@@ -32,17 +32,17 @@ fn round_trip(first: &str, second: &str, options: &OpenOptions, fed: bool) -> St
     let two = open(second, options);
     assert!(two.is_empty().unwrap(), "{second} starts empty");
 
-    one.insert("snow", PickleValue::String("☃".into())).unwrap();
+    one.insert("snow", PyValue::String("☃".into())).unwrap();
     one.insert(
         "limits",
-        PickleValue::Tuple(vec![PickleValue::I64(10), PickleValue::F64(0.5)]),
+        PyValue::Tuple(vec![PyValue::I64(10), PyValue::F64(0.5)]),
     )
     .unwrap();
     let want = contents::render(&contents::of(&one));
     contents::assert_holds(&two, &want, fed);
 
     two.remove("snow").unwrap();
-    two.insert("from second", PickleValue::Bytes(b"\x00\xff".to_vec()))
+    two.insert("from second", PyValue::Bytes(b"\x00\xff".to_vec()))
         .unwrap();
     let want = contents::render(&contents::of(&two));
     assert!(
@@ -310,17 +310,14 @@ mod sqlite {
                 let dict = &dict;
                 scope.spawn(move || {
                     for i in 0..10 {
-                        dict.insert(&format!("t{thread}-{i}"), PickleValue::I64(i))
+                        dict.insert(&format!("t{thread}-{i}"), PyValue::I64(i))
                             .unwrap();
                     }
                 });
             }
         });
         assert_eq!(dict.len().unwrap(), 40);
-        assert_eq!(
-            dict.get("t3-9").unwrap().as_deref(),
-            Some(&PickleValue::I64(9))
-        );
+        assert_eq!(dict.get("t3-9").unwrap().as_deref(), Some(&PyValue::I64(9)));
         assert!(open("sqlite::memory:", &options).is_empty().unwrap());
         assert!(
             open_through_store("sqlite::memory:", &options)
@@ -411,7 +408,7 @@ mod memcached_stamp {
         let key = format!("durabledict:{keyspace}:last_updated");
         let before = memcached_get(&key).expect("the stamp is in memcached");
         open(url, &options)
-            .insert("one more", PickleValue::None)
+            .insert("one more", PyValue::None)
             .unwrap();
         assert_eq!(memcached_get(&key), Some(before + 1));
 

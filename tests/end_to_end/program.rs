@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use durabledict::{PickleHashableValue as Hashable, PickleValue};
+use durabledict::{HashableValue as Hashable, Value};
 use num_bigint::BigInt;
 
 use crate::contents::Dict;
@@ -33,24 +33,24 @@ pub enum Op {
 /// The value writer `worker` writes in `round`: a tuple of what Python holds and JSON has not
 /// (a big integer, bytes, a set, a dict with a non-string key). Python builds the same with
 /// `PY_VALUE`.
-pub fn value(worker: usize, round: i64) -> PickleValue {
+pub fn value(worker: usize, round: i64) -> Value {
     let worker_i64 = i64::try_from(worker).unwrap();
-    PickleValue::Tuple(vec![
-        PickleValue::String(format!("w{worker}")),
-        PickleValue::I64(round),
-        PickleValue::Int(BigInt::from(2).pow(70) + round),
-        PickleValue::Bytes(vec![
+    Value::Tuple(vec![
+        Value::String(format!("w{worker}")),
+        Value::I64(round),
+        Value::Int(BigInt::from(2).pow(70) + round),
+        Value::Bytes(vec![
             u8::try_from(worker).unwrap(),
             u8::try_from(round).unwrap(),
             0xff,
         ]),
-        PickleValue::Set(BTreeSet::from([
+        Value::Set(BTreeSet::from([
             Hashable::I64(worker_i64),
             Hashable::I64(round),
         ])),
-        PickleValue::Dict(BTreeMap::from([
-            (Hashable::I64(round), PickleValue::None),
-            (Hashable::String("k".into()), PickleValue::F64(1.5)),
+        Value::Dict(BTreeMap::from([
+            (Hashable::I64(round), Value::None),
+            (Hashable::String("k".into()), Value::F64(1.5)),
         ])),
     ])
 }
@@ -84,7 +84,7 @@ pub fn program(worker: usize) -> Vec<Op> {
 }
 
 /// Runs writer `worker`'s program on `dict`; returns what its `setdefault` returned.
-pub fn run(dict: &Dict, worker: usize) -> PickleValue {
+pub fn run(dict: &Dict, worker: usize) -> Value {
     let mut first = None;
     for op in program(worker) {
         match op {
@@ -114,7 +114,7 @@ pub fn run(dict: &Dict, worker: usize) -> PickleValue {
 /// what `first` holds. Returns, for each key, the writer and round of the value it holds.
 #[track_caller]
 pub fn check(
-    got: &BTreeMap<String, PickleValue>,
+    got: &BTreeMap<String, Value>,
     workers: usize,
     setdefault_answers: &[String],
 ) -> BTreeMap<String, (usize, i64)> {

@@ -139,9 +139,11 @@ fn python_style_writer(job: &Value) {
     fleet::report(&dict);
 }
 
-fn decode(stored: &[u8]) -> durabledict::PickleValue {
+fn decode(stored: &[u8]) -> durabledict::Value {
     use durabledict::Encoding as _;
-    durabledict::DynamicPickle::new().decode(stored).unwrap()
+    durabledict::Pickle::<durabledict::Value>::new()
+        .decode(stored)
+        .unwrap()
 }
 
 /// CPython checks every view — the stored hash and each Rust member's values pickled again —

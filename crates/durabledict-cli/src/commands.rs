@@ -5,12 +5,12 @@
 //!
 //! Every command but `list` and `watch` touches only the keys it names, so a value elsewhere
 //! that cannot be decoded never stops an operator from fixing things; `list` and `watch` leave
-//! out (and tell on stderr) what they cannot read.
+//! out (and tell on stderr) what they cannot read, and `list` then exits 3.
 
 use std::io::Read;
 use std::path::Path;
 
-use durabledict::{Encoding, Error, Op, OpenOptions, PickleValue, Store, SyncPolicy};
+use durabledict::{Encoding, Error, Op, OpenOptions, Store, SyncPolicy, Value};
 
 use crate::cli::{Cli, Command};
 use crate::failure::{Failure, store_error};
@@ -40,7 +40,7 @@ pub(crate) fn run(cli: Cli) -> Result<(), Failure> {
         },
         Command::Set { key, value, string } => {
             let value = if string {
-                PickleValue::String(value)
+                Value::String(value)
             } else {
                 json_in::from_json(&value).map_err(|e| match e {
                     JsonError::Syntax(msg) => Failure::Usage(format!(
@@ -117,7 +117,7 @@ fn del(url: &str, options: &OpenOptions, key: &str) -> Result<(), Failure> {
 }
 
 /// The stored value of `key`, decoded; [`Error::Decode`] naming the key when it does not.
-pub(crate) fn decode(values: &Values, key: &str, bytes: &[u8]) -> Result<PickleValue, Error> {
+pub(crate) fn decode(values: &Values, key: &str, bytes: &[u8]) -> Result<Value, Error> {
     values.decode(bytes).map_err(|source| Error::Decode {
         key: key.to_owned(),
         source,
@@ -138,12 +138,13 @@ fn get(store: &dyn Store, values: &Values, key: &str) -> Result<(), Failure> {
 }
 
 /// Prints every entry that can be read, through a dict (one load, as `-v` shows), and tells
-/// on stderr which it left out: a value that does not decode, a name that is not a key. What
-/// it left out does not make it fail (exit code 0): it is the command to find them with.
+/// on stderr which it left out: a value that does not decode, a name that is not a key. Left
+/// out entries make it exit 3 after printing the rest, so a script never takes a partial
+/// listing for the whole dict (and an operator still sees everything readable).
 fn list(store: Box<dyn Store>, values: Values) -> Result<(), Failure> {
     let dict = looking::dict(store, values, SyncPolicy::Manual)?;
     let snapshot = dict.snapshot()?;
-    let mut entries: Vec<(&str, &PickleValue)> = snapshot
+    let mut entries: Vec<(&str, &Value)> = snapshot
         .iter()
         .map(|(key, value)| (key, &**value))
         .collect();
@@ -151,17 +152,20 @@ fn list(store: Box<dyn Store>, values: Values) -> Result<(), Failure> {
     print_line(&json_out::object(entries))?;
     let status = dict.status();
     LeftOut::default().tell("list", &status.undecodable, &status.unreadable);
-    Ok(())
+    match status.undecodable.len() + status.unreadable.len() {
+        0 => Ok(()),
+        n => Err(Failure::Store(format!(
+            "list: left out {n} {} that cannot be read (named above); every other entry is \
+             printed",
+            if n == 1 { "entry" } else { "entries" }
+        ))),
+    }
 }
 
 /// Writes the entries as one batch, after checking every key and encoding every value, as a
 /// dict does (and with its errors): nothing is written unless everything can be. (Not through
 /// a dict, whose building loads every entry: on ZooKeeper that is a request per key.)
-fn write(
-    store: &dyn Store,
-    values: &Values,
-    entries: Vec<(String, PickleValue)>,
-) -> Result<(), Failure> {
+fn write(store: &dyn Store, values: &Values, entries: Vec<(String, Value)>) -> Result<(), Failure> {
     let mut encoded = Vec::with_capacity(entries.len());
     for (key, value) in &entries {
         encoded.push((key.as_str(), encode(store, values, key, value)?));
@@ -179,12 +183,7 @@ fn write(
 
 /// `value` encoded for `key`, refused as a dict refuses it: a key the store cannot hold, a
 /// value the encoding cannot write, or one over the store's size limit.
-fn encode(
-    store: &dyn Store,
-    values: &Values,
-    key: &str,
-    value: &PickleValue,
-) -> Result<Vec<u8>, Error> {
+fn encode(store: &dyn Store, values: &Values, key: &str, value: &Value) -> Result<Vec<u8>, Error> {
     store
         .validate_key(key)
         .map_err(|reason| Error::InvalidKey {
@@ -205,7 +204,7 @@ fn encode(
     }
 }
 
-fn read_import(file: &Path) -> Result<Vec<(String, PickleValue)>, Failure> {
+fn read_import(file: &Path) -> Result<Vec<(String, Value)>, Failure> {
     let mut text = String::new();
     let read = if file == Path::new("-") {
         std::io::stdin().read_to_string(&mut text)

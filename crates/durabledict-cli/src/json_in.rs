@@ -7,10 +7,17 @@ use std::collections::BTreeMap;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use durabledict::{PickleHashableValue, PickleValue};
+use durabledict::{
+    Complex, Date, DateTime, Decimal, HashableValue, SafeUuid, Time, TimeDelta, TimeZone, Uuid,
+    Value,
+};
 use serde_json::value::RawValue;
 
-use crate::json_out::{BYTES_TAG, DICT_TAG, FLOAT_TAG};
+use crate::json_out::{
+    BYTES_TAG, COMPLEX_TAG, DATE_TAG, DATETIME_TAG, DECIMAL_TAG, DICT_TAG, FLOAT_TAG, FOLD_FIELD,
+    IS_SAFE_FIELD, ISO_FIELD, NAME_FIELD, OFFSET_FIELD, TIME_TAG, TIMEDELTA_TAG, TIMEZONE_TAG,
+    TZNAME_FIELD, UUID_FIELD, UUID_TAG,
+};
 
 /// The deepest nesting of arrays and objects read: what the pickle decoder accepts, so that
 /// nothing is stored that cannot be read back (and no input can exhaust the stack).
@@ -34,12 +41,12 @@ impl std::fmt::Display for JsonError {
 }
 
 /// Reads one JSON value.
-pub(crate) fn from_json(text: &str) -> Result<PickleValue, JsonError> {
+pub(crate) fn from_json(text: &str) -> Result<Value, JsonError> {
     value(parse_raw(text)?, 0)
 }
 
 /// Reads a JSON object: its entries, in key order (a repeated key: the last one wins).
-pub(crate) fn object_from_json(text: &str) -> Result<Vec<(String, PickleValue)>, JsonError> {
+pub(crate) fn object_from_json(text: &str) -> Result<Vec<(String, Value)>, JsonError> {
     let raw = parse_raw(text)?;
     if !raw.get().starts_with('{') {
         return Err(JsonError::Form(
@@ -76,7 +83,7 @@ fn fields(raw: &RawValue) -> Result<BTreeMap<String, &RawValue>, JsonError> {
 }
 
 /// The value of `raw`, found inside `depth` arrays and objects.
-fn value(raw: &RawValue, depth: usize) -> Result<PickleValue, JsonError> {
+fn value(raw: &RawValue, depth: usize) -> Result<Value, JsonError> {
     let text = raw.get();
     let opens = matches!(text.as_bytes().first(), Some(b'{' | b'['));
     if opens && depth >= MAX_DEPTH {
@@ -96,35 +103,35 @@ fn value(raw: &RawValue, depth: usize) -> Result<PickleValue, JsonError> {
             }
             fields
                 .into_iter()
-                .map(|(k, v)| Ok((PickleHashableValue::String(k), value(v, inner)?)))
+                .map(|(k, v)| Ok((HashableValue::String(k), value(v, inner)?)))
                 .collect::<Result<_, _>>()
-                .map(PickleValue::Dict)
+                .map(Value::Dict)
         }
         Some(b'[') => reread::<Vec<&RawValue>>(raw, "array")?
             .into_iter()
             .map(|item| value(item, inner))
             .collect::<Result<_, _>>()
-            .map(PickleValue::List),
-        Some(b'"') => reread(raw, "string").map(PickleValue::String),
-        Some(b't' | b'f') => reread(raw, "boolean").map(PickleValue::Bool),
-        Some(b'n') => Ok(PickleValue::None),
+            .map(Value::List),
+        Some(b'"') => reread(raw, "string").map(Value::String),
+        Some(b't' | b'f') => reread(raw, "boolean").map(Value::Bool),
+        Some(b'n') => Ok(Value::None),
         _ => number(text),
     }
 }
 
 /// A one-key object that is a tagged form; `None` when `tag` is not a tag.
-fn tagged(tag: &str, body: &RawValue, depth: usize) -> Result<Option<PickleValue>, JsonError> {
+fn tagged(tag: &str, body: &RawValue, depth: usize) -> Result<Option<Value>, JsonError> {
     let value = match tag {
         BYTES_TAG => {
             let text: String = reread(body, "$bytes")?;
             let bytes = STANDARD.decode(text.as_bytes()).map_err(|e| {
                 JsonError::Form(format!("{BYTES_TAG} must hold standard base64: {e}"))
             })?;
-            PickleValue::Bytes(bytes)
+            Value::Bytes(bytes)
         }
         FLOAT_TAG => {
             let name: String = reread(body, "$float")?;
-            PickleValue::F64(match name.as_str() {
+            Value::F64(match name.as_str() {
                 "nan" => f64::NAN,
                 "inf" => f64::INFINITY,
                 "-inf" => f64::NEG_INFINITY,
@@ -143,39 +150,219 @@ fn tagged(tag: &str, body: &RawValue, depth: usize) -> Result<Option<PickleValue
             for (key, val) in pairs {
                 dict.insert(hashable(value(key, depth)?)?, value(val, depth)?);
             }
-            PickleValue::Dict(dict)
+            Value::Dict(dict)
+        }
+        COMPLEX_TAG => {
+            let parts: Vec<&RawValue> = reread(body, "$complex (an array [real, imag])")?;
+            let float = |raw: &RawValue| match value(raw, depth)? {
+                Value::F64(f) => Ok(f),
+                Value::I64(i) if (i as f64) as i64 == i => Ok(i as f64),
+                _ => Err(JsonError::Form(format!(
+                    "{COMPLEX_TAG} parts must be numbers (or {FLOAT_TAG} forms), in {}",
+                    body.get()
+                ))),
+            };
+            match parts.as_slice() {
+                [re, im] => Value::Complex(Complex {
+                    re: float(re)?,
+                    im: float(im)?,
+                }),
+                _ => {
+                    return Err(JsonError::Form(format!(
+                        "{COMPLEX_TAG} must be an array [real, imag], not {}",
+                        body.get()
+                    )));
+                }
+            }
+        }
+        DATETIME_TAG => {
+            let (iso, fields) = text_or_object(body, DATETIME_TAG, ISO_FIELD)?;
+            let at: DateTime = parsed(DATETIME_TAG, &iso)?;
+            let time = clock_extras(DATETIME_TAG, at.time().clone(), fields)?;
+            Value::DateTime(DateTime::new(at.date(), time))
+        }
+        TIME_TAG => {
+            let (iso, fields) = text_or_object(body, TIME_TAG, ISO_FIELD)?;
+            let time: Time = parsed(TIME_TAG, &iso)?;
+            Value::Time(clock_extras(TIME_TAG, time, fields)?)
+        }
+        DATE_TAG => {
+            let text: String = reread(body, DATE_TAG)?;
+            Value::Date(parsed::<Date>(DATE_TAG, &text)?)
+        }
+        TIMEDELTA_TAG => {
+            let (days, seconds, micros): (i64, i64, i64) =
+                reread(body, "$timedelta (an array [days, seconds, microseconds])")?;
+            Value::TimeDelta(
+                TimeDelta::new(days, seconds, micros)
+                    .map_err(|e| JsonError::Form(format!("{TIMEDELTA_TAG}: {e}")))?,
+            )
+        }
+        TIMEZONE_TAG => {
+            let (offset, mut fields) = text_or_object(body, TIMEZONE_TAG, OFFSET_FIELD)?;
+            let zone: TimeZone = parsed(TIMEZONE_TAG, &offset)?;
+            let name = take_string(&mut fields, TIMEZONE_TAG, NAME_FIELD)?;
+            no_more(TIMEZONE_TAG, &fields)?;
+            Value::TimeZone(
+                TimeZone::new(zone.offset(), name)
+                    .map_err(|e| JsonError::Form(format!("{TIMEZONE_TAG}: {e}")))?,
+            )
+        }
+        DECIMAL_TAG => {
+            let text: String = reread(body, DECIMAL_TAG)?;
+            Value::Decimal(parsed::<Decimal>(DECIMAL_TAG, &text)?)
+        }
+        UUID_TAG => {
+            let (text, mut fields) = text_or_object(body, UUID_TAG, UUID_FIELD)?;
+            let id = uuid(&text)?;
+            let is_safe = match take_string(&mut fields, UUID_TAG, IS_SAFE_FIELD)?.as_deref() {
+                None => SafeUuid::Unknown,
+                Some("safe") => SafeUuid::Safe,
+                Some("unsafe") => SafeUuid::Unsafe,
+                Some(other) => {
+                    return Err(JsonError::Form(format!(
+                        "{UUID_TAG}'s {IS_SAFE_FIELD} must be \"safe\" or \"unsafe\", not {other:?}"
+                    )));
+                }
+            };
+            no_more(UUID_TAG, &fields)?;
+            Value::Uuid(id.with_is_safe(is_safe))
         }
         _ => return Ok(None),
     };
     Ok(Some(value))
 }
 
-/// A dict key: arrays become tuples (Python's usual composite key).
-fn hashable(value: PickleValue) -> Result<PickleHashableValue, JsonError> {
-    Ok(match value {
-        PickleValue::List(items) => {
-            PickleHashableValue::Tuple(items.into_iter().map(hashable).collect::<Result<_, _>>()?)
+/// `text` read as `T` (a date, time, zone, decimal), an error naming `tag` otherwise.
+fn parsed<T: std::str::FromStr<Err: std::fmt::Display>>(
+    tag: &str,
+    text: &str,
+) -> Result<T, JsonError> {
+    text.parse()
+        .map_err(|e| JsonError::Form(format!("{tag}: {e}")))
+}
+
+/// A tag's body: a string, or an object whose `main` field is that string, with the other
+/// fields it holds (each tag takes out those it knows, then calls [`no_more`]).
+fn text_or_object<'a>(
+    body: &'a RawValue,
+    tag: &str,
+    main: &str,
+) -> Result<(String, BTreeMap<String, &'a RawValue>), JsonError> {
+    if body.get().starts_with('{') {
+        let mut fields = fields(body)?;
+        let text = take_string(&mut fields, tag, main)?.ok_or_else(|| {
+            JsonError::Form(format!("{tag} as an object needs a {main:?} string"))
+        })?;
+        Ok((text, fields))
+    } else {
+        let what = format!("{tag} (a string, or an object with {main:?})");
+        Ok((reread(body, &what)?, BTreeMap::new()))
+    }
+}
+
+fn take_string(
+    fields: &mut BTreeMap<String, &RawValue>,
+    tag: &str,
+    field: &str,
+) -> Result<Option<String>, JsonError> {
+    fields
+        .remove(field)
+        .map(|raw| reread(raw, &format!("{tag}'s {field:?}")))
+        .transpose()
+}
+
+fn no_more(tag: &str, fields: &BTreeMap<String, &RawValue>) -> Result<(), JsonError> {
+    match fields.keys().next() {
+        None => Ok(()),
+        Some(field) => Err(JsonError::Form(format!("{tag} has no field {field:?}"))),
+    }
+}
+
+/// The `fold` and zone name of a `$datetime` or `$time` object.
+fn clock_extras(
+    tag: &str,
+    time: Time,
+    mut fields: BTreeMap<String, &RawValue>,
+) -> Result<Time, JsonError> {
+    let fold = match fields.remove(FOLD_FIELD) {
+        None => false,
+        Some(raw) => match reread::<u8>(raw, &format!("{tag}'s {FOLD_FIELD:?}"))? {
+            0 => false,
+            1 => true,
+            other => {
+                return Err(JsonError::Form(format!(
+                    "{tag}'s {FOLD_FIELD:?} must be 0 or 1, not {other}"
+                )));
+            }
+        },
+    };
+    let name = take_string(&mut fields, tag, TZNAME_FIELD)?;
+    no_more(tag, &fields)?;
+    let tzinfo = match (time.tzinfo(), name) {
+        (_, None) => time.tzinfo().cloned(),
+        (Some(zone), Some(name)) => Some(
+            TimeZone::new(zone.offset(), Some(name))
+                .map_err(|e| JsonError::Form(format!("{tag}: {e}")))?,
+        ),
+        (None, Some(_)) => {
+            return Err(JsonError::Form(format!(
+                "{tag}'s {TZNAME_FIELD:?} names the zone of an offset, and the time has none"
+            )));
         }
-        PickleValue::Dict(_) => {
+    };
+    Ok(time.with_fold(fold).with_tzinfo(tzinfo))
+}
+
+/// A UUID's 32 hex digits, with or without the dashes of `str(UUID)`.
+fn uuid(text: &str) -> Result<Uuid, JsonError> {
+    let hex: String = text.chars().filter(|&c| c != '-').collect();
+    let dashes_ok = text.len() == 32 || {
+        let b = text.as_bytes();
+        text.len() == 36 && [8, 13, 18, 23].iter().all(|&i| b[i] == b'-')
+    };
+    match u128::from_str_radix(&hex, 16) {
+        Ok(int) if hex.len() == 32 && dashes_ok && hex.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            Ok(Uuid::new(int))
+        }
+        _ => Err(JsonError::Form(format!(
+            "{UUID_TAG} must be 32 hex digits as str(UUID) writes them, not {text:?}"
+        ))),
+    }
+}
+
+/// A dict key: arrays become tuples (Python's usual composite key).
+fn hashable(value: Value) -> Result<HashableValue, JsonError> {
+    Ok(match value {
+        Value::List(items) => {
+            HashableValue::Tuple(items.into_iter().map(hashable).collect::<Result<_, _>>()?)
+        }
+        Value::Dict(_) => {
             return Err(JsonError::Form(
                 "a $dict key cannot be an object (Python dict keys must be hashable)".into(),
             ));
         }
-        other => other
-            .into_hashable()
-            .map_err(|e| JsonError::Form(format!("a $dict key must be hashable: {e}")))?,
+        other => other.into_hashable().map_err(|v| {
+            JsonError::Form(format!(
+                "a $dict key must be hashable, and Python cannot hash {}",
+                match &v {
+                    Value::Decimal(_) => "a signaling NaN Decimal",
+                    other => other.type_name(),
+                }
+            ))
+        })?,
     })
 }
 
-fn number(text: &str) -> Result<PickleValue, JsonError> {
+fn number(text: &str) -> Result<Value, JsonError> {
     let bad = || JsonError::Form(format!("{text} is not a number"));
     if text.contains(['.', 'e', 'E']) {
-        return text.parse::<f64>().map(PickleValue::F64).map_err(|_| bad());
+        return text.parse::<f64>().map(Value::F64).map_err(|_| bad());
     }
     if let Ok(i) = text.parse::<i64>() {
-        return Ok(PickleValue::I64(i));
+        return Ok(Value::I64(i));
     }
-    text.parse().map(PickleValue::Int).map_err(|_| bad())
+    text.parse().map(Value::Int).map_err(|_| bad())
 }
 
 #[cfg(test)]
@@ -186,37 +373,37 @@ mod tests {
     use super::*;
     use crate::json_out::to_json;
 
-    fn s(text: &str) -> PickleValue {
-        PickleValue::String(text.into())
+    fn s(text: &str) -> Value {
+        Value::String(text.into())
     }
 
-    fn set_of(items: &[i64]) -> BTreeSet<PickleHashableValue> {
-        items.iter().map(|&i| PickleHashableValue::I64(i)).collect()
+    fn set_of(items: &[i64]) -> BTreeSet<HashableValue> {
+        items.iter().map(|&i| HashableValue::I64(i)).collect()
     }
 
     #[test]
     fn plain_json() {
-        assert_eq!(from_json(" null "), Ok(PickleValue::None));
-        assert_eq!(from_json("true"), Ok(PickleValue::Bool(true)));
-        assert_eq!(from_json("-12"), Ok(PickleValue::I64(-12)));
-        assert_eq!(from_json("1.5e3"), Ok(PickleValue::F64(1500.0)));
+        assert_eq!(from_json(" null "), Ok(Value::None));
+        assert_eq!(from_json("true"), Ok(Value::Bool(true)));
+        assert_eq!(from_json("-12"), Ok(Value::I64(-12)));
+        assert_eq!(from_json("1.5e3"), Ok(Value::F64(1500.0)));
         assert_eq!(from_json(r#""\u2603""#), Ok(s("☃")));
         assert_eq!(
             from_json(r#"[1, "a", {"k": null}]"#),
-            Ok(PickleValue::List(vec![
-                PickleValue::I64(1),
+            Ok(Value::List(vec![
+                Value::I64(1),
                 s("a"),
-                PickleValue::Dict(BTreeMap::from([(
-                    PickleHashableValue::String("k".into()),
-                    PickleValue::None
+                Value::Dict(BTreeMap::from([(
+                    HashableValue::String("k".into()),
+                    Value::None
                 )])),
             ]))
         );
         let big = "123456789012345678901234567890";
-        assert_eq!(from_json(big), Ok(PickleValue::Int(big.parse().unwrap())));
+        assert_eq!(from_json(big), Ok(Value::Int(big.parse().unwrap())));
         assert_eq!(
             from_json("18446744073709551615"),
-            Ok(PickleValue::Int(u64::MAX.into()))
+            Ok(Value::Int(u64::MAX.into()))
         );
     }
 
@@ -233,30 +420,30 @@ mod tests {
     #[test]
     fn tagged_forms_round_trip() {
         let values = [
-            PickleValue::Bytes(vec![0, 255, 10]),
-            PickleValue::F64(f64::INFINITY),
-            PickleValue::F64(f64::NEG_INFINITY),
-            PickleValue::Dict(BTreeMap::from([
-                (PickleHashableValue::I64(1), s("one")),
+            Value::Bytes(vec![0, 255, 10]),
+            Value::F64(f64::INFINITY),
+            Value::F64(f64::NEG_INFINITY),
+            Value::Dict(BTreeMap::from([
+                (HashableValue::I64(1), s("one")),
                 (
-                    PickleHashableValue::Tuple(vec![
-                        PickleHashableValue::I64(2),
-                        PickleHashableValue::Bytes(b"k".to_vec()),
+                    HashableValue::Tuple(vec![
+                        HashableValue::I64(2),
+                        HashableValue::Bytes(b"k".to_vec()),
                     ]),
-                    PickleValue::None,
+                    Value::None,
                 ),
             ])),
-            PickleValue::Dict(BTreeMap::from([(
-                PickleHashableValue::String("$dict".into()),
-                PickleValue::I64(1),
+            Value::Dict(BTreeMap::from([(
+                HashableValue::String("$dict".into()),
+                Value::I64(1),
             )])),
-            PickleValue::Int("-98765432109876543210".parse().unwrap()),
+            Value::Int("-98765432109876543210".parse().unwrap()),
         ];
         for value in values {
             let text = to_json(&value);
             assert_eq!(from_json(&text), Ok(value), "{text}");
         }
-        let Ok(PickleValue::F64(nan)) = from_json(r#"{"$float": "nan"}"#) else {
+        let Ok(Value::F64(nan)) = from_json(r#"{"$float": "nan"}"#) else {
             panic!("nan")
         };
         assert!(nan.is_nan());
@@ -267,7 +454,7 @@ mod tests {
         let dict = from_json(r#"{"$other": 1}"#).unwrap();
         assert_eq!(to_json(&dict), r#"{"$other":1}"#);
         let two = from_json(r#"{"$bytes": "AA==", "x": 1}"#).unwrap();
-        assert!(matches!(two, PickleValue::Dict(d) if d.len() == 2));
+        assert!(matches!(two, Value::Dict(d) if d.len() == 2));
     }
 
     #[test]
@@ -280,6 +467,260 @@ mod tests {
             r#"{"$dict": [[{"a": 1}, 2]]}"#,
         ] {
             assert!(matches!(from_json(text), Err(JsonError::Form(_))), "{text}");
+        }
+    }
+
+    fn dt(iso: &str) -> DateTime {
+        iso.parse().unwrap()
+    }
+
+    #[test]
+    fn standard_library_forms() {
+        let est = TimeZone::new(TimeDelta::new(0, -5 * 3600, 0).unwrap(), Some("EST".into()));
+        let folded = Time::new(1, 30, 0, 0).unwrap().with_fold(true);
+        let cases = [
+            (
+                Value::DateTime(dt("2026-12-01T10:00:00.250000+01:00")),
+                r#"{"$datetime":"2026-12-01T10:00:00.250000+01:00"}"#,
+            ),
+            (
+                Value::DateTime(dt("2026-12-01T10:00:00")),
+                r#"{"$datetime":"2026-12-01T10:00:00"}"#,
+            ),
+            (
+                Value::DateTime(DateTime::new(
+                    Date::new(2026, 11, 1).unwrap(),
+                    folded.clone().with_tzinfo(Some(est.clone().unwrap())),
+                )),
+                r#"{"$datetime":{"iso":"2026-11-01T01:30:00-05:00","fold":1,"tzname":"EST"}}"#,
+            ),
+            (
+                Value::Time(folded),
+                r#"{"$time":{"iso":"01:30:00","fold":1}}"#,
+            ),
+            (
+                Value::Date(Date::new(2024, 2, 29).unwrap()),
+                r#"{"$date":"2024-02-29"}"#,
+            ),
+            (
+                Value::TimeDelta(TimeDelta::new(0, -1, 0).unwrap()),
+                r#"{"$timedelta":[-1,86399,0]}"#,
+            ),
+            (
+                Value::TimeZone(TimeZone::utc()),
+                r#"{"$timezone":"+00:00"}"#,
+            ),
+            (
+                Value::TimeZone(est.unwrap()),
+                r#"{"$timezone":{"offset":"-05:00","name":"EST"}}"#,
+            ),
+            (
+                Value::Decimal("0.10".parse().unwrap()),
+                r#"{"$decimal":"0.10"}"#,
+            ),
+            (
+                Value::Decimal("-sNaN12".parse().unwrap()),
+                r#"{"$decimal":"-sNaN12"}"#,
+            ),
+            (
+                Value::Uuid(Uuid::new(0x6f0e_2a1c_0000_4000_8000_0000_0000_0001)),
+                r#"{"$uuid":"6f0e2a1c-0000-4000-8000-000000000001"}"#,
+            ),
+            (
+                Value::Uuid(Uuid::new(1).with_is_safe(SafeUuid::Safe)),
+                r#"{"$uuid":{"uuid":"00000000-0000-0000-0000-000000000001","is_safe":"safe"}}"#,
+            ),
+            (
+                Value::Complex(Complex {
+                    re: 1.0,
+                    im: f64::NEG_INFINITY,
+                }),
+                r#"{"$complex":[1.0,{"$float":"-inf"}]}"#,
+            ),
+        ];
+        for (value, text) in cases {
+            assert_eq!(to_json(&value), text);
+            assert_eq!(from_json(text), Ok(value), "{text}");
+        }
+        // What people type: other spellings Python's constructors take, read as those.
+        assert_eq!(
+            from_json(r#"{"$timedelta": [0, 90000, 0]}"#),
+            Ok(Value::TimeDelta(TimeDelta::new(1, 3600, 0).unwrap()))
+        );
+        assert_eq!(
+            from_json(r#"{"$uuid": "6F0E2A1C000040008000000000000001"}"#),
+            Ok(Value::Uuid(Uuid::new(
+                0x6f0e_2a1c_0000_4000_8000_0000_0000_0001
+            )))
+        );
+        assert_eq!(
+            from_json(r#"{"$complex": [1, 2]}"#),
+            Ok(Value::Complex(Complex { re: 1.0, im: 2.0 }))
+        );
+        // As keys of a $dict, and a dict that merely looks like a tag.
+        let dict = Value::Dict(BTreeMap::from([(
+            HashableValue::Date(Date::new(2026, 1, 1).unwrap()),
+            s("new year"),
+        )]));
+        assert_eq!(
+            to_json(&dict),
+            r#"{"$dict":[[{"$date":"2026-01-01"},"new year"]]}"#
+        );
+        assert_eq!(from_json(&to_json(&dict)), Ok(dict));
+        let lookalike = Value::Dict(BTreeMap::from([(
+            HashableValue::String("$decimal".into()),
+            s("1"),
+        )]));
+        assert_eq!(from_json(&to_json(&lookalike)), Ok(lookalike));
+    }
+
+    #[test]
+    fn malformed_standard_library_forms_are_errors() {
+        for text in [
+            r#"{"$datetime": "2026-13-01T10:00"}"#,
+            r#"{"$datetime": "tomorrow"}"#,
+            r#"{"$datetime": 5}"#,
+            r#"{"$datetime": {"iso": "2026-12-01T10:00", "fold": 2}}"#,
+            r#"{"$datetime": {"iso": "2026-12-01T10:00", "tzname": "EST"}}"#,
+            r#"{"$datetime": {"iso": "2026-12-01T10:00", "zone": "EST"}}"#,
+            r#"{"$datetime": {"fold": 1}}"#,
+            r#"{"$time": "25:00"}"#,
+            r#"{"$date": "2023-02-29"}"#,
+            r#"{"$timedelta": [1000000000, 0, 0]}"#,
+            r#"{"$timedelta": [1, 2]}"#,
+            r#"{"$timedelta": "1 day"}"#,
+            r#"{"$timezone": "+24:00"}"#,
+            r#"{"$timezone": {"offset": "+01:00", "name": 5}}"#,
+            r#"{"$decimal": "1,5"}"#,
+            r#"{"$decimal": 1.5}"#,
+            r#"{"$uuid": "not-a-uuid"}"#,
+            r#"{"$uuid": "+f0e2a1c-0000-4000-8000-000000000001"}"#,
+            r#"{"$uuid": {"uuid": "00000000000000000000000000000001", "is_safe": "maybe"}}"#,
+            r#"{"$complex": [1]}"#,
+            r#"{"$complex": ["1", 2]}"#,
+            r#"{"$dict": [[{"$decimal": "sNaN"}, 1]]}"#,
+        ] {
+            assert!(matches!(from_json(text), Err(JsonError::Form(_))), "{text}");
+        }
+    }
+
+    mod round_trip {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        fn finite_or_infinite() -> impl Strategy<Value = f64> {
+            prop_oneof![
+                any::<f64>().prop_filter("NaN is never equal", |f| !f.is_nan()),
+                Just(f64::INFINITY),
+                Just(-0.0),
+            ]
+        }
+
+        fn zone() -> impl Strategy<Value = TimeZone> {
+            (
+                -86_399_999_999i64..=86_399_999_999,
+                proptest::option::of("[A-Za-z+ ]{0,6}"),
+            )
+                .prop_map(|(micros, name)| {
+                    TimeZone::new(TimeDelta::from_microseconds(micros).unwrap(), name).unwrap()
+                })
+        }
+
+        fn time() -> impl Strategy<Value = Time> {
+            (0u8..24, 0u8..60, 0u8..60, 0u32..1_000_000, any::<bool>()).prop_flat_map(
+                |(h, m, s, us, fold)| {
+                    proptest::option::of(zone()).prop_map(move |tz| {
+                        Time::new(h, m, s, us)
+                            .unwrap()
+                            .with_fold(fold)
+                            .with_tzinfo(tz)
+                    })
+                },
+            )
+        }
+
+        fn date() -> impl Strategy<Value = Date> {
+            (1u16..=9999, 1u8..=12, 1u8..=31)
+                .prop_filter_map("a day the month has", |(y, m, d)| Date::new(y, m, d).ok())
+        }
+
+        fn decimal() -> impl Strategy<Value = Decimal> {
+            prop_oneof![
+                ("-?", "[0-9]{1,30}", -40i64..40)
+                    .prop_map(|(sign, digits, e)| format!("{sign}{digits}E{e}")),
+                "-?(s?NaN[0-9]{0,5}|Infinity)",
+            ]
+            .prop_map(|text| text.parse().unwrap())
+        }
+
+        /// The standard library values, each of which is also hashable but a signaling NaN.
+        fn standard() -> impl Strategy<Value = Value> {
+            prop_oneof![
+                (date(), time()).prop_map(|(d, t)| Value::DateTime(DateTime::new(d, t))),
+                date().prop_map(Value::Date),
+                time().prop_map(Value::Time),
+                (-999_999_999i64..=999_999_999, 0i64..86_400, 0i64..1_000_000)
+                    .prop_map(|(d, s, us)| Value::TimeDelta(TimeDelta::new(d, s, us).unwrap())),
+                zone().prop_map(Value::TimeZone),
+                decimal().prop_map(Value::Decimal),
+                (any::<u128>(), 0usize..3).prop_map(|(int, safe)| {
+                    let safe = [SafeUuid::Unknown, SafeUuid::Safe, SafeUuid::Unsafe][safe];
+                    Value::Uuid(Uuid::new(int).with_is_safe(safe))
+                }),
+                (finite_or_infinite(), finite_or_infinite())
+                    .prop_map(|(re, im)| Value::Complex(Complex { re, im })),
+            ]
+        }
+
+        fn leaf() -> impl Strategy<Value = Value> {
+            prop_oneof![
+                Just(Value::None),
+                any::<bool>().prop_map(Value::Bool),
+                any::<i64>().prop_map(Value::I64),
+                "-?9[0-9]{19,40}".prop_map(|digits| Value::Int(digits.parse().unwrap())),
+                finite_or_infinite().prop_map(Value::F64),
+                proptest::collection::vec(any::<u8>(), 0..8).prop_map(Value::Bytes),
+                "\\PC{0,8}".prop_map(Value::String),
+                standard(),
+                standard(),
+            ]
+        }
+
+        /// The values whose CLI JSON form reads back as themselves: tuples and sets are printed
+        /// as arrays (read back as lists), so they appear only as dict keys, as tuples.
+        fn value() -> impl Strategy<Value = Value> {
+            leaf().prop_recursive(3, 24, 4, |inner| {
+                prop_oneof![
+                    proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::List),
+                    proptest::collection::btree_map("\\PC{0,4}", inner.clone(), 0..4).prop_map(
+                        |entries| Value::Dict(
+                            entries
+                                .into_iter()
+                                .map(|(k, v)| (HashableValue::String(k), v))
+                                .collect()
+                        )
+                    ),
+                    proptest::collection::vec((leaf(), inner), 0..4).prop_map(|entries| {
+                        Value::Dict(
+                            entries
+                                .into_iter()
+                                .filter_map(|(k, v)| Some((k.into_hashable().ok()?, v)))
+                                .collect(),
+                        )
+                    }),
+                ]
+            })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(512))]
+
+            #[test]
+            fn value_to_cli_json_and_back_is_equal(value in value()) {
+                let text = to_json(&value);
+                prop_assert_eq!(from_json(&text), Ok(value), "{}", text);
+            }
         }
     }
 
@@ -304,20 +745,14 @@ mod tests {
             entries,
             vec![
                 ("a".to_string(), s("y")),
-                (
-                    "b".to_string(),
-                    PickleValue::List(vec![PickleValue::I64(1)])
-                ),
+                ("b".to_string(), Value::List(vec![Value::I64(1)])),
             ]
         );
         assert!(matches!(object_from_json("[1]"), Err(JsonError::Form(_))));
-        let set = PickleValue::Set(set_of(&[1, 2]));
+        let set = Value::Set(set_of(&[1, 2]));
         assert_eq!(
             from_json(&to_json(&set)),
-            Ok(PickleValue::List(vec![
-                PickleValue::I64(1),
-                PickleValue::I64(2)
-            ]))
+            Ok(Value::List(vec![Value::I64(1), Value::I64(2)]))
         );
     }
 }

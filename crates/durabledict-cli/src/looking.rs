@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use durabledict::{
-    DurableDict, Durables, Feed, PickleValue, SetDefault, StampValue, Store, StoreError, SyncPolicy,
+    DurableDict, Durables, Feed, SetDefault, StampValue, Store, StoreError, SyncPolicy, Value,
 };
 
 use crate::failure::Failure;
@@ -16,7 +16,7 @@ pub(crate) fn dict(
     store: Box<dyn Store>,
     values: Values,
     policy: SyncPolicy,
-) -> Result<DurableDict<PickleValue>, Failure> {
+) -> Result<DurableDict<Value>, Failure> {
     Ok(DurableDict::builder(Unprepared(store), values)
         .policy(policy)
         .build()?)

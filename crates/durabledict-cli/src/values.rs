@@ -1,9 +1,7 @@
 //! How the command stores values: the chosen encoding, with the pickle options that data of
 //! Python 2 programs needs (how a Python 2 `str` reads, which protocol is written).
 
-use durabledict::{
-    BoxError, DynamicPickle, Encoding, PickleValue, Protocol, Python2Str, ValueEncoding,
-};
+use durabledict::{BoxError, Encoding, Pickle, Protocol, Python2Str, Value, ValueEncoding};
 
 use crate::failure::Failure;
 
@@ -11,7 +9,7 @@ use crate::failure::Failure;
 #[derive(Debug, Clone)]
 pub(crate) struct Values {
     encoding: ValueEncoding,
-    pickle: DynamicPickle,
+    pickle: Pickle<Value>,
 }
 
 impl Values {
@@ -22,7 +20,7 @@ impl Values {
         python2_str: Python2Str,
         protocol: Protocol,
     ) -> Result<Values, Failure> {
-        let pickle = DynamicPickle::new()
+        let pickle = Pickle::<Value>::new()
             .with_python2_str(python2_str)
             .with_protocol(protocol);
         if encoding != ValueEncoding::Pickle
@@ -36,15 +34,15 @@ impl Values {
     }
 }
 
-impl Encoding<PickleValue> for Values {
-    fn encode(&self, value: &PickleValue) -> Result<Vec<u8>, BoxError> {
+impl Encoding<Value> for Values {
+    fn encode(&self, value: &Value) -> Result<Vec<u8>, BoxError> {
         match self.encoding {
             ValueEncoding::Pickle => self.pickle.encode(value),
             other => other.encode(value),
         }
     }
 
-    fn decode(&self, bytes: &[u8]) -> Result<PickleValue, BoxError> {
+    fn decode(&self, bytes: &[u8]) -> Result<Value, BoxError> {
         match self.encoding {
             ValueEncoding::Pickle => self.pickle.decode(bytes),
             other => other.decode(bytes),
@@ -66,13 +64,13 @@ mod tests {
         assert!(err.contains("Python2Str"), "{err}");
         let bytes = Values::new(ValueEncoding::Pickle, Python2Str::Bytes, Protocol::V2).unwrap();
         let value = bytes.decode(stored).unwrap();
-        assert_eq!(value, PickleValue::Bytes(b"U\x01\xe9".to_vec()));
+        assert_eq!(value, Value::Bytes(b"U\x01\xe9".to_vec()));
         let written = bytes.encode(&value).unwrap();
         assert_eq!(bytes.decode(&written).unwrap(), value);
         let latin1 = Values::new(ValueEncoding::Pickle, Python2Str::Latin1, Protocol::V3).unwrap();
         assert_eq!(
             latin1.decode(stored).unwrap(),
-            PickleValue::String("U\u{1}é".into())
+            Value::String("U\u{1}é".into())
         );
     }
 

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use durabledict::{DurableDict, Event, FeedHealth, PickleValue, StampValue, Store, SyncPolicy};
+use durabledict::{DurableDict, Event, FeedHealth, StampValue, Store, SyncPolicy, Value};
 
 use crate::commands::decode;
 use crate::failure::{Failure, store_error};
@@ -78,7 +78,7 @@ pub(crate) fn watch(
 /// interval this also checks the feed and, while it is down or the store failing, the stamp,
 /// so that an outage and the recovery are told on stderr as on the polling path.
 fn fed(
-    dict: &Arc<DurableDict<PickleValue>>,
+    dict: &Arc<DurableDict<Value>>,
     store: &dyn Store,
     interval: Duration,
     count: Option<u64>,
@@ -193,7 +193,7 @@ impl Health {
 }
 
 /// The dict's entries as JSON texts.
-fn texts(dict: &DurableDict<PickleValue>) -> Result<BTreeMap<String, String>, Failure> {
+fn texts(dict: &DurableDict<Value>) -> Result<BTreeMap<String, String>, Failure> {
     let snapshot = dict.snapshot()?;
     Ok(snapshot
         .iter()

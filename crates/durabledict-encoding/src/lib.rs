@@ -5,6 +5,7 @@ mod datetime;
 mod decimal;
 mod error;
 mod fallback;
+mod isoformat;
 mod json;
 mod json_value;
 mod mime_base64;

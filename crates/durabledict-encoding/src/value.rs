@@ -463,17 +463,75 @@ impl HashableValue {
         }
     }
 
-    /// A number as `serde_pickle` orders numbers (it defines the order dicts of the builtins
-    /// already have, so it is kept).
-    fn as_serde_number(&self) -> Option<SerdeHashable> {
+    /// An integer (`bool` included) as a `BigInt`.
+    fn as_bigint(&self) -> Option<BigInt> {
         Some(match self {
-            HashableValue::Bool(b) => SerdeHashable::Bool(*b),
-            HashableValue::I64(i) => SerdeHashable::I64(*i),
-            HashableValue::Int(n) => SerdeHashable::Int(n.clone()),
-            HashableValue::F64(f) => SerdeHashable::F64(*f),
+            HashableValue::Bool(b) => BigInt::from(u8::from(*b)),
+            HashableValue::I64(i) => BigInt::from(*i),
+            HashableValue::Int(n) => n.clone(),
             _ => return None,
         })
     }
+}
+
+/// Numbers of any type by value, exactly, as Python compares them (`2**53 + 1 > 2.0**53`),
+/// NaN above every number. (`serde_pickle`'s order, used before, converts a float to `i64`
+/// against a big integer, so `inf` sorted below `2**64` one way and above it the other: a
+/// dict with both keys was not equal to itself rebuilt.)
+fn number_cmp(a: &HashableValue, b: &HashableValue) -> Option<Ordering> {
+    use HashableValue as H;
+    let small = |h: &H| match h {
+        H::Bool(b) => Some(i64::from(*b)),
+        H::I64(i) => Some(*i),
+        _ => None,
+    };
+    Some(match (a, b) {
+        (H::F64(x), H::F64(y)) => float_cmp(*x, *y),
+        (H::F64(x), int) => int_float_cmp(&int.as_bigint()?, *x).reverse(),
+        (int, H::F64(y)) => int_float_cmp(&int.as_bigint()?, *y),
+        _ => match (small(a), small(b)) {
+            (Some(x), Some(y)) => x.cmp(&y),
+            _ => a.as_bigint()?.cmp(&b.as_bigint()?),
+        },
+    })
+}
+
+/// An integer against a float, exactly.
+fn int_float_cmp(n: &BigInt, f: f64) -> Ordering {
+    if f.is_nan() {
+        return Ordering::Less;
+    }
+    if f.is_infinite() {
+        return if f > 0.0 {
+            Ordering::Less
+        } else {
+            Ordering::Greater
+        };
+    }
+    let floor = f.floor();
+    match n.cmp(&integral_bigint(floor)) {
+        // n == floor(f) < f when f has a fraction.
+        Ordering::Equal if floor != f => Ordering::Less,
+        other => other,
+    }
+}
+
+/// A finite float with no fraction, as the integer it is exactly.
+fn integral_bigint(x: f64) -> BigInt {
+    let bits = x.to_bits();
+    let biased = ((bits >> 52) & 0x7ff) as i64;
+    if biased == 0 {
+        // Zero (an integral subnormal is zero).
+        return BigInt::from(0);
+    }
+    let mantissa = BigInt::from((bits & ((1 << 52) - 1)) | (1 << 52));
+    let shift = biased - 1075;
+    let magnitude = if shift >= 0 {
+        mantissa << shift as usize
+    } else {
+        mantissa >> (-shift) as usize
+    };
+    if x < 0.0 { -magnitude } else { magnitude }
 }
 
 fn float_cmp(a: f64, b: f64) -> Ordering {
@@ -504,10 +562,7 @@ impl Ord for HashableValue {
             (H::TimeZone(a), H::TimeZone(b)) => a.cmp(b),
             (H::Decimal(a), H::Decimal(b)) => a.cmp(b),
             (H::Uuid(a), H::Uuid(b)) => a.cmp(b),
-            (a, b) => match (a.as_serde_number(), b.as_serde_number()) {
-                (Some(a), Some(b)) => a.cmp(&b),
-                _ => Ordering::Equal,
-            },
+            (a, b) => number_cmp(a, b).unwrap_or(Ordering::Equal),
         }
     }
 }
@@ -581,5 +636,43 @@ impl TryFrom<Value> for SerdeValue {
     /// anywhere inside) is given back.
     fn try_from(value: Value) -> Result<Self, Value> {
         value.clone().into_serde_pickle().map_err(|_| value)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod number_order_tests {
+    use super::*;
+
+    /// Keys compare the same way from either side, exactly (a dict holding `inf` and `2**64`
+    /// was not equal to the same dict built in another order).
+    #[test]
+    fn numbers_of_mixed_types_order_consistently_and_exactly() {
+        let big = |s: &str| HashableValue::Int(s.parse().unwrap());
+        let f = HashableValue::F64;
+        let ascending = [
+            f(f64::NEG_INFINITY),
+            big("-90000000000000000000"),
+            HashableValue::I64(-1),
+            HashableValue::Bool(false),
+            f(0.5),
+            HashableValue::Bool(true),
+            f(9_007_199_254_740_992.0),
+            big("9007199254740993"),
+            big("90000000000000000000"),
+            f(1e20),
+            f(f64::INFINITY),
+            f(f64::NAN),
+        ];
+        for (i, a) in ascending.iter().enumerate() {
+            for (j, b) in ascending.iter().enumerate() {
+                assert_eq!(a.cmp(b), i.cmp(&j), "{a:?} against {b:?}");
+            }
+        }
+        assert_eq!(HashableValue::I64(1), f(1.0));
+        assert_eq!(big("100000000000000000000"), f(1e20));
+        let one_way: BTreeSet<_> = [f(f64::INFINITY), big("90000000000000000000")].into();
+        let other_way: BTreeSet<_> = [big("90000000000000000000"), f(f64::INFINITY)].into();
+        assert!(one_way.iter().eq(other_way.iter()));
     }
 }
