@@ -437,11 +437,43 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
     /// store holds a value for it that does not decode (every other key reads as usual).
     #[inline(always)]
     pub fn get(&self, key: &str) -> Result<Option<Arc<V>>> {
+        if self.checks_every_read() {
+            // `Always` (and `Watch` without a feed) spelled out here rather than through
+            // `current()`: the table guard stays where it was loaded on the fast path instead
+            // of travelling through the `Result` the cold path returns, which cost this read
+            // ~30 ns on `MemoryStore` (docs/PERFORMANCE.md).
+            self.observer.read();
+            let table = self.table.load();
+            let checked = self.check_stamp();
+            if self.confirmed_quietly(&table, &checked) {
+                return self.read_key(&table, key);
+            }
+            return self.get_after_check(table, checked, key);
+        }
         let table = self.current()?;
+        self.read_key(&table, key)
+    }
+
+    /// The value at `key` in `table`, or the key's decode error.
+    #[inline(always)]
+    fn read_key(&self, table: &Table<V>, key: &str) -> Result<Option<Arc<V>>> {
         match table.get(key) {
-            None if table.is_damaged() => self.poisoned(&table, key),
+            None if table.is_damaged() => self.poisoned(table, key),
             found => Ok(found),
         }
+    }
+
+    /// [`get`](Self::get) past a stamp check that did not simply confirm the table.
+    #[cold]
+    #[inline(never)]
+    fn get_after_check(
+        &self,
+        table: Current<V>,
+        checked: Result<Option<StampValue>, StoreError>,
+        key: &str,
+    ) -> Result<Option<Arc<V>>> {
+        let table = self.after_check(table, checked)?;
+        self.read_key(&table, key)
     }
 
     /// The value at `key` when the cache can answer with no I/O and without waiting for a
@@ -488,6 +520,59 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
             SyncPolicy::Always => false,
         };
         local.then_some(table)
+    }
+
+    /// The value at `key`, given a stamp check made outside the dict: `stamp` as read by a
+    /// request sent after `epoch` was read from the store's [`epoch`](Store::epoch), on a
+    /// client of the same store whose failures and new connections change that epoch as the
+    /// store's own do (an async client, so that an async caller need not leave its task).
+    ///
+    /// `Some` when that check confirms the cache as the read's own check would: the same
+    /// stamp, and the epoch the cache was loaded in both before the check (`epoch`) and after
+    /// it (read here). `None` when it does not (the read needs a reload, or the store may have
+    /// lost its contents), and when the dict takes its confirmations from a change feed
+    /// (`Watch` on a store that pushes): then [`get`](Self::get) decides, with its own check.
+    ///
+    /// ```
+    /// use durabledict_core::{DurableDict, MemoryStore, Raw, Store};
+    ///
+    /// let store = MemoryStore::new();
+    /// let dict = DurableDict::<String>::builder(store.clone(), Raw).build()?;
+    /// dict.insert("k", "v".to_string())?;
+    /// let epoch = store.epoch();
+    /// let stamp = store.last_updated()?; // made elsewhere, e.g. on an async connection
+    /// assert!(dict.get_confirmed("k", epoch, stamp).is_some());
+    /// store.persist("k", b"w")?; // another writer: the stamp moved on
+    /// assert!(dict.get_confirmed("k", epoch, store.last_updated()?).is_none());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn get_confirmed(
+        &self,
+        key: &str,
+        epoch: u64,
+        stamp: Option<StampValue>,
+    ) -> Option<Result<Option<Arc<V>>>> {
+        if self.feed.is_some() {
+            return None;
+        }
+        let table = self.table.load();
+        if !self.confirms(&table, stamp) {
+            return None;
+        }
+        self.observer.read();
+        self.observer.checked(None);
+        // As a read's own check records it: `Always` records nothing unless there is stale
+        // serving or an outage to end.
+        if self.policy != SyncPolicy::Always
+            || self.serve_stale.is_some()
+            || self.observer.is_failing()
+        {
+            self.mark_synced();
+        }
+        Some(match table.get(key) {
+            None if table.is_damaged() => self.poisoned(&table, key),
+            found => Ok(found),
+        })
     }
 
     /// The value at `key`, or `default` when absent (like Python's `get(k, default)`).
@@ -826,16 +911,35 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
     /// and nothing failing before; otherwise the cold path.
     #[inline(always)]
     fn checked_read(&self, table: Current<V>) -> Result<Current<V>> {
-        match self.check_stamp() {
-            Ok(stamp)
-                if self.confirms(&table, stamp)
-                    && self.serve_stale.is_none()
-                    && !self.observer.is_failing() =>
-            {
-                Ok(table)
-            }
-            checked => self.after_check(table, checked),
+        let checked = self.check_stamp();
+        if self.confirmed_quietly(&table, &checked) {
+            Ok(table)
+        } else {
+            self.after_check(table, checked)
         }
+    }
+
+    /// Whether every read checks the stamp: `Always`, and `Watch` on a store that cannot push.
+    #[inline(always)]
+    fn checks_every_read(&self) -> bool {
+        match self.policy {
+            SyncPolicy::Always => true,
+            SyncPolicy::Watch => self.feed.is_none(),
+            SyncPolicy::Manual | SyncPolicy::AtMostEvery(_) => false,
+        }
+    }
+
+    /// Whether a stamp check confirmed `table` with nothing to record: the stamp and epoch
+    /// unchanged, no stale serving to track and no outage to end.
+    #[inline(always)]
+    fn confirmed_quietly(
+        &self,
+        table: &Table<V>,
+        checked: &Result<Option<StampValue>, StoreError>,
+    ) -> bool {
+        matches!(checked, Ok(stamp) if self.confirms(table, *stamp))
+            && self.serve_stale.is_none()
+            && !self.observer.is_failing()
     }
 
     /// Reads the store's stamp, timing it when metrics are on.
