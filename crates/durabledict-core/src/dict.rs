@@ -556,7 +556,7 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
             return None;
         }
         let table = self.table.load();
-        if !self.confirms(&table, stamp) {
+        if epoch != table.epoch() || !self.confirms(&table, stamp) {
             return None;
         }
         self.observer.read();
