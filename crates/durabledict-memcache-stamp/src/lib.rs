@@ -4,6 +4,8 @@
 mod client;
 mod error;
 mod stamp;
+mod url;
 
 pub use error::MemcacheError;
 pub use stamp::{MemcacheStamp, MemcacheStampBuilder};
+pub use url::MemcacheUrl;
