@@ -200,7 +200,7 @@ mod tests {
         refused("127.0.0.1:11211", "expected memcache://HOST:PORT");
         refused("redis://h:1", "\"redis\" is not memcache");
         refused("memcache://h", "no port");
-        refused("memcache://:1", "no host");
+        refused("memcache://:1", "empty host");
         refused("memcache://h:x", "invalid port");
         refused("memcache://u:p@h:1", "user information");
         refused("memcache://h:1/x", "path");
