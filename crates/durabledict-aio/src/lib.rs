@@ -4,6 +4,8 @@
 mod changes;
 mod dict;
 mod fresh;
+mod source;
 
 pub use changes::Changes;
 pub use dict::{AsyncDict, Builder, DEFAULT_MAX_BLOCKING, Offload};
+pub use source::{StampFuture, StampSource};

@@ -378,6 +378,15 @@ impl Connect for Server {
         Ok((Box::new(conn), identity))
     }
 
+    #[cfg(feature = "aio")]
+    fn server(&self) -> Option<(&redis::ConnectionInfo, Duration, Duration)> {
+        Some((
+            self.client.get_connection_info(),
+            self.connect_timeout,
+            self.io_timeout,
+        ))
+    }
+
     fn explain(&self, error: RedisError) -> StoreError {
         #[cfg(feature = "tls")]
         if let redis::ConnectionAddr::TcpTls { host, port, .. } =

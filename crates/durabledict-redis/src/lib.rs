@@ -1,6 +1,8 @@
 #![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
 
+#[cfg(feature = "aio")]
+pub mod aio;
 mod builder;
 mod continuity;
 mod error;

@@ -56,6 +56,13 @@ pub(crate) type Conn = Box<dyn ConnectionLike + Send>;
 pub(crate) trait Connect: Send + Sync + fmt::Debug {
     fn connect(&self) -> RedisResult<(Conn, Identity)>;
 
+    /// The one server's connection settings, connect timeout and I/O timeout, for the async
+    /// stamp reader (`aio.rs`); `None` (the default) where there is no one server (a cluster).
+    #[cfg(feature = "aio")]
+    fn server(&self) -> Option<(&redis::ConnectionInfo, Duration, Duration)> {
+        None
+    }
+
     /// What a failed [`connect`](Self::connect) means, in words where the client's are vague.
     fn explain(&self, error: RedisError) -> StoreError {
         store_error(error)
@@ -221,6 +228,18 @@ impl Pool {
                 Err(self.connector.explain(e))
             }
         }
+    }
+
+    /// What opens this pool's connections.
+    #[cfg(feature = "aio")]
+    pub(crate) fn connector(&self) -> &dyn Connect {
+        &*self.connector
+    }
+
+    /// How many idle connections the pool keeps.
+    #[cfg(feature = "aio")]
+    pub(crate) fn max_idle(&self) -> usize {
+        self.max_idle
     }
 
     fn take(&self) -> Option<Idle> {
