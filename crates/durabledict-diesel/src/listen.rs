@@ -71,10 +71,10 @@ use postgres::{Client, Config, NoTls};
 pub(crate) const TARGET: &str = "durabledict::sql";
 
 /// Silence after which the listener probes its connection.
-pub(crate) const PROBE_AFTER: Duration = Duration::from_millis(400);
+pub(crate) const PROBE_AFTER: Duration = Duration::from_secs(1);
 /// How long a probe may go unanswered before the connection counts as dead.
-pub(crate) const DEAD_AFTER: Duration = Duration::from_millis(800);
-/// The trigger is looked for again every this many probes (while up: 2 s of silence).
+pub(crate) const DEAD_AFTER: Duration = Duration::from_secs(1);
+/// The trigger is looked for again every this many probes (5 s of silence).
 pub(crate) const TRIGGER_CHECK_EVERY: u32 = 5;
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
