@@ -1,13 +1,24 @@
 //! [`FlagValue`]: how a stored value reads as an OpenFeature flag.
 
-use durabledict_encoding::{PickleHashableValue, PickleValue};
+use durabledict_encoding::{
+    HashableValue as PyHashable, PickleHashableValue, PickleValue, TimeDelta, Value as PyValue,
+};
 use open_feature::{StructValue, Value};
 
 /// A dict value type that can be read as OpenFeature flags: each method answers `None` when
 /// the stored value is not of that flag type (an OpenFeature `TYPE_MISMATCH`).
 ///
-/// Implemented for `serde_json::Value` (the `Json` encoding) and [`PickleValue`] (Python
-/// durabledict's pickles, `DynamicPickle`, or `DynamicJson`).
+/// Implemented for `serde_json::Value` (the `Json` encoding), for
+/// [`Value`](durabledict_encoding::Value) (what `durabledict::open` and `durabledict::dynamic`
+/// hold: Python durabledict's pickles, standard library types included) and for
+/// [`PickleValue`] (`DynamicPickle`, `DynamicJson`).
+///
+/// OpenFeature has no date, decimal or UUID type, so a Python `datetime`, `date` or `time`
+/// reads as a string flag in `isoformat()` form (`"2026-12-01T10:00:00+01:00"`), a `Decimal`
+/// and a `UUID` as their `str()` (`"0.10"`, `"6f0e2a1c-…"`), and a `Decimal` also as a float
+/// flag (as Python's `float(d)`; a signaling NaN has no float); a `timedelta` reads as a float
+/// flag of its seconds (`total_seconds()`). Inside a structured flag they take those forms,
+/// a `timezone` its offset (`"+01:00"`) and a `complex` a `[real, imag]` array.
 pub trait FlagValue: Send + Sync + 'static {
     /// The value as a boolean flag.
     fn as_bool(&self) -> Option<bool>;
@@ -155,4 +166,133 @@ fn pickle_to_value(value: &PickleValue) -> Option<Value> {
                 .collect(),
         }),
     })
+}
+
+impl FlagValue for PyValue {
+    fn as_bool(&self) -> Option<bool> {
+        match self {
+            PyValue::Bool(b) => Some(*b),
+            _ => None,
+        }
+    }
+    fn as_int(&self) -> Option<i64> {
+        match self {
+            PyValue::I64(i) => Some(*i),
+            PyValue::Int(big) => big.to_string().parse().ok(),
+            _ => None,
+        }
+    }
+    fn as_float(&self) -> Option<f64> {
+        match self {
+            PyValue::F64(f) => Some(*f),
+            #[allow(clippy::cast_precision_loss)] // Python's float(int) rounds the same way
+            PyValue::I64(i) => Some(*i as f64),
+            // str() is what float() reads; Rust's parser reads "Infinity" and "NaN" too.
+            PyValue::Decimal(d) if !d.is_signaling() => d.to_string().parse().ok(),
+            PyValue::TimeDelta(delta) => Some(seconds(delta)),
+            _ => None,
+        }
+    }
+    fn as_string(&self) -> Option<String> {
+        match self {
+            PyValue::String(s) => Some(s.clone()),
+            PyValue::DateTime(at) => Some(at.to_string()),
+            PyValue::Date(date) => Some(date.to_string()),
+            PyValue::Time(time) => Some(time.to_string()),
+            PyValue::Decimal(d) => Some(d.to_string()),
+            PyValue::Uuid(id) => Some(id.to_string()),
+            _ => None,
+        }
+    }
+    fn as_struct(&self) -> Option<StructValue> {
+        match py_to_value(self)? {
+            Value::Struct(fields) => Some(fields),
+            _ => None,
+        }
+    }
+    fn kind(&self) -> &'static str {
+        self.type_name()
+    }
+}
+
+/// `timedelta.total_seconds()`.
+fn seconds(delta: &TimeDelta) -> f64 {
+    f64::from(delta.days()) * 86_400.0
+        + f64::from(delta.seconds())
+        + f64::from(delta.microseconds()) / 1e6
+}
+
+fn py_to_value(value: &PyValue) -> Option<Value> {
+    Some(match value {
+        PyValue::Bool(b) => Value::Bool(*b),
+        PyValue::I64(i) => Value::Int(*i),
+        PyValue::Int(big) => Value::Int(big.to_string().parse().ok()?),
+        PyValue::F64(f) => Value::Float(*f),
+        PyValue::List(items) | PyValue::Tuple(items) => {
+            Value::Array(items.iter().filter_map(py_to_value).collect())
+        }
+        PyValue::Set(items) | PyValue::FrozenSet(items) => Value::Array(
+            items
+                .iter()
+                .filter_map(|item| py_to_value(&item.clone().into_value()))
+                .collect(),
+        ),
+        PyValue::Dict(map) => Value::Struct(StructValue {
+            fields: map
+                .iter()
+                .filter_map(|(k, v)| match k {
+                    PyHashable::String(k) => Some((k.clone(), py_to_value(v)?)),
+                    _ => None,
+                })
+                .collect(),
+        }),
+        PyValue::TimeDelta(delta) => Value::Float(seconds(delta)),
+        PyValue::TimeZone(zone) => Value::String(zone.to_string()),
+        PyValue::Complex(z) => Value::Array(vec![Value::Float(z.re), Value::Float(z.im)]),
+        other => Value::String(other.as_string()?),
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use durabledict_encoding::{Date, DateTime, Uuid};
+
+    use super::*;
+
+    #[test]
+    fn python_standard_library_values_read_as_strings_floats_and_in_structures() {
+        let at: DateTime = "2026-12-01T10:00:00.250000+01:00".parse().unwrap();
+        let when = PyValue::DateTime(at);
+        assert_eq!(
+            when.as_string().as_deref(),
+            Some("2026-12-01T10:00:00.250000+01:00")
+        );
+        assert_eq!(when.as_float(), None);
+        assert_eq!(when.kind(), "datetime.datetime");
+        let price = PyValue::Decimal("0.10".parse().unwrap());
+        assert_eq!(price.as_string().as_deref(), Some("0.10"));
+        assert_eq!(price.as_float(), Some(0.1));
+        assert_eq!(PyValue::Decimal("sNaN".parse().unwrap()).as_float(), None);
+        let delta = PyValue::TimeDelta(TimeDelta::new(-1, 86_399, 500_000).unwrap());
+        assert_eq!(delta.as_float(), Some(-0.5));
+
+        let fields = BTreeMap::from([
+            (PyHashable::String("id".into()), PyValue::Uuid(Uuid::new(1))),
+            (
+                PyHashable::String("day".into()),
+                PyValue::Date(Date::new(2026, 1, 1).unwrap()),
+            ),
+            (PyHashable::String("none".into()), PyValue::None),
+        ]);
+        let flag = PyValue::Dict(fields).as_struct().unwrap();
+        assert_eq!(flag.fields.len(), 2);
+        assert_eq!(
+            flag.fields["id"],
+            Value::String("00000000-0000-0000-0000-000000000001".into())
+        );
+        assert_eq!(flag.fields["day"], Value::String("2026-01-01".into()));
+    }
 }
