@@ -50,7 +50,8 @@ pub use durabledict_encoding::{
     RangeError, SafeUuid, Surrogates, Time, TimeDelta, TimeZone, Uuid, Value,
 };
 pub use open::{
-    DEFAULT_KEYSPACE, OpenError, OpenOptions, UnknownEncoding, ValueEncoding, open, open_store,
+    DEFAULT_KEYSPACE, OpenError, OpenOptions, SCHEMES, Scheme, StoreKind, UnknownEncoding,
+    ValueEncoding, open, open_store,
 };
 
 /// The encodings, with their error types and options.

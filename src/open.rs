@@ -12,10 +12,10 @@ use std::time::Duration;
 use durabledict_core::{DurableDict, Store, SyncPolicy};
 
 pub use error::OpenError;
+pub use url::{SCHEMES, Scheme, StoreKind};
 pub use value_encoding::{UnknownEncoding, ValueEncoding};
 
 use crate::Value;
-use url::{StoreUrl, check_stamp_url};
 
 /// The keyspace used when none is given: the Redis hash, the SQL table, the ZooKeeper path
 /// `/durabledict`.
@@ -103,6 +103,7 @@ impl OpenOptions {
     }
 
     /// How long connecting may take (SQL pools, Redis, ZooKeeper, memcached); 3 s by default.
+    /// A store URL's own `connect_timeout` query option wins over it.
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
         self
@@ -166,11 +167,18 @@ impl OpenOptions {
 ///
 /// | URL | store | keyspace |
 /// |---|---|---|
-/// | `sqlite:PATH`, `sqlite://PATH`, `sqlite::memory:` | SQLite file (created when missing, unless [`OpenOptions::create_missing`] says not to) | table |
+/// | `sqlite:PATH`, `sqlite://PATH`, `sqlite::memory:`, `file:PATH[?mode=ro…]`, a `PATH` without `:` | SQLite file (created when missing, unless [`OpenOptions::create_missing`] says not to) | table |
 /// | `postgres://USER@HOST:PORT/DB` (`postgresql://`) | PostgreSQL | table |
 /// | `mysql://USER@HOST:PORT/DB` (`mariadb://`) | MySQL / MariaDB | table |
 /// | `redis://[[USER][:PASSWORD]@]HOST[:PORT][/DB]`, `rediss://…`, `redis+unix:///PATH[?db=DB]` | Redis | hash |
-/// | `zk://HOST:PORT[,HOST:PORT…][/PATH]` | ZooKeeper | `PATH`, else `/<keyspace>` |
+/// | `zk://[USER:PASSWORD@]HOST:PORT[,HOST:PORT…][/PATH]` | ZooKeeper | `PATH`, else `/<keyspace>` |
+///
+/// The schemes are [`SCHEMES`]; each backend crate parses its own URLs
+/// (`durabledict::sql::SqlUrl`, `durabledict::redis::RedisUrl`,
+/// `durabledict::zookeeper::ZooKeeperUrl`, `durabledict::memcache::MemcacheUrl`), including
+/// the query options a store needs (`pool_size=1`, `io_timeout=500ms`, `session_timeout=4s`,
+/// …), listed per backend in `docs/urls.md`. A parameter no one knows is refused by name. A
+/// `connect_timeout` in the URL wins over [`OpenOptions::connect_timeout`].
 ///
 /// Each backend needs its cargo feature (`sqlite`, `postgres`, `mysql`, `redis`,
 /// `zookeeper`; `redis-tls` for `rediss://`; `memcache` for a memcached stamp); a URL whose
@@ -228,24 +236,5 @@ pub fn open(url: &str, options: &OpenOptions) -> Result<DurableDict<Value>, Open
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn open_store(url: &str, options: &OpenOptions) -> Result<Box<dyn Store>, OpenError> {
-    let parsed = StoreUrl::parse(url)?;
-    if options.stamp.is_none() && options.stamp_key.is_some() {
-        return Err(OpenError::InvalidOption {
-            option: "stamp key",
-            reason: "a stamp key needs a stamp URL (memcache://HOST:PORT)".into(),
-        });
-    }
-    if options.stamp.is_some() && !parsed.takes_external_stamp() {
-        return Err(OpenError::InvalidOption {
-            option: "stamp",
-            reason: format!(
-                "{} keeps its own stamp; an external stamp applies to SQL stores only",
-                parsed.backend_name()
-            ),
-        });
-    }
-    if let Some(stamp) = &options.stamp {
-        check_stamp_url(stamp)?;
-    }
-    parsed.build(options)
+    url::open_store(url, options)
 }

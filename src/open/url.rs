@@ -1,321 +1,347 @@
-//! Store URLs: which backend a URL names, checked before any backend sees it.
+//! Store URLs: the one table of schemes, and the dispatch to the backend crate that parses
+//! its own URLs (`RedisUrl`, `SqlUrl`, `ZooKeeperUrl`, `MemcacheUrl`). Nothing here reads
+//! more of a URL than its scheme, except to mask a password in a message.
+
+use std::sync::LazyLock;
+#[cfg(any(
+    feature = "sqlite",
+    feature = "postgres",
+    feature = "mysql",
+    feature = "redis",
+    feature = "zookeeper"
+))]
+use std::time::Duration;
 
 use durabledict_core::Store;
 
 use super::{OpenError, OpenOptions};
 
-const SQLITE: &str = "sqlite:PATH, sqlite://PATH or sqlite::memory:";
+/// The kind of store a URL names.
+///
+/// ```
+/// use durabledict::StoreKind;
+///
+/// assert_eq!(StoreKind::of_url("REDISS://cache.local/0"), Some(StoreKind::Redis));
+/// assert_eq!(StoreKind::of_url("settings.db"), Some(StoreKind::Sqlite));
+/// assert_eq!(StoreKind::of_url("ftp://example"), None);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum StoreKind {
+    /// SQLite (`durabledict-diesel`).
+    Sqlite,
+    /// PostgreSQL (`durabledict-diesel`).
+    Postgres,
+    /// MySQL or MariaDB (`durabledict-diesel`).
+    Mysql,
+    /// Redis (`durabledict-redis`).
+    Redis,
+    /// ZooKeeper (`durabledict-zookeeper`).
+    ZooKeeper,
+}
+
+impl StoreKind {
+    /// The kind of store `url` names: by its scheme (in any case) in [`SCHEMES`]; a string
+    /// without `:` is a SQLite path. `None` for any other string. Only the scheme is read:
+    /// whether the rest is valid is for [`open`](crate::open) to say.
+    pub fn of_url(url: &str) -> Option<StoreKind> {
+        match lookup(url) {
+            Lookup::Scheme(row) => Some(row.kind),
+            Lookup::Path => Some(StoreKind::Sqlite),
+            Lookup::Unknown(_) | Lookup::NoScheme => None,
+        }
+    }
+
+    /// The backend's name, for messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            StoreKind::Sqlite => "SQLite",
+            StoreKind::Postgres => "PostgreSQL",
+            StoreKind::Mysql => "MySQL",
+            StoreKind::Redis => "Redis",
+            StoreKind::ZooKeeper => "ZooKeeper",
+        }
+    }
+
+    /// Whether the store takes a stamp kept elsewhere (SQL), rather than keeping its own.
+    pub fn takes_external_stamp(self) -> bool {
+        matches!(
+            self,
+            StoreKind::Sqlite | StoreKind::Postgres | StoreKind::Mysql
+        )
+    }
+}
+
+/// One scheme of the table: what it names, the cargo feature it needs, its form.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct Scheme {
+    /// The scheme, in lower case (URLs match it in any case).
+    pub name: &'static str,
+    /// The store it names.
+    pub kind: StoreKind,
+    /// durabledict's cargo feature that enables it.
+    pub feature: &'static str,
+    /// The URL's form (the query options are in `docs/urls.md`).
+    pub form: &'static str,
+}
+
+const fn row(
+    name: &'static str,
+    kind: StoreKind,
+    feature: &'static str,
+    form: &'static str,
+) -> Scheme {
+    Scheme {
+        name,
+        kind,
+        feature,
+        form,
+    }
+}
+
+const SQLITE: &str = "sqlite:PATH, sqlite://PATH or sqlite::memory: (a PATH without `:` alone \
+                      too)";
+const SQLITE_FILE: &str = "file:PATH[?SQLite URI parameters]";
 const POSTGRES: &str = "postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE";
 const MYSQL: &str = "mysql://USER[:PASSWORD]@HOST[:PORT]/DATABASE";
 const REDIS: &str = "redis://[[USER][:PASSWORD]@]HOST[:PORT][/DB] (or rediss://…)";
 const REDIS_UNIX: &str = "redis+unix:///PATH[?db=DB]";
 const ZOOKEEPER: &str = "zk://HOST:PORT[,HOST:PORT…][/PATH]";
-const EVERY: &str = "sqlite:PATH, sqlite::memory:, postgres://USER@HOST:PORT/DATABASE, \
-                     mysql://USER@HOST:PORT/DATABASE, \
-                     redis://[[USER][:PASSWORD]@]HOST[:PORT][/DB], rediss://…, \
-                     redis+unix:///PATH[?db=DB], zk://HOST:PORT[,HOST:PORT…][/PATH]";
+const MEMCACHE: &str = "memcache://HOST:PORT";
 
-/// A store URL whose form has been checked.
-#[derive(Debug)]
-pub(crate) enum StoreUrl<'a> {
-    /// SQLite, PostgreSQL or MySQL: diesel takes the URL as it is.
-    Sql { url: &'a str, backend: Sql },
-    /// One Redis server; the redis client takes the URL as it is.
-    Redis { url: &'a str, scheme: &'a str },
-    /// A ZooKeeper ensemble and, when the URL has one, the keyspace path.
-    ZooKeeper {
-        hosts: &'a str,
-        path: Option<&'a str>,
-    },
-}
+/// Every scheme [`open`](crate::open) and [`open_store`](crate::open_store) know, whatever
+/// the features of this build (a URL whose feature is missing is
+/// [`OpenError::FeatureDisabled`]). Each backend crate parses its own URLs and query options;
+/// `docs/urls.md` lists them per backend.
+pub const SCHEMES: &[Scheme] = &[
+    row("sqlite", StoreKind::Sqlite, "sqlite", SQLITE),
+    row("file", StoreKind::Sqlite, "sqlite", SQLITE_FILE),
+    row("postgres", StoreKind::Postgres, "postgres", POSTGRES),
+    row("postgresql", StoreKind::Postgres, "postgres", POSTGRES),
+    row("mysql", StoreKind::Mysql, "mysql", MYSQL),
+    row("mariadb", StoreKind::Mysql, "mysql", MYSQL),
+    row("redis", StoreKind::Redis, "redis", REDIS),
+    row("rediss", StoreKind::Redis, "redis-tls", REDIS),
+    row("redis+unix", StoreKind::Redis, "redis", REDIS_UNIX),
+    row("unix", StoreKind::Redis, "redis", REDIS_UNIX),
+    row("zk", StoreKind::ZooKeeper, "zookeeper", ZOOKEEPER),
+    row("zookeeper", StoreKind::ZooKeeper, "zookeeper", ZOOKEEPER),
+];
 
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Sql {
-    Sqlite,
-    Postgres,
-    Mysql,
-}
-
-impl<'a> StoreUrl<'a> {
-    /// Checks the URL's form; connects to nothing.
-    pub(crate) fn parse(url: &'a str) -> Result<Self, OpenError> {
-        let scheme = scheme(url).ok_or_else(|| OpenError::UnknownScheme {
-            scheme: String::new(),
-            url: mask_password(url),
-            expected: EVERY,
-        })?;
-        let rest = &url[scheme.len() + 1..];
-        let invalid = |reason: &str, expected: &'static str| OpenError::InvalidUrl {
-            url: mask_password(url),
-            reason: reason.to_owned(),
-            expected,
-        };
-        match scheme.to_ascii_lowercase().as_str() {
-            "sqlite" => {
-                let path = rest.strip_prefix("//").unwrap_or(rest);
-                if path.is_empty() {
-                    return Err(invalid("it names no file", SQLITE));
-                }
-                Ok(StoreUrl::Sql {
-                    url,
-                    backend: Sql::Sqlite,
-                })
-            }
-            "postgres" | "postgresql" => {
-                if !rest.starts_with("//") {
-                    return Err(invalid("`//` must follow the scheme", POSTGRES));
-                }
-                Ok(StoreUrl::Sql {
-                    url,
-                    backend: Sql::Postgres,
-                })
-            }
-            "mysql" | "mariadb" => {
-                let Some(after) = rest.strip_prefix("//") else {
-                    return Err(invalid("`//` must follow the scheme", MYSQL));
-                };
-                if host_part(authority(after)).is_empty() {
-                    return Err(invalid("it names no host", MYSQL));
-                }
-                Ok(StoreUrl::Sql {
-                    url,
-                    backend: Sql::Mysql,
-                })
-            }
-            "redis" | "rediss" => {
-                let Some(after) = rest.strip_prefix("//") else {
-                    return Err(invalid("`//` must follow the scheme", REDIS));
-                };
-                let authority = authority(after);
-                let host = host_part(authority);
-                if host.is_empty() {
-                    return Err(invalid("it names no host", REDIS));
-                }
-                if let Some((_, port)) = split_port(host)
-                    && port.parse::<u16>().is_err()
-                {
-                    return Err(invalid(
-                        &format!("the port {port:?} is not a number"),
-                        REDIS,
-                    ));
-                }
-                let path = after[authority.len()..]
-                    .split(['?', '#'])
-                    .next()
-                    .unwrap_or("");
-                let db = path.trim_start_matches('/');
-                if !db.is_empty() && db.parse::<u32>().is_err() {
-                    return Err(invalid(
-                        &format!("the database {db:?} is not a number"),
-                        REDIS,
-                    ));
-                }
-                Ok(StoreUrl::Redis { url, scheme })
-            }
-            "redis+unix" | "unix" => {
-                let Some(after) = rest.strip_prefix("//") else {
-                    return Err(invalid("`//` must follow the scheme", REDIS_UNIX));
-                };
-                if !after.starts_with('/') {
-                    return Err(invalid("the socket path must be absolute", REDIS_UNIX));
-                }
-                Ok(StoreUrl::Redis { url, scheme })
-            }
-            "zk" | "zookeeper" => {
-                let Some(after) = rest.strip_prefix("//") else {
-                    return Err(invalid("`//` must follow the scheme", ZOOKEEPER));
-                };
-                let hosts = after.split('/').next().unwrap_or("");
-                if hosts.is_empty() {
-                    return Err(invalid("it names no server", ZOOKEEPER));
-                }
-                for server in hosts.split(',') {
-                    match split_port(server) {
-                        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {}
-                        _ => {
-                            return Err(invalid(
-                                &format!("{server:?} is not HOST:PORT"),
-                                ZOOKEEPER,
-                            ));
-                        }
-                    }
-                }
-                let path = &after[hosts.len()..];
-                // ZooKeeper's own check would name the path's first empty segment only as
-                // "must not be empty"; say which rule the URL breaks.
-                if path.contains("//") {
-                    return Err(invalid(
-                        &format!("the path {path:?} has an empty segment (`//`)"),
-                        ZOOKEEPER,
-                    ));
-                }
-                let path = path.strip_suffix('/').unwrap_or(path);
-                Ok(StoreUrl::ZooKeeper {
-                    hosts,
-                    path: (!path.is_empty()).then_some(path),
-                })
-            }
-            _ => Err(OpenError::UnknownScheme {
-                scheme: scheme.to_owned(),
-                url: mask_password(url),
-                expected: EVERY,
-            }),
+/// The forms of every scheme, for the unknown-scheme message.
+static EVERY: LazyLock<String> = LazyLock::new(|| {
+    let mut forms: Vec<&str> = Vec::new();
+    for scheme in SCHEMES {
+        if !forms.contains(&scheme.form) {
+            forms.push(scheme.form);
         }
     }
+    forms.join(", ")
+});
 
-    /// Whether the store takes a stamp kept elsewhere (SQL), rather than keeping its own.
-    pub(crate) fn takes_external_stamp(&self) -> bool {
-        matches!(self, StoreUrl::Sql { .. })
-    }
-
-    /// The backend's name, for messages.
-    pub(crate) fn backend_name(&self) -> &'static str {
-        match self {
-            StoreUrl::Sql {
-                backend: Sql::Sqlite,
-                ..
-            } => "SQLite",
-            StoreUrl::Sql {
-                backend: Sql::Postgres,
-                ..
-            } => "PostgreSQL",
-            StoreUrl::Sql {
-                backend: Sql::Mysql,
-                ..
-            } => "MySQL",
-            StoreUrl::Redis { .. } => "Redis",
-            StoreUrl::ZooKeeper { .. } => "ZooKeeper",
-        }
-    }
-
-    /// Makes the store. Only ZooKeeper connects here; the others connect on first use.
-    pub(crate) fn build(&self, options: &OpenOptions) -> Result<Box<dyn Store>, OpenError> {
-        match *self {
-            StoreUrl::Sql { url, backend } => sql(url, backend, options),
-            StoreUrl::Redis { url, scheme } => redis(url, scheme, options),
-            StoreUrl::ZooKeeper { hosts, path } => zookeeper(hosts, path, options),
-        }
-    }
+enum Lookup {
+    Scheme(&'static Scheme),
+    /// No `:` at all: a SQLite path.
+    Path,
+    /// A scheme no row has.
+    Unknown(String),
+    /// Something before a `:` that is no scheme (or an empty string).
+    NoScheme,
 }
 
-/// Checks the form of a memcached stamp URL.
-pub(crate) fn check_stamp_url(url: &str) -> Result<(), OpenError> {
-    const MEMCACHE: &str = "memcache://HOST:PORT";
-    let wrong = || OpenError::InvalidOption {
-        option: "stamp",
-        reason: format!(
-            "{:?} is not a memcached URL; expected {MEMCACHE}",
-            mask_password(url)
-        ),
+fn lookup(url: &str) -> Lookup {
+    if !url.is_empty() && !url.contains(':') {
+        return Lookup::Path;
+    }
+    let Some(scheme) = scheme(url) else {
+        return Lookup::NoScheme;
     };
-    let addr = url.strip_prefix("memcache://").ok_or_else(wrong)?;
-    match split_port(addr.trim_end_matches('/')) {
-        Some((name, port)) if !name.is_empty() && port.parse::<u16>().is_ok() => Ok(()),
-        _ => Err(wrong()),
+    match SCHEMES.iter().find(|s| s.name.eq_ignore_ascii_case(scheme)) {
+        Some(row) => Lookup::Scheme(row),
+        None => Lookup::Unknown(scheme.to_owned()),
     }
+}
+
+fn enabled(feature: &str) -> bool {
+    match feature {
+        "sqlite" => cfg!(feature = "sqlite"),
+        "postgres" => cfg!(feature = "postgres"),
+        "mysql" => cfg!(feature = "mysql"),
+        "redis" => cfg!(feature = "redis"),
+        "redis-tls" => cfg!(feature = "redis-tls"),
+        "zookeeper" => cfg!(feature = "zookeeper"),
+        "memcache" => cfg!(feature = "memcache"),
+        _ => false,
+    }
+}
+
+/// The store `url` names, made by its backend's URL parser with `options`: the dispatch of
+/// [`open_store`](crate::open_store).
+pub(crate) fn open_store(url: &str, options: &OpenOptions) -> Result<Box<dyn Store>, OpenError> {
+    let unknown = |scheme: String| OpenError::UnknownScheme {
+        scheme,
+        url: mask_password(url),
+        expected: EVERY.as_str(),
+    };
+    let (kind, scheme_name, feature, form) = match lookup(url) {
+        Lookup::Scheme(row) => (row.kind, row.name, row.feature, row.form),
+        Lookup::Path => (StoreKind::Sqlite, "sqlite", "sqlite", SQLITE),
+        Lookup::Unknown(scheme) => return Err(unknown(scheme)),
+        Lookup::NoScheme => return Err(unknown(String::new())),
+    };
+    if options.stamp.is_none() && options.stamp_key.is_some() {
+        return Err(OpenError::InvalidOption {
+            option: "stamp key",
+            reason: "a stamp key needs a stamp URL (memcache://HOST:PORT)".into(),
+        });
+    }
+    if let Some(stamp) = &options.stamp {
+        if !kind.takes_external_stamp() {
+            return Err(OpenError::InvalidOption {
+                option: "stamp",
+                reason: format!(
+                    "{} keeps its own stamp; an external stamp applies to SQL stores only",
+                    kind.name()
+                ),
+            });
+        }
+        if !scheme(stamp).is_some_and(|s| s.eq_ignore_ascii_case("memcache")) {
+            return Err(OpenError::InvalidOption {
+                option: "stamp",
+                reason: format!(
+                    "{:?} is not a memcached URL; expected {MEMCACHE}",
+                    mask_password(stamp)
+                ),
+            });
+        }
+    }
+    if !enabled(feature) {
+        return Err(disabled(scheme_name, feature));
+    }
+    if options.stamp.is_some() && !enabled("memcache") {
+        return Err(disabled("memcache", "memcache"));
+    }
+    #[allow(unused_variables)]
+    let invalid = |error: &dyn std::error::Error| OpenError::InvalidUrl {
+        url: mask_password(url),
+        reason: innermost(error),
+        expected: form,
+    };
+    match kind {
+        #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
+        StoreKind::Sqlite | StoreKind::Postgres | StoreKind::Mysql => {
+            let parsed = durabledict_diesel::SqlUrl::parse(url).map_err(|e| invalid(&e))?;
+            let builder = parsed
+                .builder()
+                .connection_timeout(connect_timeout(parsed.connect_timeout(), options))
+                .table(options.keyspace.as_str())
+                .create_missing(options.create_missing);
+            #[cfg(feature = "memcache")]
+            let builder = match &options.stamp {
+                Some(stamp) => builder.stamp(memcache_stamp(stamp, options)?),
+                None => builder,
+            };
+            let store = builder.build().map_err(OpenError::from_builder)?;
+            Ok(Box::new(store))
+        }
+        #[cfg(feature = "redis")]
+        StoreKind::Redis => {
+            let parsed = durabledict_redis::RedisUrl::parse(url).map_err(|e| invalid(&e))?;
+            let store = parsed
+                .builder(&options.keyspace)
+                .connect_timeout(connect_timeout(parsed.connect_timeout(), options))
+                .build()
+                .map_err(OpenError::from_builder)?;
+            Ok(Box::new(store))
+        }
+        #[cfg(feature = "zookeeper")]
+        StoreKind::ZooKeeper => {
+            let parsed =
+                durabledict_zookeeper::ZooKeeperUrl::parse(url).map_err(|e| invalid(&e))?;
+            let store = parsed
+                .builder(&options.keyspace)
+                .connect_timeout(connect_timeout(parsed.connect_timeout(), options))
+                .build()
+                .map_err(OpenError::from_builder)?;
+            Ok(Box::new(store))
+        }
+        // Checked above: a kind whose feature is off never gets here.
+        #[allow(unreachable_patterns)]
+        _ => Err(disabled(scheme_name, feature)),
+    }
+}
+
+/// The URL's own connect timeout, else the options'.
+#[cfg(any(
+    feature = "sqlite",
+    feature = "postgres",
+    feature = "mysql",
+    feature = "redis",
+    feature = "zookeeper"
+))]
+fn connect_timeout(from_url: Option<Duration>, options: &OpenOptions) -> Duration {
+    from_url.unwrap_or(options.connect_timeout)
+}
+
+/// The memcached stamp named by `url`, keyed by the stamp key or else by the keyspace.
+#[cfg(all(
+    feature = "memcache",
+    any(feature = "sqlite", feature = "postgres", feature = "mysql")
+))]
+fn memcache_stamp(
+    url: &str,
+    options: &OpenOptions,
+) -> Result<durabledict_memcache_stamp::MemcacheStamp, OpenError> {
+    let parsed = durabledict_memcache_stamp::MemcacheUrl::parse(url).map_err(|e| {
+        OpenError::InvalidOption {
+            option: "stamp",
+            reason: format!("{:?}: {}", mask_password(url), innermost(&e)),
+        }
+    })?;
+    let builder = parsed
+        .builder()
+        .connect_timeout(parsed.connect_timeout().unwrap_or(options.connect_timeout));
+    let builder = match &options.stamp_key {
+        Some(key) => builder.key(key.as_str()),
+        None => builder.keyspace(&options.keyspace),
+    };
+    builder.build().map_err(OpenError::from_builder)
+}
+
+/// The text of the innermost error of `error`'s chain: the backend's own words.
+#[cfg(any(
+    feature = "sqlite",
+    feature = "postgres",
+    feature = "mysql",
+    feature = "redis",
+    feature = "zookeeper",
+    feature = "memcache"
+))]
+fn innermost(error: &dyn std::error::Error) -> String {
+    let mut inner = error;
+    while let Some(source) = inner.source() {
+        inner = source;
+    }
+    inner.to_string()
+}
+
+#[cfg(not(any(
+    feature = "sqlite",
+    feature = "postgres",
+    feature = "mysql",
+    feature = "redis",
+    feature = "zookeeper",
+    feature = "memcache"
+)))]
+fn innermost(error: &dyn std::error::Error) -> String {
+    error.to_string()
 }
 
 fn disabled(scheme: &str, feature: &'static str) -> OpenError {
     OpenError::FeatureDisabled {
         scheme: scheme.to_owned(),
         feature,
-    }
-}
-
-fn sql(url: &str, backend: Sql, options: &OpenOptions) -> Result<Box<dyn Store>, OpenError> {
-    let (enabled, scheme, feature) = match backend {
-        Sql::Sqlite => (cfg!(feature = "sqlite"), "sqlite", "sqlite"),
-        Sql::Postgres => (cfg!(feature = "postgres"), "postgres", "postgres"),
-        Sql::Mysql => (cfg!(feature = "mysql"), "mysql", "mysql"),
-    };
-    if !enabled {
-        return Err(disabled(scheme, feature));
-    }
-    #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
-    {
-        let mut builder = durabledict_diesel::SqlStore::builder(url)
-            .table(options.keyspace.as_str())
-            .connection_timeout(options.connect_timeout)
-            .create_missing(options.create_missing);
-        if let Some(stamp) = &options.stamp {
-            builder = builder.stamp(memcache_stamp(stamp, options)?);
-        }
-        let store = builder.build().map_err(OpenError::from_builder)?;
-        Ok(Box::new(store))
-    }
-    #[cfg(not(any(feature = "sqlite", feature = "postgres", feature = "mysql")))]
-    {
-        let _ = (url, options);
-        Err(disabled(scheme, feature))
-    }
-}
-
-/// The memcached stamp named by `url`, keyed by the stamp key or else by the keyspace.
-#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
-fn memcache_stamp(
-    url: &str,
-    options: &OpenOptions,
-) -> Result<impl durabledict_core::Stamp + 'static, OpenError> {
-    #[cfg(feature = "memcache")]
-    {
-        let builder = durabledict_memcache_stamp::MemcacheStamp::builder(url)
-            .connect_timeout(options.connect_timeout);
-        let builder = match &options.stamp_key {
-            Some(key) => builder.key(key.as_str()),
-            None => builder.keyspace(&options.keyspace),
-        };
-        builder.build().map_err(OpenError::from_builder)
-    }
-    #[cfg(not(feature = "memcache"))]
-    {
-        let _ = (url, options);
-        Err::<durabledict_core::MemoryStamp, _>(disabled("memcache", "memcache"))
-    }
-}
-
-fn redis(url: &str, scheme: &str, options: &OpenOptions) -> Result<Box<dyn Store>, OpenError> {
-    // Checked here rather than left to the redis client, whose own message names none of
-    // durabledict's features.
-    if scheme.eq_ignore_ascii_case("rediss") && !cfg!(feature = "redis-tls") {
-        return Err(disabled(scheme, "redis-tls"));
-    }
-    #[cfg(feature = "redis")]
-    {
-        let store = durabledict_redis::RedisStore::builder(url, &options.keyspace)
-            .connect_timeout(options.connect_timeout)
-            .build()
-            .map_err(OpenError::from_builder)?;
-        Ok(Box::new(store))
-    }
-    #[cfg(not(feature = "redis"))]
-    {
-        let _ = (url, options);
-        Err(disabled(scheme, "redis"))
-    }
-}
-
-fn zookeeper(
-    hosts: &str,
-    path: Option<&str>,
-    options: &OpenOptions,
-) -> Result<Box<dyn Store>, OpenError> {
-    #[cfg(feature = "zookeeper")]
-    {
-        let keyspace = match path {
-            Some(path) => path.to_owned(),
-            None if options.keyspace.starts_with('/') => options.keyspace.clone(),
-            None => format!("/{}", options.keyspace),
-        };
-        let store = durabledict_zookeeper::ZooKeeperStore::builder(hosts, keyspace)
-            .connect_timeout(options.connect_timeout)
-            .build()
-            .map_err(OpenError::from_builder)?;
-        Ok(Box::new(store))
-    }
-    #[cfg(not(feature = "zookeeper"))]
-    {
-        let _ = (hosts, path, options);
-        Err(disabled("zk", "zookeeper"))
     }
 }
 
@@ -329,47 +355,42 @@ fn scheme(url: &str) -> Option<&str> {
     .then_some(scheme)
 }
 
-/// The authority of what follows `//`: up to the path, query or fragment.
-fn authority(after_slashes: &str) -> &str {
-    let end = after_slashes
-        .find(['/', '?', '#'])
-        .unwrap_or(after_slashes.len());
-    &after_slashes[..end]
-}
-
-/// The authority without its user information.
-fn host_part(authority: &str) -> &str {
-    authority
-        .rsplit_once('@')
-        .map_or(authority, |(_, host)| host)
-}
-
-/// `host:port` split at the port (`[v6]:port` included); `None` when there is no port.
-fn split_port(host: &str) -> Option<(&str, &str)> {
-    let (name, port) = host.rsplit_once(':')?;
-    if name.starts_with('[') && !name.ends_with(']') {
-        return None;
-    }
-    Some((name, port))
-}
-
-/// The URL with the password of its user information replaced by `***`, for messages.
+/// The URL with the password of its user information, and the values of the query parameters
+/// that hold passwords, replaced by `***`, for messages.
 pub(crate) fn mask_password(url: &str) -> String {
-    let Some(start) = url.find("://").map(|at| at + 3) else {
-        return url.to_owned();
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
     };
-    let authority = authority(&url[start..]);
-    let Some((userinfo, _)) = authority.rsplit_once('@') else {
-        return url.to_owned();
-    };
-    let Some((user, _password)) = userinfo.split_once(':') else {
-        return url.to_owned();
-    };
-    format!(
-        "{}{user}:***{}",
-        &url[..start],
-        &url[start + userinfo.len()..]
-    )
+    let mut shown = base.to_owned();
+    if let Some(start) = base.find("://").map(|at| at + 3) {
+        let end = base[start..]
+            .find(['/', '#'])
+            .map_or(base.len(), |end| start + end);
+        if let Some((userinfo, _)) = base[start..end].rsplit_once('@')
+            && let Some((user, _password)) = userinfo.split_once(':')
+        {
+            shown = format!(
+                "{}{user}:***{}",
+                &base[..start],
+                &base[start + userinfo.len()..]
+            );
+        }
+    }
+    if let Some(query) = query {
+        let segments: Vec<String> = query
+            .split('&')
+            .map(|segment| match segment.split_once('=') {
+                Some((name, _)) if matches!(name, "pass" | "password" | "sslpassword") => {
+                    format!("{name}=***")
+                }
+                _ => segment.to_owned(),
+            })
+            .collect();
+        shown.push('?');
+        shown.push_str(&segments.join("&"));
+    }
+    shown
 }
 
 #[cfg(test)]
@@ -377,69 +398,86 @@ pub(crate) fn mask_password(url: &str) -> String {
 mod tests {
     use super::*;
 
+    fn open_err(url: &str) -> OpenError {
+        match crate::open_store(url, &OpenOptions::new()) {
+            Ok(_) => panic!("{url} opened"),
+            Err(e) => e,
+        }
+    }
+
+    #[allow(dead_code)]
     fn expect_invalid(url: &str, reason: &str) {
-        match StoreUrl::parse(url) {
-            Err(OpenError::InvalidUrl { reason: r, .. }) => {
-                assert!(r.contains(reason), "{url}: {r}")
-            }
+        match open_err(url) {
+            OpenError::InvalidUrl { reason: r, .. } => assert!(r.contains(reason), "{url}: {r}"),
             other => panic!("{url}: expected InvalidUrl, got {other:?}"),
         }
     }
 
     #[test]
-    fn known_forms_parse() {
-        assert!(matches!(
-            StoreUrl::parse("sqlite:durabledict.db"),
-            Ok(StoreUrl::Sql {
-                backend: Sql::Sqlite,
-                ..
-            })
-        ));
-        assert!(matches!(
-            StoreUrl::parse("sqlite::memory:"),
-            Ok(StoreUrl::Sql { .. })
-        ));
-        assert!(matches!(
-            StoreUrl::parse("postgresql://u@h:5432/db"),
-            Ok(StoreUrl::Sql {
-                backend: Sql::Postgres,
-                ..
-            })
-        ));
-        assert!(matches!(
-            StoreUrl::parse("mariadb://root@h/db"),
-            Ok(StoreUrl::Sql {
-                backend: Sql::Mysql,
-                ..
-            })
-        ));
-        assert!(matches!(
-            StoreUrl::parse("redis://:pw@127.0.0.1:6379/3"),
-            Ok(StoreUrl::Redis { .. })
-        ));
-        assert!(matches!(
-            StoreUrl::parse("redis+unix:///run/redis.sock?db=2"),
-            Ok(StoreUrl::Redis { .. })
-        ));
-        match StoreUrl::parse("zk://a:1,b:2/apps/flags/") {
-            Ok(StoreUrl::ZooKeeper { hosts, path }) => {
-                assert_eq!(hosts, "a:1,b:2");
-                assert_eq!(path, Some("/apps/flags"));
-            }
-            other => panic!("{other:?}"),
+    fn every_scheme_names_its_kind() {
+        for (url, kind) in [
+            ("sqlite:durabledict.db", StoreKind::Sqlite),
+            ("sqlite::memory:", StoreKind::Sqlite),
+            ("file:x.db?mode=ro", StoreKind::Sqlite),
+            ("durabledict.db", StoreKind::Sqlite),
+            ("/var/lib/flags.db", StoreKind::Sqlite),
+            ("postgresql://u@h:5432/db", StoreKind::Postgres),
+            ("POSTGRES://u@h/db", StoreKind::Postgres),
+            ("mariadb://root@h/db", StoreKind::Mysql),
+            ("mysql://root@h/db", StoreKind::Mysql),
+            ("redis://:pw@127.0.0.1:6379/3", StoreKind::Redis),
+            ("rediss://h/", StoreKind::Redis),
+            ("redis+unix:///run/redis.sock?db=2", StoreKind::Redis),
+            ("unix:///run/redis.sock", StoreKind::Redis),
+            ("zk://a:1,b:2/apps/flags/", StoreKind::ZooKeeper),
+            ("ZooKeeper://a:1", StoreKind::ZooKeeper),
+        ] {
+            assert_eq!(StoreKind::of_url(url), Some(kind), "{url}");
         }
-        assert!(matches!(
-            StoreUrl::parse("zk://a:1/"),
-            Ok(StoreUrl::ZooKeeper { path: None, .. })
+        for url in ["ftp://x", "", "1x:y", "memcache://h:1", ":memory:"] {
+            assert_eq!(StoreKind::of_url(url), None, "{url}");
+        }
+    }
+
+    /// The facade's table and each backend's parser agree: every scheme of the table whose
+    /// backend is built is one that backend reads, and the other way round.
+    #[test]
+    fn the_table_and_the_backends_agree() {
+        #[allow(unused_mut)]
+        let mut backends: Vec<(&[StoreKind], &[&str])> = Vec::new();
+        #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
+        backends.push((
+            &[StoreKind::Sqlite, StoreKind::Postgres, StoreKind::Mysql],
+            durabledict_diesel::SqlUrl::SCHEMES,
         ));
+        #[cfg(feature = "redis")]
+        backends.push((&[StoreKind::Redis], durabledict_redis::RedisUrl::SCHEMES));
+        #[cfg(feature = "zookeeper")]
+        backends.push((
+            &[StoreKind::ZooKeeper],
+            durabledict_zookeeper::ZooKeeperUrl::SCHEMES,
+        ));
+        for (kinds, theirs) in backends {
+            let ours: Vec<&str> = SCHEMES
+                .iter()
+                .filter(|s| kinds.contains(&s.kind))
+                .map(|s| s.name)
+                .collect();
+            assert_eq!(ours, theirs);
+        }
+        #[cfg(feature = "memcache")]
+        assert_eq!(
+            durabledict_memcache_stamp::MemcacheUrl::SCHEMES,
+            [MEMCACHE.split(':').next().unwrap()]
+        );
     }
 
     #[test]
+    #[cfg(all(feature = "sqlite", feature = "redis", feature = "zookeeper"))]
     fn malformed_urls_say_what_is_wrong() {
         expect_invalid("sqlite:", "no file");
         expect_invalid("postgres:db", "`//`");
-        expect_invalid("mysql:///db", "no host");
-        expect_invalid("redis://h:port", "not a number");
+        expect_invalid("redis://h:port", "invalid port");
         expect_invalid("redis://h:6379/zero", "database \"zero\"");
         expect_invalid("redis+unix://relative.sock", "absolute");
         expect_invalid("zk://a:1,b/x", "\"b\" is not HOST:PORT");
@@ -447,6 +485,25 @@ mod tests {
     }
 
     #[test]
+    #[cfg(all(feature = "sqlite", feature = "redis", feature = "zookeeper"))]
+    fn unknown_query_parameters_are_named() {
+        for (url, name) in [
+            ("sqlite::memory:?pool_sise=1", "pool_sise"),
+            ("redis://127.0.0.1:1/?io_timout=1s", "io_timout"),
+            ("zk://127.0.0.1:1/x?session_timout=1s", "session_timout"),
+        ] {
+            let err = open_err(url);
+            assert!(err.is_usage(), "{url}");
+            assert!(
+                err.to_string()
+                    .contains(&format!("unknown query parameter `{name}`")),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    #[cfg(feature = "zookeeper")]
     fn a_zookeeper_path_with_an_empty_segment_says_so() {
         for (url, path) in [
             ("zk://127.0.0.1:1//x", "//x"),
@@ -462,10 +519,22 @@ mod tests {
 
     #[test]
     fn unknown_schemes_list_the_known_ones() {
-        for url in ["ftp://x", "durabledict.db", "", "1x:y"] {
-            let err = StoreUrl::parse(url).unwrap_err();
+        for url in ["ftp://x", "", "1x:y", "c:\\flags.db"] {
+            let err = open_err(url);
             assert!(matches!(err, OpenError::UnknownScheme { .. }), "{url}");
-            assert!(err.to_string().contains("zk://HOST:PORT"), "{err}");
+            let text = err.to_string();
+            for form in [
+                SQLITE,
+                SQLITE_FILE,
+                POSTGRES,
+                MYSQL,
+                REDIS,
+                REDIS_UNIX,
+                ZOOKEEPER,
+            ] {
+                assert!(text.contains(form), "{form}: {text}");
+            }
+            assert!(err.is_usage());
         }
     }
 
@@ -551,7 +620,9 @@ mod tests {
         assert!(store.get("k").is_err());
         let err = store.init().unwrap_err();
         assert!(
-            err.to_string().contains(&path.display().to_string()),
+            crate::Report(&err)
+                .to_string()
+                .contains(&path.display().to_string()),
             "{err}"
         );
         assert!(!path.exists(), "a reader created {}", path.display());
@@ -564,7 +635,7 @@ mod tests {
         assert_eq!(store.get("k").unwrap().as_deref(), Some(&b"v"[..]));
         let other = crate::open_store(&url, &reader.clone().keyspace("other")).unwrap();
         let err = other.durables().unwrap_err();
-        assert!(err.to_string().contains("other"), "{err}");
+        assert!(crate::Report(&err).to_string().contains("other"), "{err}");
         drop((writer, store, other));
         for suffix in ["", "-wal", "-shm"] {
             let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
@@ -578,7 +649,7 @@ mod tests {
             .err()
             .unwrap();
         assert!(matches!(err, OpenError::Config(_)), "{err}");
-        assert!(err.to_string().contains("\"a-b\""), "{err}");
+        assert!(crate::Report(&err).to_string().contains("\"a-b\""), "{err}");
         let dict = crate::open("sqlite::memory:", &OpenOptions::new().keyspace("a_b")).unwrap();
         assert!(dict.is_empty().unwrap());
     }
@@ -591,7 +662,24 @@ mod tests {
         );
         assert_eq!(mask_password("redis://:pw@h:1/0"), "redis://:***@h:1/0");
         assert_eq!(mask_password("redis://h:1/0"), "redis://h:1/0");
-        let err = StoreUrl::parse("redis://:pw@h:x").unwrap_err();
-        assert!(!err.to_string().contains("pw"), "{err}");
+        assert_eq!(
+            mask_password("redis+unix:///s?db=1&pass=pw"),
+            "redis+unix:///s?db=1&pass=***"
+        );
+        assert_eq!(
+            mask_password("postgres://h/db?password=pw&sslmode=require"),
+            "postgres://h/db?password=***&sslmode=require"
+        );
+        for url in [
+            "redis://:s3cret@h:x",
+            "redis://:s3cret@h/?nope=1",
+            "postgres://me:s3cret@h/db?nope=1",
+            "ftp://me:s3cret@h/",
+            "zk://me:s3cret@h:1/x?nope=1",
+        ] {
+            let err = open_err(url);
+            assert!(!err.to_string().contains("s3cret"), "{err}");
+            assert!(!format!("{err:?}").contains("s3cret"), "{err:?}");
+        }
     }
 }
