@@ -22,8 +22,12 @@
 //!
 //! Bumps happen before the reply of the request that met the new server is handed over, so the
 //! dict's read of the epoch after its stamp check sees them.
+//!
+//! Reported under the `tracing` target `durabledict::redis` (docs/observability.md): the first
+//! failure of an outage at `warn` (the following ones at `debug`), the first new connection
+//! after it at `info`, a server that answers with another `run_id` at `warn`.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use redis::{ConnectionLike, RedisError, RedisResult, Value};
@@ -31,6 +35,9 @@ use redis::{ConnectionLike, RedisError, RedisResult, Value};
 use durabledict_core::{Feed, StoreErrorKind};
 
 use crate::error::kind_of;
+
+/// The `tracing` target of the Redis store's events.
+pub(crate) const TARGET: &str = "durabledict::redis";
 
 /// Who answered on a new connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,6 +59,9 @@ pub(crate) struct Continuity {
     /// The store's change feed, once started: lost whenever the epoch changes, since its
     /// connection may be to a server that is no longer the one answering (see `feed`).
     feed: OnceLock<Arc<Feed>>,
+    /// Whether a failure that may hide a restart was seen and no new connection was made
+    /// since: the outage is reported once, when it begins, and once when it ends.
+    down: AtomicBool,
 }
 
 impl Continuity {
@@ -75,7 +85,26 @@ impl Continuity {
     /// A request failed with `error`: bumps the epoch when the failure may hide a restart.
     pub(crate) fn failed(&self, error: &RedisError) {
         if interrupts(error) {
+            if self.down.swap(true, Ordering::AcqRel) {
+                tracing::debug!(target: TARGET, %error, "the server is still unreachable");
+            } else {
+                tracing::warn!(
+                    target: TARGET,
+                    %error,
+                    "lost the connection to the server: reconnecting on the next request"
+                );
+            }
             self.lost();
+        }
+    }
+
+    /// A request was answered: ends an outage that no new connection ended (a server that said
+    /// it could not answer now, `LOADING`, answering again on the same connection). One relaxed
+    /// load while nothing failed.
+    #[inline]
+    pub(crate) fn answered(&self) {
+        if self.down.load(Ordering::Relaxed) && self.down.swap(false, Ordering::AcqRel) {
+            tracing::info!(target: TARGET, "the server answers again");
         }
     }
 
@@ -92,7 +121,24 @@ impl Continuity {
             // Nothing to compare with: any new connection may be to a restarted server.
             _ => true,
         };
+        if self.down.swap(false, Ordering::AcqRel) {
+            tracing::info!(target: TARGET, server = ?identity, "reconnected");
+        } else {
+            tracing::debug!(target: TARGET, server = ?identity, "new connection");
+        }
         if changed {
+            match (&*last, &identity) {
+                (Some(Identity::RunId(before)), Identity::RunId(now)) => tracing::warn!(
+                    target: TARGET,
+                    before = %before,
+                    now = %now,
+                    "the server restarted (another run_id): dicts reload"
+                ),
+                _ => tracing::debug!(
+                    target: TARGET,
+                    "a new connection to a server that does not say who it is: dicts reload"
+                ),
+            }
             self.lost();
         }
         *last = Some(identity);

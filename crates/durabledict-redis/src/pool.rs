@@ -203,6 +203,7 @@ impl Pool {
     ) -> Result<T, StoreError> {
         match result {
             Ok(value) => {
+                self.continuity.answered();
                 self.put(conn);
                 Ok(value)
             }
