@@ -266,11 +266,13 @@ impl Worker {
                 Ok((conn, epoch)) => {
                     backoff = BACKOFF_MIN;
                     self.feed.restored();
+                    tracing::info!(target: crate::continuity::TARGET, stamp = %self.stamp, "change feed up");
                     let ended = self.listen(conn, epoch);
                     self.feed.lost();
                     if let Ended::Stopped = ended {
                         return;
                     }
+                    tracing::warn!(target: crate::continuity::TARGET, stamp = %self.stamp, "change feed lost: dicts check the stamp on every read until it is back");
                 }
                 Err(_) => {
                     // Down (refused, `CLIENT TRACKING` refused by an ACL or a Redis before 6):
