@@ -13,7 +13,7 @@
 
 use std::io::{self, BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -240,7 +240,13 @@ pub(crate) struct Client {
     epoch: AtomicU64,
     /// The identity of the server the last new connection reached.
     server: Mutex<Option<ServerIdentity>>,
+    /// Whether an exchange failed and no new connection was made since: an outage is reported
+    /// once when it begins and once when it ends (target `durabledict::memcache`).
+    down: AtomicBool,
 }
+
+/// The `tracing` target of the memcached stamp's events.
+const TARGET: &str = "durabledict::memcache";
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -289,6 +295,7 @@ impl Client {
             key,
             epoch: AtomicU64::new(0),
             server: Mutex::new(None),
+            down: AtomicBool::new(false),
         })
     }
 
@@ -300,6 +307,22 @@ impl Client {
 
     fn lost_continuity(&self) {
         self.epoch.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// An exchange failed with `error`: continuity may be lost. Reported at `warn` when it
+    /// begins an outage, at `debug` while it lasts.
+    fn failed(&self, error: &MemcacheError) {
+        if self.down.swap(true, Ordering::AcqRel) {
+            tracing::debug!(target: TARGET, addr = %self.addr, %error, "memcached is still unreachable");
+        } else {
+            tracing::warn!(
+                target: TARGET,
+                addr = %self.addr,
+                %error,
+                "lost the connection to memcached: reconnecting on the next request"
+            );
+        }
+        self.lost_continuity();
     }
 
     /// Runs `command` on a pooled connection. A failed connection is dropped; when it was an
@@ -320,8 +343,8 @@ impl Client {
             None => (self.connect()?, false),
         };
         let result = match command(&mut conn) {
-            Err(MemcacheError::Unavailable(_)) if reused => {
-                self.lost_continuity();
+            Err(error @ MemcacheError::Unavailable(_)) if reused => {
+                self.failed(&error);
                 conn = self.connect()?;
                 command(&mut conn)
             }
@@ -337,8 +360,8 @@ impl Client {
             if idle.len() < self.max_idle {
                 idle.push(conn);
             }
-        } else {
-            self.lost_continuity();
+        } else if let Err(error) = &result {
+            self.failed(error);
         }
         result
     }
@@ -348,14 +371,30 @@ impl Client {
         match open(&self.addr, self.connect_timeout, self.io_timeout) {
             Ok((connection, identity)) => {
                 let mut last = self.server.lock().unwrap_or_else(PoisonError::into_inner);
-                if last.is_some_and(|last| last != identity) {
+                if self.down.swap(false, Ordering::AcqRel) {
+                    tracing::info!(target: TARGET, addr = %self.addr, pid = identity.pid, "reconnected to memcached");
+                } else {
+                    tracing::debug!(target: TARGET, addr = %self.addr, pid = identity.pid, "new connection to memcached");
+                }
+                if let Some(before) = *last
+                    && before != identity
+                {
+                    tracing::warn!(
+                        target: TARGET,
+                        addr = %self.addr,
+                        pid_before = before.pid,
+                        pid = identity.pid,
+                        started_before = before.started,
+                        started = identity.started,
+                        "memcached restarted (another pid or start time): the stamp may be gone, dicts reload"
+                    );
                     self.lost_continuity();
                 }
                 *last = Some(identity);
                 Ok(connection)
             }
             Err(error) => {
-                self.lost_continuity();
+                self.failed(&error);
                 Err(error)
             }
         }
