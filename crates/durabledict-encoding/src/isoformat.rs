@@ -23,8 +23,11 @@ fn digits(text: &str, n: usize) -> Option<(u32, &str)> {
     Some((head.parse().ok()?, &text[n..]))
 }
 
-/// `HH:MM[:SS[.f…]]` (1 to 6 fraction digits): hour, minute, second, microsecond, the rest.
-fn clock(text: &str) -> Option<((u32, u32, u32, u32), &str)> {
+/// Hour, minute, second and microsecond, as read (not yet checked against their ranges).
+type Clock = (u32, u32, u32, u32);
+
+/// `HH:MM[:SS[.f…]]` (1 to 6 fraction digits), and the rest of `text`.
+fn clock(text: &str) -> Option<(Clock, &str)> {
     let (hour, rest) = digits(text, 2)?;
     let (minute, mut rest) = digits(rest.strip_prefix(':')?, 2)?;
     let (mut second, mut micro) = (0, 0);
