@@ -22,6 +22,21 @@ const LISTEN_TIMEOUT: Duration = Duration::from_secs(1);
 /// The first wait before a failed reload is tried again; doubled up to [`MAX_BACKOFF`].
 const FIRST_RETRY: Duration = Duration::from_millis(100);
 
+/// The `tracing` target of the ZooKeeper store's events.
+const TARGET: &str = "durabledict::zookeeper";
+
+/// What the worker last reported about the connection: each outage is reported once when it
+/// begins and once when it ends, not once per report of the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outage {
+    /// Connected, or not connected yet.
+    None,
+    /// The connection was lost; the client is trying the servers again (same session).
+    Disconnected,
+    /// The client gave up after a session timeout: the session is gone, a new one is opened.
+    SessionLost,
+}
+
 /// Starts the worker; it runs until it receives [`Msg::Stop`].
 pub(crate) fn spawn(inner: Arc<Inner>, rx: Receiver<Msg>) -> std::io::Result<()> {
     std::thread::Builder::new()
@@ -50,6 +65,7 @@ fn run(inner: &Inner, rx: &Receiver<Msg>) {
             retry = (retry * 2).min(MAX_BACKOFF);
         }
     };
+    let mut outage = Outage::None;
     loop {
         let wake_at = match (replace_at, retry_at) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -62,6 +78,15 @@ fn run(inner: &Inner, rx: &Receiver<Msg>) {
         match received {
             Ok(Msg::Stop) | Err(RecvTimeoutError::Disconnected) => return,
             Ok(Msg::Connected) => {
+                match outage {
+                    Outage::None => tracing::debug!(target: TARGET, "connected"),
+                    Outage::Disconnected => tracing::info!(target: TARGET, "reconnected"),
+                    Outage::SessionLost => tracing::info!(
+                        target: TARGET,
+                        "session re-established: a new session, the keyspace is reloaded"
+                    ),
+                }
+                outage = Outage::None;
                 backoff = Duration::ZERO;
                 resync(&mut retry_at);
             }
@@ -69,8 +94,30 @@ fn run(inner: &Inner, rx: &Receiver<Msg>) {
                 inner.session.reload_taken();
                 resync(&mut retry_at);
             }
-            Ok(Msg::Disconnected) | Err(RecvTimeoutError::Timeout) => {}
+            Ok(Msg::Disconnected) => {
+                if outage == Outage::None {
+                    tracing::warn!(
+                        target: TARGET,
+                        "lost the connection to ZooKeeper: reads check the server until it is back"
+                    );
+                    outage = Outage::Disconnected;
+                } else {
+                    tracing::debug!(target: TARGET, "still no connection");
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {}
             Ok(Msg::Closed) => {
+                if outage == Outage::SessionLost {
+                    tracing::debug!(target: TARGET, "the new client gave up too");
+                } else {
+                    tracing::warn!(
+                        target: TARGET,
+                        session_timeout_ms = inner.session.session_timeout().as_millis() as u64,
+                        "session replaced: no server answered for a whole session timeout; \
+                         a new session is opened and the keyspace reloaded"
+                    );
+                    outage = Outage::SessionLost;
+                }
                 replace_at.get_or_insert_with(|| Instant::now() + backoff);
             }
         }
@@ -93,6 +140,7 @@ fn run(inner: &Inner, rx: &Receiver<Msg>) {
             // A failed probe is fine: the new client reports its connection when it makes
             // one, or gives up, and is replaced in turn.
             if inner.session.replace_if_closed().is_ok() {
+                tracing::debug!(target: TARGET, "a new client opens a new session");
                 replace_at = None;
                 let _ = inner.session.probe();
             }
