@@ -31,3 +31,4 @@ mod open_urls;
 mod program;
 mod python_fleet;
 mod servers;
+mod url_options;
