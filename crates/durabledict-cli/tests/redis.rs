@@ -297,8 +297,9 @@ fn python_style_set(url: &str, ks: &str, name: &[u8], stored: &str) {
 const PICKLED_X: &str = "gANYAQAAAHhxAC4=\n";
 
 /// Python's `d[b'\xff'] = 'x'` (a field that is not UTF-8) and a value that is not a pickle
-/// used to make `list` and `watch` exit 3, and the field could not be deleted. Now `list`
-/// prints every other key and tells both on stderr (exit 0), `get` and `del` address the field
+/// used to make `list` and `watch` exit 3 printing nothing, and the field could not be
+/// deleted. Now `list` prints every other key and tells both on stderr (then exits 3, its
+/// listing not whole), `get` and `del` address the field
 /// by `--key-base64`, and `watch` keeps going.
 #[test]
 fn a_field_that_is_not_utf8_and_an_undecodable_value_hide_no_other_key() {
@@ -312,7 +313,9 @@ fn a_field_that_is_not_utf8_and_an_undecodable_value_hide_no_other_key() {
     python_style_set(&url, &ks, b"bad", "not a pickle");
 
     let list = cli(&["list"]);
-    assert_eq!(list.ok(), r#"{"a":1}"#);
+    // Every readable entry printed, the rest named, and exit 3: the listing is not whole.
+    assert_eq!(list.code, 3, "{list:?}");
+    assert_eq!(list.stdout, "{\"a\":1}\n", "{list:?}");
     assert!(
         list.stderr
             .contains("left out key \"bad\": its stored value does not decode"),

@@ -286,7 +286,9 @@ fn an_undecodable_value_hides_no_other_key_from_list_and_watch() {
     )
     .unwrap();
     let list = cli(&["list"]);
-    assert_eq!(list.ok(), r#"{"a":1}"#);
+    // Every readable entry printed, the rest named, and exit 3: the listing is not whole.
+    assert_eq!(list.code, 3, "{list:?}");
+    assert_eq!(list.stdout, "{\"a\":1}\n", "{list:?}");
     assert!(
         list.stderr
             .contains("durabledict: list: left out key \"bad\": its stored value does not decode"),
