@@ -309,7 +309,8 @@ fn memcache_stamp(
     builder.build().map_err(OpenError::from_builder)
 }
 
-/// The text of the innermost error of `error`'s chain: the backend's own words.
+/// The text of the innermost error of `error`'s chain, the backend's own words, less what
+/// the facade's message says already ("invalid Redis URL: ").
 #[cfg(any(
     feature = "sqlite",
     feature = "postgres",
@@ -323,7 +324,11 @@ fn innermost(error: &dyn std::error::Error) -> String {
     while let Some(source) = inner.source() {
         inner = source;
     }
-    inner.to_string()
+    let text = inner.to_string();
+    match text.split_once(" URL: ") {
+        Some((_, reason)) => reason.to_owned(),
+        None => text,
+    }
 }
 
 #[cfg(not(any(

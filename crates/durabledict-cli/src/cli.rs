@@ -39,12 +39,25 @@ with --pickle-protocol 2, {\"$bytes\": ...} is written as a Python 2 str (Python
 takes a RUST_LOG-style filter instead (durabledict=debug,durabledict::redis=trace).
 
 Exit codes: 0 success; 1 key not found (get, del); 2 usage error (bad option or URL,
-VALUE not JSON); 3 store or encoding error.
+VALUE not JSON); 3 store or encoding error.";
 
-Store URLs: sqlite:PATH, sqlite::memory:, postgres://USER@HOST:PORT/DATABASE,
-mysql://USER@HOST:PORT/DATABASE, redis://[[USER][:PASSWORD]@]HOST[:PORT][/DB], rediss://...,
-redis+unix:///PATH[?db=DB], zk://HOST:PORT[,HOST:PORT...][/PATH]. The keyspace is the Redis
-hash, the SQL table, and the ZooKeeper path when the URL has none (/KEYSPACE).";
+/// The long help: [`AFTER_HELP`] and the store URLs, from the library's scheme table.
+fn after_long_help() -> String {
+    let mut forms: Vec<&str> = Vec::new();
+    for scheme in durabledict::SCHEMES {
+        if !forms.contains(&scheme.form) {
+            forms.push(scheme.form);
+        }
+    }
+    format!(
+        "{AFTER_HELP}\n\nStore URLs:\n  {}\n\
+         Each backend's query options (pool_size=1, io_timeout=500ms, session_timeout=4s, ...;\n\
+         an unknown one is refused) are listed in docs/urls.md\n\
+         (https://github.com/durabledict/durabledict-rs/blob/main/docs/urls.md). The keyspace is\n\
+         the Redis hash, the SQL table, and the ZooKeeper path when the URL has none (/KEYSPACE).",
+        forms.join("\n  ")
+    )
+}
 
 /// Reads and writes a durabledict store: the values Python durabledict and the Rust
 /// durabledict crate keep in SQLite, PostgreSQL, MySQL, Redis or ZooKeeper.
@@ -53,7 +66,7 @@ hash, the SQL table, and the ZooKeeper path when the URL has none (/KEYSPACE).";
     name = "durabledict",
     version,
     after_help = "See --help for the store URLs, how values map to JSON, and the exit codes.",
-    after_long_help = AFTER_HELP
+    after_long_help = after_long_help()
 )]
 pub(crate) struct Cli {
     /// Where the dict lives (see the store URLs below).

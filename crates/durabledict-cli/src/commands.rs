@@ -73,14 +73,6 @@ pub(crate) fn run(cli: Cli) -> Result<(), Failure> {
     }
 }
 
-/// Whether `url`'s scheme is one of `schemes`, in any case (as the facade reads schemes). The
-/// CLI asks only where a backend differs in what it can do (ZooKeeper's stamp check asks no
-/// server; only a Redis hash holds names that are not UTF-8).
-pub(crate) fn scheme_is(url: &str, schemes: &[&str]) -> bool {
-    let scheme = url.split_once(':').map_or("", |(scheme, _)| scheme);
-    schemes.iter().any(|s| scheme.eq_ignore_ascii_case(s))
-}
-
 /// The store for a command that writes, prepared: the SQLite file, table, keyspace and stamp
 /// are created when missing (nothing is bumped).
 pub(crate) fn writer(url: &str, options: &OpenOptions) -> Result<Box<dyn Store>, Failure> {

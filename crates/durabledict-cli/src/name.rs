@@ -125,8 +125,12 @@ fn redis_store(url: &str, options: &OpenOptions, raw: &[u8]) -> Result<RawStore,
     }
     #[cfg(feature = "redis")]
     {
-        durabledict::redis::RedisStore::builder(url, options.keyspace_name())
-            .connect_timeout(CONNECT_TIMEOUT)
+        // Checked by `reader` above: the facade's parser and this one are the same.
+        let parsed = durabledict::redis::RedisUrl::parse(url)
+            .map_err(|e| Failure::Usage(durabledict::Report(&e).to_string()))?;
+        parsed
+            .builder(options.keyspace_name())
+            .connect_timeout(parsed.connect_timeout().unwrap_or(CONNECT_TIMEOUT))
             .build()
             .map_err(|e| {
                 Failure::Store(format!(
@@ -141,9 +145,9 @@ fn redis_store(url: &str, options: &OpenOptions, raw: &[u8]) -> Result<RawStore,
     ))
 }
 
-/// Whether `url` names a Redis store (schemes as the facade reads them, in any case).
+/// Whether `url` names a Redis store (by the facade's scheme table).
 fn is_redis(url: &str) -> bool {
-    crate::commands::scheme_is(url, &["redis", "rediss", "redis+unix", "unix"])
+    durabledict::StoreKind::of_url(url) == Some(durabledict::StoreKind::Redis)
 }
 
 #[cfg(test)]

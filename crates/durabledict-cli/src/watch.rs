@@ -38,7 +38,7 @@ pub(crate) enum Answering {
 impl Answering {
     /// For the store `url` names.
     pub(crate) fn of(url: &str) -> Answering {
-        if crate::commands::scheme_is(url, &["zk", "zookeeper"]) {
+        if durabledict::StoreKind::of_url(url) == Some(durabledict::StoreKind::ZooKeeper) {
             Answering::Probe
         } else {
             Answering::StampCheck

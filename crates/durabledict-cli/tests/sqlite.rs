@@ -318,10 +318,23 @@ fn usage_errors_exit_2_with_what_was_expected() {
         2,
         "unknown store URL scheme \"ftp\" in \"ftp://example.com/x\"; expected one of: sqlite:PATH",
     );
-    run(d, &["--store", "durabledict.db", "list"]).fails(2, "has no scheme; expected one of");
+    run(d, &["--store", "1x:durabledict.db", "list"]).fails(2, "has no scheme; expected one of");
     run(d, &["--store", "redis://127.0.0.1:port", "list"]).fails(
         2,
-        "invalid store URL \"redis://127.0.0.1:port\": the port \"port\" is not a number; expected redis://",
+        "invalid store URL \"redis://127.0.0.1:port\": invalid port number; expected redis://",
+    );
+    run(
+        d,
+        &[
+            "--store",
+            "redis://:s3cret@127.0.0.1:1/?io_timout=1s",
+            "list",
+        ],
+    )
+    .fails(
+        2,
+        "invalid store URL \"redis://:***@127.0.0.1:1/?io_timout=1s\": unknown query parameter \
+         `io_timout`",
     );
     run(d, &["--store", "zk://127.0.0.1/flags", "list"])
         .fails(2, "\"127.0.0.1\" is not HOST:PORT; expected zk://HOST:PORT");

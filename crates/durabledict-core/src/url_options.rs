@@ -174,7 +174,11 @@ impl UrlOptions {
             }
             if !passed_on.contains(&name.as_str()) {
                 let mut known: Vec<&str> = self.known.clone();
-                known.extend_from_slice(passed_on);
+                for name in passed_on {
+                    if !known.contains(name) {
+                        known.push(name);
+                    }
+                }
                 return Err(error(
                     &name,
                     format!(

@@ -37,7 +37,8 @@ pub(crate) fn target(url: &str) -> Result<Target, SqlError> {
         let memory = path == ":memory:";
         if path.is_empty() {
             return Err(SqlError::Config(
-                "the SQLite URL names no file (sqlite::memory: is an in-memory database)".into(),
+                "invalid SQLite URL: it names no file (sqlite::memory: is an in-memory database)"
+                    .into(),
             ));
         }
         Ok(Target::Sqlite {
@@ -67,7 +68,7 @@ pub(crate) fn target(url: &str) -> Result<Target, SqlError> {
         && SCHEMES.iter().any(|(s, _)| scheme.eq_ignore_ascii_case(s))
     {
         Err(SqlError::Config(format!(
-            "`//` must follow the scheme {scheme:?} (postgres://, mysql://)"
+            "invalid database URL: `//` must follow the scheme {scheme:?} (postgres://, mysql://)"
         )))
     } else if !url.contains("://") && !url.is_empty() {
         sqlite(url)
@@ -228,7 +229,9 @@ impl SqlUrl {
                     .unwrap_or("");
                 let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
                 if host.is_empty() {
-                    return Err(SqlError::Config("the MySQL URL names no host".into()));
+                    return Err(SqlError::Config(
+                        "invalid MySQL URL: it names no host".into(),
+                    ));
                 }
                 Backend::Mysql
             }
@@ -243,11 +246,15 @@ impl SqlUrl {
             Backend::Mysql => MYSQL_PARAMETERS,
         };
         let mut options = UrlOptions::new(url::form_urlencoded::parse(query.as_bytes()));
-        let option = |e: durabledict_core::UrlOptionError| SqlError::Config(e.to_string());
+        let option = |e: durabledict_core::UrlOptionError| {
+            SqlError::Config(format!("invalid database URL: {e}"))
+        };
         let pool_size = options.number::<u32>("pool_size").map_err(option)?;
         if pool_size == Some(0) {
             return Err(SqlError::Config(
-                "query parameter `pool_size`: a pool needs at least one connection".into(),
+                "invalid database URL: query parameter `pool_size`: a pool needs at least one \
+                 connection"
+                    .into(),
             ));
         }
         let connect_timeout = match options.text("connect_timeout").map_err(option)? {
@@ -260,8 +267,8 @@ impl SqlUrl {
                     Ok(seconds) if seconds > 0 => Some(Duration::from_secs(seconds)),
                     _ => {
                         return Err(SqlError::Config(format!(
-                            "query parameter `connect_timeout`: {seconds:?} is not a duration \
-                             longer than zero"
+                            "invalid database URL: query parameter `connect_timeout`: \
+                             {seconds:?} is not a duration longer than zero"
                         )));
                     }
                 }
