@@ -138,3 +138,37 @@ impl std::error::Error for OpenError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_level_repeats_its_source() {
+        let refused = || StoreError::unavailable("connection refused");
+        let load = Error::Store {
+            op: durabledict_core::Op::Load,
+            key: None,
+            source: refused(),
+        };
+        for error in [
+            OpenError::Config(StoreError::other("bad table name")),
+            OpenError::Unavailable(refused()),
+            OpenError::Load(load),
+        ] {
+            let mut level: &(dyn std::error::Error + 'static) = &error;
+            while let Some(source) = level.source() {
+                let (text, below) = (level.to_string(), source.to_string());
+                assert!(
+                    !text.contains(&below),
+                    "{text:?} repeats its source {below:?}"
+                );
+                level = source;
+            }
+        }
+        assert_eq!(
+            crate::Report(&OpenError::Unavailable(refused())).to_string(),
+            "cannot connect to the store: Unavailable: connection refused"
+        );
+    }
+}

@@ -273,3 +273,74 @@ impl fmt::Debug for Report<'_> {
 
 /// The result of a dict operation.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Asserts that no level of `error`'s chain shows the text of its source: the chain
+    /// reporter shows it.
+    fn assert_no_level_repeats_its_source(error: &(dyn std::error::Error + 'static)) {
+        let mut level = error;
+        while let Some(source) = level.source() {
+            let (text, below) = (level.to_string(), source.to_string());
+            assert!(
+                !text.contains(&below),
+                "{text:?} repeats its source {below:?}"
+            );
+            level = source;
+        }
+    }
+
+    fn refused() -> StoreError {
+        StoreError::unavailable("connection refused")
+    }
+
+    #[test]
+    fn no_level_repeats_its_source() {
+        let errors = [
+            Error::Encode {
+                key: "k".into(),
+                source: "not encodable".into(),
+            },
+            Error::Decode {
+                key: "k".into(),
+                source: "not decodable".into(),
+            },
+            Error::store(Op::Insert, Some("k"), refused()),
+            Error::store(Op::Load, None, refused()),
+        ];
+        for error in &errors {
+            assert!(std::error::Error::source(error).is_some(), "{error:?}");
+            assert_no_level_repeats_its_source(error);
+        }
+        assert_no_level_repeats_its_source(&refused());
+    }
+
+    #[test]
+    fn a_report_says_every_level_once() {
+        let error = Error::store(Op::Insert, Some("k"), refused());
+        assert_eq!(
+            Report(&error).to_string(),
+            "store error during insert of key \"k\": Unavailable: connection refused"
+        );
+        assert_eq!(
+            Report(&refused()).levels(),
+            ["Unavailable", "connection refused"]
+        );
+    }
+
+    /// Some clients' errors show their source's text and return it too: it is shown once.
+    #[test]
+    fn a_report_leaves_out_a_source_its_level_already_shows() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("client: {0}")]
+        struct Client(#[source] std::io::Error);
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let error = Error::store(Op::Load, None, StoreError::unavailable(Client(io)));
+        assert_eq!(
+            Report(&error).to_string(),
+            "store error during load: Unavailable: client: refused"
+        );
+    }
+}

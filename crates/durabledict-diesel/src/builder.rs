@@ -162,7 +162,8 @@ impl SqlStoreBuilder {
     ///
     /// // Nothing there yet: the reader fails, and creates no file.
     /// let reader = SqlStore::builder(&url).create_missing(false).build()?;
-    /// assert!(reader.init().unwrap_err().to_string().contains("settings.db"));
+    /// let err = reader.init().unwrap_err();
+    /// assert!(durabledict_core::Report(&err).to_string().contains("settings.db"));
     /// assert!(!dir.path().join("settings.db").exists());
     ///
     /// // Once a writer has made the store, the reader opens it as it is.

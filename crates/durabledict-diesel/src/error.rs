@@ -344,6 +344,61 @@ fn classify_message(message: &str) -> Class {
 mod tests {
     use super::*;
 
+    /// Asserts that none of the first `own` levels of `error`'s chain (this crate's) shows the
+    /// text of its source: the chain reporter shows it.
+    fn assert_no_level_repeats_its_source(error: &(dyn std::error::Error + 'static), own: usize) {
+        let mut level = error;
+        for _ in 0..own {
+            let source = level
+                .source()
+                .unwrap_or_else(|| panic!("{level:?} has no source"));
+            let (text, below) = (level.to_string(), source.to_string());
+            assert!(
+                !text.contains(&below),
+                "{text:?} repeats its source {below:?}"
+            );
+            level = source;
+        }
+    }
+
+    #[test]
+    fn no_level_repeats_its_source() {
+        let query = || {
+            DieselError::DatabaseError(
+                DatabaseErrorKind::Unknown,
+                Box::new("relation \"t\" does not exist".to_owned()),
+            )
+        };
+        let connect = || diesel::ConnectionError::BadConnection("connection refused".into());
+        let errors = [
+            (SqlError::Query(query()), 1),
+            (SqlError::CommitUnknown(query()), 1),
+            (SqlError::Connect(connect()), 1),
+            (
+                SqlError::Open {
+                    path: "x.db".into(),
+                    source: Box::new(SqlError::Connect(connect())),
+                },
+                2,
+            ),
+            (
+                SqlError::Entry {
+                    key: "k".into(),
+                    source: Box::new(SqlError::Query(query())),
+                },
+                2,
+            ),
+            (
+                SqlError::StampAfterCommit(StoreError::unavailable("memcached unreachable")),
+                2,
+            ),
+        ];
+        for (error, own) in &errors {
+            assert_no_level_repeats_its_source(error, *own);
+        }
+        assert_no_level_repeats_its_source(&StoreError::from(SqlError::Query(query())), 2);
+    }
+
     #[test]
     fn an_unopenable_file_is_final_but_a_set_up_statement_keeps_its_class() {
         let open = |source| SqlError::Open {

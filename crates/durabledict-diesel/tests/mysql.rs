@@ -111,7 +111,12 @@ fn a_refused_entry_of_a_batch_is_named_and_nothing_is_written() {
         durabledict_core::StoreErrorKind::Rejected,
         "{error}"
     );
-    assert!(error.to_string().contains("key \"d\""), "{error}");
+    assert!(
+        durabledict_core::Report(&error)
+            .to_string()
+            .contains("key \"d\""),
+        "{error}"
+    );
     let rows = format!("SELECT count(*) FROM `{table}`");
     assert_eq!(
         common::query_i64(&url, &rows).unwrap(),

@@ -262,7 +262,10 @@ fn a_table_dropped_under_a_store_is_missing() {
     store().drop_keyspace().unwrap();
     let e = user.get("k").unwrap_err();
     assert_eq!(e.kind(), StoreErrorKind::Rejected, "{e}");
-    assert!(e.to_string().contains("flags"), "{e}");
+    assert!(
+        durabledict_core::Report(&e).to_string().contains("flags"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -279,7 +282,9 @@ fn a_store_without_its_table_says_so() {
         "{e:?}"
     );
     assert!(
-        e.to_string().contains("absent: the table does not exist"),
+        durabledict_core::Report(&e)
+            .to_string()
+            .contains("absent: the table does not exist"),
         "{e}"
     );
 }
@@ -431,7 +436,12 @@ fn a_path_that_cannot_be_opened_fails_at_once() {
             matches!(kind, Some(StoreErrorKind::Other | StoreErrorKind::Rejected)),
             "{url}: {kind:?}: {e}"
         );
-        assert!(e.to_string().contains(&format!("{path:?}")), "{url}: {e}");
+        assert!(
+            durabledict_core::Report(&e)
+                .to_string()
+                .contains(&format!("{path:?}")),
+            "{url}: {e}"
+        );
     }
 }
 
@@ -453,7 +463,12 @@ fn create_missing_false_creates_nothing() {
     // No file: an error naming it, and still no file; at once also without `init`.
     let e = reader("flags").init().unwrap_err();
     assert_ne!(e.kind(), StoreErrorKind::Unavailable, "{e}");
-    assert!(e.to_string().contains(&path.display().to_string()), "{e}");
+    assert!(
+        durabledict_core::Report(&e)
+            .to_string()
+            .contains(&path.display().to_string()),
+        "{e}"
+    );
     let started = std::time::Instant::now();
     let e = reader("flags").get("k").unwrap_err();
     assert!(
@@ -461,7 +476,12 @@ fn create_missing_false_creates_nothing() {
         "{:?}",
         started.elapsed()
     );
-    assert!(e.to_string().contains(&path.display().to_string()), "{e}");
+    assert!(
+        durabledict_core::Report(&e)
+            .to_string()
+            .contains(&path.display().to_string()),
+        "{e}"
+    );
     assert!(!path.exists(), "no file is created");
 
     // A file without the table: the missing table is named, and not created.
@@ -469,7 +489,10 @@ fn create_missing_false_creates_nothing() {
     writer.insert("k", "v".into()).unwrap();
     let e = reader("flags").init().unwrap_err();
     assert_eq!(e.kind(), StoreErrorKind::Rejected, "{e}");
-    assert!(e.to_string().contains("flags"), "{e}");
+    assert!(
+        durabledict_core::Report(&e).to_string().contains("flags"),
+        "{e}"
+    );
     let tables = "SELECT count(*) FROM sqlite_master WHERE name = 'flags'";
     assert_eq!(common::query_i64(&url, tables).unwrap(), 0);
 
@@ -493,7 +516,12 @@ fn create_missing_false_creates_nothing() {
     let all = bare.durables().unwrap();
     assert_eq!((all.entries.len(), all.stamp), (1, None));
     let e = bare.persist("k2", b"w").unwrap_err();
-    assert!(e.to_string().contains("durabledict_stamps"), "{e}");
+    assert!(
+        durabledict_core::Report(&e)
+            .to_string()
+            .contains("durabledict_stamps"),
+        "{e}"
+    );
     assert_eq!(bare.get("k2").unwrap(), None);
     let stamps = "SELECT count(*) FROM sqlite_master WHERE name = 'durabledict_stamps'";
     assert_eq!(common::query_i64(&url, stamps).unwrap(), 0);
@@ -577,7 +605,12 @@ fn a_failed_external_bump_hides_the_write_until_the_next_change() {
         .fail_next
         .store(true, std::sync::atomic::Ordering::SeqCst);
     let e = a.insert("first", "1".into()).unwrap_err();
-    assert!(e.to_string().contains("committed"), "{e}");
+    assert!(
+        durabledict_core::Report(&e)
+            .to_string()
+            .contains("committed"),
+        "{e}"
+    );
     assert_eq!(
         common::read(&b, "first").unwrap(),
         None,
@@ -719,7 +752,10 @@ fn a_file_that_is_gone_fails_loudly_until_it_is_back() {
                     matches!(source, Some(durabledict_diesel::SqlError::FileGone { .. })),
                     "{e:?}"
                 );
-                assert!(e.to_string().contains("e.db"), "{e}");
+                assert!(
+                    durabledict_core::Report(&e).to_string().contains("e.db"),
+                    "{e}"
+                );
             }
             other => panic!("a deleted file must not be read or written: {other:?}"),
         }

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use durabledict_core::BoxError;
+use durabledict_core::{BoxError, Report};
 
 /// Why a value could not be encoded.
 ///
@@ -111,7 +111,12 @@ pub enum DecodeError {
     Json(#[source] serde_json::Error),
     /// A [`Fallback`](crate::Fallback) encoding could decode the bytes with neither of its
     /// encodings.
-    #[error("cannot decode with the new encoding ({new}) nor with the old one ({old})")]
+    // Two causes, so neither is the source: the message says each whole chain.
+    #[error(
+        "cannot decode with the new encoding ({}) nor with the old one ({})",
+        Report(&**new),
+        Report(&**old)
+    )]
     Fallback {
         /// The new encoding's error.
         new: BoxError,
@@ -134,5 +139,58 @@ impl fmt::Display for PickleCause<'_> {
             serde_pickle::Error::Eval(code, read) => write!(f, "{code} (after {read} bytes)"),
             other => write!(f, "{other}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Asserts that no level of `error`'s chain shows the text of its source: the chain
+    /// reporter shows it.
+    fn assert_no_level_repeats_its_source(error: &(dyn std::error::Error + 'static)) {
+        let mut level = error;
+        while let Some(source) = level.source() {
+            let (text, below) = (level.to_string(), source.to_string());
+            assert!(
+                !text.contains(&below),
+                "{text:?} repeats its source {below:?}"
+            );
+            level = source;
+        }
+    }
+
+    fn json_error() -> serde_json::Error {
+        serde_json::from_str::<i32>("x").unwrap_err()
+    }
+
+    #[test]
+    fn no_level_repeats_its_source() {
+        let base64 = || DecodeError::Base64("invalid byte 33, offset 0".into());
+        let sourced: [&(dyn std::error::Error + 'static); 4] = [
+            &EncodeError::Json(json_error()),
+            &EncodeError::Unreadable(Box::new(base64())),
+            &base64(),
+            &DecodeError::Json(json_error()),
+        ];
+        for error in sourced {
+            assert!(error.source().is_some(), "{error:?}");
+            assert_no_level_repeats_its_source(error);
+        }
+    }
+
+    /// serde-pickle's own words would mislead ("decoding error" when encoding): the message
+    /// says them reworded, and the error is not a source as well.
+    #[test]
+    fn a_pickle_error_is_said_once_in_the_message() {
+        let error = EncodeError::Pickle(serde_pickle::Error::Syntax(
+            serde_pickle::ErrorCode::Recursive,
+        ));
+        assert_eq!(
+            error.to_string(),
+            "cannot pickle the value: recursive structure found"
+        );
+        assert!(std::error::Error::source(&error).is_none());
+        assert_eq!(durabledict_core::Report(&error).levels().len(), 1);
     }
 }

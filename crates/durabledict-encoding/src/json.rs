@@ -39,7 +39,8 @@ use crate::json_value;
 /// assert_eq!(json.decode(python)?, json!({"on": true, "name": "☃"}));
 ///
 /// let err = json.decode(b"{\"on\": tru}").unwrap_err();
-/// assert!(err.to_string().starts_with("invalid JSON: expected ident at line 1"), "{err}");
+/// let message = durabledict_core::Report(&*err).to_string();
+/// assert!(message.starts_with("invalid JSON: expected ident at line 1"), "{message}");
 /// # Ok::<(), durabledict_encoding::BoxError>(())
 /// ```
 pub struct Json<V> {

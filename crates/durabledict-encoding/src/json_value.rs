@@ -455,7 +455,7 @@ mod tests {
     fn structure_errors_say_where() {
         let err = parse(b"[1,\n 2,]").unwrap_err();
         assert_eq!(
-            err.to_string(),
+            durabledict_core::Report(&err).to_string(),
             "invalid JSON: expected value at line 2 column 4"
         );
         assert!(parse(b"{1: 2}").is_err());

@@ -293,5 +293,10 @@ print(v[:4] == [2**64, 2**200, -2**100, 2**63 - 1] and math.isnan(v[4])
     assert!(matches!(decode_error(&err), DecodeError::Json(_)), "{err}");
     let err = Json::<Vec<i32>>::new().decode(b"[NaN]").unwrap_err();
     assert!(matches!(decode_error(&err), DecodeError::Json(_)), "{err}");
-    assert!(err.to_string().contains("expected i32"), "{err}");
+    assert!(
+        durabledict_core::Report(&*err)
+            .to_string()
+            .contains("expected i32"),
+        "{err}"
+    );
 }

@@ -48,7 +48,7 @@ fn encode_failures_are_encode_errors() {
         Some(EncodeError::Json(_))
     ));
     assert_eq!(
-        err.to_string(),
+        durabledict_core::Report(&*err).to_string(),
         "cannot encode the value as JSON: key must be a string"
     );
     assert!(std::error::Error::source(&*err).is_some());
@@ -61,7 +61,8 @@ fn each_decode_failure_has_its_own_variant_and_message() {
     let err = pickle.decode(b"gAN*Ti4=").unwrap_err();
     assert!(matches!(decode_error(&err), DecodeError::Base64(_)));
     assert!(
-        err.to_string()
+        durabledict_core::Report(&*err)
+            .to_string()
             .starts_with("not valid base64: Invalid symbol 42"),
         "{err}"
     );
@@ -115,7 +116,7 @@ fn each_decode_failure_has_its_own_variant_and_message() {
     let err = Json::<Vec<i32>>::new().decode(b"[1,\n 2,]").unwrap_err();
     assert!(matches!(decode_error(&err), DecodeError::Json(_)));
     assert_eq!(
-        err.to_string(),
+        durabledict_core::Report(&*err).to_string(),
         "invalid JSON: trailing comma at line 2 column 4"
     );
 }
@@ -139,7 +140,12 @@ fn nesting_limits_are_errors_not_crashes() {
     let err = Json::<serde_json::Value>::new()
         .decode(json.as_bytes())
         .unwrap_err();
-    assert!(err.to_string().contains("recursion limit"), "{err}");
+    assert!(
+        durabledict_core::Report(&*err)
+            .to_string()
+            .contains("recursion limit"),
+        "{err}"
+    );
 }
 
 #[test]

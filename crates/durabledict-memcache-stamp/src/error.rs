@@ -52,3 +52,26 @@ impl From<MemcacheError> for StoreError {
         StoreError::new(error.kind(), error)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_level_repeats_its_source() {
+        let io = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        let error = StoreError::from(MemcacheError::from(io));
+        let mut level: &(dyn std::error::Error + 'static) = &error;
+        let mut levels = 0;
+        while let Some(source) = level.source() {
+            let (text, below) = (level.to_string(), source.to_string());
+            assert!(
+                !text.contains(&below),
+                "{text:?} repeats its source {below:?}"
+            );
+            level = source;
+            levels += 1;
+        }
+        assert_eq!(levels, 2, "{error:?}");
+    }
+}

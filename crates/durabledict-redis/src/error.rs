@@ -171,3 +171,50 @@ pub(crate) struct Config(pub(crate) String);
 pub(crate) fn config(what: impl Into<String>) -> StoreError {
     StoreError::other(Config(what.into()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Asserts that none of the first `own` levels of `error`'s chain (this crate's and core's)
+    /// shows the text of its source: the chain reporter shows it. (The client's own error is
+    /// left alone: it shows its I/O error's text and returns it too, which a chain reporter
+    /// such as [`Report`](durabledict_core::Report) prints once.)
+    fn assert_no_level_repeats_its_source(error: &(dyn std::error::Error + 'static), own: usize) {
+        let mut level = error;
+        for _ in 0..own {
+            let source = level
+                .source()
+                .unwrap_or_else(|| panic!("{level:?} has no source"));
+            let (text, below) = (level.to_string(), source.to_string());
+            assert!(
+                !text.contains(&below),
+                "{text:?} repeats its source {below:?}"
+            );
+            level = source;
+        }
+    }
+
+    fn refused() -> RedisError {
+        std::io::Error::from(std::io::ErrorKind::ConnectionRefused).into()
+    }
+
+    #[test]
+    fn no_level_repeats_its_source() {
+        let failed = StoreError::unavailable(Failed {
+            what: "the connection broke",
+            source: refused(),
+        });
+        assert_no_level_repeats_its_source(&failed, 2);
+        let wrong = StoreError::corrupt(WrongType {
+            what: "the Redis key \"s\" holds a list".into(),
+            source: refused(),
+        });
+        assert_no_level_repeats_its_source(&wrong, 2);
+        assert_no_level_repeats_its_source(&store_error(refused()), 1);
+        assert_eq!(
+            durabledict_core::Report(&failed).to_string(),
+            format!("Unavailable: the connection broke: {}", refused())
+        );
+    }
+}

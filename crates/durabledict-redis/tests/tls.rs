@@ -197,10 +197,12 @@ fn rediss_with_the_test_ca_and_a_client_certificate() {
     let error = system_roots.last_updated().unwrap_err();
     assert_eq!(error.kind(), StoreErrorKind::Rejected, "{error}");
     assert!(
-        error
+        durabledict_core::Report(&error)
             .to_string()
             .contains("the TLS handshake with 127.0.0.1:")
-            && error.to_string().contains("certificate"),
+            && durabledict_core::Report(&error)
+                .to_string()
+                .contains("certificate"),
         "{error}"
     );
 }
@@ -226,7 +228,7 @@ fn rediss_to_a_plain_text_server_says_the_handshake_failed_and_why() {
             "{:?}",
             started.elapsed()
         );
-        let message = error.to_string();
+        let message = durabledict_core::Report(&error).to_string();
         assert!(
             message.contains(&format!(
                 "the TLS handshake with 127.0.0.1:{} failed",

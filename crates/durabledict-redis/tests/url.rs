@@ -182,5 +182,10 @@ fn bad_configurations_fail_at_build() {
         .hash_tag(false)
         .build()
         .unwrap_err();
-    assert!(error.to_string().contains("hash_tag"), "{error}");
+    assert!(
+        durabledict_core::Report(&error)
+            .to_string()
+            .contains("hash_tag"),
+        "{error}"
+    );
 }

@@ -97,6 +97,33 @@ pub type Result<T, E = ServerError> = std::result::Result<T, E>;
 mod tests {
     use super::*;
 
+    /// Asserts that none of the first `own` levels of `error`'s chain (this crate's) shows the
+    /// text of its source: the chain reporter shows it.
+    fn assert_no_level_repeats_its_source(error: &(dyn std::error::Error + 'static), own: usize) {
+        let mut level = error;
+        for _ in 0..own {
+            let source = level
+                .source()
+                .unwrap_or_else(|| panic!("{level:?} has no source"));
+            let (text, below) = (level.to_string(), source.to_string());
+            assert!(
+                !text.contains(&below),
+                "{text:?} repeats its source {below:?}"
+            );
+            level = source;
+        }
+    }
+
+    #[test]
+    fn no_level_repeats_its_source() {
+        let error = ServerError::io(
+            "redis",
+            "cannot create the data directory",
+            io::Error::new(io::ErrorKind::PermissionDenied, "permission denied"),
+        );
+        assert_no_level_repeats_its_source(&error, 1);
+    }
+
     #[test]
     fn a_taken_port_is_worth_another_try() {
         let exited = |log: &str| ServerError::Exited {

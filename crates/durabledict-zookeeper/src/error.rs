@@ -145,6 +145,36 @@ pub(crate) fn is_refusal(error: ZkError) -> bool {
 mod tests {
     use super::*;
 
+    /// Asserts that none of the first `own` levels of `error`'s chain (this crate's) shows the
+    /// text of its source: the chain reporter shows it.
+    fn assert_no_level_repeats_its_source(error: &(dyn std::error::Error + 'static), own: usize) {
+        let mut level = error;
+        for _ in 0..own {
+            let source = level
+                .source()
+                .unwrap_or_else(|| panic!("{level:?} has no source"));
+            let (text, below) = (level.to_string(), source.to_string());
+            assert!(
+                !text.contains(&below),
+                "{text:?} repeats its source {below:?}"
+            );
+            level = source;
+        }
+    }
+
+    #[test]
+    fn no_level_repeats_its_source() {
+        let request = ZooKeeperError::request("get_data", "/ks/k", ZkError::ConnectionLoss);
+        let connect = ZooKeeperError::Connect {
+            connect: "127.0.0.1:2181".into(),
+            timeout: Duration::from_secs(3),
+            source: ZkError::ConnectionLoss,
+        };
+        for error in [request, connect] {
+            assert_no_level_repeats_its_source(&StoreError::from(error), 2);
+        }
+    }
+
     #[test]
     fn connection_problems_are_unavailable() {
         for e in [

@@ -211,7 +211,12 @@ fn oversized_values_are_refused_before_anything_is_sent() {
     }
     let err = s.persist("big", &vec![b'x'; max + 1]).unwrap_err();
     assert_eq!(err.kind(), StoreErrorKind::Rejected);
-    assert!(err.to_string().contains("\"big\""), "{err}");
+    assert!(
+        durabledict_core::Report(&err)
+            .to_string()
+            .contains("\"big\""),
+        "{err}"
+    );
     assert_eq!(s.get("big").unwrap(), None, "nothing was written");
     // The limit holds for the longest key, in a create and in an overwrite, and the
     // connection survives (an oversized request would make the server drop it).
