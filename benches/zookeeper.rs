@@ -7,6 +7,7 @@
 //! | `zookeeper_own_write` | `dict.insert` of an existing key (1,000 keys) | raw `set_data` round trip | ≤ 1.2× |
 //! | `zookeeper_propagation` | insert in dict A until dict B (own client, `Always`) reads it | raw `set_data` round trip | p50 ≤ 1.5 ms, p99 ≤ 10 ms |
 //! | (paired only) full load of 10,000 znodes | a new store's first `durables` (connect included) | 10,000 sequential raw `get_data` | ≤ 0.25× |
+//! | (paired only) every way of reading 10,000 znodes: the `zookeeper` client from 8, 32, 128 threads; pipelined `getData` and `multiRead` on a raw connection | the same | 10,000 sequential raw `get_data` | (for the record) |
 //!
 //! The propagation percentiles over 200 writes (after 200 to warm up; 1,000 keys in the
 //! keyspace, so a full reload per change would show; the reader yields between reads, as a
@@ -18,7 +19,7 @@
 //! ratios to hold against the targets.
 //!
 //! Run with `cargo xtask bench zookeeper` (or `cargo bench --features zookeeper --bench
-//! zookeeper`).
+//! zookeeper`); `DURABLEDICT_BENCH_ONLY=load` runs the full-load figures alone.
 
 use std::collections::HashMap;
 use std::hint::black_box;
