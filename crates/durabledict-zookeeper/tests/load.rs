@@ -292,3 +292,295 @@ fn pop_gives_up_on_a_key_that_keeps_changing() {
             .into_bytes()
     );
 }
+
+/// ZooKeeper's opcodes for the requests these tests count.
+const GET_DATA: i32 = 4;
+const MULTI_READ: i32 = 22;
+
+/// Counts the requests of each opcode a store sends through a proxy.
+#[derive(Default)]
+struct Counts(std::sync::Mutex<HashMap<i32, u64>>);
+
+impl Counts {
+    fn of(&self, opcode: i32) -> u64 {
+        self.0.lock().unwrap().get(&opcode).copied().unwrap_or(0)
+    }
+}
+
+/// A proxy to `port` counting requests by opcode, and running `also` before forwarding each.
+fn counting_proxy(port: u16, also: impl Fn(i32) + Send + Sync + 'static) -> (Proxy, Arc<Counts>) {
+    let counts = Arc::new(Counts::default());
+    let seen = Arc::clone(&counts);
+    let hook: Hook = Arc::new(move |opcode| {
+        *seen.0.lock().unwrap().entry(opcode).or_default() += 1;
+        also(opcode);
+    });
+    (Proxy::start_with(port, Some(hook)), counts)
+}
+
+/// Creates `path` and its parents with `acl`.
+fn create_path(zk: &zookeeper::ZooKeeper, path: &str) {
+    let mut prefix = String::new();
+    for part in path.split('/').skip(1) {
+        prefix.push('/');
+        prefix.push_str(part);
+        match zk.create(&prefix, Vec::new(), open_acl(), CreateMode::Persistent) {
+            Ok(_) | Err(ZkError::NodeExists) => {}
+            Err(e) => panic!("create {prefix}: {e:?}"),
+        }
+    }
+}
+
+/// Creates `n` znodes `k0`… under `ks` (an existing znode), 16 requests at a time.
+fn fill_n(zk: &zookeeper::ZooKeeper, ks: &str, n: usize, value: impl Fn(usize) -> Vec<u8> + Sync) {
+    std::thread::scope(|scope| {
+        for t in 0..16 {
+            let value = &value;
+            scope.spawn(move || {
+                for i in (t..n).step_by(16) {
+                    put(zk, &format!("{ks}/k{i}"), &value(i));
+                }
+            });
+        }
+    });
+}
+
+fn entries_as_text(entries: &HashMap<String, Vec<u8>>) -> HashMap<String, String> {
+    entries
+        .iter()
+        .map(|(k, v)| (k.clone(), String::from_utf8(v.clone()).unwrap()))
+        .collect()
+}
+
+/// A store's first load of 10,000 znodes below a chroot reads them as `multiRead`s on a loader
+/// connection (a few hundred per request, no `getData` at all), and gets every one.
+#[test]
+fn a_full_load_of_10000_znodes_reads_them_as_multi_reads_below_a_chroot() {
+    let zk = ZooKeeper::start().unwrap();
+    let admin = raw_client(&zk.connect_string());
+    let chroot = "/apps/loader";
+    let ks = format!("{chroot}/ks");
+    create_path(&admin, &ks);
+    fill_n(&admin, &ks, 10_000, |i| format!("v{i}").into_bytes());
+    let (proxy, counts) = counting_proxy(zk.port(), |_| {});
+    let store =
+        ZooKeeperStore::connect(&format!("127.0.0.1:{}{chroot}", proxy.port()), "/ks").unwrap();
+    let loaded = store.durables().unwrap();
+    assert_eq!(loaded.entries.len(), 10_000);
+    assert_eq!(
+        entries_as_text(&loaded.entries),
+        server_contents(&admin, &ks)
+    );
+    let multi_reads = counts.of(MULTI_READ);
+    assert!(
+        (50..=700).contains(&multi_reads),
+        "10,000 znodes in {multi_reads} multiRead requests"
+    );
+    assert_eq!(counts.of(GET_DATA), 0, "no znode read one by one");
+}
+
+/// Znodes only the store's identity may read (digest credentials, `creator_all`) are loaded on
+/// the loader connection, which authenticates as the store's session does; a store without
+/// the credentials fails its load as it always has (`NoAuth` from `get_data`), after trying
+/// the loader and falling back to the client.
+#[test]
+fn acl_protected_znodes_load_with_the_stores_credentials() {
+    let zk = ZooKeeper::start().unwrap();
+    let admin = raw_client(&zk.connect_string());
+    let ks = "/secret";
+    create_path(&admin, ks);
+    let owner = ZooKeeperStore::builder(zk.connect_string(), ks)
+        .digest_auth("app", "s3cret")
+        .acl(durabledict_zookeeper::Acl::creator_all())
+        .build()
+        .unwrap();
+    let keys: Vec<(String, Vec<u8>)> = (0..500)
+        .map(|i| (format!("k{i}"), format!("v{i}").into_bytes()))
+        .collect();
+    let batch: Vec<(&str, &[u8])> = keys
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_slice()))
+        .collect();
+    owner.persist_many(&batch).unwrap();
+    assert_eq!(
+        admin.get_data(&format!("{ks}/k1"), false).unwrap_err(),
+        ZkError::NoAuth,
+        "the znodes are protected"
+    );
+
+    let (proxy, counts) = counting_proxy(zk.port(), |_| {});
+    let reader = ZooKeeperStore::builder(format!("127.0.0.1:{}", proxy.port()), ks)
+        .digest_auth("app", "s3cret")
+        .build()
+        .unwrap();
+    let loaded = reader.durables().unwrap();
+    let expected: HashMap<String, Vec<u8>> = keys.into_iter().collect();
+    assert_eq!(loaded.entries, expected);
+    assert!(counts.of(MULTI_READ) > 0);
+    assert_eq!(counts.of(GET_DATA), 0);
+
+    let (proxy, counts) = counting_proxy(zk.port(), |_| {});
+    let stranger = ZooKeeperStore::connect(&format!("127.0.0.1:{}", proxy.port()), ks).unwrap();
+    let error = stranger.durables().unwrap_err();
+    match error.inner().downcast_ref::<ZooKeeperError>() {
+        Some(ZooKeeperError::Request {
+            op: "get_data",
+            source: ZkError::NoAuth,
+            ..
+        }) => {}
+        other => panic!("expected get_data's NoAuth, got {other:?} ({error})"),
+    }
+    assert!(counts.of(MULTI_READ) > 0, "the loader was tried first");
+    assert!(counts.of(GET_DATA) > 0, "then the client read");
+}
+
+/// Changes made while a load reads (znodes deleted between the listing and their read,
+/// changed before and after theirs, created) are all in the store once their events are in:
+/// the loader's reads are no older than the store's session has seen, and keys whose events
+/// arrive meanwhile are read again.
+#[test]
+fn changes_during_a_multi_read_load_are_kept() {
+    let zk = ZooKeeper::start().unwrap();
+    let connect = zk.connect_string();
+    let admin = Arc::new(raw_client(&connect));
+    let ks = "/changing";
+    create_path(&admin, ks);
+    fill_n(&admin, ks, 2_000, |_| b"initial".to_vec());
+    let multi_reads = Arc::new(AtomicU64::new(0));
+    let (proxy, counts) = counting_proxy(zk.port(), {
+        let (admin, multi_reads) = (Arc::clone(&admin), Arc::clone(&multi_reads));
+        move |opcode| {
+            if opcode != MULTI_READ {
+                return;
+            }
+            match multi_reads.fetch_add(1, Ordering::SeqCst) {
+                // Before the first read: listed keys deleted, others changed, one created.
+                0 => {
+                    for i in 0..10 {
+                        admin.delete(&format!("{ks}/k{i}"), None).unwrap();
+                    }
+                    for i in 10..20 {
+                        put(&admin, &format!("{ks}/k{i}"), b"changed early");
+                    }
+                    put(&admin, &format!("{ks}/new"), b"created");
+                }
+                // Part way: keys some of which were read already.
+                3 => {
+                    for i in 20..400 {
+                        put(&admin, &format!("{ks}/k{i}"), b"changed late");
+                    }
+                    admin.delete(&format!("{ks}/k400"), None).unwrap();
+                }
+                _ => {}
+            }
+        }
+    });
+    let store = ZooKeeperStore::connect(&format!("127.0.0.1:{}", proxy.port()), ks).unwrap();
+    let dict = DurableDict::<String>::builder(store, Raw)
+        .policy(SyncPolicy::Watch)
+        .build()
+        .unwrap();
+    assert!(counts.of(MULTI_READ) > 3, "the load read with multiRead");
+    let expected = server_contents(&admin, ks);
+    assert_eq!(expected.len(), 2_000 - 10 + 1 - 1);
+    assert_eq!(expected["k15"], "changed early");
+    assert_eq!(expected["k300"], "changed late");
+    eventually("the dict holds what the server does", VISIBILITY, || {
+        dict_contents(&dict) == expected
+    });
+}
+
+/// Large znodes (near ZooKeeper's 1 MiB limit) among small ones load whole; the `multiRead`s
+/// shrink to a few znodes each once one is seen, so no reply grows past a few MiB.
+#[test]
+fn large_znodes_load_in_small_multi_reads() {
+    let zk = ZooKeeper::start().unwrap();
+    let admin = raw_client(&zk.connect_string());
+    let ks = "/large";
+    create_path(&admin, ks);
+    fill_n(&admin, ks, 300, |i| {
+        if i % 10 == 3 {
+            vec![b'x'; 1_000_000]
+        } else {
+            format!("v{i}").into_bytes()
+        }
+    });
+    let (proxy, counts) = counting_proxy(zk.port(), |_| {});
+    let store = ZooKeeperStore::connect(&format!("127.0.0.1:{}", proxy.port()), ks).unwrap();
+    let loaded = store.durables().unwrap();
+    assert_eq!(loaded.entries.len(), 300);
+    assert_eq!(loaded.entries["k13"].len(), 1_000_000);
+    assert_eq!(
+        entries_as_text(&loaded.entries),
+        server_contents(&admin, ks)
+    );
+    // 16 at first, then 4 MiB / 1 MB = 3 per request.
+    assert!(
+        counts.of(MULTI_READ) >= 60,
+        "{} multiRead requests",
+        counts.of(MULTI_READ)
+    );
+    assert_eq!(counts.of(GET_DATA), 0);
+}
+
+/// A server that does not know `multiRead` (before 3.6: it closes the connection, or answers
+/// nothing this loader can read) is read through the client instead, and the load is whole.
+#[test]
+fn a_server_without_multi_read_is_read_through_the_client() {
+    let zk = ZooKeeper::start().unwrap();
+    let admin = raw_client(&zk.connect_string());
+    let ks = "/old-server";
+    create_path(&admin, ks);
+    fill_n(&admin, ks, 1_000, |i| format!("v{i}").into_bytes());
+    let proxy = refusing_proxy(zk.port(), MULTI_READ);
+    let store = ZooKeeperStore::connect(&format!("127.0.0.1:{proxy}"), ks).unwrap();
+    let loaded = store.durables().unwrap();
+    assert_eq!(
+        entries_as_text(&loaded.entries),
+        server_contents(&admin, ks)
+    );
+}
+
+/// A proxy to `upstream` that closes a connection as soon as its client sends a request of
+/// `opcode` (what a server does with a request it cannot read); returns its port.
+fn refusing_proxy(upstream: u16, opcode: i32) -> u16 {
+    use std::io::{Read, Write};
+    use std::net::{Shutdown, TcpListener, TcpStream};
+    let listener = TcpListener::bind(("127.0.0.1", 0)).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(mut client) = client else { continue };
+            let mut server = TcpStream::connect(("127.0.0.1", upstream)).unwrap();
+            let (mut back_from, mut back_to) =
+                (server.try_clone().unwrap(), client.try_clone().unwrap());
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut back_from, &mut back_to);
+                let _ = back_to.shutdown(Shutdown::Both);
+            });
+            std::thread::spawn(move || {
+                let mut first = true;
+                loop {
+                    let mut len = [0u8; 4];
+                    if client.read_exact(&mut len).is_err() {
+                        break;
+                    }
+                    let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+                    if client.read_exact(&mut body).is_err() {
+                        break;
+                    }
+                    if !first && body.len() >= 8 && body[4..8] == opcode.to_be_bytes() {
+                        break;
+                    }
+                    first = false;
+                    if server.write_all(&len).is_err() || server.write_all(&body).is_err() {
+                        break;
+                    }
+                }
+                let _ = client.shutdown(Shutdown::Both);
+                let _ = server.shutdown(Shutdown::Both);
+            });
+        }
+    });
+    port
+}
