@@ -5,14 +5,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use durabledict_core::{
-    DurableDict, Encoding, Error, Op, Result, Snapshot, StampValue, Status, Store, StoreError,
-    SyncPolicy,
+    DurableDict, Encoding, Error, FeedHealth, Op, Result, Snapshot, StampValue, Status, Store,
+    StoreError, SyncPolicy,
 };
 use tokio::runtime::{Handle, RuntimeFlavor};
 use tokio::sync::Semaphore;
 
 use crate::changes::Changes;
-use crate::fresh::Freshness;
+use crate::source::StampSource;
 
 /// How many store calls of one dict run on the blocking pool at once, by default.
 ///
@@ -48,9 +48,12 @@ pub enum Offload {
 /// An async handle on a [`DurableDict`]: cheap to clone, `Send + Sync`.
 ///
 /// A read the cache can answer without I/O returns at once, without leaving the task
-/// ([`answers_locally`](Self::answers_locally)); every other call runs the dict's blocking
-/// call on tokio's blocking pool, at most [`DEFAULT_MAX_BLOCKING`] at a time (configurable),
-/// so it never stalls the executor. Calls must be made inside a tokio runtime (either flavour).
+/// ([`answers_locally`](Self::answers_locally)). A `get` or `contains_key` that checks the
+/// stamp does so on the task when the dict has a [`StampSource`] (the store's own async
+/// client, [`Builder::stamp_source`]) and that check confirms the cache. Every other call runs
+/// the dict's blocking call on tokio's blocking pool, at most [`DEFAULT_MAX_BLOCKING`] at a
+/// time (configurable), so it never stalls the executor. Calls must be made inside a tokio
+/// runtime (either flavour).
 ///
 /// **Cancellation.** Dropping a pending call's future before it started on the pool does
 /// nothing. Once started, the dict's call runs to its end on the pool, whether or not anyone
@@ -65,7 +68,9 @@ pub struct AsyncDict<V> {
 struct Shared<V> {
     dict: Arc<DurableDict<V>>,
     offload: Offload,
-    fresh: Freshness,
+    /// Checks the stamp on the task, for a dict whose reads check it (no change feed).
+    source: Option<Arc<dyn StampSource>>,
+    /// Bounds this dict's store calls in flight: on the blocking pool and on the task alike.
     permits: Arc<Semaphore>,
 }
 
@@ -81,7 +86,7 @@ impl<V> fmt::Debug for AsyncDict<V> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AsyncDict")
             .field("dict", &self.shared.dict)
-            .field("fresh", &self.shared.fresh)
+            .field("source", &self.shared.source)
             .finish_non_exhaustive()
     }
 }
@@ -94,6 +99,7 @@ pub struct Builder<V> {
     serve_stale: Option<Duration>,
     max_blocking: usize,
     offload: Offload,
+    source: Option<Arc<dyn StampSource>>,
 }
 
 impl<V> fmt::Debug for Builder<V> {
@@ -105,6 +111,7 @@ impl<V> fmt::Debug for Builder<V> {
             .field("serve_stale", &self.serve_stale)
             .field("max_blocking", &self.max_blocking)
             .field("offload", &self.offload)
+            .field("source", &self.source)
             .finish()
     }
 }
@@ -135,27 +142,33 @@ impl<V: Send + Sync + 'static> Builder<V> {
         self
     }
 
+    /// Checks the stamp with `source`, on the calling task, for the reads that check it
+    /// (`get`, `get_or`, `contains_key` under `Always`, `AtMostEvery` past its window, `Watch`
+    /// on a store that cannot push): one async round trip instead of a blocking-pool call.
+    /// `source` must read the stamp of this builder's store and keep its epoch (see
+    /// [`StampSource`]'s contract): `RedisStore::async_stamp()` (durabledict-redis, feature
+    /// `aio`) does. A check that fails, or finds a stamp or epoch other than the cache's, hands
+    /// the read to the blocking pool, which reloads or reports the error as the sync dict does.
+    /// `None` (a store with no such client) keeps the blocking pool.
+    ///
+    /// Ignored for a dict that needs no checks (`Manual`) or takes its confirmations from a
+    /// change feed (`Watch` on a store that pushes).
+    pub fn stamp_source<S: StampSource>(mut self, source: Option<S>) -> Self {
+        self.source = source.map(|source| Arc::new(source) as Arc<dyn StampSource>);
+        self
+    }
+
     /// Prepares the store and loads every entry, on the blocking pool.
     pub async fn build(self) -> Result<AsyncDict<V>> {
-        // The facade keeps the store's feed to tell, without I/O, whether a `Watch` read
-        // answers locally; the store hands the dict the same feed.
-        let feed = (self.policy == SyncPolicy::Watch)
-            .then(|| self.store.feed())
-            .flatten();
-        let fresh = Freshness::new(
-            self.policy,
-            feed.map(|feed| (Arc::clone(&self.store), feed)),
-        );
         let mut builder = DurableDict::builder(self.store, self.encoding).policy(self.policy);
         if let Some(max_age) = self.serve_stale {
             builder = builder.serve_stale_for(max_age);
         }
-        let seen = fresh.before_build();
         let dict = run_blocking(Op::Load, move || builder.build()).await?;
-        fresh.built(seen);
+        let checks = self.policy != SyncPolicy::Manual && dict.status().feed == FeedHealth::None;
         Ok(AsyncDict::with_parts(
             Arc::new(dict),
-            fresh,
+            self.source.filter(|_| checks),
             self.max_blocking,
             self.offload,
         ))
@@ -175,21 +188,20 @@ impl<V: Send + Sync + 'static> AsyncDict<V> {
             serve_stale: None,
             max_blocking: DEFAULT_MAX_BLOCKING,
             offload: Offload::Pool,
+            source: None,
         }
     }
 
-    /// Wraps a dict built by the sync API. Its reads answer locally under `Manual` and
-    /// `AtMostEvery` as with [`builder`](Self::builder); under `Watch` the facade cannot see
-    /// the feed of a dict it did not build, so every read runs on the blocking pool (correct,
-    /// slower). Build through [`builder`](Self::builder) for local `Watch` reads.
+    /// Wraps a dict built by the sync API. Its reads answer locally exactly when the dict's
+    /// would ([`DurableDict::answers_locally`]); the others run on the blocking pool (there is
+    /// no [`StampSource`]: build through [`builder`](Self::builder) for one).
     pub fn from_sync(dict: Arc<DurableDict<V>>) -> Self {
-        let fresh = Freshness::new(dict.policy(), None);
-        AsyncDict::with_parts(dict, fresh, DEFAULT_MAX_BLOCKING, Offload::Pool)
+        AsyncDict::with_parts(dict, None, DEFAULT_MAX_BLOCKING, Offload::Pool)
     }
 
     fn with_parts(
         dict: Arc<DurableDict<V>>,
-        fresh: Freshness,
+        source: Option<Arc<dyn StampSource>>,
         max_blocking: usize,
         offload: Offload,
     ) -> Self {
@@ -197,7 +209,7 @@ impl<V: Send + Sync + 'static> AsyncDict<V> {
             shared: Arc::new(Shared {
                 dict,
                 offload,
-                fresh,
+                source,
                 permits: Arc::new(Semaphore::new(max_blocking)),
             }),
         }
@@ -208,11 +220,17 @@ impl<V: Send + Sync + 'static> AsyncDict<V> {
         &self.shared.dict
     }
 
-    /// Whether a read now answers from the cache without I/O, and so without leaving the task:
-    /// always under `Manual`; under `Watch` while the feed is healthy and the cache was
-    /// confirmed since its last notice; under `AtMostEvery(d)` within `d` of the last check.
+    /// Whether a read now answers from the cache without I/O, and so without leaving the task
+    /// ([`DurableDict::answers_locally`]): always under `Manual`; under `Watch` while the feed
+    /// is healthy and the cache was confirmed since its last notice; under `AtMostEvery(d)`
+    /// within `d` of the last check.
     pub fn answers_locally(&self) -> bool {
-        self.shared.fresh.local()
+        self.shared.dict.answers_locally()
+    }
+
+    /// Whether reads that check the stamp check it on the task ([`Builder::stamp_source`]).
+    pub fn checks_on_task(&self) -> bool {
+        self.shared.source.is_some()
     }
 
     // ---- reads -------------------------------------------------------------------------
@@ -220,8 +238,11 @@ impl<V: Send + Sync + 'static> AsyncDict<V> {
     /// The value at `key`; see [`DurableDict::get`].
     #[inline]
     pub async fn get(&self, key: &str) -> Result<Option<Arc<V>>> {
-        if self.shared.fresh.local() {
-            return self.shared.dict.get(key);
+        if let Some(answer) = self.shared.dict.try_get_local(key) {
+            return answer;
+        }
+        if let Some(answer) = self.checked_on_task(key).await {
+            return answer;
         }
         let key = key.to_owned();
         self.call(Op::Check, move |dict| dict.get(&key)).await
@@ -232,19 +253,29 @@ impl<V: Send + Sync + 'static> AsyncDict<V> {
         Ok(self.get(key).await?.unwrap_or_else(|| Arc::new(default)))
     }
 
-    /// Whether `key` is present.
+    /// Whether `key` is present (a key whose stored value does not decode is not, as in
+    /// [`DurableDict::contains_key`]).
     pub async fn contains_key(&self, key: &str) -> Result<bool> {
-        if self.shared.fresh.local() {
-            return self.shared.dict.contains_key(key);
+        let present = |answer: Result<Option<Arc<V>>>| match answer {
+            Ok(found) => Ok(found.is_some()),
+            Err(Error::Decode { .. }) => Ok(false),
+            Err(e) => Err(e),
+        };
+        if let Some(answer) = self.shared.dict.try_get_local(key) {
+            return present(answer);
+        }
+        if let Some(answer) = self.checked_on_task(key).await {
+            return present(answer);
         }
         let key = key.to_owned();
         self.call(Op::Check, move |dict| dict.contains_key(&key))
             .await
     }
 
-    /// How many entries there are.
+    /// How many entries there are. Local when [`answers_locally`](Self::answers_locally) says
+    /// so as it is called; else on the blocking pool.
     pub async fn len(&self) -> Result<usize> {
-        if self.shared.fresh.local() {
+        if self.shared.dict.answers_locally() {
             return self.shared.dict.len();
         }
         self.call(Op::Check, |dict| dict.len()).await
@@ -255,9 +286,11 @@ impl<V: Send + Sync + 'static> AsyncDict<V> {
         Ok(self.len().await? == 0)
     }
 
-    /// The keys, from one consistent snapshot.
+    /// The keys, from one consistent snapshot. Local when
+    /// [`answers_locally`](Self::answers_locally) says so as it is called; else on the
+    /// blocking pool.
     pub async fn keys(&self) -> Result<Vec<String>> {
-        if self.shared.fresh.local() {
+        if self.shared.dict.answers_locally() {
             return self.shared.dict.keys();
         }
         self.call(Op::Check, |dict| dict.keys()).await
@@ -337,8 +370,24 @@ impl<V: Send + Sync + 'static> AsyncDict<V> {
 
     // ---- internals ---------------------------------------------------------------------
 
-    /// Runs `f` on the blocking pool, and refreshes the facade's freshness record from it (a
-    /// stamp check, a reload or an own write confirms the cache).
+    /// The answer to a `get` of `key` from a stamp check made on the task with the dict's
+    /// [`StampSource`]; `None` when there is no source, the check failed (the source bumped
+    /// the epoch where the failure may hide a restart), or it did not confirm the cache (the
+    /// store's epoch changed during it, or the dict needs a reload): the blocking pool then
+    /// decides. Waits for a permit like a blocking call, so a paused server holds at most
+    /// `max_blocking` of this dict's connections.
+    async fn checked_on_task(&self, key: &str) -> Option<Result<Option<Arc<V>>>> {
+        let source = self.shared.source.as_ref()?;
+        let _permit = self.shared.permits.acquire().await.ok()?;
+        let epoch = source.epoch();
+        let stamp = source.last_updated().await.ok()?;
+        if source.epoch() != epoch {
+            return None;
+        }
+        self.shared.dict.get_confirmed(key, epoch, stamp)
+    }
+
+    /// Runs `f` on the blocking pool (or in place, see [`Offload`]).
     async fn call<T, F>(&self, op: Op, f: F) -> Result<T>
     where
         T: Send + 'static,
@@ -349,15 +398,10 @@ impl<V: Send + Sync + 'static> AsyncDict<V> {
             .acquire_owned()
             .await
             .map_err(|_| shutting_down(op))?;
-        let shared = Arc::clone(&self.shared);
+        let dict = Arc::clone(&self.shared.dict);
         let run = move || {
             let _permit = permit;
-            let seen = shared.fresh.before(&shared.dict);
-            let result = f(&shared.dict);
-            if result.is_ok() {
-                shared.fresh.confirm(seen, &shared.dict);
-            }
-            result
+            f(&dict)
         };
         if self.shared.offload == Offload::InPlace
             && Handle::current().runtime_flavor() == RuntimeFlavor::MultiThread

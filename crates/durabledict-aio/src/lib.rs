@@ -3,7 +3,6 @@
 
 mod changes;
 mod dict;
-mod fresh;
 mod source;
 
 pub use changes::Changes;

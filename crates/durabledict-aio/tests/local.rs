@@ -100,8 +100,9 @@ async fn manual_and_at_most_every_read_locally() {
     assert_eq!(text(always.get("k").await.unwrap()), Some("2".into()));
 }
 
-/// A dict the facade did not build: `Watch` cannot see the feed, so reads go to the pool.
-async fn from_sync_is_correct_without_the_feed() {
+/// A dict the facade did not build reads locally exactly when the sync dict would (the core
+/// says so: the facade keeps no record of its own), `Watch` included.
+async fn from_sync_reads_locally_as_the_dict_does() {
     let dict = Arc::new(
         DurableDict::<String>::builder(MemoryStore::with_feed(), Raw)
             .policy(SyncPolicy::Watch)
@@ -110,10 +111,34 @@ async fn from_sync_is_correct_without_the_feed() {
     );
     dict.insert("k", "1".to_string()).unwrap();
     let handle = AsyncDict::from_sync(Arc::clone(&dict));
+    assert!(!handle.checks_on_task());
+    // The own write's notice: one check (on the blocking pool), then local.
     assert!(!handle.answers_locally());
     assert_eq!(text(handle.get("k").await.unwrap()), Some("1".into()));
+    assert!(handle.answers_locally());
+    let ready = handle
+        .get("k")
+        .now_or_never()
+        .expect("a local read is ready at once");
+    assert_eq!(text(ready.unwrap()), Some("1".into()));
+    // A read through the sync handle confirms for both.
+    dict.insert("k", "2".to_string()).unwrap();
+    assert!(!handle.answers_locally());
+    assert_eq!(
+        dict.get("k").unwrap().as_deref().map(String::as_str),
+        Some("2")
+    );
+    assert!(handle.answers_locally());
     handle.remove("k").await.unwrap();
     assert_eq!(dict.get("k").unwrap(), None, "one cache under both handles");
+    assert!(
+        !handle
+            .contains_key("k")
+            .now_or_never()
+            .expect("local")
+            .unwrap(),
+        "contains_key answers locally too"
+    );
 }
 
 async fn own_writes_arrive_on_the_stream() {
@@ -147,7 +172,7 @@ async fn own_writes_arrive_on_the_stream() {
 async fn local_reads_multi_thread() {
     watch_reads_locally_while_the_feed_is_healthy().await;
     manual_and_at_most_every_read_locally().await;
-    from_sync_is_correct_without_the_feed().await;
+    from_sync_reads_locally_as_the_dict_does().await;
     own_writes_arrive_on_the_stream().await;
 }
 
@@ -155,6 +180,6 @@ async fn local_reads_multi_thread() {
 async fn local_reads_current_thread() {
     watch_reads_locally_while_the_feed_is_healthy().await;
     manual_and_at_most_every_read_locally().await;
-    from_sync_is_correct_without_the_feed().await;
+    from_sync_reads_locally_as_the_dict_does().await;
     own_writes_arrive_on_the_stream().await;
 }

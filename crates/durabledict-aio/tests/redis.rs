@@ -19,14 +19,20 @@ const PAUSE: Duration = Duration::from_millis(1500);
 const TICK: Duration = Duration::from_millis(10);
 
 /// A timer task beside 1,000 reads under `Always` while the server is paused: the timer keeps
-/// ticking, no read answers before the server does, and every read answers after.
-async fn timer_ticks_beside_reads_on_a_paused_server() {
+/// ticking, no read answers before the server does, and every read answers after. With
+/// `on_task` the stamp is checked on the tasks (the store's async connections), else on the
+/// blocking pool.
+async fn timer_ticks_beside_reads_on_a_paused_server(on_task: bool) {
     let server = own_server();
     let url = server.url();
-    let dict = AsyncDict::<String>::builder(store(&url, &keyspace()), Raw)
+    let redis = store(&url, &keyspace());
+    let source = on_task.then(|| redis.async_stamp().unwrap());
+    let dict = AsyncDict::<String>::builder(redis, Raw)
+        .stamp_source(source)
         .build()
         .await
         .unwrap();
+    assert_eq!(dict.checks_on_task(), on_task);
     dict.insert("k", "v".to_string()).await.unwrap();
     assert!(
         !dict.answers_locally(),
@@ -86,12 +92,14 @@ async fn timer_ticks_beside_reads_on_a_paused_server() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn always_reads_never_block_the_executor_multi_thread() {
-    timer_ticks_beside_reads_on_a_paused_server().await;
+    timer_ticks_beside_reads_on_a_paused_server(false).await;
+    timer_ticks_beside_reads_on_a_paused_server(true).await;
 }
 
 #[tokio::test(flavor = "current_thread")]
 async fn always_reads_never_block_the_executor_current_thread() {
-    timer_ticks_beside_reads_on_a_paused_server().await;
+    timer_ticks_beside_reads_on_a_paused_server(false).await;
+    timer_ticks_beside_reads_on_a_paused_server(true).await;
 }
 
 /// A write cancelled while it runs against a paused server still completes on the blocking

@@ -401,7 +401,11 @@ fn frame_end(buf: &[u8], at: usize, depth: usize) -> RedisResult<Option<usize>> 
             let Ok(n) = usize::try_from(count()?) else {
                 return Ok(Some(after));
             };
-            let n = if matches!(kind, b'%' | b'|') { n * 2 } else { n };
+            let n = if matches!(kind, b'%' | b'|') {
+                n * 2
+            } else {
+                n
+            };
             let mut pos = after;
             for _ in 0..n {
                 match frame_end(buf, pos, depth + 1)? {
