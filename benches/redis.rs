@@ -8,8 +8,8 @@
 //! | `redis_reload_10000` | the read after another instance's write (reload, 10,000 JSON values) | raw `HGETALL` into a map | ≤ 2× |
 //! | `redis_reload_10000` | `store_durables` (the store's part) and `decode_only` (decoding the values, no I/O) | | informative |
 //! | `paired: watch read` | `dict.get` under `Watch`, feed up | `HashMap<String, Arc<V>>` get + clone | ≤ 1.5× |
-//! | `feed: propagation` | a write's return to another handle's `Watch` dict serving it, and to a listener firing | | p50 ≤ 1 ms, p99 ≤ 5 ms |
-//! | `feed: 200 dicts` | 200 dicts (200 store handles, so 200 feed connections) hearing one write | | p99 ≤ 20 ms |
+//! | `feed: propagation` | a write's return to another handle's `Watch` dict serving it, and to a listener firing | a raw RESP3 tracking client's notice, and its notice plus one `MULTI GET HGETALL`, for the same writes | p50 ≤ 1 ms, p99 ≤ 5 ms |
+//! | `feed: 200 …` | 200 dicts hearing one write: on 200 store handles (200 feed connections), then on clones of one handle (one) | 200 raw tracking clients, rounds alternating | p99 ≤ 20 ms |
 //! | `redis_two_threads` | two threads reading under `Always` (pooled connections) | two threads sharing one raw connection behind a mutex, and one raw connection each | informative |
 //!
 //! On a busy machine a baseline and its subject measured a few seconds apart can differ by 2×
@@ -17,10 +17,17 @@
 //! baseline and subject run in alternating batches, and the median of the per-round ratios is
 //! reported (`paired:` lines). Those are the ratios to hold against the targets.
 //!
-//! Run with `cargo xtask bench redis` (or `cargo bench --features redis --bench redis`).
+//! The feed figures are percentiles of single events (p99 of 600 to 8,000 samples); each is
+//! printed with its raw baseline from the same rounds and the load average, because on a
+//! shared 2-core machine a tail both share is the scheduler's.
+//!
+//! Run with `cargo xtask bench redis` (or `cargo bench --features redis --bench redis`);
+//! `DURABLEDICT_BENCH_ONLY=feed` runs the feed figures alone (under a minute).
 
 use std::collections::HashMap;
 use std::hint::black_box;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -406,6 +413,23 @@ fn percentiles(name: &str, mut samples: Vec<Duration>, p50_target: f64, p99_targ
     );
 }
 
+/// Prints p50, p99 and the largest of `samples` (a baseline or an informative figure: no
+/// target).
+fn baseline(name: &str, mut samples: Vec<Duration>) {
+    samples.sort();
+    let at = |q: f64| {
+        let i = ((samples.len() as f64 * q) as usize).min(samples.len() - 1);
+        samples[i].as_secs_f64() * 1e3
+    };
+    println!(
+        "feed: {name}: n {} p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms",
+        samples.len(),
+        at(0.5),
+        at(0.99),
+        at(1.0),
+    );
+}
+
 fn watch_dict(url: &str, keyspace: &str) -> (RedisStore, Arc<DurableDict<String>>) {
     let store = RedisStore::open(url, keyspace).expect("store");
     let feed = durabledict::Store::feed(&store).expect("a Redis store has a feed");
@@ -435,8 +459,88 @@ fn python_write(conn: &mut Connection, store: &RedisStore, key: &str, value: &st
         .expect("MULTI");
 }
 
+/// A hand-written client of the same design, with no library, in the same run: a RESP3
+/// connection with `CLIENT TRACKING ON BCAST PREFIX <stamp key>` on a thread of its own, which
+/// on each notice loads the keyspace once (`MULTI GET HGETALL EXEC` on a second connection). It
+/// sends when the notice arrived and when the load returned: the floor the machine allows for
+/// the same path, so that a tail both share is the machine's, not the library's.
+struct RawWatcher {
+    times: Receiver<(Instant, Instant)>,
+    stop: Arc<AtomicBool>,
+}
+
+impl RawWatcher {
+    fn start(url: &str, stamp: &str, hash: &str) -> RawWatcher {
+        let mut tracking = redis::Client::open(format!("{url}?protocol=resp3"))
+            .and_then(|c| c.get_connection())
+            .expect("RESP3 connection");
+        redis::cmd("CLIENT")
+            .arg("TRACKING")
+            .arg("ON")
+            .arg("BCAST")
+            .arg("PREFIX")
+            .arg(stamp)
+            .exec(&mut tracking)
+            .expect("CLIENT TRACKING");
+        tracking
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .expect("timeout");
+        let mut loads = raw(url);
+        let (stamp, hash) = (stamp.to_owned(), hash.to_owned());
+        let (tx, times) = std::sync::mpsc::channel();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            while !stopped.load(Ordering::Relaxed) {
+                match tracking.recv_response() {
+                    Ok(redis::Value::Push {
+                        kind: redis::PushKind::Invalidate,
+                        ..
+                    }) => {
+                        let noticed = Instant::now();
+                        let (stamp, all): (Option<i64>, HashMap<String, Vec<u8>>) = redis::pipe()
+                            .atomic()
+                            .get(&stamp)
+                            .hgetall(&hash)
+                            .query(&mut loads)
+                            .expect("MULTI GET HGETALL");
+                        black_box((stamp, all));
+                        if tx.send((noticed, Instant::now())).is_err() {
+                            return;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) if e.is_timeout() => {}
+                    Err(e) => panic!("raw tracking connection: {e}"),
+                }
+            }
+        });
+        RawWatcher { times, stop }
+    }
+
+    /// When the notice of the write that returned at `wrote` arrived, and when its load
+    /// returned, both counted from `wrote`.
+    fn next(&self, wrote: Instant) -> (Duration, Duration) {
+        let (noticed, loaded) = self
+            .times
+            .recv_timeout(Duration::from_secs(5))
+            .expect("the raw client never heard the write");
+        (
+            noticed.saturating_duration_since(wrote),
+            loaded.saturating_duration_since(wrote),
+        )
+    }
+}
+
+impl Drop for RawWatcher {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
 /// Client tracking: local reads, how fast a change arrives, and 200 dicts on one server.
 fn feed_figures(bench: &Bench) {
+    println!("feed: load average at start: {}", load_average());
     let (_, dict) = watch_dict(&bench.url, "feed-read");
     dict.update((0..100).map(|i| (format!("feature.flag.{i}"), format!("value {i}"))))
         .expect("fill");
@@ -467,9 +571,26 @@ fn feed_figures(bench: &Bench) {
             })
         },
     );
+    drop(dict);
+    propagation(bench);
+    fleet(bench);
+    println!("feed: load average at end: {}", load_average());
+}
 
-    // Propagation: from the writer's return to another handle's Watch dict serving the value.
-    const ROUNDS: usize = 400;
+/// The first line of `/proc/loadavg`, so that every printed figure comes with the load it was
+/// measured under.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// Propagation: from a writer's return to another handle's `Watch` dict serving the value and
+/// to a listener firing, with the raw client's notice and load in the same rounds.
+fn propagation(bench: &Bench) {
+    // Rounds per figure; the python-style figures get half each (p99 of 600 is the 6th
+    // largest).
+    const ROUNDS: usize = 1200;
     let (store, reader) = watch_dict(&bench.url, "feed-propagation");
     let (_, listening) = watch_dict(&bench.url, "feed-propagation");
     let events = listening.subscribe();
@@ -481,11 +602,15 @@ fn feed_figures(bench: &Bench) {
     .build()
     .expect("build");
     let mut python = raw(&bench.url);
+    let watcher = RawWatcher::start(&bench.url, store.stamp_key(), store.hash_key());
     let (mut served, mut served_python, mut heard_python) = (Vec::new(), Vec::new(), Vec::new());
-    // Polls, yielding between reads: a busy loop would take a core from the feed thread.
+    let (mut raw_noticed, mut raw_loaded) = (Vec::new(), Vec::new());
+    // Polls with a short sleep between reads, as a request loop would read: spinning would take
+    // a core of two from the feed thread. The figure includes up to one pause (≈ 0.06 ms with
+    // Linux's timer slack).
     let until_served = |value: &str, started: Instant| {
         while reader.get("k").expect("get").as_deref().map(String::as_str) != Some(value) {
-            std::thread::yield_now();
+            std::thread::sleep(Duration::from_micros(10));
         }
         started.elapsed()
     };
@@ -507,6 +632,8 @@ fn feed_figures(bench: &Bench) {
         writer.insert("k", value.clone()).expect("insert");
         served.push(until_served(&value, Instant::now()));
         until_heard(&value, Instant::now());
+        // The raw client hears the server's notice of that write too.
+        let _ = watcher.next(Instant::now());
         std::thread::sleep(Duration::from_millis(2));
         // A Python-style writer: only the server's push tells the dicts. Every other round
         // times the reader, the others the listener, so that neither waits for the other.
@@ -520,6 +647,9 @@ fn feed_figures(bench: &Bench) {
             heard_python.push(until_heard(&value, started));
             until_served(&value, started);
         }
+        let (noticed, loaded) = watcher.next(started);
+        raw_noticed.push(noticed);
+        raw_loaded.push(loaded);
         std::thread::sleep(Duration::from_millis(2));
     }
     percentiles(
@@ -540,41 +670,190 @@ fn feed_figures(bench: &Bench) {
         1.0,
         5.0,
     );
+    baseline(
+        "baseline, the same writes: a raw RESP3 tracking client's notice",
+        raw_noticed,
+    );
+    baseline(
+        "baseline, the same writes: the raw client's notice and one MULTI GET HGETALL",
+        raw_loaded,
+    );
+}
 
-    // 200 dicts, each on its own store handle (its own feed connection and thread) and with a
-    // listener, all hearing one Python-style write.
+/// 200 dicts on one server in one process, all hearing one Python-style write, in two
+/// layouts measured one after the other (so that the first one's 200 listener threads are gone
+/// when the second runs): 200 store handles (200 feed connections and pools), then 200 dicts on
+/// clones of one handle (one feed connection and one pool, `max_idle` 200 so that a burst of
+/// 200 loads does not open and close connections). Each layout's rounds alternate with rounds of
+/// 200 raw tracking clients (the baseline: a thread and a tracking connection each, one
+/// `MULTI GET HGETALL` per notice).
+fn fleet(bench: &Bench) {
     const DICTS: usize = 200;
-    let dicts: Vec<_> = (0..DICTS)
+    let raw_store = RedisStore::open(&bench.url, "feed-fleet-raw").expect("store");
+    let watchers: Vec<_> = (0..DICTS)
+        .map(|_| RawWatcher::start(&bench.url, raw_store.stamp_key(), raw_store.hash_key()))
+        .collect();
+    let mut python = raw(&bench.url);
+    let handles: Vec<_> = (0..DICTS)
         .map(|_| watch_dict(&bench.url, "feed-fleet"))
         .collect();
-    let subscriptions: Vec<_> = dicts.iter().map(|(_, dict)| dict.subscribe()).collect();
-    let feeds: Vec<_> = dicts
-        .iter()
-        .map(|(store, _)| durabledict::Store::feed(store).expect("feed"))
+    fleet_rounds(
+        Fleet::new("200 handles (200 feed connections)", &handles),
+        &watchers,
+        &raw_store,
+        &mut python,
+    );
+    drop(handles);
+    let shared_store = RedisStore::builder(&bench.url, "feed-fleet-shared")
+        .max_idle(DICTS)
+        .build()
+        .expect("store");
+    let shared: Vec<_> = (0..DICTS)
+        .map(|_| {
+            let store = shared_store.clone();
+            let dict = DurableDict::builder(store.clone(), Json::<String>::new())
+                .policy(SyncPolicy::Watch)
+                .build()
+                .expect("build");
+            (store, Arc::new(dict))
+        })
         .collect();
-    let (fleet_store, _) = &dicts[0];
-    let (mut heard, mut last, mut noticed) = (Vec::new(), Vec::new(), Vec::new());
-    for i in 0..30 {
-        let value = format!("fleet {i}");
-        let states: Vec<_> = feeds.iter().map(|feed| feed.state()).collect();
-        python_write(&mut python, fleet_store, "k", &value);
-        let started = Instant::now();
-        // First when every feed has the notice (delivery alone)...
-        let mut waiting: Vec<usize> = (0..DICTS).collect();
-        while !waiting.is_empty() {
-            waiting.retain(|&d| feeds[d].state() == states[d]);
-            std::thread::yield_now();
+    fleet_rounds(
+        Fleet::new(
+            "200 dicts on clones of one handle (1 feed connection)",
+            &shared,
+        ),
+        &watchers,
+        &raw_store,
+        &mut python,
+    );
+}
+
+/// Rounds of `fleet` alternating with rounds of the raw `watchers`; prints both, with the
+/// process's CPU time per round of each.
+fn fleet_rounds(
+    mut fleet: Fleet<'_>,
+    watchers: &[RawWatcher],
+    raw_store: &RedisStore,
+    python: &mut Connection,
+) {
+    const ROUNDS: usize = 40;
+    fleet.wait_up();
+    let (mut raw_each, mut raw_last) = (Vec::new(), Vec::new());
+    let (mut fleet_cpu, mut raw_cpu) = (Duration::ZERO, Duration::ZERO);
+    for i in 0..ROUNDS {
+        let cpu = cpu_time();
+        fleet.round(python, &format!("fleet {i}"));
+        fleet_cpu += cpu_time().saturating_sub(cpu);
+        std::thread::sleep(Duration::from_millis(20));
+        let cpu = cpu_time();
+        python_write(python, raw_store, "k", &format!("fleet {i}"));
+        let wrote = Instant::now();
+        let mut last = Duration::ZERO;
+        for watcher in watchers {
+            let (_, loaded) = watcher.next(wrote);
+            raw_each.push(loaded);
+            last = last.max(loaded);
         }
-        noticed.push(started.elapsed());
-        // ...then when every listener fired (the notice, a stamp check and a reload each).
-        let mut pending: Vec<usize> = (0..DICTS).collect();
+        raw_last.push(last);
+        raw_cpu += cpu_time().saturating_sub(cpu);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let name = fleet.name;
+    fleet.report();
+    baseline(
+        &format!(
+            "{name}: baseline, 200 raw tracking clients: each client's notice + MULTI GET HGETALL"
+        ),
+        raw_each,
+    );
+    baseline(
+        &format!("{name}: baseline, 200 raw tracking clients: the last of the 200"),
+        raw_last,
+    );
+    let per_round = |cpu: Duration| cpu.as_secs_f64() * 1e3 / ROUNDS as f64;
+    println!(
+        "feed: {name}: this process's CPU per round: {:.1} ms, the raw clients' {:.1} ms (10 ms ticks)",
+        per_round(fleet_cpu),
+        per_round(raw_cpu),
+    );
+}
+
+/// This process's CPU time (user and system) so far, from `/proc/self/stat` (clock ticks,
+/// taken as 10 ms); zero where there is no such file.
+fn cpu_time() -> Duration {
+    let ticks = std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|stat| {
+            // The fields after the command name, which is in parentheses and may hold spaces.
+            let fields: Vec<u64> = stat[stat.rfind(')')? + 2..]
+                .split_whitespace()
+                .skip(11)
+                .take(2)
+                .filter_map(|f| f.parse().ok())
+                .collect();
+            Some(fields.iter().sum::<u64>())
+        })
+        .unwrap_or(0);
+    Duration::from_millis(ticks * 10)
+}
+
+/// One layout of the fleet: its dicts with a listener each, and the figures of its rounds.
+struct Fleet<'a> {
+    name: &'static str,
+    store: &'a RedisStore,
+    subscriptions: Vec<durabledict::Subscription<String>>,
+    feeds: Vec<Arc<durabledict::Feed>>,
+    heard: Vec<Duration>,
+    noticed: Vec<Duration>,
+    last: Vec<Duration>,
+}
+
+impl<'a> Fleet<'a> {
+    fn new(name: &'static str, dicts: &'a [(RedisStore, Arc<DurableDict<String>>)]) -> Self {
+        Fleet {
+            name,
+            store: &dicts[0].0,
+            subscriptions: dicts.iter().map(|(_, dict)| dict.subscribe()).collect(),
+            feeds: dicts
+                .iter()
+                .map(|(store, _)| durabledict::Store::feed(store).expect("feed"))
+                .collect(),
+            heard: Vec::new(),
+            noticed: Vec::new(),
+            last: Vec::new(),
+        }
+    }
+
+    fn wait_up(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self.feeds.iter().all(|feed| feed.state().is_up()) {
+            assert!(Instant::now() < deadline, "the feeds never came up");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// One Python-style write; waits until every listener heard it. Polls with a short pause
+    /// between passes (each figure is late by at most one pass, ≈ 0.1 ms), leaving the cores to
+    /// the dicts.
+    fn round(&mut self, python: &mut Connection, value: &str) {
+        let states: Vec<_> = self.feeds.iter().map(|feed| feed.state()).collect();
+        python_write(python, self.store, "k", value);
+        let started = Instant::now();
+        let mut unnoticed: Vec<usize> = (0..self.feeds.len()).collect();
+        let mut pending: Vec<usize> = (0..self.subscriptions.len()).collect();
+        let mut noticed = None;
         while !pending.is_empty() {
+            unnoticed.retain(|&d| self.feeds[d].state() == states[d]);
+            if unnoticed.is_empty() && noticed.is_none() {
+                noticed = Some(started.elapsed());
+            }
             pending.retain(|&d| {
-                while let Some(event) = subscriptions[d].try_next() {
+                while let Some(event) = self.subscriptions[d].try_next() {
                     if let durabledict::Event::Changed(change) = event
-                        && change.new.as_deref() == Some(&value)
+                        && change.new.as_deref().map(String::as_str) == Some(value)
                     {
-                        heard.push(started.elapsed());
+                        self.heard.push(started.elapsed());
                         return false;
                     }
                 }
@@ -582,32 +861,34 @@ fn feed_figures(bench: &Bench) {
             });
             assert!(
                 started.elapsed() < Duration::from_secs(10),
-                "{} dicts never heard",
+                "{}: {} dicts never heard",
+                self.name,
                 pending.len()
             );
-            std::thread::yield_now();
+            std::thread::sleep(Duration::from_micros(50));
         }
-        last.push(started.elapsed());
-        std::thread::sleep(Duration::from_millis(20));
+        self.last.push(started.elapsed());
+        self.noticed
+            .push(noticed.unwrap_or_else(|| started.elapsed()));
     }
-    percentiles(
-        "200 dicts (200 feed connections), a listener each, one write: every listener",
-        heard,
-        20.0,
-        20.0,
-    );
-    percentiles(
-        "200 dicts, one write: the last of the 200 feeds notified",
-        noticed,
-        20.0,
-        20.0,
-    );
-    percentiles(
-        "200 dicts, one write: the last of the 200 listeners",
-        last,
-        20.0,
-        20.0,
-    );
+
+    fn report(self) {
+        let name = self.name;
+        percentiles(
+            &format!("{name}, one write: each of the 200 listeners"),
+            self.heard,
+            20.0,
+            20.0,
+        );
+        baseline(
+            &format!("{name}, one write: the last of the feeds notified"),
+            self.noticed,
+        );
+        baseline(
+            &format!("{name}, one write: the last of the 200 listeners"),
+            self.last,
+        );
+    }
 }
 
 criterion_group! {
