@@ -501,6 +501,10 @@ impl Worker {
                     if self.shared.stop.is_set() {
                         return Ended::Stopped;
                     }
+                    if up && !self.feed.state().is_up() {
+                        // Marked lost by the store while notices keep coming: see below.
+                        break;
+                    }
                 }
             }
             if self.shared.stop.is_set() {

@@ -543,8 +543,8 @@ impl Store for SqlStore {
     /// The pool's own epoch (a failed request, a replaced SQLite file), plus an external
     /// stamp's (a restarted memcached), so that a change of either is seen.
     ///
-    /// On PostgreSQL the change feed's listener adds the server restarts it met (see
-    /// [`crate::listen`]), and a change of the pool's epoch marks the feed lost.
+    /// On PostgreSQL the change feed's listener adds the server restarts it met (a new
+    /// `pg_postmaster_start_time()`), and a change of the pool's epoch marks the feed lost.
     fn epoch(&self) -> u64 {
         let own = self.pool_epoch();
         #[cfg(feature = "postgres")]

@@ -283,7 +283,10 @@ fn a_restart_under_concurrent_readers_serves_no_stale_value() {
     pg.stop();
     let restarted = std::thread::scope(|s| {
         let handle = s.spawn(|| {
-            std::thread::sleep(Duration::from_millis(300));
+            // Long enough for the listener's back-off to reach its 2 s ceiling: the writer
+            // gets through long before the listener is back, and the readers must not have
+            // taken the feed for up meanwhile.
+            std::thread::sleep(Duration::from_millis(2500));
             pg.restart().unwrap();
         });
         // Writes go through as soon as the server is back.
