@@ -99,6 +99,19 @@ pub enum SqlError {
         #[source]
         source: Box<SqlError>,
     },
+    /// A MySQL or MariaDB statement failed with an error diesel gives no kind for, and the
+    /// store asked the server for its number (diesel keeps only the message): `errno` is
+    /// `MYSQL_ERRNO` (1205 a lock wait timeout, 1142 a privilege missing, 1406 a value too
+    /// long …), or `None` when the connection could not be asked, being gone (the server
+    /// killed or lost it: 2006 / 2013). The error is sorted by that number.
+    #[error("{}", server_said(.errno))]
+    Server {
+        /// The server's error number; `None` when the connection is gone.
+        errno: Option<u32>,
+        /// The statement's error.
+        #[source]
+        source: Box<SqlError>,
+    },
     /// The write was committed but the external stamp could not be bumped: no dict sees it
     /// until the stamp changes again, and the dict making that change still misses it. Write
     /// again or bump the stamp (see [`SqlStore`](crate::SqlStore)).
@@ -136,6 +149,11 @@ impl SqlError {
                 ref other => other.class(),
             },
             SqlError::Entry { source, .. } => source.class(),
+            SqlError::Server { errno: None, .. } => Class::Broken,
+            SqlError::Server {
+                errno: Some(errno),
+                source,
+            } => mysql_class(*errno).unwrap_or_else(|| source.class()),
             SqlError::Schema { .. } => Class::Final(StoreErrorKind::Corrupt),
             SqlError::Value { .. }
             | SqlError::InvalidKey { .. }
@@ -149,6 +167,14 @@ impl SqlError {
         match self {
             SqlError::Query(e) | SqlError::CommitUnknown(e) => classify(e) == Class::Broken,
             SqlError::Entry { source, .. } => source.breaks_connection(),
+            SqlError::Server { errno: None, .. } => true,
+            SqlError::Server {
+                errno: Some(errno),
+                source,
+            } => mysql_class(*errno).map_or_else(
+                || source.breaks_connection(),
+                |class| class == Class::Broken,
+            ),
             _ => false,
         }
     }
@@ -166,6 +192,9 @@ impl SqlError {
             | SqlError::FileReplaced { .. } => true,
             SqlError::Open { source, .. } | SqlError::Entry { source, .. } => {
                 source.loses_continuity()
+            }
+            SqlError::Server { source, .. } => {
+                source.loses_continuity() || self.breaks_connection()
             }
             other => other.breaks_connection(),
         }
@@ -191,6 +220,51 @@ impl From<SqlError> for StoreError {
     fn from(error: SqlError) -> Self {
         StoreError::new(error.kind(), error)
     }
+}
+
+fn server_said(errno: &Option<u32>) -> String {
+    match errno {
+        Some(errno) => format!("MySQL error {errno}"),
+        None => "the MySQL connection is gone".to_owned(),
+    }
+}
+
+impl SqlError {
+    /// Whether a statement failed on the server with an error diesel gives no kind for (the
+    /// store then asks a MySQL server for the error's number).
+    pub(crate) fn lacks_a_kind(&self) -> bool {
+        match self {
+            SqlError::Query(DieselError::DatabaseError(DatabaseErrorKind::Unknown, _))
+            | SqlError::CommitUnknown(DieselError::DatabaseError(DatabaseErrorKind::Unknown, _)) => {
+                true
+            }
+            SqlError::Entry { source, .. } => source.lacks_a_kind(),
+            _ => false,
+        }
+    }
+}
+
+/// Sorts a MySQL / MariaDB error number (the server's `ER_*`, or the client's `CR_*`); `None`
+/// for the numbers it does not know, which are then sorted as before they were known.
+fn mysql_class(errno: u32) -> Option<Class> {
+    Some(match errno {
+        // ER_LOCK_DEADLOCK, ER_LOCK_WAIT_TIMEOUT: both roll back, "try restarting
+        // transaction".
+        1213 | 1205 => Class::Conflict,
+        // ER_SERVER_SHUTDOWN, ER_CONNECTION_KILLED, MariaDB's idle disconnect; the client's
+        // CR_SERVER_GONE_ERROR, CR_SERVER_LOST.
+        1053 | 1927 | 4031 | 2006 | 2013 => Class::Broken,
+        // Access denied (database, user, table, column, a privilege), a read-only server or
+        // transaction; a value the column cannot hold (too long, bad characters, out of
+        // range, NULL), a packet over max_allowed_packet, a CHECK constraint.
+        1044 | 1045 | 1142 | 1143 | 1227 | 1290 | 1792 | 1406 | 1366 | 1264 | 1048 | 1364
+        | 1153 | 3819 => Class::Final(StoreErrorKind::Rejected),
+        // ER_NO_SUCH_TABLE: a table dropped while in use, as for `MissingTable`.
+        1146 => Class::Final(StoreErrorKind::Rejected),
+        // ER_BAD_FIELD_ERROR: the table lacks a column the store uses.
+        1054 => Class::Final(StoreErrorKind::Corrupt),
+        _ => return None,
+    })
 }
 
 /// SQLite's primary result codes that the store tells apart.
@@ -312,7 +386,12 @@ fn classify_message(message: &str) -> Class {
         "try restarting transaction",
     ]) {
         Class::Conflict
-    } else if has(&["lock wait timeout"]) {
+    } else if has(&[
+        "lock wait timeout",
+        // PostgreSQL's lock_not_available (55P03): past `lock_timeout`, or NOWAIT.
+        "due to lock timeout",
+        "could not obtain lock",
+    ]) {
         Class::Final(StoreErrorKind::Unavailable)
     } else if has(&[
         "too long",
@@ -390,6 +469,20 @@ mod tests {
             ),
             (
                 SqlError::StampAfterCommit(StoreError::unavailable("memcached unreachable")),
+                2,
+            ),
+            (
+                SqlError::Server {
+                    errno: Some(1205),
+                    source: Box::new(SqlError::Query(query())),
+                },
+                2,
+            ),
+            (
+                SqlError::Server {
+                    errno: None,
+                    source: Box::new(SqlError::Query(query())),
+                },
                 2,
             ),
         ];

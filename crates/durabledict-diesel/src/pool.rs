@@ -10,11 +10,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
+use diesel::connection::SimpleConnection;
 use diesel::r2d2::R2D2Connection;
 
 use crate::db::Db;
+use crate::dialect::Backend;
 use crate::error::{Class, SqlError};
 use crate::file::{self, FileId};
+use crate::stmt::Stmt;
 
 /// How many times one operation runs at most (first try included).
 const MAX_ATTEMPTS: u32 = 5;
@@ -457,6 +460,11 @@ impl<C: Db + R2D2Connection> Pool<C> {
                 }
                 Err(error) => error,
             };
+            let error = if C::BACKEND == Backend::Mysql && error.lacks_a_kind() {
+                ask_errno(&mut conn.conn, error)
+            } else {
+                error
+            };
             if error.breaks_connection() {
                 conn.broken = true;
                 self.generation
@@ -523,6 +531,164 @@ impl<C: Db + R2D2Connection> Pool<C> {
         if self.waiting.load(Ordering::SeqCst) == 0 && hot.len() < self.max_hot {
             hot.push(conn);
         }
+    }
+}
+
+/// MySQL and MariaDB: the number of the error a statement just failed with, asked of the
+/// server on the same connection. diesel 2.3 reads the number (`mysql_stmt_errno`, in
+/// `mysql/connection/stmt/mod.rs`, `last_error_type`) only to pick one of its kinds and
+/// otherwise keeps the message alone (`DatabaseErrorInformation` has no code; for statements
+/// sent as text, `raw.rs`, `did_an_error_occur`, it reads no number at all). The server's
+/// diagnostics area still holds the failed statement's condition after diesel's ROLLBACK
+/// (tested on MariaDB). When it holds none, the error stays as it is, sorted by its message;
+/// when the connection cannot even be asked, it is gone.
+fn ask_errno<C: Db>(conn: &mut C, error: SqlError) -> SqlError {
+    const ERRNO: &str = "SELECT COALESCE(CAST(@durabledict_errno AS SIGNED), 0) AS n";
+    let asked = conn
+        .batch_execute("GET DIAGNOSTICS CONDITION 1 @durabledict_errno = MYSQL_ERRNO")
+        .and_then(|()| conn.int(Stmt::new(ERRNO, &[])));
+    let errno = match asked {
+        Ok(n) => {
+            let _ = conn.batch_execute("SET @durabledict_errno = NULL");
+            match n.and_then(|n| u32::try_from(n).ok()).filter(|&n| n > 0) {
+                Some(n) => Some(n),
+                None => return error,
+            }
+        }
+        // No condition to read (the error was not the server's), or no connection left.
+        Err(_) if conn.batch_execute("SELECT 1").is_ok() => return error,
+        Err(_) => None,
+    };
+    SqlError::Server {
+        errno,
+        source: Box::new(error),
+    }
+}
+
+#[cfg(all(test, feature = "mysql"))]
+mod mysql_tests {
+    use diesel::mysql::MysqlConnection;
+    use diesel::{Connection, RunQueryDsl};
+    use durabledict_core::{StoreError, StoreErrorKind};
+    use durabledict_test_servers::MariaDb;
+
+    use super::*;
+
+    /// What the store makes of `sql`'s failure on `conn`, run in a transaction as the store
+    /// runs its writes.
+    fn failure(conn: &mut MysqlConnection, sql: &str) -> SqlError {
+        let error = conn
+            .transaction(|c| diesel::sql_query(sql).execute(c).map_err(SqlError::Query))
+            .expect_err(sql);
+        assert!(error.lacks_a_kind(), "{error:?}");
+        ask_errno(conn, error)
+    }
+
+    fn kind(error: SqlError) -> StoreErrorKind {
+        StoreError::from(error).kind()
+    }
+
+    /// Each error is sorted by its number, which the message need not name: the numbers of
+    /// a lock wait timeout, a missing privilege, an overlong value; and a killed connection.
+    #[test]
+    fn errors_are_sorted_by_the_servers_number() {
+        let server = MariaDb::start().unwrap_or_else(|e| panic!("cannot start MariaDB: {e}"));
+        let connect =
+            || MysqlConnection::establish(&server.url()).unwrap_or_else(|e| panic!("{e}"));
+        let mut conn = connect();
+        conn.batch_execute(
+            "CREATE TABLE t (id int PRIMARY KEY, v varchar(3)) ENGINE = InnoDB; \
+             INSERT INTO t VALUES (1, 'a');",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+
+        let error = failure(&mut conn, "INSERT INTO t VALUES (2, 'abcd')");
+        assert!(
+            matches!(
+                error,
+                SqlError::Server {
+                    errno: Some(1406),
+                    ..
+                }
+            ),
+            "{error:?}"
+        );
+        assert_eq!(kind(error), StoreErrorKind::Rejected);
+
+        let mut holder = connect();
+        holder
+            .batch_execute("BEGIN; UPDATE t SET v = 'x' WHERE id = 1;")
+            .unwrap_or_else(|e| panic!("{e}"));
+        conn.batch_execute("SET innodb_lock_wait_timeout = 1")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let error = failure(&mut conn, "UPDATE t SET v = 'y' WHERE id = 1");
+        assert!(
+            matches!(
+                error,
+                SqlError::Server {
+                    errno: Some(1205),
+                    ..
+                }
+            ),
+            "{error:?}"
+        );
+        assert_eq!(error.class(), Class::Conflict);
+        assert_eq!(kind(error), StoreErrorKind::Unavailable);
+        holder
+            .batch_execute("ROLLBACK")
+            .unwrap_or_else(|e| panic!("{e}"));
+
+        // The test server runs without grant tables: turn them on for a user with SELECT only.
+        conn.batch_execute(
+            "FLUSH PRIVILEGES; CREATE USER 'reader'@'%'; \
+             GRANT SELECT ON durabledict.t TO 'reader'@'%';",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let url = format!("mysql://reader@127.0.0.1:{}/durabledict", server.port());
+        let mut reader = MysqlConnection::establish(&url).unwrap_or_else(|e| panic!("{e}"));
+        let error = failure(&mut reader, "INSERT INTO t VALUES (3, 'c')");
+        assert!(
+            matches!(
+                error,
+                SqlError::Server {
+                    errno: Some(1142),
+                    ..
+                }
+            ),
+            "{error:?}"
+        );
+        assert_eq!(kind(error), StoreErrorKind::Rejected);
+
+        let id: i64 = diesel::select(diesel::dsl::sql::<diesel::sql_types::BigInt>(
+            "CONNECTION_ID()",
+        ))
+        .get_result(&mut conn)
+        .unwrap_or_else(|e| panic!("{e}"));
+        connect()
+            .batch_execute(&format!("KILL {id}"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let error = failure(&mut conn, "UPDATE t SET v = 'z' WHERE id = 1");
+        assert!(
+            matches!(error, SqlError::Server { errno: None, .. }),
+            "{error:?}"
+        );
+        assert!(error.breaks_connection() && error.loses_continuity());
+        assert_eq!(kind(error), StoreErrorKind::Unavailable);
+    }
+
+    /// An error the server's diagnostics do not hold (none is left after a statement that
+    /// succeeded) is kept as it was.
+    #[test]
+    fn an_error_the_server_holds_no_number_for_is_kept() {
+        let server = MariaDb::start().unwrap_or_else(|e| panic!("cannot start MariaDB: {e}"));
+        let mut conn = MysqlConnection::establish(&server.url()).unwrap_or_else(|e| panic!("{e}"));
+        let error = SqlError::Query(diesel::result::Error::DatabaseError(
+            diesel::result::DatabaseErrorKind::Unknown,
+            Box::new("Lock wait timeout exceeded; try restarting transaction".to_owned()),
+        ));
+        let kept = ask_errno(&mut conn, error);
+        assert!(matches!(kept, SqlError::Query(_)), "{kept:?}");
+        assert_eq!(kept.class(), Class::Conflict);
     }
 }
 
