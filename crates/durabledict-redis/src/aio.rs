@@ -195,7 +195,11 @@ impl Shared {
                 // A server's error reply leaves the connection in step: keep it.
                 self.put(conn);
                 match reply.extract_error() {
-                    Ok(value) => reply::stamp(value, &self.stamp_key),
+                    Ok(value) => {
+                        // Ends an outage in the store's log, as its pools' replies do.
+                        self.continuity.answered();
+                        reply::stamp(value, &self.stamp_key)
+                    }
                     Err(e) => {
                         self.continuity.failed(&e);
                         Err(request_error(e, false))
@@ -341,7 +345,8 @@ impl Conn {
     async fn reply(&mut self) -> RedisResult<Value> {
         loop {
             if let Some(end) = frame_end(&self.buf, 0, 0)? {
-                let value = redis::parse_redis_value(&self.buf[..end]);
+                let value = simple(&self.buf[..end])
+                    .map_or_else(|| redis::parse_redis_value(&self.buf[..end]), Ok);
                 self.buf.drain(..end);
                 return value;
             }
@@ -367,6 +372,27 @@ impl Conn {
 
 fn protocol(what: &'static str) -> RedisError {
     RedisError::from((redis::ErrorKind::Parse, "not a RESP reply", what.to_owned()))
+}
+
+/// The value of a whole reply of the kinds a stamp `GET` gets (`$n` text, `$-1` nil, `:n`),
+/// read directly; `None` for any other (parsed by redis-rs). The common case skips the
+/// general parser's set-up.
+fn simple(frame: &[u8]) -> Option<Value> {
+    let (&kind, rest) = frame.split_first()?;
+    let cr = rest.iter().position(|&b| b == b'\r')?;
+    let head = std::str::from_utf8(&rest[..cr]).ok()?;
+    let after = rest.get(cr + 2..)?;
+    match kind {
+        b':' if after.is_empty() => head.parse().ok().map(Value::Int),
+        b'$' => {
+            let Ok(len) = usize::try_from(head.parse::<i64>().ok()?) else {
+                return after.is_empty().then_some(Value::Nil);
+            };
+            let data = after.strip_suffix(b"\r\n")?;
+            (data.len() == len).then(|| Value::BulkString(data.to_vec()))
+        }
+        _ => None,
+    }
 }
 
 /// Where the RESP reply starting at `at` ends, `None` while it is incomplete.
@@ -463,5 +489,25 @@ mod tests {
         assert!(frame_end(b"$x\r\n", 0, 0).is_err());
         let deep = "*1\r\n".repeat(MAX_DEPTH + 1);
         assert!(frame_end(deep.as_bytes(), 0, 0).is_err());
+    }
+
+    #[test]
+    fn simple_replies_read_as_the_general_parser_reads_them() {
+        for frame in [
+            &b"$2\r\n42\r\n"[..],
+            b"$-1\r\n",
+            b"$0\r\n\r\n",
+            b"$4\r\na\r\nb\r\n",
+            b":-7\r\n",
+        ] {
+            assert_eq!(
+                simple(frame),
+                Some(redis::parse_redis_value(frame).unwrap()),
+                "{:?}",
+                String::from_utf8_lossy(frame)
+            );
+        }
+        assert_eq!(simple(b"+OK\r\n"), None);
+        assert_eq!(simple(b"-ERR x\r\n"), None);
     }
 }
