@@ -333,9 +333,11 @@ fn classify_sqlite(code: SqliteCode) -> Class {
 }
 
 /// Sorts a diesel error: by diesel's kind (which it derives from SQLSTATE, MySQL's error
-/// number or SQLite's extended code), then by SQLite's result code. Other codes diesel does
-/// not pass on (PostgreSQL's SQLSTATE beyond its kinds, MySQL's error numbers), so the
-/// servers' messages are matched for the rest.
+/// number or SQLite's extended code), then by SQLite's result code. MySQL's error numbers
+/// beyond diesel's kinds are asked of the server (see [`SqlError::Server`]); PostgreSQL's
+/// SQLSTATE beyond them cannot be had (diesel reads it only to pick a kind, and its
+/// `DatabaseErrorInformation` has no code), so the servers' messages are matched for the rest:
+/// the documented fallback, tested against real servers in `tests/server_errors.rs`.
 fn classify(error: &DieselError) -> Class {
     let DieselError::DatabaseError(kind, info) = error else {
         return match error {

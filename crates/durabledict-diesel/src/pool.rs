@@ -10,7 +10,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
-use diesel::connection::SimpleConnection;
 use diesel::r2d2::R2D2Connection;
 
 use crate::db::Db;
@@ -567,6 +566,7 @@ fn ask_errno<C: Db>(conn: &mut C, error: SqlError) -> SqlError {
 
 #[cfg(all(test, feature = "mysql"))]
 mod mysql_tests {
+    use diesel::connection::SimpleConnection;
     use diesel::mysql::MysqlConnection;
     use diesel::{Connection, RunQueryDsl};
     use durabledict_core::{StoreError, StoreErrorKind};
