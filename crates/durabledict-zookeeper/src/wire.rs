@@ -447,8 +447,13 @@ impl Conn {
         Ok((xid, n))
     }
 
-    /// Ends the session at once (rather than at its timeout).
+    /// Ends the session at once (rather than at its timeout), waiting a little for the
+    /// server's answer, so that its connection is gone before the load returns.
     pub(crate) fn close(mut self) {
+        let _ = self
+            .reader
+            .get_ref()
+            .set_read_timeout(Some(Duration::from_millis(500)));
         let xid = self.next_xid();
         let mut frame = Frame::new();
         frame.int(xid).int(op::CLOSE_SESSION);
