@@ -175,7 +175,8 @@ impl Inner {
     /// after that, until a check under the lock finds nothing more recorded; the result then
     /// replaces the mirror in the same step that ends the recording, so every later event is
     /// read into the loaded mirror. Reads of one key never overtake each other: each one
-    /// begins after the previous answered, and a server answers one session in order.
+    /// begins after the previous answered, and a server answers one session in order (the
+    /// loader connection's reads, on the same server, end before any read again begins).
     fn load(&self, first: bool) -> Result<()> {
         let _single = self.loading.lock().unwrap_or_else(PoisonError::into_inner);
         let (zk, epoch, losses) = {
