@@ -161,7 +161,7 @@ mod tests {
     }
 
     fn json_error() -> serde_json::Error {
-        serde_json::from_str::<i32>("x").unwrap_err()
+        serde_json::from_str::<i32>("x").expect_err("x is not JSON")
     }
 
     #[test]
