@@ -437,20 +437,38 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
     /// store holds a value for it that does not decode (every other key reads as usual).
     #[inline(always)]
     pub fn get(&self, key: &str) -> Result<Option<Arc<V>>> {
-        if self.checks_every_read() {
-            // `Always` (and `Watch` without a feed) spelled out here rather than through
-            // `current()`: the table guard stays where it was loaded on the fast path instead
-            // of travelling through the `Result` the cold path returns, which cost this read
-            // ~30 ns on `MemoryStore` (docs/PERFORMANCE.md).
-            self.observer.read();
-            let table = self.table.load();
-            let checked = self.check_stamp();
-            if self.confirmed_quietly(&table, &checked) {
-                return self.read_key(&table, key);
+        // The policy's check spelled out here rather than through `current()`, and every way
+        // past it that is not a plain answer handed to a cold function: the table guard then
+        // stays where it was loaded, one value for every fast path, and never travels through
+        // a `Result` or a merge of paths. When it did, the compiler copied it with one 16-byte
+        // load of the two words arc-swap stores separately, which cost this read ~30 ns on
+        // `MemoryStore` (docs/PERFORMANCE.md).
+        self.observer.read();
+        let table = self.table.load();
+        match self.policy {
+            SyncPolicy::Manual => {}
+            SyncPolicy::Watch if self.feed.is_some() => {
+                if let Some(feed) = &self.feed {
+                    let state = feed.state();
+                    if !(table.fed(state) && self.store.epoch() == table.epoch()) {
+                        return self.get_fed(table, state, key);
+                    }
+                }
             }
-            return self.get_after_check(table, checked, key);
+            // `Watch` on a store that cannot push: as `Always`.
+            SyncPolicy::Always | SyncPolicy::Watch => {
+                let checked = self.check_stamp();
+                if !self.confirmed_quietly(&table, &checked) {
+                    return self.get_after_check(table, checked, key);
+                }
+            }
+            SyncPolicy::AtMostEvery(interval) => {
+                if self.synced_ago() >= interval {
+                    let checked = self.check_stamp();
+                    return self.get_after_check(table, checked, key);
+                }
+            }
         }
-        let table = self.current()?;
         self.read_key(&table, key)
     }
 
@@ -461,6 +479,14 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
             None if table.is_damaged() => self.poisoned(table, key),
             found => Ok(found),
         }
+    }
+
+    /// [`get`](Self::get) under `Watch` when the feed cannot vouch for the table.
+    #[cold]
+    #[inline(never)]
+    fn get_fed(&self, table: Current<V>, state: FeedState, key: &str) -> Result<Option<Arc<V>>> {
+        let table = self.check_fed(table, state)?;
+        self.read_key(&table, key)
     }
 
     /// [`get`](Self::get) past a stamp check that did not simply confirm the table.
@@ -916,16 +942,6 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
             Ok(table)
         } else {
             self.after_check(table, checked)
-        }
-    }
-
-    /// Whether every read checks the stamp: `Always`, and `Watch` on a store that cannot push.
-    #[inline(always)]
-    fn checks_every_read(&self) -> bool {
-        match self.policy {
-            SyncPolicy::Always => true,
-            SyncPolicy::Watch => self.feed.is_none(),
-            SyncPolicy::Manual | SyncPolicy::AtMostEvery(_) => false,
         }
     }
 
