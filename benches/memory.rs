@@ -1,6 +1,7 @@
 //! The core's own costs on `MemoryStore`, each against a baseline measured in the same run:
-//! a cached read against a plain `HashMap<String, Arc<V>>` get + clone, two reading threads
-//! against one, and an own write with 10,000 keys against one with 10.
+//! a cached read against a plain `HashMap<String, Arc<V>>` get + clone (criterion, and paired:
+//! batches of both alternate, `paired:` lines), two reading threads against one, and an own
+//! write with 10,000 keys against one with 10.
 
 use std::collections::HashMap;
 use std::hint::black_box;
@@ -37,6 +38,25 @@ fn cached_read(c: &mut Criterion) {
         .collect();
     let manual = dict(SyncPolicy::Manual, KEYS);
     let always = dict(SyncPolicy::Always, KEYS);
+    for (name, d) in [("Manual", &manual), ("Always", &always)] {
+        let ratio = paired::paired(
+            &format!("read, 1,000 keys, {name}, vs HashMap get + clone"),
+            2.0,
+            41,
+            200_000,
+            |n| {
+                read_batch(&keys, n, |key| {
+                    black_box(baseline.get(key).cloned());
+                })
+            },
+            |n| {
+                read_batch(&keys, n, |key| {
+                    black_box(d.get(key).expect("get"));
+                })
+            },
+        );
+        println!("paired: {name} read: {ratio:.2}x the HashMap read");
+    }
     let mut group = c.benchmark_group("read_1000_keys");
     let mut i = 0;
     group.bench_function("hashmap_get_clone", |b| {
@@ -58,6 +78,17 @@ fn cached_read(c: &mut Criterion) {
         })
     });
     group.finish();
+}
+
+/// The time `read` takes for `n` keys in turn (the criterion loop's order), as one batch.
+fn read_batch(keys: &[String], n: u32, mut read: impl FnMut(&str)) -> Duration {
+    let start = Instant::now();
+    let mut i = 0;
+    for _ in 0..n {
+        i = (i + 1) % keys.len();
+        read(black_box(keys[i].as_str()));
+    }
+    start.elapsed()
 }
 
 /// Runs `read(key)` for `iters` keys on each of `threads` threads at once; returns the wall
