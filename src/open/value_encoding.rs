@@ -4,9 +4,9 @@ use std::fmt;
 use std::str::FromStr;
 
 use durabledict_core::{BoxError, Encoding};
-use durabledict_encoding::{DynamicJson, Pickle};
+use durabledict_encoding::{Json, Pickle};
 
-use crate::{PickleValue, Value};
+use crate::Value;
 
 /// How [`open`](crate::open) stores values, chosen at run time (`"pickle"`, `"json"`,
 /// `"raw"`), for a dict of [`Value`]s.
@@ -19,7 +19,8 @@ use crate::{PickleValue, Value};
 ///   every digit both ways, `NaN` / `Infinity` / `-Infinity` are read and written as Python's
 ///   `json` does, tuples and sets are written as arrays; bytes, dicts with non-string keys and
 ///   the standard library types have no JSON form and are refused (Python's `json` refuses
-///   them too).
+///   them too). ([`Json<Value>`](Json), as [`DynamicJson`](crate::DynamicJson) for the
+///   builtins.)
 /// - `Raw`: the bytes as they are, like Python's `NoOpEncoding`; a string is written as UTF-8.
 ///   A stored value reads as a string when it is UTF-8, as bytes otherwise. Only strings and
 ///   bytes can be written.
@@ -101,17 +102,7 @@ impl Encoding<Value> for ValueEncoding {
     fn encode(&self, value: &Value) -> Result<Vec<u8>, BoxError> {
         match self {
             ValueEncoding::Pickle => Pickle::<Value>::new().encode(value),
-            // The JSON writer takes the builtins; a value holding a standard library type is
-            // refused as Python's `json` refuses it.
-            ValueEncoding::Json => match PickleValue::try_from(value.clone()) {
-                Ok(builtins) => DynamicJson::new().encode(&builtins),
-                Err(_) => Err(format!(
-                    "{} has no JSON form (nor does it in Python's json); store it with the \
-                     pickle encoding",
-                    first_standard_type(value).unwrap_or(value.type_name())
-                )
-                .into()),
-            },
+            ValueEncoding::Json => Json::<Value>::new().encode(value),
             ValueEncoding::Raw => match value {
                 Value::String(s) => Ok(s.as_bytes().to_vec()),
                 Value::Bytes(b) => Ok(b.clone()),
@@ -127,32 +118,12 @@ impl Encoding<Value> for ValueEncoding {
     fn decode(&self, bytes: &[u8]) -> Result<Value, BoxError> {
         match self {
             ValueEncoding::Pickle => Pickle::<Value>::new().decode(bytes),
-            ValueEncoding::Json => DynamicJson::new().decode(bytes).map(Value::from),
+            ValueEncoding::Json => Json::<Value>::new().decode(bytes),
             ValueEncoding::Raw => Ok(match std::str::from_utf8(bytes) {
                 Ok(text) => Value::String(text.to_owned()),
                 Err(_) => Value::Bytes(bytes.to_vec()),
             }),
         }
-    }
-}
-
-/// The Python type name of the first standard library value inside `value`, for messages.
-fn first_standard_type(value: &Value) -> Option<&'static str> {
-    let hashable = |h: &crate::HashableValue| first_standard_type(&h.clone().into_value());
-    match value {
-        Value::List(items) | Value::Tuple(items) => items.iter().find_map(first_standard_type),
-        Value::Set(items) | Value::FrozenSet(items) => items.iter().find_map(hashable),
-        Value::Dict(entries) => entries
-            .iter()
-            .find_map(|(k, v)| hashable(k).or_else(|| first_standard_type(v))),
-        Value::None
-        | Value::Bool(_)
-        | Value::I64(_)
-        | Value::Int(_)
-        | Value::F64(_)
-        | Value::Bytes(_)
-        | Value::String(_) => None,
-        other => Some(other.type_name()),
     }
 }
 
@@ -218,7 +189,10 @@ mod tests {
             Value::Dict(BTreeMap::from([(HashableValue::I64(1), Value::None)])),
         ] {
             let err = json.encode(&value).unwrap_err();
-            assert!(crate::Report(&*err).to_string().contains("no JSON form"), "{value:?}: {err}");
+            assert!(
+                crate::Report(&*err).to_string().contains("no JSON form"),
+                "{value:?}: {err}"
+            );
         }
     }
 
@@ -244,8 +218,9 @@ mod tests {
         let json = ValueEncoding::Json;
         let uuid = Value::Uuid(crate::Uuid::new(1));
         let nested = Value::List(vec![Value::I64(1), Value::Tuple(vec![uuid])]);
-        let err = json.encode(&nested).unwrap_err().to_string();
-        assert!(err.starts_with("uuid.UUID has no JSON form"), "{err}");
+        let err = json.encode(&nested).unwrap_err();
+        let err = crate::Report(&*err).to_string();
+        assert!(err.contains("uuid.UUID has no JSON form"), "{err}");
     }
 
     #[test]

@@ -126,6 +126,33 @@ impl Encoding<serde_pickle::Value> for Json<Dynamic> {
     }
 }
 
+/// [`Json`] for [`Value`](crate::Value), as [`DynamicJson`] writes and reads the builtins:
+/// the standard library types (`datetime`, `Decimal`, `UUID`, `complex`) have no JSON form, in
+/// Python's `json` either, and are refused naming their type. What it reads is only builtins.
+///
+/// ```
+/// use durabledict_encoding::{Date, Encoding, Json, Value};
+///
+/// let json = Json::<Value>::new();
+/// let list = Value::List(vec![Value::I64(1), Value::String("☃".into())]);
+/// assert_eq!(json.encode(&list)?, "[1,\"☃\"]".as_bytes());
+/// assert_eq!(json.decode(b"[1, \"\\u2603\"]")?, list);
+/// let date = Value::Date(Date::new(2026, 12, 1)?);
+/// let err = json.encode(&date).unwrap_err();
+/// let message = durabledict_core::Report(&*err).to_string();
+/// assert!(message.contains("datetime.date has no JSON form"), "{message}");
+/// # Ok::<(), durabledict_encoding::BoxError>(())
+/// ```
+impl Encoding<crate::Value> for Json<crate::Value> {
+    fn encode(&self, value: &crate::Value) -> Result<Vec<u8>, BoxError> {
+        Ok(json_value::write(value)?)
+    }
+
+    fn decode(&self, bytes: &[u8]) -> Result<crate::Value, BoxError> {
+        Ok(json_value::parse(bytes)?.into())
+    }
+}
+
 impl<V> Default for Json<V> {
     fn default() -> Self {
         Self::new()

@@ -283,9 +283,9 @@ impl Parser<'_> {
 
 /// Writes `value` as compact JSON that Python's `json.loads` reads back as the same value
 /// (tuples and sets as arrays, which Python reads as lists).
-pub(crate) fn write(value: &Value) -> Result<Vec<u8>, EncodeError> {
+pub(crate) fn write(value: &impl JsonOut) -> Result<Vec<u8>, EncodeError> {
     let mut out = String::new();
-    write_value(&mut out, value, 0)?;
+    value.write_json(&mut out, 0)?;
     Ok(out.into_bytes())
 }
 
@@ -295,64 +295,155 @@ fn refuse(what: &str) -> EncodeError {
     )))
 }
 
-fn write_value(out: &mut String, value: &Value, depth: u32) -> Result<(), EncodeError> {
-    let container = |depth: u32| {
-        if depth >= MAX_DEPTH {
-            Err(EncodeError::Json(serde::ser::Error::custom(format_args!(
-                "containers nest more than {MAX_DEPTH} deep"
-            ))))
-        } else {
-            Ok(())
+/// A value the JSON writer takes: [`Value`] (`serde_pickle`'s) and [`crate::Value`], and their
+/// hashable halves (set members, dict keys), written without converting one into the other.
+pub(crate) trait JsonOut {
+    /// Writes the value found inside `depth` containers.
+    fn write_json(&self, out: &mut String, depth: u32) -> Result<(), EncodeError>;
+    /// The key, when it is a string (JSON objects have no other keys).
+    fn as_key(&self) -> Option<&str> {
+        None
+    }
+}
+
+fn container(depth: u32) -> Result<(), EncodeError> {
+    if depth >= MAX_DEPTH {
+        Err(EncodeError::Json(serde::ser::Error::custom(format_args!(
+            "containers nest more than {MAX_DEPTH} deep"
+        ))))
+    } else {
+        Ok(())
+    }
+}
+
+fn write_array<'a, T: JsonOut + 'a>(
+    out: &mut String,
+    items: impl IntoIterator<Item = &'a T>,
+    depth: u32,
+) -> Result<(), EncodeError> {
+    container(depth)?;
+    out.push('[');
+    for (i, item) in items.into_iter().enumerate() {
+        if i > 0 {
+            out.push(',');
         }
-    };
-    match value {
-        Value::None => out.push_str("null"),
-        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-        Value::I64(i) => out.push_str(&i.to_string()),
-        Value::Int(n) => out.push_str(&n.to_string()),
-        Value::F64(f) => write_float(out, *f),
-        Value::String(s) => write_str(out, s),
-        Value::Bytes(_) => return Err(refuse("bytes")),
-        Value::List(items) | Value::Tuple(items) => {
-            container(depth)?;
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_value(out, item, depth + 1)?;
-            }
-            out.push(']');
+        item.write_json(out, depth + 1)?;
+    }
+    out.push(']');
+    Ok(())
+}
+
+fn write_dict<'a, K: JsonOut + 'a, V: JsonOut + 'a>(
+    out: &mut String,
+    entries: impl IntoIterator<Item = (&'a K, &'a V)>,
+    depth: u32,
+) -> Result<(), EncodeError> {
+    container(depth)?;
+    out.push('{');
+    for (i, (key, value)) in entries.into_iter().enumerate() {
+        let Some(key) = key.as_key() else {
+            return Err(refuse("a dict with keys other than strings"));
+        };
+        if i > 0 {
+            out.push(',');
         }
-        Value::Set(items) | Value::FrozenSet(items) => {
-            container(depth)?;
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_value(out, &item.clone().into_value(), depth + 1)?;
-            }
-            out.push(']');
+        write_str(out, key);
+        out.push(':');
+        value.write_json(out, depth + 1)?;
+    }
+    out.push('}');
+    Ok(())
+}
+
+fn write_int(out: &mut String, n: &BigInt) {
+    out.push_str(&n.to_string());
+}
+
+impl JsonOut for Value {
+    fn write_json(&self, out: &mut String, depth: u32) -> Result<(), EncodeError> {
+        match self {
+            Value::None => out.push_str("null"),
+            Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+            Value::I64(i) => out.push_str(&i.to_string()),
+            Value::Int(n) => write_int(out, n),
+            Value::F64(f) => write_float(out, *f),
+            Value::String(s) => write_str(out, s),
+            Value::Bytes(_) => return Err(refuse("bytes")),
+            Value::List(items) | Value::Tuple(items) => write_array(out, items, depth)?,
+            Value::Set(items) | Value::FrozenSet(items) => write_array(out, items, depth)?,
+            Value::Dict(entries) => write_dict(out, entries, depth)?,
         }
-        Value::Dict(entries) => {
-            container(depth)?;
-            out.push('{');
-            for (i, (key, value)) in entries.iter().enumerate() {
-                let HashableValue::String(key) = key else {
-                    return Err(refuse("a dict with keys other than strings"));
-                };
-                if i > 0 {
-                    out.push(',');
-                }
-                write_str(out, key);
-                out.push(':');
-                write_value(out, value, depth + 1)?;
-            }
-            out.push('}');
+        Ok(())
+    }
+}
+
+impl JsonOut for HashableValue {
+    fn write_json(&self, out: &mut String, depth: u32) -> Result<(), EncodeError> {
+        match self {
+            HashableValue::None => out.push_str("null"),
+            HashableValue::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+            HashableValue::I64(i) => out.push_str(&i.to_string()),
+            HashableValue::Int(n) => write_int(out, n),
+            HashableValue::F64(f) => write_float(out, *f),
+            HashableValue::String(s) => write_str(out, s),
+            HashableValue::Bytes(_) => return Err(refuse("bytes")),
+            HashableValue::Tuple(items) => write_array(out, items, depth)?,
+            HashableValue::FrozenSet(items) => write_array(out, items, depth)?,
+        }
+        Ok(())
+    }
+
+    fn as_key(&self) -> Option<&str> {
+        match self {
+            HashableValue::String(s) => Some(s),
+            _ => None,
         }
     }
-    Ok(())
+}
+
+impl JsonOut for crate::Value {
+    fn write_json(&self, out: &mut String, depth: u32) -> Result<(), EncodeError> {
+        use crate::Value as V;
+        match self {
+            V::None => out.push_str("null"),
+            V::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+            V::I64(i) => out.push_str(&i.to_string()),
+            V::Int(n) => write_int(out, n),
+            V::F64(f) => write_float(out, *f),
+            V::String(s) => write_str(out, s),
+            V::List(items) | V::Tuple(items) => write_array(out, items, depth)?,
+            V::Set(items) | V::FrozenSet(items) => write_array(out, items, depth)?,
+            V::Dict(entries) => write_dict(out, entries, depth)?,
+            // Python's json refuses bytes, dates, decimals, UUIDs and complex numbers too.
+            other => return Err(refuse(other.type_name())),
+        }
+        Ok(())
+    }
+}
+
+impl JsonOut for crate::HashableValue {
+    fn write_json(&self, out: &mut String, depth: u32) -> Result<(), EncodeError> {
+        use crate::HashableValue as H;
+        match self {
+            H::None => out.push_str("null"),
+            H::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+            H::I64(i) => out.push_str(&i.to_string()),
+            H::Int(n) => write_int(out, n),
+            H::F64(f) => write_float(out, *f),
+            H::String(s) => write_str(out, s),
+            H::Tuple(items) => write_array(out, items, depth)?,
+            H::FrozenSet(items) => write_array(out, items, depth)?,
+            other => return Err(refuse(other.clone().into_value().type_name())),
+        }
+        Ok(())
+    }
+
+    fn as_key(&self) -> Option<&str> {
+        match self {
+            crate::HashableValue::String(s) => Some(s),
+            _ => None,
+        }
+    }
 }
 
 /// Finite floats as the shortest text that reads back exactly; the others as Python's `json`
