@@ -1,5 +1,6 @@
 //! What the command prints when nothing listens where the store should be: the whole chain of
 //! errors on one line, each level's text once.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 
