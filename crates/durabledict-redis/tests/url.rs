@@ -189,3 +189,50 @@ fn bad_configurations_fail_at_build() {
         "{error}"
     );
 }
+
+/// `builder_from_url` reads the same URLs as `open`, with durabledict's options in the query
+/// taken out before the client sees it: credentials, a database and options together, on TCP
+/// and on a socket (where the client's own `db=` is passed on).
+#[test]
+fn builder_from_url_takes_the_options_and_passes_the_rest_on() {
+    let port = secured();
+    let ks = keyspace("from-url");
+    let with_options = url(
+        ":s3cret@",
+        port,
+        "3?io_timeout=1s&max_idle=1&connect_timeout=500ms",
+    );
+    round_trip(
+        RedisStore::builder_from_url(&with_options, &ks)
+            .unwrap()
+            .build()
+            .unwrap(),
+    );
+    let plain = RedisStore::open(&url(":s3cret@", port, "3"), &ks).unwrap();
+    assert_eq!(plain.durables().unwrap().entries["k"], b"v");
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("redis.sock");
+    let _server =
+        RedisServer::start_with_args(["--unixsocket".to_string(), path.display().to_string()])
+            .unwrap_or_else(|e| panic!("cannot start redis-server: {e}"));
+    let ks = keyspace("from-url-unix");
+    let socket = format!("redis+unix://{}?db=5&io_timeout=1s", path.display());
+    round_trip(
+        RedisStore::builder_from_url(&socket, &ks)
+            .unwrap()
+            .build()
+            .unwrap(),
+    );
+    let db5 = RedisStore::open(&format!("redis+unix://{}?db=5", path.display()), &ks).unwrap();
+    assert_eq!(db5.durables().unwrap().entries["k"], b"v");
+
+    let error =
+        RedisStore::builder_from_url(&url(":s3cret@", port, "?io_timout=1s"), &ks).unwrap_err();
+    let text = durabledict_core::Report(&error).to_string();
+    assert!(
+        text.contains("unknown query parameter `io_timout`"),
+        "{text}"
+    );
+    assert!(!text.contains("s3cret"), "{text}");
+}
