@@ -61,7 +61,7 @@ impl OpenError {
     /// store: retrying cannot help.
     ///
     /// ```
-    /// let err = durabledict::open("nope", &durabledict::OpenOptions::new()).unwrap_err();
+    /// let err = durabledict::open("ftp://nope", &durabledict::OpenOptions::new()).unwrap_err();
     /// assert!(err.is_usage());
     /// ```
     pub fn is_usage(&self) -> bool {
