@@ -9,7 +9,7 @@ use arc_swap::{ArcSwap, Guard};
 use tracing::field;
 
 use crate::encoding::Encoding;
-use crate::error::{Error, Op, Result, StoreError, StoreErrorKind};
+use crate::error::{Error, Op, Report, Result, StoreError, StoreErrorKind};
 use crate::feed::{Feed, FeedState};
 use crate::listen::{Change, Subscriber, Subscription};
 use crate::observe::{DEFAULT_SLOW_RELOAD, Observer, TARGET};
@@ -1113,11 +1113,11 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
                 Ok(value) => entries.push((Arc::from(key), Arc::new(value))),
                 Err(source) => {
                     let error = SharedError(Arc::from(source));
-                    self.observer.undecodable(&key, &error);
-                    self.record(&Error::Decode {
+                    self.observer.undecodable(&key, &Report(&error));
+                    self.record(&Report(&Error::Decode {
                         key: key.clone(),
                         source: Box::new(error.clone()),
-                    });
+                    }));
                     damaged.undecodable.insert(Arc::from(key), error);
                 }
             }
@@ -1352,7 +1352,7 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
                 key: key.to_owned(),
                 source,
             };
-            self.record(&error);
+            self.record(&Report(&error));
             error
         })
     }
@@ -1361,7 +1361,9 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
     fn failed(&self, op: Op, key: Option<&str>, error: StoreError) -> Error {
         let kind = error.kind();
         let error = Error::store(op, key, error);
-        self.record(&error);
+        // The whole chain: the error's own message names no cause.
+        let message = Report(&error).to_string();
+        self.record(&message);
         self.observer.failed(&error, op, Some(kind));
         *self
             .last_failure
@@ -1370,7 +1372,7 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
             at: SystemTime::now(),
             op,
             kind,
-            message: error.to_string(),
+            message,
         });
         error
     }

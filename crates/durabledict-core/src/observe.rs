@@ -11,7 +11,7 @@ use std::time::Duration;
 #[cfg(feature = "metrics")]
 use std::time::SystemTime;
 
-use crate::error::{Error, Op, StoreErrorKind};
+use crate::error::{Error, Op, Report, StoreErrorKind};
 use crate::store::StampValue;
 
 /// The `tracing` target of the dict's events.
@@ -129,6 +129,7 @@ impl Observer {
         )
         .increment(1);
         let kind = kind.map(|k| format!("{k:?}"));
+        let error = Report(error);
         if kind.is_some() && !self.failing.swap(true, Ordering::Relaxed) {
             tracing::warn!(target: TARGET, keyspace = %self.keyspace, %op, kind, %error, "store error");
         } else {
