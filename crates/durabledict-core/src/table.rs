@@ -260,7 +260,11 @@ impl<V> Table<V> {
             .damaged
             .undecodable
             .keys()
-            .filter_map(|key| Some((key.to_string(), self.poison(key)?.to_string())))
+            .filter_map(|key| {
+                // The whole chain: the decoder's message may leave the detail to its source.
+                let error = self.poison(key)?;
+                Some((key.to_string(), crate::Report(error).to_string()))
+            })
             .collect();
         undecodable.sort();
         undecodable
