@@ -3,12 +3,14 @@
 //! | pair | baseline | subject | target |
 //! |---|---|---|---|
 //! | `watch_memory` | sync `get` under `Watch`, healthy feed (`MemoryStore::with_feed`) | `AsyncDict::get`, same dict, awaited in a task | ≤ 2× |
-//! | `always_redis` | sync `get` under `Always` on Redis (one stamp `GET`) | `AsyncDict::get` (the check on the blocking pool) | ≤ 1.3× |
+//! | `always_redis` | sync `get` under `Always` on Redis (one stamp `GET`) | `AsyncDict::get`: the check on the task (`stamp_source(store.async_stamp())`), or on the blocking pool | ≤ 1.3× |
 //!
 //! Both runtimes are measured for `always_redis`: the multi-thread one (2 workers) and the
 //! current-thread one. The async batches run inside one `block_on`, so a figure is the cost a
 //! task pays per awaited read. After the criterion groups the bench prints `paired:` lines
-//! (alternating rounds, median of per-round ratios): hold those against the targets.
+//! (alternating rounds, median of per-round ratios): hold those against the targets. The
+//! "on task" pairs are the configuration the target is about; the blocking-pool pairs are
+//! there to show what the source saves.
 //!
 //! Run with `cargo bench -p durabledict-aio --bench aio`.
 
@@ -19,6 +21,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use durabledict_aio::{AsyncDict, Offload};
 use durabledict_core::{DurableDict, MemoryStore, Raw, SyncPolicy};
 use durabledict_redis::RedisStore;
+use durabledict_redis::aio::AsyncStamp;
 use durabledict_test_servers::RedisServer;
 use tokio::runtime::Runtime;
 
@@ -76,17 +79,20 @@ fn sync_reads(dict: &DurableDict<String>, key: &str, n: u32) -> Duration {
     start.elapsed()
 }
 
-/// A dict with 100 keys, built through the facade (so `Watch` reads can answer locally).
+/// A dict with 100 keys, built through the facade, with `source` checking the stamp on the
+/// task when given.
 fn filled(
     rt: &Runtime,
     store: impl durabledict_core::Store + 'static,
     policy: SyncPolicy,
     offload: Offload,
+    source: Option<AsyncStamp>,
 ) -> AsyncDict<String> {
     rt.block_on(async {
         let dict = AsyncDict::builder(store, Raw)
             .policy(policy)
             .offload(offload)
+            .stamp_source(source)
             .build()
             .await
             .expect("build");
@@ -108,6 +114,7 @@ fn watch_memory(c: &mut Criterion) {
         MemoryStore::with_feed(),
         SyncPolicy::Watch,
         Offload::Pool,
+        None,
     );
     assert!(dict.answers_locally());
     let sync = dict.sync_dict().clone();
@@ -133,13 +140,63 @@ fn always_redis(c: &mut Criterion) {
     let server = RedisServer::start().expect("start redis-server (cargo xtask install)");
     let url = server.url();
     let store = || RedisStore::open(&url, "bench-aio").expect("store");
+    // (name, runtime, offload, check on the task, yield between reads)
     let runs = [
-        ("multi_thread, pool", multi_thread(), Offload::Pool),
-        ("multi_thread, in place", multi_thread(), Offload::InPlace),
-        ("current_thread, pool", current_thread(), Offload::Pool),
+        (
+            "multi_thread, on task",
+            multi_thread(),
+            Offload::Pool,
+            true,
+            false,
+        ),
+        (
+            "current_thread, on task",
+            current_thread(),
+            Offload::Pool,
+            true,
+            false,
+        ),
+        (
+            "multi_thread, on task, yielding",
+            multi_thread(),
+            Offload::Pool,
+            true,
+            true,
+        ),
+        (
+            "current_thread, on task, yielding",
+            current_thread(),
+            Offload::Pool,
+            true,
+            true,
+        ),
+        (
+            "multi_thread, pool",
+            multi_thread(),
+            Offload::Pool,
+            false,
+            true,
+        ),
+        (
+            "multi_thread, in place",
+            multi_thread(),
+            Offload::InPlace,
+            false,
+            true,
+        ),
+        (
+            "current_thread, pool",
+            current_thread(),
+            Offload::Pool,
+            false,
+            true,
+        ),
     ];
-    for (flavour, rt, offload) in runs {
-        let dict = filled(&rt, store(), SyncPolicy::Always, offload);
+    for (flavour, rt, offload, on_task, yields) in runs {
+        let redis = store();
+        let source = on_task.then(|| redis.async_stamp().expect("one server"));
+        let dict = filled(&rt, redis, SyncPolicy::Always, offload, source);
+        assert_eq!(dict.checks_on_task(), on_task);
         // The baseline: a sync dict of its own on the same keyspace, as a sync program has.
         let sync = DurableDict::<String>::builder(store(), Raw)
             .policy(SyncPolicy::Always)
@@ -150,7 +207,7 @@ fn always_redis(c: &mut Criterion) {
             b.iter_custom(|n| sync_reads(&sync, KEY, n as u32))
         });
         group.bench_function("async_get", |b| {
-            b.iter_custom(|n| async_reads(&rt, &dict, KEY, n as u32, true))
+            b.iter_custom(|n| async_reads(&rt, &dict, KEY, n as u32, yields))
         });
         group.finish();
         paired::paired(
@@ -159,7 +216,7 @@ fn always_redis(c: &mut Criterion) {
             41,
             500,
             |n| sync_reads(&sync, KEY, n),
-            |n| async_reads(&rt, &dict, KEY, n, true),
+            |n| async_reads(&rt, &dict, KEY, n, yields),
         );
     }
 }

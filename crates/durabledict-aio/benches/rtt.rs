@@ -4,7 +4,12 @@
 //! | pair | subject |
 //! |---|---|
 //! | `spawn_blocking` | the sync `GET` run through `tokio::task::spawn_blocking` from a task (the facade's `Offload::Pool`) |
-//! | `async multiplexed` | `GET` on a redis-rs `MultiplexedConnection`, awaited in a task |
+//! | `async socket` | `GET` on a tokio `TcpStream` read by the task itself (what `RedisStore::async_stamp` does) |
+//!
+//! A redis-rs `MultiplexedConnection` was measured here too (commit b42b97e: 1.3–1.4× on a
+//! current-thread runtime, 1.7–2.9× on a multi-thread one); it left the bench because its
+//! `tokio-comp` feature, unified with durabledict-redis's `tls`, makes redis-rs ask for
+//! `tokio-rustls-comp` in a workspace build.
 //!
 //! Each subject is measured on a current-thread runtime and on a multi-thread one (2 workers).
 //! The async batches run inside one spawned task; a task yields after each `GET` as a handler
@@ -19,7 +24,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use durabledict_test_servers::RedisServer;
-use redis::aio::MultiplexedConnection;
 use tokio::runtime::Runtime;
 
 #[path = "../../../benches/common/paired.rs"]
@@ -86,28 +90,6 @@ fn pooled_gets(rt: &Runtime, conn: &Arc<Mutex<redis::Connection>>, n: u32) -> Du
     })
 }
 
-fn async_gets(rt: &Runtime, conn: &MultiplexedConnection, n: u32) -> Duration {
-    let mut conn = conn.clone();
-    rt.block_on(async move {
-        tokio::spawn(async move {
-            let start = Instant::now();
-            for _ in 0..n {
-                black_box(
-                    redis::cmd("GET")
-                        .arg(STAMP)
-                        .query_async::<Option<i64>>(&mut conn)
-                        .await
-                        .expect("GET"),
-                );
-                tokio::task::yield_now().await;
-            }
-            start.elapsed()
-        })
-        .await
-        .expect("task")
-    })
-}
-
 /// `GET` on a plain tokio `TcpStream` read by the task itself (no driver task): the floor of a
 /// hand-written async stamp connection.
 fn socket_gets(rt: &Runtime, addr: std::net::SocketAddr, n: u32, yields: bool) -> Duration {
@@ -149,9 +131,6 @@ fn main() {
         .expect("SET");
     let pooled = Arc::new(Mutex::new(client.get_connection().expect("connect")));
     for (flavour, rt) in runtimes() {
-        let conn = rt
-            .block_on(client.get_multiplexed_async_connection())
-            .expect("async connect");
         paired::paired(
             &format!("rtt ({flavour}) spawn_blocking GET / sync GET"),
             1.3,
@@ -160,15 +139,9 @@ fn main() {
             |n| sync_gets(&mut sync, n),
             |n| pooled_gets(&rt, &pooled, n),
         );
-        paired::paired(
-            &format!("rtt ({flavour}) async multiplexed GET / sync GET"),
-            1.3,
-            41,
-            500,
-            |n| sync_gets(&mut sync, n),
-            |n| async_gets(&rt, &conn, n),
-        );
-        let addr = format!("127.0.0.1:{}", server.port()).parse().expect("addr");
+        let addr = format!("127.0.0.1:{}", server.port())
+            .parse()
+            .expect("addr");
         paired::paired(
             &format!("rtt ({flavour}) async socket GET / sync GET"),
             1.3,

@@ -136,11 +136,12 @@ impl<V: FlagValue> DurableDictProvider<V> {
                 "the store has not been reached yet",
             ));
         };
-        // One look at the freshness record decides both the path and the reason.
-        let (reason, looked_up) = if dict.answers_locally() {
-            (EvaluationReason::Cached, dict.sync_dict().get(key))
-        } else {
-            (EvaluationReason::Static, dict.get(key).await)
+        // The cache answers with no I/O, or the read checks the store first (on the task with
+        // a stamp source, else off the executor): one decision for both the path and the
+        // reason, taken by the dict itself, so a local answer never turns into I/O here.
+        let (reason, looked_up) = match dict.sync_dict().try_get_local(key) {
+            Some(local) => (EvaluationReason::Cached, local),
+            None => (EvaluationReason::Static, dict.get(key).await),
         };
         let value = match looked_up {
             Ok(value) => {
