@@ -101,7 +101,7 @@ const fn row(
 }
 
 const SQLITE: &str = "sqlite:PATH, sqlite://PATH or sqlite::memory: (a PATH without `:` alone \
-                      too)";
+                      too, or :memory:)";
 const SQLITE_FILE: &str = "file:PATH[?SQLite URI parameters]";
 const POSTGRES: &str = "postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE";
 const MYSQL: &str = "mysql://USER[:PASSWORD]@HOST[:PORT]/DATABASE";
@@ -142,7 +142,7 @@ static EVERY: LazyLock<String> = LazyLock::new(|| {
 
 enum Lookup {
     Scheme(&'static Scheme),
-    /// No `:` at all: a SQLite path.
+    /// No `:` at all (or SQLite's `:memory:`): a SQLite path.
     Path,
     /// A scheme no row has.
     Unknown(String),
@@ -151,7 +151,8 @@ enum Lookup {
 }
 
 fn lookup(url: &str) -> Lookup {
-    if !url.is_empty() && !url.contains(':') {
+    // SQLite's own name for an in-memory database is a path to it as well.
+    if (!url.is_empty() && !url.contains(':')) || url == ":memory:" {
         return Lookup::Path;
     }
     let Some(scheme) = scheme(url) else {
@@ -428,6 +429,7 @@ mod tests {
             ("file:x.db?mode=ro", StoreKind::Sqlite),
             ("durabledict.db", StoreKind::Sqlite),
             ("/var/lib/flags.db", StoreKind::Sqlite),
+            (":memory:", StoreKind::Sqlite),
             ("postgresql://u@h:5432/db", StoreKind::Postgres),
             ("POSTGRES://u@h/db", StoreKind::Postgres),
             ("mariadb://root@h/db", StoreKind::Mysql),
@@ -441,7 +443,7 @@ mod tests {
         ] {
             assert_eq!(StoreKind::of_url(url), Some(kind), "{url}");
         }
-        for url in ["ftp://x", "", "1x:y", "memcache://h:1", ":memory:"] {
+        for url in ["ftp://x", "", "1x:y", "memcache://h:1", ":memory:x"] {
             assert_eq!(StoreKind::of_url(url), None, "{url}");
         }
     }
@@ -659,6 +661,9 @@ mod tests {
         assert!(matches!(err, OpenError::Config(_)), "{err}");
         assert!(crate::Report(&err).to_string().contains("\"a-b\""), "{err}");
         let dict = crate::open("sqlite::memory:", &OpenOptions::new().keyspace("a_b")).unwrap();
+        assert!(dict.is_empty().unwrap());
+        // SQLite's own name for a database in memory, as the SQL store reads it.
+        let dict = crate::open(":memory:", &OpenOptions::new().keyspace("a_b")).unwrap();
         assert!(dict.is_empty().unwrap());
     }
 
