@@ -5,6 +5,7 @@
 //! |---|---|
 //! | `spawn_blocking` | the sync `GET` run through `tokio::task::spawn_blocking` from a task (the facade's `Offload::Pool`) |
 //! | `async socket` | `GET` on a tokio `TcpStream` read by the task itself (what `RedisStore::async_stamp` does) |
+//! | `yield_now alone` | a task's `yield_now` (no I/O): what a handler's yield between reads costs |
 //!
 //! A redis-rs `MultiplexedConnection` was measured here too (commit b42b97e: 1.3–1.4× on a
 //! current-thread runtime, 1.7–2.9× on a multi-thread one); it left the bench because its
@@ -120,6 +121,22 @@ fn socket_gets(rt: &Runtime, addr: std::net::SocketAddr, n: u32, yields: bool) -
     })
 }
 
+/// `n` `yield_now`s in one spawned task: what the "yielding" pairs of the `aio` bench add to
+/// each read.
+fn yields(rt: &Runtime, n: u32) -> Duration {
+    rt.block_on(async move {
+        tokio::spawn(async move {
+            let start = Instant::now();
+            for _ in 0..n {
+                tokio::task::yield_now().await;
+            }
+            start.elapsed()
+        })
+        .await
+        .expect("task")
+    })
+}
+
 fn main() {
     let server = RedisServer::start().expect("start redis-server (cargo xtask install)");
     let client = redis::Client::open(server.url()).expect("client");
@@ -138,6 +155,14 @@ fn main() {
             500,
             |n| sync_gets(&mut sync, n),
             |n| pooled_gets(&rt, &pooled, n),
+        );
+        paired::paired(
+            &format!("rtt ({flavour}) yield_now alone / sync GET (informative)"),
+            f64::INFINITY,
+            41,
+            500,
+            |n| sync_gets(&mut sync, n),
+            |n| yields(&rt, n),
         );
         let addr = format!("127.0.0.1:{}", server.port())
             .parse()

@@ -4,9 +4,9 @@
 //!
 //! Why not redis-rs's `aio::MultiplexedConnection`: it sends every command through a driver
 //! task, one more hand-off per request. Measured on the development machine (paired with a
-//! sync `GET`, `crates/durabledict-aio/benches/rtt.rs`): a multiplexed `GET` cost 1.3–1.4× the
-//! sync one on a current-thread runtime and 1.7–2.9× on a multi-thread one; `spawn_blocking`
-//! 2.0–2.4×; a socket read by the task itself 0.95–1.06× (current-thread). So this is a plain
+//! sync `GET`, `crates/durabledict-aio/benches/rtt.rs`, docs/async.md): a multiplexed `GET`
+//! cost 1.25–1.4× the sync one on a current-thread runtime and 1.7–2.9× on a multi-thread one;
+//! `spawn_blocking` 1.8–2.4×; a socket read by the task itself 0.95–1.06× (current-thread). So this is a plain
 //! tokio socket per concurrent check, speaking just enough RESP2 for `GET` and its handshake.
 //!
 //! # Continuity
