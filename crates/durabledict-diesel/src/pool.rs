@@ -3,6 +3,12 @@
 //! they are all dead), an operation that failed on a dead connection or in a transient
 //! conflict is retried, connections to an SQLite file that was deleted or replaced on disk are
 //! replaced, and an epoch counts the times continuity may have been lost.
+//!
+//! Reported under the `tracing` target `durabledict::sql` (docs/observability.md): the first
+//! failure of an outage (a dead connection, a server that cannot be reached, a database file
+//! that is gone) at `warn`, the following ones at `debug`; the first new connection after it at
+//! `info`; a database file replaced on disk at `warn`. Nothing while operations succeed on the
+//! connections already open.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -27,6 +33,9 @@ const MAX_BROKEN_RETRIES: u32 = 2;
 /// noticed by the first check at most this long after it was, and by every other operation at
 /// once (a write must never go to a deleted file). In nanoseconds.
 const FILE_CHECK_PERIOD: u64 = 1_000_000;
+
+/// The `tracing` target of the SQL store's events.
+const TARGET: &str = "durabledict::sql";
 
 /// How a pool is sized and how long it waits.
 #[derive(Debug, Clone)]
@@ -93,6 +102,9 @@ pub(crate) struct Manager<C> {
     /// The path of the database file (SQLite): the configured one (see
     /// [`PoolConfig::local_path`]), else as SQLite resolved it at the first connection.
     file: Arc<OnceLock<Option<PathBuf>>>,
+    /// Whether an outage was reported and no new connection was opened since (see
+    /// [`Pool::outage`]).
+    down: Arc<AtomicBool>,
     _conn: std::marker::PhantomData<fn() -> C>,
 }
 
@@ -103,6 +115,7 @@ impl<C> Clone for Manager<C> {
             setup: self.setup.clone(),
             generation: Arc::clone(&self.generation),
             file: Arc::clone(&self.file),
+            down: Arc::clone(&self.down),
             _conn: std::marker::PhantomData,
         }
     }
@@ -167,6 +180,11 @@ impl<C: Db + R2D2Connection> Manager<C> {
         // Unknown when it cannot be told: then it is taken as replaced at its first use, and
         // the connection replaced, as long as the path names a file.
         let file = path.and_then(|p| file::identify(&p).ok().flatten());
+        if self.down.swap(false, Ordering::AcqRel) {
+            tracing::info!(target: TARGET, backend = ?C::BACKEND, "reconnected");
+        } else {
+            tracing::debug!(target: TARGET, backend = ?C::BACKEND, "new connection");
+        }
         Ok(Pooled {
             conn,
             generation,
@@ -274,9 +292,14 @@ impl<C: Db + R2D2Connection> Pool<C> {
                 Some(path) => OnceLock::from(Some(path.clone())),
                 None => OnceLock::new(),
             }),
+            down: Arc::new(AtomicBool::new(false)),
             _conn: std::marker::PhantomData,
         };
         let mut builder = r2d2::Pool::builder()
+            // r2d2 would log every failed connect of its own threads at `error` (through
+            // `log`), many times per outage: the failure that reaches a caller is reported
+            // instead (see `outage`), these at `debug`.
+            .error_handler(Box::new(ConnectFailed))
             .max_size(config.max_size)
             .min_idle(Some(if config.keep_forever { 1 } else { 0 }))
             // A checkout must cost nothing: a dead connection shows itself on first use and is
@@ -310,6 +333,37 @@ impl<C: Db + R2D2Connection> Pool<C> {
 
     fn lost_continuity(&self) {
         self.epoch.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Reports a failure that may hide a restart (a dead connection, a server that cannot be
+    /// reached, a database file that is gone): at `warn` when it begins an outage, at `debug`
+    /// while it lasts. The next new connection ends the outage (see [`Manager::open`]).
+    fn outage(&self, error: &SqlError) {
+        let gone = matches!(error, SqlError::FileGone { .. });
+        let error = durabledict_core::Report(error);
+        if self.manager.down.swap(true, Ordering::AcqRel) {
+            tracing::debug!(
+                target: TARGET,
+                backend = ?C::BACKEND,
+                %error,
+                "the database is still unreachable"
+            );
+        } else if gone {
+            tracing::warn!(
+                target: TARGET,
+                backend = ?C::BACKEND,
+                %error,
+                "the database file is gone: every operation fails until it is back"
+            );
+        } else {
+            tracing::warn!(
+                target: TARGET,
+                backend = ?C::BACKEND,
+                %error,
+                "lost the connection to the database (it may have restarted): dicts reload, \
+                 and a new connection is opened on the next request"
+            );
+        }
     }
 
     /// The database file's path, for messages.
@@ -419,6 +473,10 @@ impl<C: Db + R2D2Connection> Pool<C> {
             && error.loses_continuity()
         {
             self.lost_continuity();
+            // A replaced file was reported where it was found; a dead connection, as it broke.
+            if !matches!(error, SqlError::FileReplaced { .. }) && !error.breaks_connection() {
+                self.outage(error);
+            }
         }
         result
     }
@@ -445,6 +503,11 @@ impl<C: Db + R2D2Connection> Pool<C> {
                     .fetch_max(conn.generation + 1, Ordering::SeqCst);
                 self.lost_continuity();
                 drop(conn);
+                tracing::warn!(
+                    target: TARGET,
+                    path = %self.file_name(),
+                    "the database file was replaced on disk: dicts reload, from the new file"
+                );
                 if attempt >= MAX_ATTEMPTS {
                     return Err(SqlError::FileReplaced {
                         path: self.file_name(),
@@ -470,6 +533,7 @@ impl<C: Db + R2D2Connection> Pool<C> {
                     .fetch_max(conn.generation + 1, Ordering::SeqCst);
                 // Even when a retry succeeds, it reads a server that may have restarted.
                 self.lost_continuity();
+                self.outage(&error);
             }
             drop(conn);
             let retry = match error.class() {
@@ -530,6 +594,16 @@ impl<C: Db + R2D2Connection> Pool<C> {
         if self.waiting.load(Ordering::SeqCst) == 0 && hot.len() < self.max_hot {
             hot.push(conn);
         }
+    }
+}
+
+/// Takes the failed connects of r2d2's own threads (see [`Pool::new`]).
+#[derive(Debug)]
+struct ConnectFailed;
+
+impl r2d2::HandleError<ConnectError> for ConnectFailed {
+    fn handle_error(&self, error: ConnectError) {
+        tracing::debug!(target: TARGET, %error, "a connect failed");
     }
 }
 
