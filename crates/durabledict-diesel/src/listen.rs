@@ -179,6 +179,22 @@ impl Peers {
 /// The pool epoch of the store, read by the listener without keeping the store alive.
 pub(crate) type PoolEpoch = Arc<dyn Fn() -> Option<u64> + Send + Sync>;
 
+/// [`IDENTITY_SQL`] (an expression) asked on a connection of the store's pool, without keeping the store
+/// alive: `None` once the store is gone.
+pub(crate) type PoolIdentity =
+    Arc<dyn Fn() -> Option<Result<String, crate::error::SqlError>> + Send + Sync>;
+
+/// What the listener's connection and the store's must agree on (parameter: the quoted stamps
+/// table): the database, the server's start (its instance) and the stamps table the name
+/// resolves to. libpq fills what a URL leaves out from the environment (`PGDATABASE`,
+/// `PGHOST`, `PGPORT`, `PGOPTIONS` …) and the `postgres` crate does not, so the two may reach
+/// different databases; a listener on another one would hear nothing of the store's and, when
+/// that database holds the same stamps table with its trigger, keep the feed up while deaf.
+/// Text free of the session's time zone and date style.
+pub(crate) const IDENTITY_SQL: &str = "current_database() || '/' || \
+    CAST(extract(epoch FROM pg_postmaster_start_time()) AS TEXT) || '/' || \
+    COALESCE(CAST(CAST(to_regclass($1) AS oid) AS TEXT), '-')";
+
 /// A store's listener, started on first use; dropping it (with the last store handle) stops
 /// the thread.
 pub(crate) struct Listener {
@@ -253,9 +269,15 @@ impl Listener {
     }
 
     /// The feed, its thread started on the first call; `None` without a usable URL or thread.
-    pub(crate) fn feed(&self, pool_epoch: impl FnOnce() -> PoolEpoch) -> Option<Arc<Feed>> {
+    pub(crate) fn feed(
+        &self,
+        pool: impl FnOnce() -> (PoolEpoch, PoolIdentity),
+    ) -> Option<Arc<Feed>> {
         self.started
-            .get_or_init(|| self.start(pool_epoch()))
+            .get_or_init(|| {
+                let (epoch, identity) = pool();
+                self.start(epoch, identity)
+            })
             .clone()
     }
 
@@ -282,7 +304,7 @@ impl Listener {
         }
     }
 
-    fn start(&self, pool_epoch: PoolEpoch) -> Option<Arc<Feed>> {
+    fn start(&self, pool_epoch: PoolEpoch, pool_identity: PoolIdentity) -> Option<Arc<Feed>> {
         let config = self.config.clone()?;
         let feed = Arc::new(Feed::new());
         let _ = self.shared.feed.set(Arc::clone(&feed));
@@ -293,7 +315,9 @@ impl Listener {
             shared: Arc::clone(&self.shared),
             feed: Arc::clone(&feed),
             pool_epoch,
+            pool_identity,
             server_started: None,
+            warned_elsewhere: false,
         };
         std::thread::Builder::new()
             .name("durabledict-pg-listen".into())
@@ -354,8 +378,12 @@ struct Worker {
     shared: Arc<Shared>,
     feed: Arc<Feed>,
     pool_epoch: PoolEpoch,
+    pool_identity: PoolIdentity,
     /// `pg_postmaster_start_time()` of the server last met.
     server_started: Option<String>,
+    /// Whether a listener connection that reached another database than the store's was
+    /// reported.
+    warned_elsewhere: bool,
 }
 
 /// Why a subscription ended.
@@ -391,7 +419,22 @@ impl Worker {
                         return;
                     }
                 }
+                Err(SubscribeError::StoreGone) => return,
                 Err(error) => {
+                    if let SubscribeError::Elsewhere { .. } = &error
+                        && !self.warned_elsewhere
+                    {
+                        self.warned_elsewhere = true;
+                        tracing::warn!(
+                            target: TARGET,
+                            keyspace = %self.keyspace,
+                            %error,
+                            "the change feed's connection reaches another database than the \
+                             store's (libpq takes what the URL leaves out from PGDATABASE, \
+                             PGHOST, PGPORT …, the listener does not): the feed stays down and \
+                             Watch checks the stamp on every read; name them in the URL"
+                        );
+                    }
                     tracing::debug!(
                         target: TARGET,
                         keyspace = %self.keyspace,
@@ -416,18 +459,29 @@ impl Worker {
         let mut client = config.connect(NoTls)?;
         let quoted = format!("\"{}\"", self.stamps_table);
         let sql = format!(
-            "SELECT {key}, {all}, CAST(pg_postmaster_start_time() AS TEXT) \
+            "SELECT {key}, {all}, CAST(pg_postmaster_start_time() AS TEXT), {identity} \
              FROM (SELECT CAST(n.nspname AS TEXT) AS schema, CAST($1 AS TEXT) AS tbl, \
              CAST($2 AS TEXT) AS ks FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
              WHERE c.oid = to_regclass($3)) AS t",
             key = CHANNEL_SQL,
             all = CHANNEL_SQL.replace(" || '/' || ks", ""),
+            identity = IDENTITY_SQL.replace("$1", "$3"),
         );
         let row = client.query_opt(&sql, &[&self.stamps_table, &self.keyspace, &quoted])?;
         let Some(row) = row else {
             return Err(SubscribeError::NoStampsTable);
         };
-        let (key, all, started): (String, String, String) = (row.get(0), row.get(1), row.get(2));
+        let (key, all, started, listener): (String, String, String, String) =
+            (row.get(0), row.get(1), row.get(2), row.get(3));
+        // The same database, server instance and stamps table as the store's connections.
+        let store = match (self.pool_identity)() {
+            None => return Err(SubscribeError::StoreGone),
+            Some(Err(e)) => return Err(SubscribeError::Store(e)),
+            Some(Ok(store)) => store,
+        };
+        if store != listener {
+            return Err(SubscribeError::Elsewhere { listener, store });
+        }
         if self
             .server_started
             .as_ref()
@@ -537,6 +591,16 @@ enum SubscribeError {
     Server(postgres::Error),
     /// The stamps table does not exist (yet): nothing to hear.
     NoStampsTable,
+    /// The store's pool could not be asked what it reaches.
+    Store(crate::error::SqlError),
+    /// The store is gone.
+    StoreGone,
+    /// The listener's connection reached another database, server or stamps table than the
+    /// store's ([`IDENTITY_SQL`]).
+    Elsewhere {
+        listener: String,
+        store: String,
+    },
 }
 
 impl fmt::Display for SubscribeError {
@@ -544,6 +608,15 @@ impl fmt::Display for SubscribeError {
         match self {
             SubscribeError::Server(e) => write!(f, "{e}"),
             SubscribeError::NoStampsTable => f.write_str("the stamps table does not exist"),
+            SubscribeError::Store(e) => {
+                write!(f, "the store's connection: {}", durabledict_core::Report(e))
+            }
+            SubscribeError::StoreGone => f.write_str("the store is gone"),
+            SubscribeError::Elsewhere { listener, store } => write!(
+                f,
+                "the listener reaches {listener:?}, the store {store:?} (database/server \
+                 start/stamps table)"
+            ),
         }
     }
 }

@@ -104,6 +104,26 @@ pub(crate) struct Inner {
 }
 
 impl Inner {
+    /// What a connection of the store's pool reaches, in the terms of the change feed's
+    /// listener ([`crate::listen::IDENTITY_SQL`]); PostgreSQL with the SQL-row stamp only.
+    #[cfg(feature = "postgres")]
+    fn pool_identity(&self) -> Result<String, SqlError> {
+        use diesel::RunQueryDsl;
+        let (Pools::Postgres(pool), StampMode::Row(sql)) = (&self.pools, &self.stamp) else {
+            return Err(SqlError::Config(
+                "no change feed without PostgreSQL and the SQL-row stamp".into(),
+            ));
+        };
+        // The stamps table's name is a plain identifier (validated when the store was built).
+        let query = crate::listen::IDENTITY_SQL.replace("$1", &format!("'\"{}\"'", sql.table));
+        pool.run(|c| {
+            Ok(
+                diesel::select(diesel::dsl::sql::<diesel::sql_types::Text>(&query))
+                    .get_result::<String>(c)?,
+            )
+        })
+    }
+
     /// The pool's own epoch (see [`Inner::prepared`]).
     fn pool_epoch(&self) -> u64 {
         match &self.pools {
@@ -570,8 +590,13 @@ impl Store for SqlStore {
         #[cfg(feature = "postgres")]
         if let Some(listener) = &self.inner.listener {
             return listener.feed(|| {
-                let inner = Arc::downgrade(&self.inner);
-                Arc::new(move || inner.upgrade().map(|inner| inner.pool_epoch()))
+                let weak = Arc::downgrade(&self.inner);
+                let epoch: crate::listen::PoolEpoch =
+                    Arc::new(move || weak.upgrade().map(|inner| inner.pool_epoch()));
+                let weak = Arc::downgrade(&self.inner);
+                let identity: crate::listen::PoolIdentity =
+                    Arc::new(move || weak.upgrade().map(|inner| inner.pool_identity()));
+                (epoch, identity)
             });
         }
         None
