@@ -5,12 +5,14 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 /// One backend: its name on the command line (also the prefix of its bench files), the root
-/// package's feature that enables it, and the things its tests need.
+/// package's feature that enables it, the things its tests need, and the bench files of other
+/// names that measure it (`benches/<name>.rs`).
 #[derive(Debug)]
 pub struct Backend {
     pub name: &'static str,
     pub feature: Option<&'static str>,
     pub needs: &'static [Need],
+    pub benches: &'static [&'static str],
 }
 
 /// Something that must exist, and the Debian package that provides it.
@@ -57,6 +59,7 @@ pub const BACKENDS: &[Backend] = &[
         name: "memory",
         feature: None,
         needs: &[],
+        benches: &[],
     },
     Backend {
         name: "redis",
@@ -65,6 +68,7 @@ pub const BACKENDS: &[Backend] = &[
             program("redis-server", "redis-server"),
             program("redis-cli", "redis-tools"),
         ],
+        benches: &[],
     },
     Backend {
         name: "sqlite",
@@ -73,6 +77,7 @@ pub const BACKENDS: &[Backend] = &[
             file("/usr/include/sqlite3.h", "libsqlite3-dev"),
             program("pkg-config", "pkgconf"),
         ],
+        benches: &["sql"],
     },
     Backend {
         name: "postgres",
@@ -88,6 +93,7 @@ pub const BACKENDS: &[Backend] = &[
             file("/usr/include/postgresql/libpq-fe.h", "libpq-dev"),
             program("pkg-config", "pkgconf"),
         ],
+        benches: &["sql"],
     },
     Backend {
         name: "mysql",
@@ -101,11 +107,13 @@ pub const BACKENDS: &[Backend] = &[
             program("mysql_config", "libmariadb-dev-compat"),
             program("pkg-config", "pkgconf"),
         ],
+        benches: &[],
     },
     Backend {
         name: "memcache",
         feature: Some("memcache"),
         needs: &[program("memcached", "memcached")],
+        benches: &[],
     },
     Backend {
         name: "zookeeper",
@@ -115,6 +123,7 @@ pub const BACKENDS: &[Backend] = &[
             file("/usr/share/java/zookeeper.jar", "zookeeper"),
             file("/usr/share/java/slf4j-simple.jar", "libslf4j-java"),
         ],
+        benches: &[],
     },
 ];
 

@@ -3,7 +3,7 @@
 //! ```text
 //! cargo xtask install [all | <backend>…]
 //! cargo xtask test    [all | <backend>…] [--keep-going] [-- <libtest args>…]
-//! cargo xtask bench   [all | <backend>…] [-- <bench args>…]
+//! cargo xtask bench   [all | <backend>… | <bench>…] [-- <bench args>…]
 //! ```
 
 mod backends;
@@ -39,8 +39,10 @@ usage:
   cargo xtask test [all | <backend>…] [--keep-going] [-- <libtest args>…]
       install, run every test in the workspace with the backends' features, print the
       conformance matrix; --keep-going runs every test binary even after a failure
-  cargo xtask bench [all | <backend>…] [-- <bench args>…]
-      install, run the benches named benches/<backend>*.rs";
+  cargo xtask bench [all | <backend>… | <bench>…] [-- <bench args>…]
+      install, run the benches named benches/<backend>*.rs and those a backend lists (sqlite,
+      postgres: benches/sql.rs), or the bench benches/<bench>.rs named (sql), with the
+      backends it measures and the features it requires";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -68,7 +70,7 @@ fn run(args: &[String]) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         "test" => test(&Selection::parse(ours, true)?, passed_on),
-        "bench" => bench(&Selection::parse(ours, false)?, passed_on),
+        "bench" => bench(ours, passed_on),
         "help" | "-h" | "--help" => {
             println!("{USAGE}");
             Ok(ExitCode::SUCCESS)
@@ -119,6 +121,30 @@ impl Selection {
 
     fn names(&self) -> Vec<&'static str> {
         self.backends.iter().map(|b| b.name).collect()
+    }
+
+    /// Adds what the benches to run need: the backends that list a bench named on the command
+    /// line (`sql`: SQLite and PostgreSQL), and those whose features a bench requires (its
+    /// `required-features`: `cargo bench --bench` refuses a target without them).
+    fn add_backends_of(
+        &mut self,
+        named: &[String],
+        benches: &[String],
+        required: &std::collections::BTreeMap<String, Vec<String>>,
+    ) {
+        let listing = BACKENDS
+            .iter()
+            .filter(|b| named.iter().any(|n| b.benches.contains(&n.as_str())));
+        let requiring = benches
+            .iter()
+            .filter_map(|bench| required.get(bench))
+            .flatten()
+            .filter_map(|feature| BACKENDS.iter().find(|b| b.feature == Some(feature)));
+        for backend in listing.chain(requiring) {
+            if !self.backends.iter().any(|b| b.name == backend.name) {
+                self.backends.push(backend);
+            }
+        }
     }
 }
 
@@ -268,10 +294,26 @@ fn stream(
         .map_err(|e| Failure(format!("waiting for {}: {e}", render(command))))
 }
 
-fn bench(selection: &Selection, bench_args: &[String]) -> Result<ExitCode> {
-    install::ensure(&selection.backends)?;
+fn bench(args: &[String], bench_args: &[String]) -> Result<ExitCode> {
     let root = root();
-    let benches = bench_names(&root.join("benches"), &selection.names());
+    let dir = root.join("benches");
+    // A bench file named on the command line (`sql`) runs alone, with what it measures.
+    let (named, others): (Vec<String>, Vec<String>) = args.iter().cloned().partition(|arg| {
+        arg != "all" && backends::find(arg).is_none() && dir.join(format!("{arg}.rs")).is_file()
+    });
+    let mut selection = if others.is_empty() && !named.is_empty() {
+        Selection {
+            all: false,
+            backends: Vec::new(),
+            keep_going: false,
+        }
+    } else {
+        Selection::parse(&others, false)?
+    };
+    let mut benches = bench_names(&dir, &selection.names());
+    benches.extend(named.iter().cloned());
+    benches.sort();
+    benches.dedup();
     if benches.is_empty() {
         let message = format!(
             "no bench file benches/<backend>*.rs for {}",
@@ -284,12 +326,20 @@ fn bench(selection: &Selection, bench_args: &[String]) -> Result<ExitCode> {
             Err(Failure(message))
         };
     }
+    let manifest = root.join("Cargo.toml");
+    let text = std::fs::read_to_string(&manifest)
+        .map_err(|e| Failure(format!("cannot read {}: {e}", manifest.display())))?;
+    let required = manifest::bench_required_features(&text);
+    if !selection.all {
+        selection.add_backends_of(&named, &benches, &required);
+    }
+    install::ensure(&selection.backends)?;
     let features = read_features(&root)?;
     // The root package is the workspace's default member: plain `cargo bench` targets it.
     let mut command = cargo(&root);
     command
         .arg("bench")
-        .args(feature_args(selection, &features));
+        .args(feature_args(&selection, &features));
     for name in &benches {
         command.args(["--bench", name]);
     }
@@ -307,8 +357,9 @@ fn bench(selection: &Selection, bench_args: &[String]) -> Result<ExitCode> {
     })
 }
 
-/// The bench targets `benches/<backend>*.rs` for the given backends, sorted.
-fn bench_names(dir: &Path, backends: &[&str]) -> Vec<String> {
+/// The bench targets `benches/<backend>*.rs` for the given backends, and those they list
+/// ([`Backend::benches`]), sorted.
+fn bench_names(dir: &Path, selected: &[&str]) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .into_iter()
         .flatten()
@@ -316,9 +367,12 @@ fn bench_names(dir: &Path, backends: &[&str]) -> Vec<String> {
         .filter_map(|entry| {
             let file = entry.file_name().into_string().ok()?;
             let stem = file.strip_suffix(".rs")?;
-            backends
+            selected
                 .iter()
-                .any(|b| stem.starts_with(b))
+                .any(|b| {
+                    stem.starts_with(b)
+                        || backends::find(b).is_some_and(|backend| backend.benches.contains(&stem))
+                })
                 .then(|| stem.to_string())
         })
         .collect();
@@ -412,6 +466,31 @@ mod tests {
         }
         assert_eq!(bench_names(&dir, &["redis"]), ["redis", "redis_read"]);
         assert_eq!(bench_names(&dir, &["memory", "sqlite"]), ["memory"]);
+        std::fs::write(dir.join("sql.rs"), "").expect("write");
+        std::fs::write(dir.join("postgres_feed.rs"), "").expect("write");
+        assert_eq!(bench_names(&dir, &["sqlite"]), ["sql"]);
+        assert_eq!(bench_names(&dir, &["postgres"]), ["postgres_feed", "sql"]);
         std::fs::remove_dir_all(&dir).expect("rmdir");
+    }
+
+    #[test]
+    fn a_bench_brings_the_backends_it_measures_and_requires() {
+        let required = manifest::bench_required_features(
+            "[[bench]]\nname = \"sql\"\nrequired-features = [\"sqlite\"]\n\n\
+             [[bench]]\nname = \"memcache\"\nrequired-features = [\"memcache\", \"sqlite\"]\n",
+        );
+        let mut postgres = Selection::parse(&args(&["postgres"]), false).expect("parse");
+        postgres.add_backends_of(&[], &args(&["postgres_feed", "sql"]), &required);
+        assert_eq!(postgres.names(), ["postgres", "sqlite"]);
+        let mut sql = Selection {
+            all: false,
+            backends: Vec::new(),
+            keep_going: false,
+        };
+        sql.add_backends_of(&args(&["sql"]), &args(&["sql"]), &required);
+        assert_eq!(sql.names(), ["sqlite", "postgres"]);
+        let mut memcache = Selection::parse(&args(&["memcache"]), false).expect("parse");
+        memcache.add_backends_of(&[], &args(&["memcache"]), &required);
+        assert_eq!(memcache.names(), ["memcache", "sqlite"]);
     }
 }

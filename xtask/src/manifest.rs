@@ -70,6 +70,39 @@ impl Features {
     }
 }
 
+/// The `required-features` of each `[[bench]]` of a manifest, by bench name (a bench without
+/// them maps to nothing). The same little TOML as [`Features::parse`], one-line arrays.
+pub fn bench_required_features(manifest: &str) -> BTreeMap<String, Vec<String>> {
+    let mut benches = BTreeMap::new();
+    let mut in_bench = false;
+    let mut name: Option<String> = None;
+    let mut required = Vec::new();
+    let mut flush = |name: &mut Option<String>, required: &mut Vec<String>| {
+        if let Some(name) = name.take() {
+            benches.insert(name, std::mem::take(required));
+        }
+        required.clear();
+    };
+    for line in manifest.lines() {
+        let line = strip_comment(line).trim();
+        if line.starts_with('[') && !line.contains('=') {
+            flush(&mut name, &mut required);
+            in_bench = line == "[[bench]]";
+            continue;
+        }
+        if !in_bench {
+            continue;
+        }
+        match key_of(line) {
+            Some(("name", value)) => name = quoted_strings(value).into_iter().next(),
+            Some(("required-features", value)) => required = quoted_strings(value),
+            _ => {}
+        }
+    }
+    flush(&mut name, &mut required);
+    benches
+}
+
 fn strip_comment(line: &str) -> &str {
     // Good enough: feature names and package names never contain '#'.
     line.split_once('#').map_or(line, |(before, _)| before)
@@ -115,6 +148,15 @@ zookeeper = ["durabledict-zookeeper?/serde"]
 
 [dependencies]
 durabledict-core.workspace = true
+
+[[bench]]
+name = "sql"
+harness = false
+required-features = ["sqlite"]
+
+[[bench]]
+name = "memory"
+harness = false
 "#;
 
     #[test]
@@ -137,5 +179,16 @@ durabledict-core.workspace = true
         assert_eq!(features.packages_of("zookeeper"), ["durabledict-zookeeper"]);
         assert!(features.packages_of("default").is_empty());
         assert!(features.packages_of("nope").is_empty());
+    }
+
+    #[test]
+    fn reads_the_benches_required_features() {
+        let benches = bench_required_features(MANIFEST);
+        assert_eq!(
+            benches.get("sql").map(Vec::as_slice),
+            Some(&["sqlite".to_string()][..])
+        );
+        assert_eq!(benches.get("memory").map(Vec::len), Some(0));
+        assert_eq!(benches.len(), 2);
     }
 }
