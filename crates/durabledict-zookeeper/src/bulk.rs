@@ -29,16 +29,20 @@ const PER_MULTI_READ: usize = 200;
 ///
 /// Fails on anything else: a server that refuses the connection or the credentials, does not
 /// know `multiRead` (before 3.6), answers an error for a znode (`NoAuth`), or a reply this
-/// connection does not expect. The caller then reads through the client ([`read_all`]), which
-/// reports a znode's error as it always has.
+/// connection does not expect (one longer than `max_value_len` per znode allows, with room
+/// for the request's path, or not whole within `timeout`). The caller then reads through the
+/// client ([`read_all`]), which reports a znode's error as it always has.
 pub(crate) fn load(
     target: &wire::Target,
     auth: &[(String, Vec<u8>)],
     timeout: Duration,
+    max_value_len: usize,
     sync: &str,
     nodes: &[String],
 ) -> Result<Vec<Option<Vec<u8>>>, wire::Error> {
     let mut conn = wire::Conn::open(target, auth, timeout)?;
+    // The server's `jute.maxbuffer` bounds a write's path and data together.
+    conn.set_max_data(max_value_len.saturating_add(64 << 10));
     let read = conn.sync_and_multi_read(sync, nodes, PER_MULTI_READ);
     conn.close();
     read?

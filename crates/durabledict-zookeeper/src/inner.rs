@@ -282,7 +282,14 @@ impl Inner {
             let nodes: Vec<String> = keys.iter().map(|key| self.keyspace.node(key)).collect();
             let timeout = self.session.session_timeout();
             let path = self.keyspace.path();
-            if let Ok(values) = bulk::load(target, &self.auth, timeout, path, &nodes) {
+            if let Ok(values) = bulk::load(
+                target,
+                &self.auth,
+                timeout,
+                self.max_value_len,
+                path,
+                &nodes,
+            ) {
                 return Ok(keys
                     .into_iter()
                     .zip(values)

@@ -12,9 +12,9 @@
 //! `multiRead`, close. Any reply it does not expect is an error, and the caller falls back
 //! to reading through the `zookeeper` client.
 
-use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::io::{self, BufRead, BufReader, BufWriter, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Operation codes (ZooKeeper's `ZooDefs.OpCode`).
 mod op {
@@ -32,9 +32,13 @@ const AUTH_XID: i32 = -4;
 /// ZooKeeper's `NONODE` error code.
 pub(crate) const NO_NODE: i32 = -101;
 
-/// The longest reply frame accepted: ZooKeeper sends no frame anywhere near this (a znode's
-/// data is bounded by the server's `jute.maxbuffer`); a longer length is a broken stream.
-const MAX_FRAME: usize = 1 << 30;
+/// The longest reply accepted to a request that carries no znode's data (connect, auth,
+/// `sync`, close): a longer length is a broken stream.
+const SMALL_FRAME: usize = 64 << 10;
+
+/// The most data one znode is taken to hold unless [`Conn::set_max_data`] says otherwise:
+/// ZooKeeper's default `jute.maxbuffer`, which bounds the data of every write it accepts.
+pub(crate) const DEFAULT_MAX_DATA: usize = 0xfffff;
 
 /// How many `getData` requests are on the wire at once: well under the server's default
 /// `globalOutstandingLimit` (1,000), past which it stops reading the socket.
@@ -117,6 +121,10 @@ pub(crate) struct Conn {
     writer: BufWriter<TcpStream>,
     target: Target,
     xid: i32,
+    /// How long one reply may take, from its first byte awaited to its last.
+    timeout: Duration,
+    /// The most data a reply may carry per znode (see [`Conn::set_max_data`]).
+    max_data: usize,
 }
 
 /// Appends jute encodings to a frame.
@@ -222,6 +230,8 @@ impl Conn {
             writer: BufWriter::with_capacity(64 * 1024, stream),
             target: target.clone(),
             xid: 0,
+            timeout,
+            max_data: DEFAULT_MAX_DATA,
         };
         let session_ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
         let mut connect = Frame::new();
@@ -234,13 +244,33 @@ impl Conn {
             .bool(false); // read-only
         conn.writer.write_all(&connect.finish())?;
         conn.writer.flush()?;
-        let reply = conn.frame()?;
+        let reply = conn.frame(SMALL_FRAME)?;
         let mut reply = Cursor(&reply);
         let _protocol = reply.int()?;
         let negotiated = reply.int()?;
         if negotiated <= 0 {
             return Err(broken("the server refused the session"));
         }
+        // From here on the server holds a session: a failure closes it rather than leave it
+        // to expire at its timeout.
+        match conn.authenticate(auth) {
+            Ok(()) => Ok(conn),
+            Err(e) => {
+                conn.close();
+                Err(e)
+            }
+        }
+    }
+
+    /// Sets the most data a reply may carry per znode: the server's `jute.maxbuffer`, which
+    /// bounds every znode's data. A reply longer than its znodes could fill is refused as a
+    /// broken stream (and the load falls back), before more of it is read.
+    pub(crate) fn set_max_data(&mut self, bytes: usize) {
+        self.max_data = bytes.max(DEFAULT_MAX_DATA);
+    }
+
+    fn authenticate(&mut self, auth: &[(String, Vec<u8>)]) -> Result<(), Error> {
+        let conn = self;
         for (scheme, credentials) in auth {
             let mut packet = Frame::new();
             packet
@@ -251,28 +281,67 @@ impl Conn {
                 .buffer(credentials);
             conn.writer.write_all(&packet.finish())?;
             conn.writer.flush()?;
-            let reply = conn.frame()?;
+            let reply = conn.frame(SMALL_FRAME)?;
             let mut reply = Cursor(&reply);
             let (xid, _zxid, err) = (reply.int()?, reply.long()?, reply.int()?);
             if xid != AUTH_XID || err != 0 {
                 return Err(broken(format!("authentication refused ({err})")));
             }
         }
-        Ok(conn)
+        Ok(())
     }
 
-    /// Reads one length-prefixed frame.
-    fn frame(&mut self) -> Result<Vec<u8>, Error> {
-        let mut len = [0; 4];
-        self.reader.read_exact(&mut len)?;
-        let len = usize::try_from(i32::from_be_bytes(len))
+    /// Reads one length-prefixed frame of at most `limit` bytes, whole within the
+    /// connection's timeout (a server that keeps a reply coming a byte at a time does not hold
+    /// the load past it). The frame grows as its bytes arrive, never to a length the stream
+    /// merely claims.
+    fn frame(&mut self, limit: usize) -> Result<Vec<u8>, Error> {
+        let deadline = Instant::now() + self.timeout;
+        let mut len = Vec::with_capacity(4);
+        self.read_into(&mut len, 4, deadline)?;
+        let len = usize::try_from(i32::from_be_bytes([len[0], len[1], len[2], len[3]]))
             .map_err(|_| broken("negative frame length"))?;
-        if len > MAX_FRAME {
-            return Err(broken(format!("reply of {len} bytes")));
+        if len > limit {
+            return Err(broken(format!(
+                "a reply of {len} bytes, more than the {limit} asked for"
+            )));
         }
-        let mut frame = vec![0; len];
-        self.reader.read_exact(&mut frame)?;
+        let mut frame = Vec::with_capacity(len.min(1 << 20));
+        self.read_into(&mut frame, len, deadline)?;
         Ok(frame)
+    }
+
+    /// Appends bytes from the connection to `out` until it holds `len`, by `deadline`.
+    fn read_into(&mut self, out: &mut Vec<u8>, len: usize, deadline: Instant) -> io::Result<()> {
+        while out.len() < len {
+            if self.reader.buffer().is_empty() {
+                let left = deadline
+                    .checked_duration_since(Instant::now())
+                    .filter(|left| !left.is_zero())
+                    .ok_or_else(|| {
+                        io::Error::new(io::ErrorKind::TimedOut, "no whole reply within the timeout")
+                    })?;
+                self.reader.get_ref().set_read_timeout(Some(left))?;
+            }
+            let buffered = match self.reader.fill_buf() {
+                Ok(buffered) => buffered,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            if buffered.is_empty() {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            let n = buffered.len().min(len - out.len());
+            out.extend_from_slice(&buffered[..n]);
+            self.reader.consume(n);
+        }
+        Ok(())
+    }
+
+    /// The longest reply to a read of `n` znodes.
+    fn data_limit(&self, n: usize) -> usize {
+        n.saturating_mul(PER_RESULT + self.max_data)
+            .saturating_add(SMALL_FRAME)
     }
 
     fn next_xid(&mut self) -> i32 {
@@ -281,8 +350,8 @@ impl Conn {
     }
 
     /// Reads the next reply, which must answer `xid`: its error code and body.
-    fn reply(&mut self, xid: i32) -> Result<(i32, Vec<u8>), Error> {
-        let frame = self.frame()?;
+    fn reply(&mut self, xid: i32, limit: usize) -> Result<(i32, Vec<u8>), Error> {
+        let frame = self.frame(limit)?;
         let mut cursor = Cursor(&frame);
         let (got, _zxid, err) = (cursor.int()?, cursor.long()?, cursor.int()?);
         if got != xid {
@@ -304,7 +373,7 @@ impl Conn {
     }
 
     fn sync_reply(&mut self, xid: i32) -> Result<(), Error> {
-        match self.reply(xid)? {
+        match self.reply(xid, SMALL_FRAME)? {
             (0, _) => Ok(()),
             (err, _) => Err(broken(format!("sync failed ({err})"))),
         }
@@ -343,7 +412,7 @@ impl Conn {
                 send(self, nodes.len().min(sent + WINDOW / 2), &mut sent)?;
             }
             let xid = first + i32::try_from(i).map_err(|_| broken("too many reads"))?;
-            let (err, body) = self.reply(xid)?;
+            let (err, body) = self.reply(xid, self.data_limit(1))?;
             out.push(if err == 0 {
                 let mut cursor = Cursor(&body);
                 let data = cursor.buffer()?;
@@ -390,7 +459,7 @@ impl Conn {
             let Some((xid, n)) = batches.pop_front() else {
                 return Ok(out);
             };
-            let (err, body) = self.reply(xid)?;
+            let (err, body) = self.reply(xid, self.data_limit(n))?;
             if err != 0 {
                 return Err(broken(format!("multiRead failed ({err})")));
             }
@@ -450,15 +519,12 @@ impl Conn {
     /// Ends the session at once (rather than at its timeout), waiting a little for the
     /// server's answer, so that its connection is gone before the load returns.
     pub(crate) fn close(mut self) {
-        let _ = self
-            .reader
-            .get_ref()
-            .set_read_timeout(Some(Duration::from_millis(500)));
+        self.timeout = self.timeout.min(Duration::from_millis(500));
         let xid = self.next_xid();
         let mut frame = Frame::new();
         frame.int(xid).int(op::CLOSE_SESSION);
         if self.writer.write_all(&frame.finish()).is_ok() && self.writer.flush().is_ok() {
-            let _ = self.reply(xid);
+            let _ = self.reply(xid, SMALL_FRAME);
         }
     }
 }
