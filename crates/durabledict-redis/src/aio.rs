@@ -28,7 +28,9 @@
 //! One connection per check in flight, idle ones kept up to the store's
 //! [`max_idle`](crate::RedisStoreBuilder::max_idle), each bound to the tokio runtime that
 //! opened it (a socket is registered with its runtime's I/O driver). A check cancelled
-//! mid-way drops its connection: nothing half-read goes back to the pool. Timeouts are the
+//! mid-way drops its connection: nothing half-read goes back to the pool. So does a check
+//! whose reply is not a stamp, or has bytes read past it, or a push or attribute reply (never
+//! asked for): such a connection may be out of step, and its next reply another request's. Timeouts are the
 //! store's: connecting (with the handshake) within `connect_timeout`, each reply within
 //! `io_timeout`. TLS (`rediss://`) and clusters have no async stamp (`async_stamp()` is
 //! `None`): their reads use the blocking pool.
@@ -192,15 +194,26 @@ impl Shared {
         match conn.exchange(&self.get_stamp, 1, self.io_timeout).await {
             Ok(mut replies) => {
                 let reply = replies.pop().unwrap_or(Value::Nil);
-                // A server's error reply leaves the connection in step: keep it.
-                self.put(conn);
+                // Nothing may have been read past the reply: bytes there (a reply sent twice)
+                // would answer the next check on this connection with an old stamp.
+                let in_step = conn.buf.is_empty();
                 match reply.extract_error() {
                     Ok(value) => {
                         // Ends an outage in the store's log, as its pools' replies do.
                         self.continuity.answered();
-                        reply::stamp(value, &self.stamp_key)
+                        let stamp = reply::stamp(value, &self.stamp_key);
+                        // A reply that is no stamp may be another request's (a shifted
+                        // handshake): the connection is kept only after a stamp.
+                        if in_step && stamp.is_ok() {
+                            self.put(conn);
+                        }
+                        stamp
                     }
                     Err(e) => {
+                        // A server's error reply leaves the connection in step: keep it.
+                        if in_step {
+                            self.put(conn);
+                        }
                         self.continuity.failed(&e);
                         Err(request_error(e, false))
                     }
@@ -260,6 +273,9 @@ impl Shared {
         for reply in replies {
             // `AUTH` or `SELECT` refused.
             reply.extract_error()?;
+        }
+        if !conn.buf.is_empty() {
+            return Err(protocol("more replies than requests"));
         }
         let identity = continuity::identify(&mut Answered(Some(info)))?;
         Ok((conn, identity))
@@ -345,6 +361,11 @@ impl Conn {
     async fn reply(&mut self) -> RedisResult<Value> {
         loop {
             if let Some(end) = frame_end(&self.buf, 0, 0)? {
+                // Never asked for (no `HELLO 3`, no tracking): a push or an attribute says the
+                // connection is not what we think, so its replies cannot be paired with ours.
+                if matches!(self.buf[0], b'>' | b'|') {
+                    return Err(protocol("a push or attribute reply, never asked for"));
+                }
                 let value = simple(&self.buf[..end])
                     .map_or_else(|| redis::parse_redis_value(&self.buf[..end]), Ok);
                 self.buf.drain(..end);
