@@ -107,21 +107,27 @@ BEGIN
 END
 $fn$";
 
-/// The triggers on the stamps table `{t}` (quoted).
+/// The triggers on the stamps table `{t}` (quoted), enabled `ALWAYS`: an ordinary trigger
+/// does not fire in a session with `session_replication_role = replica` (logical
+/// replication's apply worker on a subscriber, `pg_restore --disable-triggers`, migration
+/// tools), whose writes a feed that stayed up would then miss.
 pub(crate) fn create_triggers(quoted_stamps: &str) -> String {
     format!(
         "CREATE TRIGGER {TRIGGER} AFTER INSERT OR UPDATE OR DELETE ON {quoted_stamps} \
          FOR EACH ROW EXECUTE FUNCTION durabledict_notify(); \
          CREATE TRIGGER {TRIGGER}_truncate AFTER TRUNCATE ON {quoted_stamps} \
-         FOR EACH STATEMENT EXECUTE FUNCTION durabledict_notify()"
+         FOR EACH STATEMENT EXECUTE FUNCTION durabledict_notify(); \
+         ALTER TABLE {quoted_stamps} ENABLE ALWAYS TRIGGER {TRIGGER}; \
+         ALTER TABLE {quoted_stamps} ENABLE ALWAYS TRIGGER {TRIGGER}_truncate"
     )
 }
 
 /// Counts the triggers on the stamps table (parameter: its quoted name) as `n`: 2 when both are
-/// there.
+/// there and fire in every session (`ALWAYS`, see [`create_triggers`]; one disabled, or
+/// enabled for origin or replica sessions only, is missing).
 pub(crate) const COUNT_TRIGGERS: &str = "SELECT count(*) AS n FROM pg_trigger \
     WHERE tgrelid = to_regclass($1) AND tgname IN ('durabledict_notify', 'durabledict_notify_truncate') \
-    AND tgenabled <> 'D'";
+    AND tgenabled = 'A'";
 
 /// The `application_name` of a listener's connection, as `pg_stat_activity` shows it:
 /// `durabledict-listen:` and the keyspace, cut to 63 bytes as the server cuts it.

@@ -1,0 +1,113 @@
+//! Review of the PostgreSQL change feed against a real server: writers the trigger must hear,
+//! and the listener's life.
+#![cfg(feature = "postgres")]
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use common::{execute, listener_name, query_i64, table_name};
+use durabledict_core::{DurableDict, Raw, Store, SyncPolicy};
+use durabledict_diesel::SqlStore;
+use durabledict_test_servers::Postgres;
+
+fn server() -> &'static Postgres {
+    static SERVER: OnceLock<Postgres> = OnceLock::new();
+    SERVER.get_or_init(|| {
+        Postgres::start().unwrap_or_else(|e| panic!("cannot start PostgreSQL: {e}"))
+    })
+}
+
+fn store(url: &str, table: &str) -> SqlStore {
+    SqlStore::builder(url)
+        .table(table)
+        .connection_timeout(Duration::from_millis(500))
+        .build()
+        .unwrap()
+}
+
+fn watch(store: SqlStore) -> DurableDict<String> {
+    DurableDict::<String>::builder(store, Raw)
+        .policy(SyncPolicy::Watch)
+        .build()
+        .unwrap()
+}
+
+fn wait_until(bound: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + bound;
+    while !check() {
+        assert!(Instant::now() < deadline, "{what} (within {bound:?})");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn read(dict: &DurableDict<String>, key: &str) -> Option<String> {
+    dict.get(key).unwrap().map(|v| (*v).clone())
+}
+
+/// A writer whose session replicates (`session_replication_role = replica`: logical
+/// replication's apply worker on a subscriber, `pg_restore --disable-triggers`, some
+/// migration tools) fires only triggers enabled `ALWAYS` (or `REPLICA`). The notify trigger was
+/// an ordinary one: such a write went unheard while the feed stayed up, and a `Watch` dict on
+/// the subscriber served the old value until some other write.
+#[test]
+fn a_replicating_writer_is_heard() {
+    let url = server().url();
+    let table = table_name("replica");
+    let reader = store(&url, &table);
+    let dict = watch(reader.clone());
+    dict.insert("k", "one".into()).unwrap();
+    let feed = reader.feed().unwrap();
+    wait_until(Duration::from_secs(5), "the feed comes up", || {
+        feed.state().is_up()
+    });
+    assert_eq!(read(&dict, "k").as_deref(), Some("one"));
+    execute(
+        &url,
+        &format!(
+            "SET session_replication_role = replica; BEGIN; \
+             UPDATE \"{table}\" SET value = 'two'::bytea WHERE key = 'k'; \
+             UPDATE durabledict_stamps SET stamp = stamp + 1 WHERE keyspace = '{table}'; COMMIT"
+        ),
+    )
+    .unwrap();
+    wait_until(
+        Duration::from_secs(3),
+        "a replicating writer's change is served",
+        || read(&dict, "k").as_deref() == Some("two"),
+    );
+    reader.drop_keyspace().unwrap();
+}
+
+/// The listener's thread and connection end once the last handle of the store is gone.
+#[test]
+fn the_listener_ends_with_the_store() {
+    let url = server().url();
+    let table = table_name("ends");
+    let name = listener_name(&table);
+    let count = || {
+        query_i64(
+            &url,
+            &format!("SELECT count(*) FROM pg_stat_activity WHERE application_name = '{name}'"),
+        )
+        .unwrap()
+    };
+    {
+        let reader = store(&url, &table);
+        let dict = watch(reader.clone());
+        let feed = reader.feed().unwrap();
+        wait_until(Duration::from_secs(5), "the feed comes up", || {
+            feed.state().is_up()
+        });
+        assert_eq!(count(), 1, "one listener connection");
+        drop(dict);
+        reader.drop_keyspace().unwrap();
+    }
+    wait_until(
+        Duration::from_secs(4),
+        "the listener's connection ends",
+        || count() == 0,
+    );
+}
