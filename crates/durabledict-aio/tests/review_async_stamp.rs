@@ -26,7 +26,13 @@ struct Proxy {
     port: u16,
     push_before_next: Arc<AtomicBool>,
     duplicate_next: Arc<AtomicBool>,
+    /// Holds the next stamp reply back for this long, then delivers it.
+    delay_next: Arc<AtomicBool>,
+    /// Sends half of the next stamp reply, then closes the client's connection.
+    cut_next: Arc<AtomicBool>,
 }
+
+const LATE: Duration = Duration::from_millis(600);
 
 impl Proxy {
     fn start(upstream: u16, stamp_key: &str) -> Self {
@@ -34,7 +40,10 @@ impl Proxy {
         let port = listener.local_addr().unwrap().port();
         let push_before_next = Arc::new(AtomicBool::new(false));
         let duplicate_next = Arc::new(AtomicBool::new(false));
+        let delay_next = Arc::new(AtomicBool::new(false));
+        let cut_next = Arc::new(AtomicBool::new(false));
         let (push, dup) = (Arc::clone(&push_before_next), Arc::clone(&duplicate_next));
+        let (delay, cut) = (Arc::clone(&delay_next), Arc::clone(&cut_next));
         let needle = format!("GET\r\n${}\r\n{stamp_key}\r\n", stamp_key.len()).into_bytes();
         thread::spawn(move || {
             for client in listener.incoming() {
@@ -42,7 +51,15 @@ impl Proxy {
                 let server = TcpStream::connect(("127.0.0.1", upstream)).unwrap();
                 let to_client = Arc::new(Mutex::new(client.try_clone().unwrap()));
                 let dup_reply = Arc::new(AtomicBool::new(false));
+                let delay_reply = Arc::new(AtomicBool::new(false));
+                let cut_reply = Arc::new(AtomicBool::new(false));
                 {
+                    let (delay, cut, delay_reply, cut_reply) = (
+                        Arc::clone(&delay),
+                        Arc::clone(&cut),
+                        Arc::clone(&delay_reply),
+                        Arc::clone(&cut_reply),
+                    );
                     let (mut from, mut to) = (client, server.try_clone().unwrap());
                     let (push, dup, to_client, dup_reply, needle) = (
                         Arc::clone(&push),
@@ -66,6 +83,12 @@ impl Proxy {
                             if get && dup.swap(false, Ordering::SeqCst) {
                                 dup_reply.store(true, Ordering::SeqCst);
                             }
+                            if get && delay.swap(false, Ordering::SeqCst) {
+                                delay_reply.store(true, Ordering::SeqCst);
+                            }
+                            if get && cut.swap(false, Ordering::SeqCst) {
+                                cut_reply.store(true, Ordering::SeqCst);
+                            }
                             if to.write_all(&chunk[..n]).is_err() {
                                 break;
                             }
@@ -81,6 +104,15 @@ impl Proxy {
                             Ok(0) | Err(_) => break,
                             Ok(n) => n,
                         };
+                        if delay_reply.swap(false, Ordering::SeqCst) {
+                            thread::sleep(LATE);
+                        }
+                        if cut_reply.swap(false, Ordering::SeqCst) {
+                            let mut to = to_client.lock().unwrap();
+                            let _ = to.write_all(&chunk[..n / 2]);
+                            let _ = to.shutdown(Shutdown::Both);
+                            break;
+                        }
                         let mut out = chunk[..n].to_vec();
                         if dup_reply.swap(false, Ordering::SeqCst) {
                             out.extend_from_slice(&chunk[..n]);
@@ -97,6 +129,8 @@ impl Proxy {
             port,
             push_before_next,
             duplicate_next,
+            delay_next,
+            cut_next,
         }
     }
 
@@ -123,6 +157,18 @@ fn python_set(url: &str, ks: &str, key: &str, value: &str) {
 
 fn text(value: Option<Arc<String>>) -> Option<String> {
     value.map(|v| v.as_str().to_owned())
+}
+
+async fn dict_on_store(
+    store: RedisStore,
+) -> (AsyncDict<String>, RedisStore, CountedSource<AsyncStamp>) {
+    let source = CountedSource::new(store.async_stamp().unwrap());
+    let dict = AsyncDict::<String>::builder(store.clone(), Raw)
+        .stamp_source(Some(source.clone()))
+        .build()
+        .await
+        .unwrap();
+    (dict, store, source)
 }
 
 async fn dict_on(
@@ -196,6 +242,47 @@ async fn a_duplicated_reply_does_not_answer_the_next_check() {
             "a read after the write took an old stamp for a fresh one"
         );
     }
+}
+
+/// A stamp reply held back past the store's `io_timeout` (delivered later, to a check that
+/// gave up), and one cut half-way: neither is ever taken for a stamp; the check fails (the
+/// epoch moves on, as the failure may hide a restart), the read falls back, and a read after
+/// another program's write sees it.
+async fn a_late_or_cut_reply_is_never_taken_for_a_stamp() {
+    let server = own_server();
+    let ks = keyspace();
+    let proxy = Proxy::start(server.port(), &format!("{ks}last_updated"));
+    let store = RedisStore::builder(&proxy.url(), &ks)
+        .io_timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let (dict, store, source) = dict_on_store(store).await;
+    python_set(&server.url(), &ks, "k", "v1");
+    assert_eq!(text(dict.get("k").await.unwrap()), Some("v1".into()));
+
+    let epoch = store.epoch();
+    proxy.delay_next.store(true, Ordering::SeqCst);
+    assert_eq!(text(dict.get("k").await.unwrap()), Some("v1".into()));
+    assert_eq!(
+        source.failures(),
+        1,
+        "the held-back reply timed the check out"
+    );
+    assert!(store.epoch() > epoch);
+    python_set(&server.url(), &ks, "k", "v2");
+    assert_eq!(text(dict.get("k").await.unwrap()), Some("v2".into()));
+    tokio::time::sleep(LATE).await;
+    for _ in 0..3 {
+        assert_eq!(text(dict.get("k").await.unwrap()), Some("v2".into()));
+    }
+
+    let epoch = store.epoch();
+    proxy.cut_next.store(true, Ordering::SeqCst);
+    assert_eq!(text(dict.get("k").await.unwrap()), Some("v2".into()));
+    assert_eq!(source.failures(), 2, "the cut reply failed the check");
+    assert!(store.epoch() > epoch);
+    python_set(&server.url(), &ks, "k", "v3");
+    assert_eq!(text(dict.get("k").await.unwrap()), Some("v3".into()));
 }
 
 /// Thousands of reads, each under a short timeout that cancels many of them mid-check, while
@@ -389,6 +476,7 @@ async fn a_retrying_caller_during_an_outage() {
 async fn all() {
     an_unsolicited_push_does_not_put_the_connection_out_of_step().await;
     a_duplicated_reply_does_not_answer_the_next_check().await;
+    a_late_or_cut_reply_is_never_taken_for_a_stamp().await;
     cancelled_checks_never_serve_an_older_value().await;
     a_restart_counted_back_while_readers_run().await;
     a_user_without_info().await;

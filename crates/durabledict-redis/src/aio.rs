@@ -29,10 +29,10 @@
 //! [`max_idle`](crate::RedisStoreBuilder::max_idle), each bound to the tokio runtime that
 //! opened it (a socket is registered with its runtime's I/O driver). A check cancelled
 //! mid-way drops its connection: nothing half-read goes back to the pool. So does a check
-//! whose reply is not a stamp, or has bytes read past it, or a push or attribute reply (never
-//! asked for): such a connection may be out of step, and its next reply another request's. Timeouts are the
-//! store's: connecting (with the handshake) within `connect_timeout`, each reply within
-//! `io_timeout`. TLS (`rediss://`) and clusters have no async stamp (`async_stamp()` is
+//! whose reply is not a stamp, or has bytes read past it, or is a push or attribute reply
+//! (never asked for): such a connection may be out of step, its next reply another
+//! request's. Timeouts are the store's: connecting (with the handshake) within
+//! `connect_timeout`, each reply within `io_timeout`. TLS (`rediss://`) and clusters have no async stamp (`async_stamp()` is
 //! `None`): their reads use the blocking pool.
 
 use std::fmt;
