@@ -8,6 +8,7 @@ mod fallback;
 mod isoformat;
 mod json;
 mod json_value;
+mod key_order;
 mod mime_base64;
 mod pickle;
 mod pickle_writer;

@@ -10,6 +10,7 @@ use serde_pickle::{HashableValue as SerdeHashable, Value as SerdeValue};
 
 use crate::datetime::{Date, DateTime, Time, TimeDelta, TimeZone};
 use crate::decimal::Decimal;
+use crate::key_order;
 
 /// A Python value as a pickle holds it, every type kept exactly: what
 /// [`Pickle<Value>`](crate::Pickle) decodes and encodes.
@@ -79,8 +80,13 @@ pub enum Value {
 
 /// A dict key or set member of a [`Value`]: the hashable ones.
 ///
-/// Numbers of equal value are one key, as in Python (`1`, `1.0` and `True`); other types are
-/// ordered by type, then by value.
+/// Two keys are one exactly when Python's `==` says so (and so its `hash` agrees): numbers of
+/// equal value of any type (`1`, `1.0`, `True`, `Decimal("1.00")`, `complex(1, 0)`), aware
+/// `datetime`s and `time`s at the same instant in any zone, `timezone`s of the same offset
+/// whatever their names, `UUID`s of the same integer whatever their `is_safe`; `fold` is
+/// ignored. A dict keeps the first of such keys and the last value, as Python's does. A float
+/// NaN is one key here (Python keeps each NaN object apart); Decimal NaNs stay apart by their
+/// text. Otherwise keys are ordered by type, then by value.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub enum HashableValue {
@@ -447,96 +453,21 @@ impl HashableValue {
             HashableValue::Bool(_)
             | HashableValue::I64(_)
             | HashableValue::Int(_)
-            | HashableValue::F64(_) => 1,
+            | HashableValue::F64(_)
+            | HashableValue::Decimal(_)
+            | HashableValue::Complex(_) => 1,
             HashableValue::Bytes(_) => 2,
             HashableValue::String(_) => 3,
             HashableValue::Tuple(_) => 4,
             HashableValue::FrozenSet(_) => 5,
-            HashableValue::Complex(_) => 6,
             HashableValue::DateTime(_) => 7,
             HashableValue::Date(_) => 8,
             HashableValue::Time(_) => 9,
             HashableValue::TimeDelta(_) => 10,
             HashableValue::TimeZone(_) => 11,
-            HashableValue::Decimal(_) => 12,
             HashableValue::Uuid(_) => 13,
         }
     }
-
-    /// An integer (`bool` included) as a `BigInt`.
-    fn as_bigint(&self) -> Option<BigInt> {
-        Some(match self {
-            HashableValue::Bool(b) => BigInt::from(u8::from(*b)),
-            HashableValue::I64(i) => BigInt::from(*i),
-            HashableValue::Int(n) => n.clone(),
-            _ => return None,
-        })
-    }
-}
-
-/// Numbers of any type by value, exactly, as Python compares them (`2**53 + 1 > 2.0**53`),
-/// NaN above every number. (`serde_pickle`'s order, used before, converts a float to `i64`
-/// against a big integer, so `inf` sorted below `2**64` one way and above it the other: a
-/// dict with both keys was not equal to itself rebuilt.)
-fn number_cmp(a: &HashableValue, b: &HashableValue) -> Option<Ordering> {
-    use HashableValue as H;
-    let small = |h: &H| match h {
-        H::Bool(b) => Some(i64::from(*b)),
-        H::I64(i) => Some(*i),
-        _ => None,
-    };
-    Some(match (a, b) {
-        (H::F64(x), H::F64(y)) => float_cmp(*x, *y),
-        (H::F64(x), int) => int_float_cmp(&int.as_bigint()?, *x).reverse(),
-        (int, H::F64(y)) => int_float_cmp(&int.as_bigint()?, *y),
-        _ => match (small(a), small(b)) {
-            (Some(x), Some(y)) => x.cmp(&y),
-            _ => a.as_bigint()?.cmp(&b.as_bigint()?),
-        },
-    })
-}
-
-/// An integer against a float, exactly.
-fn int_float_cmp(n: &BigInt, f: f64) -> Ordering {
-    if f.is_nan() {
-        return Ordering::Less;
-    }
-    if f.is_infinite() {
-        return if f > 0.0 {
-            Ordering::Less
-        } else {
-            Ordering::Greater
-        };
-    }
-    let floor = f.floor();
-    match n.cmp(&integral_bigint(floor)) {
-        // n == floor(f) < f when f has a fraction.
-        Ordering::Equal if floor != f => Ordering::Less,
-        other => other,
-    }
-}
-
-/// A finite float with no fraction, as the integer it is exactly.
-fn integral_bigint(x: f64) -> BigInt {
-    let bits = x.to_bits();
-    let biased = ((bits >> 52) & 0x7ff) as i64;
-    if biased == 0 {
-        // Zero (an integral subnormal is zero).
-        return BigInt::from(0);
-    }
-    let mantissa = BigInt::from((bits & ((1 << 52) - 1)) | (1 << 52));
-    let shift = biased - 1075;
-    let magnitude = if shift >= 0 {
-        mantissa << shift as usize
-    } else {
-        mantissa >> (-shift) as usize
-    };
-    if x < 0.0 { -magnitude } else { magnitude }
-}
-
-fn float_cmp(a: f64, b: f64) -> Ordering {
-    a.partial_cmp(&b)
-        .unwrap_or_else(|| a.is_nan().cmp(&b.is_nan()))
 }
 
 impl Ord for HashableValue {
@@ -552,17 +483,13 @@ impl Ord for HashableValue {
             (H::String(a), H::String(b)) => a.cmp(b),
             (H::Tuple(a), H::Tuple(b)) => a.cmp(b),
             (H::FrozenSet(a), H::FrozenSet(b)) => a.cmp(b),
-            (H::Complex(a), H::Complex(b)) => {
-                float_cmp(a.re, b.re).then_with(|| float_cmp(a.im, b.im))
-            }
-            (H::DateTime(a), H::DateTime(b)) => a.cmp(b),
+            (H::DateTime(a), H::DateTime(b)) => key_order::datetime_cmp(a, b),
             (H::Date(a), H::Date(b)) => a.cmp(b),
-            (H::Time(a), H::Time(b)) => a.cmp(b),
+            (H::Time(a), H::Time(b)) => key_order::time_cmp(a, b),
             (H::TimeDelta(a), H::TimeDelta(b)) => a.cmp(b),
-            (H::TimeZone(a), H::TimeZone(b)) => a.cmp(b),
-            (H::Decimal(a), H::Decimal(b)) => a.cmp(b),
-            (H::Uuid(a), H::Uuid(b)) => a.cmp(b),
-            (a, b) => number_cmp(a, b).unwrap_or(Ordering::Equal),
+            (H::TimeZone(a), H::TimeZone(b)) => key_order::timezone_cmp(a, b),
+            (H::Uuid(a), H::Uuid(b)) => key_order::uuid_cmp(a, b),
+            (a, b) => key_order::number_cmp(a, b).unwrap_or(Ordering::Equal),
         }
     }
 }
