@@ -150,8 +150,8 @@ pub(crate) enum Command {
         name: Name,
     },
     /// Print the whole dict as one JSON object, keys sorted. What cannot be read (a value
-    /// that does not decode, a name that is not a key) is left out and told on stderr; the
-    /// exit code is still 0.
+    /// that does not decode, a name that is not a key) is left out and told on stderr, and
+    /// the exit code is then 3 (after every other entry is printed).
     List,
     /// Write every entry of a JSON object, as one batch.
     Import {
