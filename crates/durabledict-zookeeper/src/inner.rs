@@ -206,13 +206,19 @@ impl Inner {
         let mut rounds = 0;
         loop {
             let mut locked = self.lock();
-            let changed = self
-                .touched()
-                .as_mut()
-                .map(std::mem::take)
-                .unwrap_or_default();
-            if changed.is_empty() || rounds == CATCH_UP_ROUNDS {
-                *self.touched() = None;
+            // Taking the keys and ending the recording are one step under `touched`'s lock:
+            // the event handler records a key without the store's lock, and a key recorded
+            // between the two would be neither read again nor read by its handler.
+            let (changed, last) = {
+                let mut touched = self.touched();
+                let changed = touched.as_mut().map(std::mem::take).unwrap_or_default();
+                let last = changed.is_empty() || rounds == CATCH_UP_ROUNDS;
+                if last {
+                    *touched = None;
+                }
+                (changed, last)
+            };
+            if last {
                 if locked.mirror.load(entries) {
                     locked.bump();
                 }
@@ -282,19 +288,28 @@ impl Inner {
             let nodes: Vec<String> = keys.iter().map(|key| self.keyspace.node(key)).collect();
             let timeout = self.session.session_timeout();
             let path = self.keyspace.path();
-            if let Ok(values) = bulk::load(
+            let loaded = bulk::load(
                 target,
                 &self.auth,
                 timeout,
                 self.max_value_len,
                 path,
                 &nodes,
-            ) {
-                return Ok(keys
-                    .into_iter()
-                    .zip(values)
-                    .filter_map(|(key, value)| Some((key, value?)))
-                    .collect());
+            );
+            match loaded {
+                Ok(values) => {
+                    return Ok(keys
+                        .into_iter()
+                        .zip(values)
+                        .filter_map(|(key, value)| Some((key, value?)))
+                        .collect());
+                }
+                Err(e) => tracing::debug!(
+                    target: "durabledict::zookeeper",
+                    keys = keys.len(),
+                    error = %e,
+                    "the loader connection failed: the keyspace is read through the client"
+                ),
             }
         }
         // A key deleted since it was listed is left out; its event follows.
