@@ -473,6 +473,99 @@ async fn a_retrying_caller_during_an_outage() {
     );
 }
 
+/// Established TCP connections of this process's to `port` (every socket in this test binary
+/// is this process's).
+fn connections_to(port: u16) -> usize {
+    let mut count = 0;
+    for table in ["/proc/self/net/tcp", "/proc/self/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let remote_port = fields[2].rsplit(':').next().unwrap();
+            if u16::from_str_radix(remote_port, 16).unwrap() == port && fields[3] == "01" {
+                count += 1;
+            }
+        }
+    }
+    count
+}
+
+/// This process's CPU time (user + system).
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    Duration::from_millis(ticks * 10)
+}
+
+/// A thousand reads, each retried at once on failure, while the server is paused: at most
+/// `max_blocking` connections are opened (checks on the task and calls on the pool together)
+/// and the waiting reads do not spin.
+async fn a_paused_server_under_retrying_readers() {
+    let server = own_server();
+    let url = server.url();
+    let ks = keyspace();
+    let store = RedisStore::builder(&url, &ks)
+        .connect_timeout(Duration::from_millis(300))
+        .io_timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let source = CountedSource::new(store.async_stamp().unwrap());
+    let dict = AsyncDict::<String>::builder(store, Raw)
+        .stamp_source(Some(source.clone()))
+        .max_blocking(4)
+        .build()
+        .await
+        .unwrap();
+    dict.insert("k", "1".to_string()).await.unwrap();
+    assert_eq!(text(dict.get("k").await.unwrap()), Some("1".into()));
+    let before = connections_to(server.port());
+    let pause_for = Duration::from_millis(1500);
+    common::pause(&url, pause_for);
+    let paused_at = Instant::now();
+    let cpu_before = cpu_time();
+    let mut readers = Vec::new();
+    for _ in 0..1000 {
+        let dict = dict.clone();
+        readers.push(tokio::spawn(async move {
+            while paused_at.elapsed() < pause_for + Duration::from_millis(500) {
+                if let Ok(value) = dict.get("k").await {
+                    return text(value);
+                }
+            }
+            None
+        }));
+    }
+    // First CPU alone (reading /proc/net/tcp costs CPU of its own), then connections.
+    tokio::time::sleep(pause_for / 2).await;
+    let cpu = cpu_time() - cpu_before;
+    let mut most = 0;
+    while paused_at.elapsed() < pause_for - Duration::from_millis(100) {
+        most = most.max(connections_to(server.port()));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!(
+        "paused: {most} connections at most ({before} before), {cpu:?} CPU in {:?}, {} checks on the task failed",
+        pause_for / 2,
+        source.failures()
+    );
+    for reader in readers {
+        assert_eq!(reader.await.unwrap(), Some("1".into()));
+    }
+    assert!(
+        most <= before + 4,
+        "{most} connections while paused, {before} before, max_blocking 4"
+    );
+    assert!(
+        cpu < pause_for / 8,
+        "{cpu:?} of CPU in {:?} of a pause: the waiting reads spin",
+        pause_for / 2
+    );
+}
+
 async fn all() {
     an_unsolicited_push_does_not_put_the_connection_out_of_step().await;
     a_duplicated_reply_does_not_answer_the_next_check().await;
@@ -482,6 +575,7 @@ async fn all() {
     a_user_without_info().await;
     keys_and_len_under_always().await;
     a_retrying_caller_during_an_outage().await;
+    a_paused_server_under_retrying_readers().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
