@@ -137,6 +137,19 @@ pub(crate) fn application_name(keyspace: &str) -> String {
     name
 }
 
+/// The TLS mode libpq takes from the environment for `url` when it names none itself
+/// (`PGSSLMODE` `require`, `verify-ca` or `verify-full`, or the older `PGREQUIRESSL=1`):
+/// diesel's connections then require TLS, which the listener's cannot use.
+fn tls_from_environment(url: &str) -> Option<String> {
+    if url.contains("sslmode=") || url.contains("requiressl=") {
+        return None;
+    }
+    if let Ok(mode) = std::env::var("PGSSLMODE") {
+        return matches!(mode.as_str(), "require" | "verify-ca" | "verify-full").then_some(mode);
+    }
+    (std::env::var("PGREQUIRESSL").as_deref() == Ok("1")).then(|| "require".to_owned())
+}
+
 /// Every [`Peers`] of this process, by URL, stamps table and keyspace.
 type PeersByKey = HashMap<(String, String, String), Weak<Peers>>;
 
@@ -240,6 +253,16 @@ impl Listener {
     /// without a feed, which a dict under `Watch` treats as `Always`.
     pub(crate) fn new(url: &str, stamps_table: &str, keyspace: &str) -> Self {
         let config = match url.parse::<Config>() {
+            Ok(_) if let Some(mode) = tls_from_environment(url) => {
+                tracing::warn!(
+                    target: TARGET,
+                    keyspace,
+                    mode,
+                    "PGSSLMODE/PGREQUIRESSL make libpq require TLS: the change feed's \
+                     connection cannot use TLS; Watch checks the stamp on every read"
+                );
+                None
+            }
             Ok(config) if config.get_ssl_mode() == postgres::config::SslMode::Require => {
                 tracing::warn!(
                     target: TARGET,

@@ -9,7 +9,7 @@
 //! value forever. The listener now compares its connection with the store's (database, server
 //! start, stamps table) and keeps the feed down when they differ.
 //!
-//! The environment variable is set on a child process (this test binary again), as the
+//! Environment variables are set on a child process (this test binary again), as the
 //! workspace forbids `unsafe` (`std::env::set_var`).
 #![cfg(feature = "postgres")]
 #![allow(clippy::unwrap_used)]
@@ -31,6 +31,49 @@ fn a_listener_on_another_database_never_brings_the_feed_up() {
     match std::env::var(CHILD) {
         Ok(spec) => child(&spec),
         Err(_) => parent(),
+    }
+}
+
+const TLS_CHILD: &str = "REVIEW_FEED_TLS_CHILD";
+
+/// `PGSSLMODE=require` makes libpq (diesel's connections) require TLS, as `sslmode=require` in
+/// the URL does; the listener, which has no TLS, connected in clear text all the same (its
+/// password and the notices unencrypted, against the operator's demand). Like the URL's, the
+/// environment's demand leaves the store without a feed; a URL naming its own `sslmode` keeps
+/// it.
+#[test]
+fn pgsslmode_require_in_the_environment_gives_no_feed() {
+    if std::env::var(TLS_CHILD).is_ok() {
+        let url = "postgres://postgres@127.0.0.1:1/durabledict";
+        let store = SqlStore::builder(url).table("t").build().unwrap();
+        assert!(store.feed().is_none(), "PGSSLMODE=require: no feed");
+        let url = "postgres://postgres@127.0.0.1:1/durabledict?sslmode=disable";
+        let store = SqlStore::builder(url).table("t").build().unwrap();
+        assert!(store.feed().is_some(), "the URL's own sslmode rules");
+        return;
+    }
+    for (var, value) in [
+        ("PGSSLMODE", "require"),
+        ("PGSSLMODE", "verify-full"),
+        ("PGREQUIRESSL", "1"),
+    ] {
+        let out = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "pgsslmode_require_in_the_environment_gives_no_feed",
+                "--nocapture",
+            ])
+            .env(TLS_CHILD, "1")
+            .env_remove("PGSSLMODE")
+            .env(var, value)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success() && String::from_utf8_lossy(&out.stdout).contains("1 passed"),
+            "{var}={value}: child failed:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
 
