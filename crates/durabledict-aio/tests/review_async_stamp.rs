@@ -566,6 +566,49 @@ async fn a_paused_server_under_retrying_readers() {
     );
 }
 
+/// A server that answers `INFO` with `-ERR` (the command renamed away), with no idle
+/// connections kept: every async check opens a new connection, which cannot tell who answers,
+/// so a restart counted back to the cached stamp is still seen.
+async fn info_refused_and_a_restart_counted_back() {
+    let mut server =
+        durabledict_test_servers::RedisServer::start_with_args(["--rename-command", "INFO", ""])
+            .unwrap();
+    let url = server.url();
+    let ks = keyspace();
+    for i in 0..3 {
+        python_set(&url, &ks, "k", &format!("old{i}"));
+    }
+    let store = RedisStore::builder(&url, &ks).max_idle(0).build().unwrap();
+    let (dict, _store, _source) = dict_on_store(store).await;
+    assert_eq!(text(dict.get("k").await.unwrap()), Some("old2".into()));
+    assert_eq!(text(dict.get("k").await.unwrap()), Some("old2".into()));
+    let mut server = tokio::task::spawn_blocking(move || {
+        server.stop();
+        server.restart().unwrap();
+        server
+    })
+    .await
+    .unwrap();
+    for i in 0..3 {
+        python_set(&url, &ks, "k", &format!("new{i}"));
+    }
+    assert_eq!(text(dict.get("k").await.unwrap()), Some("new2".into()));
+    server.stop();
+}
+
+/// Over IPv6 loopback (`redis://[::1]:port/`): the async connection reaches the server too.
+async fn ipv6_loopback() {
+    let server =
+        durabledict_test_servers::RedisServer::start_with_args(["--bind", "127.0.0.1", "::1"])
+            .unwrap();
+    let url = format!("redis://[::1]:{}/", server.port());
+    let ks = keyspace();
+    let (dict, _store, source) = dict_on(&url, &ks).await;
+    python_set(&server.url(), &ks, "k", "1");
+    assert_eq!(text(dict.get("k").await.unwrap()), Some("1".into()));
+    assert_eq!((source.checks(), source.failures()), (1, 0));
+}
+
 async fn all() {
     an_unsolicited_push_does_not_put_the_connection_out_of_step().await;
     a_duplicated_reply_does_not_answer_the_next_check().await;
@@ -576,6 +619,8 @@ async fn all() {
     keys_and_len_under_always().await;
     a_retrying_caller_during_an_outage().await;
     a_paused_server_under_retrying_readers().await;
+    info_refused_and_a_restart_counted_back().await;
+    ipv6_loopback().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
