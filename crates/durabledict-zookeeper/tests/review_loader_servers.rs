@@ -204,3 +204,89 @@ fn an_ensemble_connect_string_opens_no_loader_connection() {
     assert_eq!(dict.len().unwrap(), KEYS);
     assert_eq!(single.accepted.load(Ordering::SeqCst) - before, 2);
 }
+
+/// A store from a URL with digest credentials (a password with `@` and `:` in it, encoded),
+/// a chroot and a keyspace below it: its ACL-protected znodes, 100 of them, load on the
+/// loader connection with those credentials, below the chroot, and another store from the
+/// same URL holds exactly them.
+#[test]
+fn a_url_with_credentials_and_a_chroot_loads_protected_znodes() {
+    let zk = ZooKeeper::start().unwrap();
+    let admin = raw_client(&zk.connect_string());
+    put(&admin, "/review-chroot", b"");
+    let url = format!(
+        "zk://app:p%40ss%3Aword@127.0.0.1:{}/flags?chroot=/review-chroot&session_timeout=4s",
+        zk.port()
+    );
+    let owner = ZooKeeperStore::builder_from_url(&url, "unused")
+        .unwrap()
+        .acl(durabledict_zookeeper::Acl::creator_all())
+        .build()
+        .unwrap();
+    let owner = DurableDict::<String>::builder(owner, Raw).build().unwrap();
+    owner
+        .update((0..100).map(|i| (format!("k{i}"), format!("v{i}"))))
+        .unwrap();
+    assert_eq!(
+        admin
+            .get_data("/review-chroot/flags/k1", false)
+            .unwrap_err(),
+        ZkError::NoAuth,
+        "the znodes are protected, below the chroot"
+    );
+    let proxy = Counting::start(zk.port(), None);
+    let via_proxy = url.replace(&zk.port().to_string(), &proxy.port.to_string());
+    let reader = DurableDict::<String>::builder(
+        ZooKeeperStore::builder_from_url(&via_proxy, "unused")
+            .unwrap()
+            .build()
+            .unwrap(),
+        Raw,
+    )
+    .build()
+    .unwrap();
+    assert_eq!(dict_contents(&reader), dict_contents(&owner));
+    assert_eq!(reader.len().unwrap(), 100);
+    assert_eq!(
+        proxy.accepted.load(Ordering::SeqCst),
+        2,
+        "the store's session and its loader connection"
+    );
+}
+
+/// A chroot that does not exist: building a dict and writing to it end with typed errors or
+/// an empty dict, never a hang or a panic, and nothing is created outside the chroot.
+#[test]
+fn a_chroot_that_does_not_exist_fails_cleanly() {
+    let zk = ZooKeeper::start().unwrap();
+    let admin = raw_client(&zk.connect_string());
+    let url = format!(
+        "zk://127.0.0.1:{}/flags?chroot=/review-missing&session_timeout=4s",
+        zk.port()
+    );
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let outcome = ZooKeeperStore::builder_from_url(&url, "unused")
+            .and_then(|b| b.build())
+            .map_err(|e| e.to_string())
+            .and_then(|store| {
+                DurableDict::<String>::builder(store, Raw)
+                    .build()
+                    .map_err(|e| e.to_string())
+            })
+            .map(|dict| {
+                let written = dict.insert("k", "v".to_owned()).map_err(|e| e.to_string());
+                (dict.len().map_err(|e| e.to_string()), written)
+            });
+        let _ = tx.send(outcome);
+    });
+    let outcome = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("a missing chroot must not hang");
+    if let Ok((len, written)) = &outcome {
+        assert!(written.is_err(), "a write below a missing chroot fails");
+        assert_eq!(len.as_ref().ok(), Some(&0));
+    }
+    assert!(admin.exists("/flags", false).unwrap().is_none());
+    assert!(admin.exists("/review-missing", false).unwrap().is_none());
+}
