@@ -527,6 +527,25 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
         })
     }
 
+    /// How many entries there are, when the cache can answer with no I/O (as
+    /// [`try_get_local`](Self::try_get_local)); `None` when [`len`](Self::len) would check the
+    /// stamp or reload.
+    pub fn try_len_local(&self) -> Option<usize> {
+        let table = self.local_table()?;
+        self.observer.read();
+        Some(table.len())
+    }
+
+    /// The keys, when the cache can answer with no I/O and no wait: the policy lets a read use
+    /// the cache (as [`try_get_local`](Self::try_get_local)) and its [`snapshot`](Self::snapshot)
+    /// is already materialized. `None` when [`keys`](Self::keys) would check the stamp, reload,
+    /// or wait for a write of this dict in progress (which may be waiting on the store).
+    pub fn try_keys_local(&self) -> Option<Vec<String>> {
+        let snapshot = self.local_table()?.cached_snapshot()?;
+        self.observer.read();
+        Some(snapshot.keys().map(str::to_owned).collect())
+    }
+
     /// Whether a read now would answer from the cache with no I/O (see
     /// [`try_get_local`](Self::try_get_local)).
     pub fn answers_locally(&self) -> bool {
