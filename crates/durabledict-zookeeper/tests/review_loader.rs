@@ -481,7 +481,7 @@ fn a_loader_connection_cut_part_way_under_a_writer_loses_nothing() {
                     i += 1;
                     put(&zk, &format!("{ks}/hot"), i.to_string().as_bytes());
                     let key = format!("{ks}/k{}", (i as usize * 7) % KEYS);
-                    if i % 3 == 0 {
+                    if i.is_multiple_of(3) {
                         match zk.delete(&key, None) {
                             Ok(()) | Err(ZkError::NoNode) => {}
                             Err(e) => panic!("delete: {e:?}"),
