@@ -272,11 +272,12 @@ impl<V: Send + Sync + 'static> AsyncDict<V> {
             .await
     }
 
-    /// How many entries there are. Local when [`answers_locally`](Self::answers_locally) says
-    /// so as it is called; else on the blocking pool.
+    /// How many entries there are. Local when the cache answers locally
+    /// ([`DurableDict::try_len_local`], one decision, so a window or feed that ends meanwhile
+    /// never turns it into I/O on the task); else on the blocking pool.
     pub async fn len(&self) -> Result<usize> {
-        if self.shared.dict.answers_locally() {
-            return self.shared.dict.len();
+        if let Some(len) = self.shared.dict.try_len_local() {
+            return Ok(len);
         }
         self.call(Op::Check, |dict| dict.len()).await
     }
@@ -286,12 +287,13 @@ impl<V: Send + Sync + 'static> AsyncDict<V> {
         Ok(self.len().await? == 0)
     }
 
-    /// The keys, from one consistent snapshot. Local when
-    /// [`answers_locally`](Self::answers_locally) says so as it is called; else on the
-    /// blocking pool.
+    /// The keys, from one consistent snapshot. Local when the cache answers locally and its
+    /// snapshot is already materialized ([`DurableDict::try_keys_local`]); else on the blocking
+    /// pool: materializing one after own writes waits for a write of this dict in progress,
+    /// which may be waiting on the store.
     pub async fn keys(&self) -> Result<Vec<String>> {
-        if self.shared.dict.answers_locally() {
-            return self.shared.dict.keys();
+        if let Some(keys) = self.shared.dict.try_keys_local() {
+            return Ok(keys);
         }
         self.call(Op::Check, |dict| dict.keys()).await
     }
