@@ -111,3 +111,57 @@ fn the_listener_ends_with_the_store() {
         || count() == 0,
     );
 }
+
+/// The stamps table is swapped under running dicts (a migration renames it away and puts a
+/// copy without the trigger in its place): the feed goes down within the documented 5 s (plus
+/// one probe), so another program's write to the new table is served by then; and once `init`
+/// made the trigger on the new table, the feed is back and such writes are heard again.
+#[test]
+fn a_swapped_stamps_table_takes_the_feed_down_until_init() {
+    let pg = Postgres::start().unwrap();
+    let url = pg.url();
+    let table = table_name("swap");
+    let reader = store(&url, &table);
+    let dict = watch(reader.clone());
+    dict.insert("k", "one".into()).unwrap();
+    let feed = reader.feed().unwrap();
+    wait_until(Duration::from_secs(5), "the feed comes up", || {
+        feed.state().is_up()
+    });
+    assert_eq!(read(&dict, "k").as_deref(), Some("one"));
+    execute(
+        &url,
+        "BEGIN; ALTER TABLE durabledict_stamps RENAME TO durabledict_stamps_old; \
+         CREATE TABLE durabledict_stamps (LIKE durabledict_stamps_old INCLUDING ALL); \
+         INSERT INTO durabledict_stamps SELECT * FROM durabledict_stamps_old; COMMIT",
+    )
+    .unwrap();
+    let bump = |value: &str| {
+        execute(
+            &url,
+            &format!(
+                "BEGIN; UPDATE \"{table}\" SET value = '{value}'::bytea WHERE key = 'k'; \
+                 UPDATE durabledict_stamps SET stamp = stamp + 1 WHERE keyspace = '{table}'; \
+                 COMMIT"
+            ),
+        )
+        .unwrap();
+    };
+    bump("two");
+    wait_until(
+        Duration::from_secs(7),
+        "a write to the new stamps table is served",
+        || read(&dict, "k").as_deref() == Some("two"),
+    );
+    assert!(!feed.state().is_up(), "no trigger on the new table: down");
+    store(&url, &table).init().unwrap();
+    wait_until(Duration::from_secs(7), "the feed is back", || {
+        feed.state().is_up()
+    });
+    bump("three");
+    wait_until(
+        Duration::from_secs(2),
+        "heard through the new trigger",
+        || read(&dict, "k").as_deref() == Some("three"),
+    );
+}
