@@ -6,6 +6,7 @@
 //! is ignored. Where a dict built here held such keys apart, Python read the same pickle as
 //! one key with another value.
 
+use std::borrow::Cow;
 use std::cmp::Ordering;
 
 use num_bigint::BigInt;
@@ -61,11 +62,11 @@ fn class(r: &Real<'_>) -> u8 {
 
 /// A finite real as (negative, coefficient digits without leading zeros, exponent), or
 /// `None` for zero.
-fn decimal_parts(r: &Real<'_>) -> Option<(bool, String, i128)> {
+fn decimal_parts<'a>(r: &'a Real<'_>) -> Option<(bool, Cow<'a, str>, i128)> {
     let (negative, digits, exponent) = match r {
         Real::Int(n) => {
             let text = n.magnitude().to_string();
-            (n.sign() == num_bigint::Sign::Minus, text, 0i128)
+            (n.sign() == num_bigint::Sign::Minus, Cow::Owned(text), 0i128)
         }
         Real::Float(f) => {
             let bits = f.to_bits();
@@ -84,11 +85,11 @@ fn decimal_parts(r: &Real<'_>) -> Option<(bool, String, i128)> {
                 let k = (-exp2) as u32;
                 ((m * BigInt::from(5u8).pow(k)).to_string(), -i128::from(k))
             };
-            (*f < 0.0, digits, exp10)
+            (*f < 0.0, Cow::Owned(digits), exp10)
         }
         Real::Decimal(d) => (
             d.is_negative(),
-            d.coefficient()?.to_owned(),
+            Cow::Borrowed(d.coefficient()?),
             i128::from(d.exponent()?),
         ),
     };
@@ -99,7 +100,15 @@ fn decimal_parts(r: &Real<'_>) -> Option<(bool, String, i128)> {
     // Trailing zeros moved into the exponent: 1.50 and 1.5 compare equal.
     let significant = trimmed.trim_end_matches('0');
     let zeros = (trimmed.len() - significant.len()) as i128;
-    Some((negative, significant.to_owned(), exponent + zeros))
+    let (start, end) = (
+        digits.len() - trimmed.len(),
+        digits.len() - (trimmed.len() - significant.len()),
+    );
+    let kept = match digits {
+        Cow::Borrowed(text) => Cow::Borrowed(&text[start..end]),
+        Cow::Owned(text) => Cow::Owned(text[start..end].to_owned()),
+    };
+    Some((negative, kept, exponent + zeros))
 }
 
 /// Two finite reals, exactly.
@@ -108,9 +117,21 @@ fn finite_cmp(a: &Real<'_>, b: &Real<'_>) -> Ordering {
     match (a, b) {
         (Real::Int(x), Real::Int(y)) => return x.cmp(y),
         (Real::Float(x), Real::Float(y)) => return x.partial_cmp(y).unwrap_or(Ordering::Equal),
+        (Real::Int(n), Real::Float(f)) => return int_float_cmp(n, *f),
+        (Real::Float(f), Real::Int(n)) => return int_float_cmp(n, *f).reverse(),
+        (Real::Int(n), Real::Decimal(d)) => {
+            if let Some(order) = int_decimal_by_size(n, d) {
+                return order;
+            }
+        }
+        (Real::Decimal(d), Real::Int(n)) => {
+            if let Some(order) = int_decimal_by_size(n, d) {
+                return order.reverse();
+            }
+        }
         _ => {}
     }
-    let sign = |p: &Option<(bool, String, i128)>| match p {
+    let sign = |p: &Option<(bool, Cow<'_, str>, i128)>| match p {
         None => 0i8,
         Some((true, ..)) => -1,
         Some((false, ..)) => 1,
@@ -124,7 +145,7 @@ fn finite_cmp(a: &Real<'_>, b: &Real<'_>) -> Ordering {
         return Ordering::Equal; // both zero
     };
     // The position of the leading digit first, then the digits from the left.
-    let adjusted = |d: &String, e: i128| e + d.len() as i128;
+    let adjusted = |d: &str, e: i128| e + d.len() as i128;
     let magnitude = adjusted(&da, ea)
         .cmp(&adjusted(&db, eb))
         .then_with(|| da.as_bytes().cmp(db.as_bytes()));
@@ -133,6 +154,71 @@ fn finite_cmp(a: &Real<'_>, b: &Real<'_>) -> Ordering {
     } else {
         magnitude
     }
+}
+
+/// An integer against a Decimal of another sign or of clearly another size, without writing
+/// the integer's digits (a pickle may hold an integer of millions of digits).
+fn int_decimal_by_size(n: &BigInt, d: &Decimal) -> Option<Ordering> {
+    let digits = d.coefficient()?.trim_start_matches('0');
+    let d_sign = if digits.is_empty() {
+        0
+    } else if d.is_negative() {
+        -1
+    } else {
+        1
+    };
+    let n_sign = match n.sign() {
+        num_bigint::Sign::Minus => -1,
+        num_bigint::Sign::NoSign => 0,
+        num_bigint::Sign::Plus => 1,
+    };
+    if n_sign != d_sign || n_sign == 0 {
+        return Some(n_sign.cmp(&d_sign));
+    }
+    // |n| has between floor((bits - 1) * log10(2)) + 1 and ceil(bits * log10(2)) digits; the
+    // Decimal's leading digit sits at exponent + its digit count.
+    let bits = i128::from(n.bits());
+    let (low, high) = ((bits - 1) * 30_102 / 100_000, bits * 30_103 / 100_000 + 1);
+    let position = i128::from(d.exponent()?) + digits.len() as i128;
+    let magnitude = if position < low {
+        Ordering::Greater
+    } else if position > high + 1 {
+        Ordering::Less
+    } else {
+        return None;
+    };
+    Some(if n_sign < 0 {
+        magnitude.reverse()
+    } else {
+        magnitude
+    })
+}
+
+/// An integer against a finite float, exactly, in binary.
+fn int_float_cmp(n: &BigInt, f: f64) -> Ordering {
+    let floor = f.floor();
+    match n.cmp(&integral_bigint(floor)) {
+        // n == floor(f) < f when f has a fraction.
+        Ordering::Equal if floor != f => Ordering::Less,
+        other => other,
+    }
+}
+
+/// A finite float with no fraction, as the integer it is exactly.
+fn integral_bigint(x: f64) -> BigInt {
+    let bits = x.to_bits();
+    let biased = ((bits >> 52) & 0x7ff) as i64;
+    if biased == 0 {
+        return BigInt::from(0);
+    }
+    let mantissa = BigInt::from((bits & ((1 << 52) - 1)) | (1 << 52));
+    let shift = biased - 1075;
+    let magnitude = if shift >= 0 {
+        mantissa << shift as usize
+    } else {
+        mantissa >> (-shift) as usize
+    };
+    if x < 0.0 { -magnitude } else { magnitude }
 }
 
 fn real_cmp(a: &Real<'_>, b: &Real<'_>) -> Ordering {
