@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use common::{CountedSource, keyspace, own_server, raw};
 use durabledict_aio::AsyncDict;
-use durabledict_core::{Raw, Store};
+use durabledict_core::{Durables, Raw, SetDefault, Store, StoreError, SyncPolicy};
 use durabledict_redis::RedisStore;
 use durabledict_redis::aio::AsyncStamp;
 
@@ -613,6 +613,102 @@ async fn ipv6_loopback() {
     assert_eq!((source.checks(), source.failures()), (1, 0));
 }
 
+/// A Redis store whose change feed is hidden: `Watch` on it checks the stamp at every read, as
+/// under `Always` (a store that cannot push).
+#[derive(Debug, Clone)]
+struct NoFeed(RedisStore);
+
+impl Store for NoFeed {
+    fn init(&self) -> Result<(), StoreError> {
+        self.0.init()
+    }
+    fn persist(&self, key: &str, value: &[u8]) -> Result<i64, StoreError> {
+        self.0.persist(key, value)
+    }
+    fn depersist(&self, key: &str) -> Result<Option<i64>, StoreError> {
+        self.0.depersist(key)
+    }
+    fn durables(&self) -> Result<Durables, StoreError> {
+        self.0.durables()
+    }
+    fn last_updated(&self) -> Result<Option<i64>, StoreError> {
+        self.0.last_updated()
+    }
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.0.get(key)
+    }
+    fn pop(&self, key: &str) -> Result<Option<(Vec<u8>, i64)>, StoreError> {
+        self.0.pop(key)
+    }
+    fn setdefault(&self, key: &str, value: &[u8]) -> Result<SetDefault, StoreError> {
+        self.0.setdefault(key, value)
+    }
+    fn persist_many(&self, entries: &[(&str, &[u8])]) -> Result<Option<i64>, StoreError> {
+        self.0.persist_many(entries)
+    }
+    fn clear(&self) -> Result<Option<i64>, StoreError> {
+        self.0.clear()
+    }
+    fn epoch(&self) -> u64 {
+        self.0.epoch()
+    }
+    fn keyspace(&self) -> Option<&str> {
+        Store::keyspace(&self.0)
+    }
+}
+
+/// `Watch` without a feed and `AtMostEvery` past its window check the stamp on the task
+/// (`get_confirmed`); another program's writes, and a restart counted back to the cached
+/// stamp, are seen.
+async fn watch_without_a_feed_and_at_most_every() {
+    let mut server = own_server();
+    let url = server.url();
+    for policy in [
+        SyncPolicy::Watch,
+        SyncPolicy::AtMostEvery(Duration::from_millis(50)),
+    ] {
+        let ks = keyspace();
+        let store = RedisStore::open(&url, &ks).unwrap();
+        let source = CountedSource::new(store.async_stamp().unwrap());
+        let dict = AsyncDict::<String>::builder(NoFeed(store.clone()), Raw)
+            .policy(policy)
+            .stamp_source(Some(source.clone()))
+            .build()
+            .await
+            .unwrap();
+        assert!(dict.checks_on_task(), "{policy:?}");
+        for i in 0..3 {
+            python_set(&url, &ks, "k", &format!("old{i}"));
+        }
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        assert_eq!(text(dict.get("k").await.unwrap()), Some("old2".into()));
+        assert!(source.checks() >= 1, "{policy:?}");
+        server = tokio::task::spawn_blocking(move || {
+            server.stop();
+            server.restart().unwrap();
+            server
+        })
+        .await
+        .unwrap();
+        for i in 0..3 {
+            python_set(&url, &ks, "k", &format!("new{i}"));
+        }
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        assert_eq!(
+            text(dict.get("k").await.unwrap()),
+            Some("new2".into()),
+            "{policy:?}"
+        );
+        python_set(&url, &ks, "k", "newer");
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        assert_eq!(
+            text(dict.get("k").await.unwrap()),
+            Some("newer".into()),
+            "{policy:?}"
+        );
+    }
+}
+
 async fn all() {
     an_unsolicited_push_does_not_put_the_connection_out_of_step().await;
     a_duplicated_reply_does_not_answer_the_next_check().await;
@@ -627,6 +723,7 @@ async fn all() {
     a_paused_server_under_retrying_readers().await;
     info_refused_and_a_restart_counted_back().await;
     ipv6_loopback().await;
+    watch_without_a_feed_and_at_most_every().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
