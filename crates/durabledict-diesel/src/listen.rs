@@ -60,7 +60,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError, Weak};
+use std::sync::{Arc, Condvar, LazyLock, Mutex, OnceLock, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use durabledict_core::Feed;
@@ -90,8 +90,17 @@ pub(crate) const TRIGGER: &str = "durabledict_notify";
 pub(crate) const CHANNEL_SQL: &str = "'durabledict_' || md5(schema || '.' || tbl || '/' || ks)";
 
 /// The function the trigger runs (in the current schema).
-pub(crate) const CREATE_FUNCTION: &str = "CREATE OR REPLACE FUNCTION durabledict_notify() \
-RETURNS trigger LANGUAGE plpgsql AS $fn$
+pub(crate) static CREATE_FUNCTION: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "CREATE OR REPLACE FUNCTION durabledict_notify() RETURNS trigger LANGUAGE plpgsql \
+         AS $fn${FUNCTION_BODY}$fn$"
+    )
+});
+
+/// The body of `durabledict_notify()`. The listener counts a trigger only when its function's
+/// body is this one (whitespace aside): a function of that name that notifies other channels
+/// (another version's, somebody's own) would keep the feed up and deaf.
+const FUNCTION_BODY: &str = "
 BEGIN
   IF TG_OP = 'TRUNCATE' THEN
     PERFORM pg_notify('durabledict_' || md5(TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME), '');
@@ -105,7 +114,7 @@ BEGIN
   END IF;
   RETURN NULL;
 END
-$fn$";
+";
 
 /// The triggers on the stamps table `{t}` (quoted), enabled `ALWAYS`: an ordinary trigger
 /// does not fire in a session with `session_replication_role = replica` (logical
@@ -123,11 +132,27 @@ pub(crate) fn create_triggers(quoted_stamps: &str) -> String {
 }
 
 /// Counts the triggers on the stamps table (parameter: its quoted name) as `n`: 2 when both are
-/// there and fire in every session (`ALWAYS`, see [`create_triggers`]; one disabled, or
-/// enabled for origin or replica sessions only, is missing).
-pub(crate) const COUNT_TRIGGERS: &str = "SELECT count(*) AS n FROM pg_trigger \
-    WHERE tgrelid = to_regclass($1) AND tgname IN ('durabledict_notify', 'durabledict_notify_truncate') \
-    AND tgenabled = 'A'";
+/// there, fire in every session (`ALWAYS`, see [`create_triggers`]; one disabled, or enabled
+/// for origin or replica sessions only, is missing) and run this crate's function
+/// ([`FUNCTION_BODY`], compared with runs of whitespace made one space).
+pub(crate) static COUNT_TRIGGERS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT count(*) AS n FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid \
+         WHERE t.tgrelid = to_regclass($1) \
+         AND t.tgname IN ('durabledict_notify', 'durabledict_notify_truncate') \
+         AND t.tgenabled = 'A' \
+         AND btrim(regexp_replace(p.prosrc, '\\s+', ' ', 'g')) = $body${}$body$",
+        normalized_body()
+    )
+});
+
+/// [`FUNCTION_BODY`] with every run of whitespace made one space, trimmed.
+fn normalized_body() -> String {
+    FUNCTION_BODY
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
 
 /// The `application_name` of a listener's connection, as `pg_stat_activity` shows it:
 /// `durabledict-listen:` and the keyspace, cut to 63 bytes as the server cuts it.
@@ -525,7 +550,9 @@ impl Worker {
     }
 
     fn trigger_present(client: &mut Client, quoted: &str) -> Result<bool, postgres::Error> {
-        let n: i64 = client.query_one(COUNT_TRIGGERS, &[&quoted])?.get(0);
+        let n: i64 = client
+            .query_one(COUNT_TRIGGERS.as_str(), &[&quoted])?
+            .get(0);
         Ok(n == 2)
     }
 
@@ -684,16 +711,8 @@ pub(crate) fn ensure_trigger(
         if count(c)? == 2 {
             return Ok(());
         }
-        let function = c
-            .int(Stmt::new(
-                "SELECT CAST(count(*) AS BIGINT) AS n FROM pg_proc \
-                 WHERE oid = to_regprocedure('durabledict_notify()')",
-                &[],
-            ))?
-            .unwrap_or(0);
-        if function == 0 {
-            c.batch_execute(CREATE_FUNCTION)?;
-        }
+        // Replaced even when one exists: it may be another one (see `FUNCTION_BODY`).
+        c.batch_execute(&CREATE_FUNCTION)?;
         c.batch_execute(&format!(
             "DROP TRIGGER IF EXISTS {TRIGGER} ON {quoted}; \
              DROP TRIGGER IF EXISTS {TRIGGER}_truncate ON {quoted}; {}",

@@ -165,3 +165,68 @@ fn a_swapped_stamps_table_takes_the_feed_down_until_init() {
         || read(&dict, "k").as_deref() == Some("three"),
     );
 }
+
+/// A `durabledict_notify()` function already in the database that notifies other channels
+/// (another version's formula, or somebody's own function of that name) behind triggers of the
+/// right names: `init` kept it and the listener counted the triggers by name, so the feed came
+/// up deaf and a `Watch` dict served the old value forever. Now `init` replaces the function,
+/// and the listener counts only triggers that run this crate's.
+#[test]
+fn a_foreign_notify_function_is_replaced_not_trusted() {
+    let url = server().create_database("foreign_fn").unwrap();
+    let table = table_name("foreignfn");
+    execute(
+        &url,
+        &format!(
+            "CREATE TABLE durabledict_stamps (keyspace VARCHAR(255) PRIMARY KEY, stamp BIGINT NOT NULL); \
+             CREATE FUNCTION durabledict_notify() RETURNS trigger LANGUAGE plpgsql AS $fn$ \
+             BEGIN PERFORM pg_notify('durabledict_old', ''); RETURN NULL; END $fn$; \
+             CREATE TRIGGER durabledict_notify AFTER INSERT OR UPDATE OR DELETE ON durabledict_stamps \
+             FOR EACH ROW EXECUTE FUNCTION durabledict_notify(); \
+             CREATE TRIGGER durabledict_notify_truncate AFTER TRUNCATE ON durabledict_stamps \
+             FOR EACH STATEMENT EXECUTE FUNCTION durabledict_notify(); \
+             ALTER TABLE durabledict_stamps ENABLE ALWAYS TRIGGER durabledict_notify; \
+             ALTER TABLE durabledict_stamps ENABLE ALWAYS TRIGGER durabledict_notify_truncate; \
+             INSERT INTO durabledict_stamps VALUES ('{table}', 1)"
+        ),
+    )
+    .unwrap();
+    let reader = store(&url, &table);
+    let dict = watch(reader.clone());
+    dict.insert("k", "one".into()).unwrap();
+    let feed = reader.feed().unwrap();
+    // Up or not, whatever the listener made of it.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while !feed.state().is_up() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(read(&dict, "k").as_deref(), Some("one"));
+    execute(
+        &url,
+        &format!(
+            "BEGIN; UPDATE \"{table}\" SET value = 'two'::bytea WHERE key = 'k'; \
+             UPDATE durabledict_stamps SET stamp = stamp + 1 WHERE keyspace = '{table}'; COMMIT"
+        ),
+    )
+    .unwrap();
+    wait_until(
+        Duration::from_secs(3),
+        "another program's write is served",
+        || read(&dict, "k").as_deref() == Some("two"),
+    );
+    // `init` replaced the function: the feed is up, and hears.
+    wait_until(Duration::from_secs(7), "the feed comes up", || {
+        feed.state().is_up()
+    });
+    execute(
+        &url,
+        &format!(
+            "BEGIN; UPDATE \"{table}\" SET value = 'three'::bytea WHERE key = 'k'; \
+             UPDATE durabledict_stamps SET stamp = stamp + 1 WHERE keyspace = '{table}'; COMMIT"
+        ),
+    )
+    .unwrap();
+    wait_until(Duration::from_secs(2), "heard", || {
+        read(&dict, "k").as_deref() == Some("three")
+    });
+}
