@@ -154,9 +154,19 @@ fn tagged(tag: &str, body: &RawValue, depth: usize) -> Result<Option<Value>, Jso
         }
         COMPLEX_TAG => {
             let parts: Vec<&RawValue> = reread(body, "$complex (an array [real, imag])")?;
+            // An integer part is rounded to the nearest float, as Python's complex(int) does;
+            // one beyond the floats is refused, as Python refuses it.
             let float = |raw: &RawValue| match value(raw, depth)? {
                 Value::F64(f) => Ok(f),
-                Value::I64(i) if (i as f64) as i64 == i => Ok(i as f64),
+                #[allow(clippy::cast_precision_loss)]
+                Value::I64(i) => Ok(i as f64),
+                Value::Int(n) => match n.to_string().parse::<f64>() {
+                    Ok(f) if f.is_finite() => Ok(f),
+                    _ => Err(JsonError::Form(format!(
+                        "{COMPLEX_TAG}: the integer {} is too large for a float",
+                        raw.get()
+                    ))),
+                },
                 _ => Err(JsonError::Form(format!(
                     "{COMPLEX_TAG} parts must be numbers (or {FLOAT_TAG} forms), in {}",
                     body.get()
@@ -557,6 +567,14 @@ mod tests {
             from_json(r#"{"$complex": [1, 2]}"#),
             Ok(Value::Complex(Complex { re: 1.0, im: 2.0 }))
         );
+        // Integers past 2**53 round as Python's complex(2**53 + 1, -2**64) rounds them.
+        assert_eq!(
+            from_json(r#"{"$complex": [9007199254740993, -18446744073709551616]}"#),
+            Ok(Value::Complex(Complex {
+                re: 9_007_199_254_740_992.0,
+                im: -18_446_744_073_709_551_616.0
+            }))
+        );
         // As keys of a $dict, and a dict that merely looks like a tag.
         let dict = Value::Dict(BTreeMap::from([(
             HashableValue::Date(Date::new(2026, 1, 1).unwrap()),
@@ -598,6 +616,7 @@ mod tests {
             r#"{"$uuid": {"uuid": "00000000000000000000000000000001", "is_safe": "maybe"}}"#,
             r#"{"$complex": [1]}"#,
             r#"{"$complex": ["1", 2]}"#,
+            r#"{"$complex": [1e2, 100000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000]}"#,
             r#"{"$dict": [[{"$decimal": "sNaN"}, 1]]}"#,
         ] {
             assert!(matches!(from_json(text), Err(JsonError::Form(_))), "{text}");
