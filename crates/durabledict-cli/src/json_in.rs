@@ -163,8 +163,8 @@ fn tagged(tag: &str, body: &RawValue, depth: usize) -> Result<Option<Value>, Jso
                 Value::Int(n) => match n.to_string().parse::<f64>() {
                     Ok(f) if f.is_finite() => Ok(f),
                     _ => Err(JsonError::Form(format!(
-                        "{COMPLEX_TAG}: the integer {} is too large for a float",
-                        raw.get()
+                        "{COMPLEX_TAG}: an integer of {} digits is too large for a float",
+                        raw.get().trim_start_matches('-').len()
                     ))),
                 },
                 _ => Err(JsonError::Form(format!(
