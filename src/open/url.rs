@@ -225,10 +225,24 @@ pub(crate) fn open_store(url: &str, options: &OpenOptions) -> Result<Box<dyn Sto
     if options.stamp.is_some() && !enabled("memcache") {
         return Err(disabled("memcache", "memcache"));
     }
+    if hidden_password(url).is_some() && !authority_is_servers(url) {
+        // `redis://:a/b@host`: read as it is, the password's `a` would be a port, its `b` a
+        // path, and a parser's or a driver's message would quote them.
+        return Err(OpenError::InvalidUrl {
+            url: mask_password(url),
+            reason: UNENCODED_PASSWORD.to_owned(),
+            expected: form,
+        });
+    }
     #[allow(unused_variables)]
     let invalid = |error: &dyn std::error::Error| OpenError::InvalidUrl {
         url: mask_password(url),
-        reason: innermost(error),
+        // The parser's words may quote what it took for a host, a port or a parameter: part
+        // of a password, when one holds an unencoded `/`, `?` or `#`.
+        reason: match hidden_password(url) {
+            Some(_) => UNENCODED_PASSWORD.to_owned(),
+            None => innermost(error),
+        },
         expected: form,
     };
     match kind {
@@ -363,9 +377,49 @@ fn scheme(url: &str) -> Option<&str> {
     .then_some(scheme)
 }
 
+/// Where the user information of `url` may hide a password written with an unencoded `/`,
+/// `?` or `#` (`redis://:a/b@host`): the span from the first `:` after `://` to the URL's
+/// last `@`, when that `@` lies beyond the authority the URL parser sees. A parser reads part
+/// of such a password as a host, a port, a path or a query, and its error may quote it.
+fn hidden_password(url: &str) -> Option<(usize, usize)> {
+    let start = url.find("://")? + 3;
+    let end = url[start..]
+        .find(['/', '?', '#'])
+        .map_or(url.len(), |e| start + e);
+    let last_at = url.rfind('@').filter(|&at| at > end)?;
+    let colon = start + url[start..last_at].find(':')?;
+    Some((colon + 1, last_at))
+}
+
+const UNENCODED_PASSWORD: &str = "an `@` follows the host part: if the password holds `/`, \
+                                  `?` or `#`, percent-encode them (%2F, %3F, %23); the \
+                                  parser's own words are not shown, as they may quote the \
+                                  password";
+
+/// Whether the authority `url`'s parser sees (after `://`, up to `/`, `?` or `#`) is servers
+/// with their ports (`host:1`, `a:1,b:2`), so that an `@` after it is not a password's.
+fn authority_is_servers(url: &str) -> bool {
+    let Some(start) = url.find("://").map(|at| at + 3) else {
+        return true;
+    };
+    let end = url[start..]
+        .find(['/', '?', '#'])
+        .map_or(url.len(), |e| start + e);
+    url[start..end].split(',').all(|server| {
+        server.rsplit_once(':').is_none_or(|(_, port)| {
+            !port.is_empty() && port.len() <= 5 && port.bytes().all(|b| b.is_ascii_digit())
+        })
+    })
+}
+
 /// The URL with the password of its user information, and the values of the query parameters
-/// that hold passwords, replaced by `***`, for messages.
+/// that hold passwords, replaced by `***`, for messages. A password with an unencoded `/`, `?`
+/// or `#` is masked up to the URL's last `@` (more may be masked than the password: never
+/// less).
 pub(crate) fn mask_password(url: &str) -> String {
+    if let Some((from, to)) = hidden_password(url) {
+        return format!("{}***{}", &url[..from], mask_password(&url[to..]));
+    }
     let (base, query) = match url.split_once('?') {
         Some((base, query)) => (base, Some(query)),
         None => (url, None),

@@ -1,0 +1,108 @@
+//! Review of the store URLs: a password holding an unencoded `/`, `?` or `#` (which a URL
+//! parser reads as the end of the user information) never shows in an error, its `Debug`, or
+//! the text of a later failure; URLs whose `@` after the host part is not a password's still
+//! open.
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use durabledict::{OpenOptions, Report};
+
+/// Pieces of the password, none of which may be shown.
+const PIECES: [&str; 4] = ["Zq9", "Wv7", "Kx4", "Pm2"];
+
+fn options() -> OpenOptions {
+    OpenOptions::new().connect_timeout(Duration::from_millis(300))
+}
+
+/// Every text a failure of `url` shows: the open error (chain and `Debug`), else the errors of
+/// a first use.
+fn failure_text(url: &str) -> String {
+    match durabledict::open_store(url, &options()) {
+        Err(e) => format!("{} {e:?}", Report(&e)),
+        Ok(store) => {
+            let init = store.init().err();
+            let get = store.get("k").err();
+            format!(
+                "opened: {init:?} {get:?} {:?} {:?}",
+                init.as_ref().map(|e| Report(e).to_string()),
+                get.as_ref().map(|e| Report(e).to_string())
+            )
+        }
+    }
+}
+
+#[test]
+#[cfg(all(
+    feature = "redis",
+    feature = "postgres",
+    feature = "mysql",
+    feature = "zookeeper"
+))]
+fn an_unencoded_password_is_never_shown() {
+    for password in [
+        "Zq9/Wv7",
+        "Zq9?Wv7",
+        "Zq9#Wv7",
+        "Zq9/Wv7?Kx4#Pm2",
+        "Zq9@Wv7/Kx4",
+        "Zq9:Wv7/Kx4",
+    ] {
+        for template in [
+            "redis://:PW@127.0.0.1:1/",
+            "redis://alice:PW@127.0.0.1:1/0?io_timeout=1s",
+            "postgres://app:PW@127.0.0.1:1/db",
+            "postgresql://app:PW@127.0.0.1:1/db?sslmode=disable",
+            "mysql://app:PW@127.0.0.1:1/db",
+            "zk://app:PW@127.0.0.1:1/flags",
+        ] {
+            let url = template.replace("PW", password);
+            let text = failure_text(&url);
+            for piece in PIECES {
+                assert!(!text.contains(piece), "{url}: {piece} shown in {text}");
+            }
+        }
+    }
+}
+
+#[test]
+#[cfg(all(
+    feature = "redis",
+    feature = "postgres",
+    feature = "mysql",
+    feature = "zookeeper"
+))]
+fn the_refusal_says_how_to_write_the_password() {
+    let err = durabledict::open_store("redis://:Zq9/Wv7@127.0.0.1:1/", &options())
+        .err()
+        .unwrap();
+    assert!(err.is_usage(), "{err:?}");
+    let text = Report(&err).to_string();
+    assert!(text.contains("percent-encode"), "{text}");
+    assert!(text.contains("redis://:***@127.0.0.1:1/"), "{text}");
+}
+
+/// An `@` after servers with their ports is not a password's: these still open (connecting to
+/// nothing until used) or fail for their own reason.
+#[test]
+#[cfg(all(
+    feature = "redis",
+    feature = "postgres",
+    feature = "sqlite",
+    feature = "zookeeper"
+))]
+fn an_at_sign_after_the_servers_is_still_read() {
+    for url in [
+        "postgres://app@127.0.0.1:1/db?application_name=me@host",
+        "zk://127.0.0.1:1/flags@v2",
+    ] {
+        let text = failure_text(url);
+        assert!(!text.contains("percent-encode"), "{url}: {text}");
+    }
+    let text = failure_text("zk://127.0.0.1:1,127.0.0.1:2/flags@v2");
+    assert!(text.contains("could not connect"), "{text}");
+    // An encoded password is read as it is.
+    let text = failure_text("redis://:Zq9%2FWv7@127.0.0.1:1/");
+    assert!(text.starts_with("opened"), "{text}");
+    assert!(!text.contains("Zq9"), "{text}");
+}
