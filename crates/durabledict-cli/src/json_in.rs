@@ -74,6 +74,13 @@ fn reread<'a, T: serde::Deserialize<'a>>(raw: &'a RawValue, what: &str) -> Resul
         let message = message
             .rsplit_once(" at line ")
             .map_or(message.as_str(), |(m, _)| m);
+        // serde_json quotes the string it refused, whole: a few lines of it are enough.
+        let cut: String = message.chars().take(120).collect();
+        let message = if cut.len() < message.len() {
+            format!("{cut}…")
+        } else {
+            cut
+        };
         JsonError::Form(format!("{what}: {message}, in {shown}{more}"))
     })
 }
@@ -137,7 +144,8 @@ fn tagged(tag: &str, body: &RawValue, depth: usize) -> Result<Option<Value>, Jso
                 "-inf" => f64::NEG_INFINITY,
                 _ => {
                     return Err(JsonError::Form(format!(
-                        "{FLOAT_TAG} must be \"nan\", \"inf\" or \"-inf\", not {name:?}"
+                        "{FLOAT_TAG} must be \"nan\", \"inf\" or \"-inf\", not {}",
+                        shown(&name)
                     )));
                 }
             })
@@ -231,7 +239,8 @@ fn tagged(tag: &str, body: &RawValue, depth: usize) -> Result<Option<Value>, Jso
                 Some("unsafe") => SafeUuid::Unsafe,
                 Some(other) => {
                     return Err(JsonError::Form(format!(
-                        "{UUID_TAG}'s {IS_SAFE_FIELD} must be \"safe\" or \"unsafe\", not {other:?}"
+                        "{UUID_TAG}'s {IS_SAFE_FIELD} must be \"safe\" or \"unsafe\", not {}",
+                        shown(other)
                     )));
                 }
             };
@@ -241,6 +250,16 @@ fn tagged(tag: &str, body: &RawValue, depth: usize) -> Result<Option<Value>, Jso
         _ => return Ok(None),
     };
     Ok(Some(value))
+}
+
+/// `text` quoted for a message, its first 60 characters at most (an input may be megabytes).
+fn shown(text: &str) -> String {
+    let head: String = text.chars().take(60).collect();
+    if head.len() < text.len() {
+        format!("{head:?}…")
+    } else {
+        format!("{head:?}")
+    }
 }
 
 /// `text` read as `T` (a date, time, zone, decimal), an error naming `tag` otherwise.
@@ -285,7 +304,10 @@ fn take_string(
 fn no_more(tag: &str, fields: &BTreeMap<String, &RawValue>) -> Result<(), JsonError> {
     match fields.keys().next() {
         None => Ok(()),
-        Some(field) => Err(JsonError::Form(format!("{tag} has no field {field:?}"))),
+        Some(field) => Err(JsonError::Form(format!(
+            "{tag} has no field {}",
+            shown(field)
+        ))),
     }
 }
 
@@ -336,7 +358,8 @@ fn uuid(text: &str) -> Result<Uuid, JsonError> {
             Ok(Uuid::new(int))
         }
         _ => Err(JsonError::Form(format!(
-            "{UUID_TAG} must be 32 hex digits as str(UUID) writes them, not {text:?}"
+            "{UUID_TAG} must be 32 hex digits as str(UUID) writes them, not {}",
+            shown(text)
         ))),
     }
 }
@@ -740,6 +763,29 @@ mod tests {
                 let text = to_json(&value);
                 prop_assert_eq!(from_json(&text), Ok(value), "{}", text);
             }
+        }
+    }
+
+    #[test]
+    fn refusals_show_at_most_60_characters_of_the_input() {
+        let long = "a".repeat(100_000);
+        for text in [
+            format!(r#"{{"$uuid": "{long}"}}"#),
+            format!(r#"{{"$float": "{long}"}}"#),
+            format!(
+                r#"{{"$uuid": {{"uuid": "{:032}", "is_safe": "{long}"}}}}"#,
+                1
+            ),
+            format!(r#"{{"$time": {{"iso": "10:00", "{long}": 1}}}}"#),
+            format!(r#"{{"$decimal": "{long}"}}"#),
+            format!(r#"{{"$datetime": "{long}"}}"#),
+            format!(r#"{{"$timedelta": "{long}"}}"#),
+        ] {
+            let Err(JsonError::Form(message)) = from_json(&text) else {
+                panic!("{}: not refused", &text[..20]);
+            };
+            assert!(message.len() < 300, "{}", &message[..200]);
+            assert!(message.starts_with('$'), "{}", &message[..200]);
         }
     }
 
