@@ -24,7 +24,8 @@ pub trait FlagValue: Send + Sync + 'static {
     fn as_bool(&self) -> Option<bool>;
     /// The value as an integer flag: integers that fit in `i64`.
     fn as_int(&self) -> Option<i64>;
-    /// The value as a float flag: floats, and integers (as Python reads `1` for `1.0`).
+    /// The value as a float flag: floats, and integers (as Python reads `1` for `1.0`; one
+    /// past the floats has none).
     fn as_float(&self) -> Option<f64>;
     /// The value as a string flag.
     fn as_string(&self) -> Option<String>;
@@ -108,6 +109,7 @@ impl FlagValue for PickleValue {
             PickleValue::F64(f) => Some(*f),
             #[allow(clippy::cast_precision_loss)] // Python's float(int) rounds the same way
             PickleValue::I64(i) => Some(*i as f64),
+            PickleValue::Int(big) => big_float(big),
             _ => None,
         }
     }
@@ -187,7 +189,12 @@ impl FlagValue for PyValue {
             PyValue::F64(f) => Some(*f),
             #[allow(clippy::cast_precision_loss)] // Python's float(int) rounds the same way
             PyValue::I64(i) => Some(*i as f64),
-            // str() is what float() reads; Rust's parser reads "Infinity" and "NaN" too.
+            PyValue::Int(big) => big_float(big),
+            // A quiet NaN's payload is dropped by float(), its sign kept.
+            PyValue::Decimal(d) if d.is_nan() && !d.is_signaling() => {
+                Some(if d.is_negative() { -f64::NAN } else { f64::NAN })
+            }
+            // str() is what float() reads; Rust's parser reads "Infinity" too.
             PyValue::Decimal(d) if !d.is_signaling() => d.to_string().parse().ok(),
             PyValue::TimeDelta(delta) => Some(seconds(delta)),
             _ => None,
@@ -213,6 +220,12 @@ impl FlagValue for PyValue {
     fn kind(&self) -> &'static str {
         self.type_name()
     }
+}
+
+/// `float(n)` of an integer past 64 bits, rounded as Python rounds it; `None` past the
+/// floats (Python's `OverflowError`).
+fn big_float(n: &impl std::fmt::Display) -> Option<f64> {
+    n.to_string().parse().ok().filter(|f: &f64| f.is_finite())
 }
 
 /// `timedelta.total_seconds()`.
@@ -258,7 +271,7 @@ fn py_to_value(value: &PyValue) -> Option<Value> {
 mod tests {
     use std::collections::BTreeMap;
 
-    use durabledict_encoding::{Date, DateTime, Uuid};
+    use durabledict_encoding::{Date, DateTime, Json, Uuid};
 
     use super::*;
 
@@ -276,6 +289,22 @@ mod tests {
         assert_eq!(price.as_string().as_deref(), Some("0.10"));
         assert_eq!(price.as_float(), Some(0.1));
         assert_eq!(PyValue::Decimal("sNaN".parse().unwrap()).as_float(), None);
+        // As Python's float(): a quiet NaN's payload is dropped and its sign kept; integers
+        // past 64 bits round; past the floats there is no float.
+        for text in ["NaN5", "-NaN", "NaN"] {
+            let nan = PyValue::Decimal(text.parse().unwrap()).as_float().unwrap();
+            assert!(nan.is_nan(), "{text}");
+            assert_eq!(nan.is_sign_negative(), text.starts_with('-'), "{text}");
+        }
+        let int = |text: &str| -> PyValue {
+            durabledict_core::Encoding::decode(&Json::<PyValue>::new(), text.as_bytes()).unwrap()
+        };
+        let big = int("1180591620717411303424"); // 2**70
+        assert!(matches!(big, PyValue::Int(_)), "{big:?}");
+        assert_eq!(big.as_float(), Some(1.180_591_620_717_411_3e21));
+        let pickled = PickleValue::try_from(big).unwrap();
+        assert_eq!(pickled.as_float(), Some(1.180_591_620_717_411_3e21));
+        assert_eq!(int(&format!("1{}", "0".repeat(400))).as_float(), None);
         let delta = PyValue::TimeDelta(TimeDelta::new(-1, 86_399, 500_000).unwrap());
         assert_eq!(delta.as_float(), Some(-0.5));
 
