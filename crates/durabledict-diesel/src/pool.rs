@@ -6,9 +6,10 @@
 //!
 //! Reported under the `tracing` target `durabledict::sql` (docs/observability.md): the first
 //! failure of an outage (a dead connection, a server that cannot be reached, a database file
-//! that is gone) at `warn`, the following ones at `debug`; the first new connection after it at
-//! `info`; a database file replaced on disk at `warn`. Nothing while operations succeed on the
-//! connections already open.
+//! that is gone) at `warn`, the following ones at `debug`; the first new connection after it
+//! (or the first success, when no new connection was needed) at `info`; a database file
+//! replaced on disk at `warn`. Nothing while operations succeed on the connections already
+//! open.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -335,9 +336,21 @@ impl<C: Db + R2D2Connection> Pool<C> {
         self.epoch.fetch_add(1, Ordering::AcqRel);
     }
 
+    /// An operation succeeded: ends an outage that no new connection ended (the pool's
+    /// connections were all busy past the connection timeout, and one came back). One relaxed
+    /// load while nothing failed.
+    #[inline]
+    fn answered(&self) {
+        let down = &self.manager.down;
+        if down.load(Ordering::Relaxed) && down.swap(false, Ordering::AcqRel) {
+            tracing::info!(target: TARGET, backend = ?C::BACKEND, "the database answers again");
+        }
+    }
+
     /// Reports a failure that may hide a restart (a dead connection, a server that cannot be
     /// reached, a database file that is gone): at `warn` when it begins an outage, at `debug`
-    /// while it lasts. The next new connection ends the outage (see [`Manager::open`]).
+    /// while it lasts. The next new connection ends the outage (see [`Manager::open`]), or
+    /// the next success ([`answered`](Self::answered)).
     fn outage(&self, error: &SqlError) {
         let gone = matches!(error, SqlError::FileGone { .. });
         let error = durabledict_core::Report(error);
@@ -518,6 +531,7 @@ impl<C: Db + R2D2Connection> Pool<C> {
             let error = match op(&mut conn.conn) {
                 Ok(value) => {
                     self.check_in(conn);
+                    self.answered();
                     return Ok(value);
                 }
                 Err(error) => error,

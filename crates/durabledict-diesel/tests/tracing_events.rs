@@ -252,7 +252,8 @@ fn remove_database(path: &std::path::Path) {
 
 /// SQLite: a database file replaced on disk is one `warn` naming it; a file deleted is one
 /// `warn` however many operations fail, and the first connection to the file made again is
-/// one `info`.
+/// one `info`; a pool kept busy past its connection timeout is one `warn`, and its first
+/// success after that one `info`.
 #[cfg(feature = "sqlite")]
 #[test]
 fn a_replaced_or_deleted_sqlite_file_is_reported() {
@@ -327,5 +328,48 @@ fn a_replaced_or_deleted_sqlite_file_is_reported() {
         capture.count("INFO", TARGET, &["backend=Sqlite", "reconnected"]),
         1,
         "{log}"
+    );
+
+    // A pool whose one connection stays busy past the connection timeout (a write waiting for
+    // another process's lock): an outage that ends without a new connection, at the first
+    // success.
+    use diesel::Connection as _;
+    use diesel::connection::SimpleConnection as _;
+    use durabledict_core::Store as _;
+    let store = SqlStore::builder(&url)
+        .table("flags")
+        .pool_size(1)
+        .connection_timeout(Duration::from_millis(200))
+        .busy_timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let busy = DurableDict::builder(store.clone(), Raw).build().unwrap();
+    let mut holder = diesel::SqliteConnection::establish(&name).unwrap();
+    holder.batch_execute("BEGIN IMMEDIATE").unwrap();
+    let writer = std::thread::spawn(move || busy.insert("k", "late".to_owned()));
+    std::thread::sleep(Duration::from_millis(300));
+    for _ in 0..3 {
+        assert!(store.last_updated().is_err(), "the one connection is busy");
+    }
+    let log = capture.dump();
+    assert_eq!(
+        capture.count("WARN", TARGET, &["backend=Sqlite", "lost the connection"]),
+        1,
+        "{log}"
+    );
+    holder.batch_execute("COMMIT").unwrap();
+    writer.join().unwrap().unwrap();
+    store.last_updated().unwrap();
+    store.last_updated().unwrap();
+    let log = capture.dump();
+    assert_eq!(
+        capture.count("INFO", TARGET, &["backend=Sqlite", "answers again"]),
+        1,
+        "{log}"
+    );
+    assert_eq!(
+        capture.count("INFO", TARGET, &["backend=Sqlite", "reconnected"]),
+        1,
+        "no new connection: {log}"
     );
 }
