@@ -106,3 +106,50 @@ fn an_at_sign_after_the_servers_is_still_read() {
     assert!(text.starts_with("opened"), "{text}");
     assert!(!text.contains("Zq9"), "{text}");
 }
+
+/// A duration past what a deadline (`Instant::now() + timeout`) or ZooKeeper's session
+/// timeout (milliseconds in an `i32`) can hold is refused by name; it used to panic: r2d2's
+/// pool wait on a SQL store's first use ("overflow when adding duration to instant"), the
+/// ZooKeeper client on open ("attempt to multiply with overflow").
+#[test]
+#[cfg(all(
+    feature = "redis",
+    feature = "postgres",
+    feature = "sqlite",
+    feature = "zookeeper"
+))]
+fn a_duration_too_long_is_refused_by_name() {
+    for (url, name) in [
+        (
+            "sqlite::memory:?connect_timeout=10000000000000000000s",
+            "connect_timeout",
+        ),
+        (
+            "postgres://app@127.0.0.1:1/db?connect_timeout=10000000000000000000",
+            "connect_timeout",
+        ),
+        (
+            "zk://127.0.0.1:1/x?session_timeout=10000000000000000000s&connect_timeout=1s",
+            "session_timeout",
+        ),
+        ("redis://127.0.0.1:1/?io_timeout=1441m", "io_timeout"),
+    ] {
+        let opened = std::panic::catch_unwind(|| {
+            durabledict::open_store(url, &options()).map(|store| store.init())
+        });
+        match opened {
+            Ok(Err(err)) => {
+                assert!(err.is_usage(), "{url}: {err:?}");
+                let text = Report(&err).to_string();
+                assert!(text.contains(&format!("`{name}`")), "{url}: {text}");
+                assert!(text.contains("at most a day"), "{url}: {text}");
+            }
+            Ok(Ok(init)) => panic!("{url} opened (init: {init:?})"),
+            Err(_) => panic!("{url} panicked"),
+        }
+    }
+    // A day itself is taken.
+    let store =
+        durabledict::open_store("sqlite::memory:?connect_timeout=1440m", &options()).unwrap();
+    store.init().unwrap();
+}

@@ -9,7 +9,8 @@ use std::time::Duration;
 /// options from; what is left must be the driver's own parameters, or it is refused by name
 /// (a mistyped option is an error, never silently ignored).
 ///
-/// Durations take a unit: `250ms`, `2s`, `1.5s`, `1m`.
+/// Durations take a unit: `250ms`, `2s`, `1.5s`, `1m`; at most a day
+/// ([`MAX_DURATION`](UrlOptions::MAX_DURATION)).
 ///
 /// ```
 /// use std::time::Duration;
@@ -68,6 +69,12 @@ impl fmt::Display for UrlOptionError {
 impl std::error::Error for UrlOptionError {}
 
 impl UrlOptions {
+    /// The longest duration an option takes. Longer ones overflowed where they were used: a
+    /// deadline `Instant::now() + timeout` (r2d2's pool wait panicked on `connect_timeout=1e19s`),
+    /// ZooKeeper's session timeout in milliseconds (an `i32` on the wire; the client's
+    /// multiplication panicked). A day is longer than any timeout or delay a store takes.
+    pub const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
+
     /// The decoded `(name, value)` pairs of a query, in order.
     pub fn new<N, V>(pairs: impl IntoIterator<Item = (N, V)>) -> Self
     where
@@ -102,12 +109,14 @@ impl UrlOptions {
         Ok(found)
     }
 
-    /// A duration with its unit (`ms`, `s`, `m`), longer than zero.
+    /// A duration with its unit (`ms`, `s`, `m`), longer than zero, at most
+    /// [`MAX_DURATION`](Self::MAX_DURATION).
     pub fn duration(&mut self, name: &'static str) -> Result<Option<Duration>, UrlOptionError> {
         self.any_duration(name, false)
     }
 
-    /// A duration with its unit, zero included (for a delay, where zero means at once).
+    /// A duration with its unit, zero included (for a delay, where zero means at once), at most
+    /// [`MAX_DURATION`](Self::MAX_DURATION).
     pub fn duration_or_zero(
         &mut self,
         name: &'static str,
@@ -124,13 +133,13 @@ impl UrlOptions {
             return Ok(None);
         };
         match parse_duration(&text) {
-            Some(d) if zero || !d.is_zero() => Ok(Some(d)),
+            Some(d) if (zero || !d.is_zero()) && d <= Self::MAX_DURATION => Ok(Some(d)),
             _ => Err(error(
                 name,
                 format!(
-                    "query parameter `{name}`: {text:?} is not a duration{} (a number and a \
-                     unit: 250ms, 2s, 1m)",
-                    if zero { "" } else { " longer than zero" }
+                    "query parameter `{name}`: {text:?} is not a duration{} of at most a day \
+                     (a number and a unit: 250ms, 2s, 1m)",
+                    if zero { "" } else { " longer than zero and" }
                 ),
             )),
         }
@@ -237,6 +246,20 @@ mod tests {
         assert!(q.duration("t").unwrap_err().to_string().contains("`t`"));
         let mut q = UrlOptions::new([("t", "0s")]);
         assert_eq!(q.duration_or_zero("t").unwrap(), Some(Duration::ZERO));
+        let mut q = UrlOptions::new([("t", "1440m"), ("u", "1441m"), ("v", "1e19s")]);
+        assert_eq!(q.duration("t").unwrap(), Some(UrlOptions::MAX_DURATION));
+        assert!(
+            q.duration("u")
+                .unwrap_err()
+                .to_string()
+                .contains("at most a day")
+        );
+        assert!(
+            q.duration_or_zero("v")
+                .unwrap_err()
+                .to_string()
+                .contains("`v`")
+        );
         let mut q = UrlOptions::new([("n", "many")]);
         assert!(
             q.number::<u32>("n")

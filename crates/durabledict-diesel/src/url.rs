@@ -263,12 +263,14 @@ impl SqlUrl {
             Some(seconds)
                 if backend == Backend::Postgres && seconds.bytes().all(|b| b.is_ascii_digit()) =>
             {
-                match seconds.parse::<u64>() {
-                    Ok(seconds) if seconds > 0 => Some(Duration::from_secs(seconds)),
+                match seconds.parse::<u64>().map(Duration::from_secs) {
+                    Ok(timeout) if !timeout.is_zero() && timeout <= UrlOptions::MAX_DURATION => {
+                        Some(timeout)
+                    }
                     _ => {
                         return Err(SqlError::Config(format!(
                             "invalid database URL: query parameter `connect_timeout`: \
-                             {seconds:?} is not a duration longer than zero"
+                             {seconds:?} is not a duration longer than zero and of at most a day"
                         )));
                     }
                 }
