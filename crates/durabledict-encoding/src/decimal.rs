@@ -11,8 +11,13 @@ use crate::datetime::RangeError;
 /// does (a pickle naming `Decimal` with a 10 MB string is refused).
 pub const MAX_DECIMAL_DIGITS: usize = crate::unpickle::MAX_DECIMAL_DIGITS;
 
-/// Python's `MAX_EMAX` for 64-bit builds: larger exponents do not fit a `Decimal`.
+/// Python's `MAX_EMAX` for 64-bit builds: a `Decimal`'s adjusted exponent (that of its
+/// leading digit) is at most this.
 const MAX_EXPONENT: i64 = 999_999_999_999_999_999;
+
+/// Python's `MIN_ETINY` for 64-bit builds (`MIN_EMIN - (MAX_PREC - 1)`): the smallest exponent
+/// `Decimal(text)` accepts.
+const MIN_EXPONENT: i64 = -1_999_999_999_999_999_997;
 
 /// `decimal.Decimal`, exactly as Python holds it: `Decimal("1.50")` keeps its trailing zero
 /// (coefficient 150, exponent -2), and `-0`, `Infinity`, `NaN` and `sNaN123` are kept too.
@@ -187,10 +192,11 @@ impl FromStr for Decimal {
                     return Err(syntax(whole));
                 }
                 let exp_digits = digits(exp_digits, whole)?;
+                // Checked against Python's bounds once the coefficient is known; beyond
+                // i64 it is out of range whatever the coefficient.
                 let magnitude = strip_zeros(&exp_digits)
                     .parse::<i64>()
                     .ok()
-                    .filter(|&e| e <= MAX_EXPONENT)
                     .ok_or_else(|| {
                         RangeError(format!("the exponent of {:?} is out of range", whole))
                     })?;
@@ -222,12 +228,17 @@ impl FromStr for Decimal {
                 all.len()
             )));
         }
-        let exponent = exponent - frac_digits.len() as i64;
-        if exponent.abs() > MAX_EXPONENT + MAX_DECIMAL_DIGITS as i64 {
+        // As Python's Decimal(text): the leading digit's exponent at most MAX_EMAX, the
+        // exponent at least MIN_ETINY (Decimal("12E+999999999999999999") is refused, and one
+        // written here would fail every Python reader of the dict).
+        let exponent = i128::from(exponent) - frac_digits.len() as i128;
+        let adjusted = exponent + strip_zeros(&all).len() as i128 - 1;
+        if adjusted > i128::from(MAX_EXPONENT) || exponent < i128::from(MIN_EXPONENT) {
             return Err(RangeError(format!(
                 "the exponent of {whole:?} is out of range"
             )));
         }
+        let exponent = exponent as i64;
         Ok(Decimal {
             negative,
             kind: Kind::Finite {
