@@ -766,6 +766,90 @@ mod tests {
         }
     }
 
+    mod never_panics {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        /// Pieces of the tagged forms, JSON punctuation and hostile text, joined at random.
+        fn token() -> impl Strategy<Value = &'static str> {
+            proptest::sample::select(vec![
+                "{",
+                "}",
+                "[",
+                "]",
+                ",",
+                ":",
+                "\"",
+                "\"$datetime\"",
+                "\"$date\"",
+                "\"$time\"",
+                "\"$timedelta\"",
+                "\"$timezone\"",
+                "\"$decimal\"",
+                "\"$uuid\"",
+                "\"$complex\"",
+                "\"$dict\"",
+                "\"$float\"",
+                "\"$bytes\"",
+                "\"iso\"",
+                "\"fold\"",
+                "\"tzname\"",
+                "\"offset\"",
+                "\"name\"",
+                "\"is_safe\"",
+                "\"uuid\"",
+                "\"2026-12-01T10:00:00.250000+01:00\"",
+                "\"23:59:60\"",
+                "\"24:00\"",
+                "\"-23:59:59.999999\"",
+                "\"+24:00\"",
+                "\"٢٠٢٦-01-01\"",
+                "\"1E+999999999999999999\"",
+                "\"-sNaN12\"",
+                "\"1_0.5e-3\"",
+                "\"ffffffffffffffffffffffffffffffff\"",
+                "1",
+                "-1",
+                "0",
+                "1.5",
+                "1e400",
+                "-0.0",
+                "99999999999999999999999",
+                "true",
+                "null",
+                "\"nan\"",
+                "\"-inf\"",
+                "\"\\ud800\"",
+                "\"T\"",
+                "\"Z\"",
+            ])
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(4000))]
+
+            #[test]
+            fn any_text_reads_or_is_refused(
+                tokens in proptest::collection::vec(token(), 1..24),
+                shaped in proptest::bool::ANY,
+            ) {
+                // Half of the texts are shaped as a one-key object, so that most are JSON and
+                // reach the tag's own checks.
+                let text = if shaped && tokens.len() > 1 {
+                    format!("{{{}: {}}}", tokens[0], tokens[1..].concat())
+                } else {
+                    tokens.concat()
+                };
+                if let Ok(value) = from_json(&text) {
+                    // What was read prints, and reads back as itself.
+                    let printed = crate::json_out::to_json(&value);
+                    prop_assert!(from_json(&printed).is_ok(), "{} printed {}", text, printed);
+                }
+            }
+        }
+    }
+
     #[test]
     fn refusals_show_at_most_60_characters_of_the_input() {
         let long = "a".repeat(100_000);
