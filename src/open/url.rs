@@ -164,6 +164,13 @@ fn lookup(url: &str) -> Lookup {
     }
 }
 
+/// The scheme `url` (a bare path) would have with the `:` it lacks: `redis//host`,
+/// `postgres//app@db/flags`.
+fn missing_colon(url: &str) -> Option<&'static Scheme> {
+    let (head, _) = url.split_once("//")?;
+    SCHEMES.iter().find(|s| s.name.eq_ignore_ascii_case(head))
+}
+
 /// The cargo features of this build that enable a scheme.
 const FEATURES: &[(&str, bool)] = &[
     ("sqlite", cfg!(feature = "sqlite")),
@@ -187,7 +194,23 @@ pub(crate) fn open_store(url: &str, options: &OpenOptions) -> Result<Box<dyn Sto
         url: mask_password(url),
         expected: EVERY.as_str(),
     };
-    let (kind, scheme_name, feature, form) = match lookup(url) {
+    let looked_up = lookup(url);
+    if matches!(looked_up, Lookup::Path | Lookup::NoScheme)
+        && let Some(row) = missing_colon(url)
+    {
+        // `redis//host`: a typo, not the SQLite file `host` in a directory `redis`.
+        let shown = mask_password(&url.replacen("//", "://", 1)).replacen("://", "//", 1);
+        return Err(OpenError::InvalidUrl {
+            url: shown,
+            reason: format!(
+                "a `:` is missing after the scheme ({}://…); a SQLite file whose path starts so \
+                 is written sqlite:PATH",
+                row.name
+            ),
+            expected: row.form,
+        });
+    }
+    let (kind, scheme_name, feature, form) = match looked_up {
         Lookup::Scheme(row) => (row.kind, row.name, row.feature, row.form),
         Lookup::Path => (StoreKind::Sqlite, "sqlite", "sqlite", SQLITE),
         Lookup::Unknown(scheme) => return Err(unknown(scheme)),
@@ -405,7 +428,11 @@ fn authority_is_servers(url: &str) -> bool {
     let end = url[start..]
         .find(['/', '?', '#'])
         .map_or(url.len(), |e| start + e);
-    url[start..end].split(',').all(|server| {
+    let authority = &url[start..end];
+    let servers = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, servers)| servers);
+    servers.split(',').all(|server| {
         server.rsplit_once(':').is_none_or(|(_, port)| {
             !port.is_empty() && port.len() <= 5 && port.bytes().all(|b| b.is_ascii_digit())
         })
