@@ -140,8 +140,15 @@ pub(crate) static COUNT_TRIGGERS: LazyLock<String> = LazyLock::new(|| {
         "SELECT count(*) AS n FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid \
          WHERE t.tgrelid = to_regclass($1) \
          AND t.tgname IN ('durabledict_notify', 'durabledict_notify_truncate') \
-         AND t.tgenabled = 'A' \
-         AND btrim(regexp_replace(p.prosrc, '\\s+', ' ', 'g')) = $body${}$body$",
+         AND t.tgenabled = 'A' AND {}",
+        SAME_BODY.replace("prosrc", "p.prosrc")
+    )
+});
+
+/// Whether `prosrc` (of `pg_proc`) is [`FUNCTION_BODY`], runs of whitespace aside.
+static SAME_BODY: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "btrim(regexp_replace(prosrc, '\\s+', ' ', 'g')) = $body${}$body$",
         normalized_body()
     )
 });
@@ -711,8 +718,22 @@ pub(crate) fn ensure_trigger(
         if count(c)? == 2 {
             return Ok(());
         }
-        // Replaced even when one exists: it may be another one (see `FUNCTION_BODY`).
-        c.batch_execute(&CREATE_FUNCTION)?;
+        // Made when missing, replaced when another one has the name (see `FUNCTION_BODY`);
+        // one that is this crate's is kept (it may be an administrator's, whom this role
+        // cannot replace).
+        let ours = c
+            .int(Stmt::new(
+                &format!(
+                    "SELECT CAST(count(*) AS BIGINT) AS n FROM pg_proc \
+                     WHERE oid = to_regprocedure('durabledict_notify()') AND {}",
+                    SAME_BODY.as_str()
+                ),
+                &[],
+            ))?
+            .unwrap_or(0);
+        if ours == 0 {
+            c.batch_execute(&CREATE_FUNCTION)?;
+        }
         c.batch_execute(&format!(
             "DROP TRIGGER IF EXISTS {TRIGGER} ON {quoted}; \
              DROP TRIGGER IF EXISTS {TRIGGER}_truncate ON {quoted}; {}",

@@ -230,3 +230,51 @@ fn a_foreign_notify_function_is_replaced_not_trusted() {
         read(&dict, "k").as_deref() == Some("three")
     });
 }
+
+/// A role that owns the stamps table but not the administrator's `durabledict_notify()` (this
+/// crate's, made by an earlier `init`) still makes the missing triggers in its `init`: the
+/// function is replaced only when it differs, which this role could not do.
+#[test]
+fn the_owner_of_the_stamps_table_makes_triggers_on_an_administrators_function() {
+    let database = table_name("ownerfn");
+    let admin_url = server().create_database(&database).unwrap();
+    let app = format!("{database}_app");
+    // The administrator's init makes the function (and a stamps table of its own keyspace).
+    store(&admin_url, "admin_flags").init().unwrap();
+    execute(
+        &admin_url,
+        &format!(
+            "DROP TABLE durabledict_stamps; \
+             CREATE ROLE {app} LOGIN; GRANT USAGE, CREATE ON SCHEMA public TO {app}"
+        ),
+    )
+    .unwrap();
+    let app_url = admin_url.replacen("://postgres@", &format!("://{app}@"), 1);
+    let app_store = store(&app_url, "flags");
+    app_store.init().unwrap();
+    assert_eq!(
+        query_i64(
+            &admin_url,
+            "SELECT count(*) FROM pg_trigger WHERE tgrelid = to_regclass('durabledict_stamps') \
+             AND tgname LIKE 'durabledict_notify%' AND tgenabled = 'A'"
+        )
+        .unwrap(),
+        2,
+        "the app's init made the triggers"
+    );
+    let dict = watch(app_store.clone());
+    dict.insert("k", "one".into()).unwrap();
+    let feed = app_store.feed().unwrap();
+    wait_until(Duration::from_secs(5), "the feed comes up", || {
+        feed.state().is_up()
+    });
+    execute(
+        &admin_url,
+        "BEGIN; UPDATE flags SET value = 'two'::bytea WHERE key = 'k'; \
+         UPDATE durabledict_stamps SET stamp = stamp + 1 WHERE keyspace = 'flags'; COMMIT",
+    )
+    .unwrap();
+    wait_until(Duration::from_secs(2), "heard through the feed", || {
+        read(&dict, "k").as_deref() == Some("two")
+    });
+}
