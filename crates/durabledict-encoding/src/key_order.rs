@@ -129,6 +129,16 @@ fn finite_cmp(a: &Real<'_>, b: &Real<'_>) -> Ordering {
                 return order.reverse();
             }
         }
+        (Real::Float(f), Real::Decimal(d)) => {
+            if let Some(order) = float_decimal_by_size(*f, d) {
+                return order;
+            }
+        }
+        (Real::Decimal(d), Real::Float(f)) => {
+            if let Some(order) = float_decimal_by_size(*f, d) {
+                return order.reverse();
+            }
+        }
         _ => {}
     }
     let sign = |p: &Option<(bool, Cow<'_, str>, i128)>| match p {
@@ -188,6 +198,46 @@ fn int_decimal_by_size(n: &BigInt, d: &Decimal) -> Option<Ordering> {
         return None;
     };
     Some(if n_sign < 0 {
+        magnitude.reverse()
+    } else {
+        magnitude
+    })
+}
+
+/// A finite float against a finite Decimal of another sign or of clearly another size,
+/// without the float's exact decimal digits (up to 767 of them for a subnormal).
+fn float_decimal_by_size(f: f64, d: &Decimal) -> Option<Ordering> {
+    let digits = d.coefficient()?.trim_start_matches('0');
+    let d_sign: i8 = if digits.is_empty() {
+        0
+    } else if d.is_negative() {
+        -1
+    } else {
+        1
+    };
+    let f_sign: i8 = if f == 0.0 {
+        0
+    } else if f < 0.0 {
+        -1
+    } else {
+        1
+    };
+    if f_sign != d_sign || f_sign == 0 {
+        return Some(f_sign.cmp(&d_sign));
+    }
+    // |f| < 10^places, within one of log10's rounding either way; |d| < 10^position and
+    // |d| >= 10^(position - 1).
+    #[allow(clippy::cast_possible_truncation)] // |log10| of a finite float is below 400
+    let places = i128::from(f.abs().log10().floor() as i64) + 1;
+    let position = i128::from(d.exponent()?) + digits.len() as i128;
+    let magnitude = if position < places - 2 {
+        Ordering::Greater
+    } else if position > places + 2 {
+        Ordering::Less
+    } else {
+        return None;
+    };
+    Some(if f_sign < 0 {
         magnitude.reverse()
     } else {
         magnitude
