@@ -583,3 +583,50 @@ fn loader_sessions_are_closed() {
     assert_eq!(sessions, dicts.len(), "{mntr}");
     assert_eq!(connections(zk.port()), dicts.len());
 }
+
+/// A server that refuses the loader's credentials after opening its session: the loader
+/// closes that session (rather than leave it to expire at its timeout), and the load falls
+/// back.
+#[test]
+fn a_refused_authentication_closes_the_loader_session() {
+    let zk = ZooKeeper::start().unwrap();
+    let admin = raw_client(&zk.connect_string());
+    let ks = "/review-auth-refused";
+    fill(&admin, ks);
+    let closed = Arc::new(AtomicBool::new(false));
+    let seen = Arc::clone(&closed);
+    let gate = Gate::start(
+        zk.port(),
+        Arc::new(move |mut stream, _| {
+            if accept_session(&mut stream).is_none() {
+                return;
+            }
+            while let Some(frame) = read_frame(&mut stream) {
+                match int(&frame, 4) {
+                    // auth: refused (AUTHFAILED).
+                    100 => {
+                        let _ = stream.write_all(&framed(&header(-4, -115)));
+                    }
+                    -11 => {
+                        seen.store(true, Ordering::SeqCst);
+                        let _ = stream.write_all(&framed(&header(int(&frame, 0), 0)));
+                        return;
+                    }
+                    _ => return,
+                }
+            }
+        }),
+    );
+    let store = ZooKeeperStore::builder(gate.connect(), ks)
+        .session_timeout(SESSION)
+        .digest_auth("app", "s3cret")
+        .build()
+        .unwrap();
+    let dict = DurableDict::<String>::builder(store, Raw).build().unwrap();
+    assert_eq!(dict_contents(&dict), server_contents(&admin, ks));
+    assert!(gate.loaders.load(Ordering::SeqCst) >= 1);
+    assert!(
+        closed.load(Ordering::SeqCst),
+        "the loader closes the session whose authentication failed"
+    );
+}
