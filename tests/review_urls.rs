@@ -194,3 +194,19 @@ fn a_scheme_without_its_colon_is_refused() {
         .unwrap();
     assert!(dir.path().join("flags.db").exists());
 }
+
+/// `rediss://…#insecure` was documented (docs/urls.md) and opened, but the redis client is
+/// built without `tls-rustls-insecure`: every request then failed with "Cannot create insecure
+/// client …". Refused at open, as a usage error saying what to do instead.
+#[test]
+#[cfg(feature = "redis-tls")]
+fn rediss_insecure_is_refused_at_open() {
+    let err = match durabledict::open_store("rediss://127.0.0.1:1/#insecure", &options()) {
+        Err(err) => err,
+        Ok(store) => panic!("opened; a request says: {:?}", store.get("k").err()),
+    };
+    assert!(err.is_usage(), "{err:?}");
+    let text = Report(&err).to_string();
+    assert!(text.contains("#insecure"), "{text}");
+    assert!(text.contains("tls_root_certificate"), "{text}");
+}

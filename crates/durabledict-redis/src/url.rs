@@ -13,7 +13,7 @@ use crate::store::RedisStore;
 ///
 /// ```text
 /// redis://[[USER][:PASSWORD]@]HOST[:PORT][/DB][?OPTIONS]
-/// rediss://[[USER][:PASSWORD]@]HOST[:PORT][/DB][?OPTIONS][#insecure]     (feature `tls`)
+/// rediss://[[USER][:PASSWORD]@]HOST[:PORT][/DB][?OPTIONS]                (feature `tls`)
 /// redis+unix:///PATH[?db=DB&user=USER&pass=PASSWORD&OPTIONS]             (also unix:///PATH)
 /// ```
 ///
@@ -99,10 +99,21 @@ impl RedisUrl {
         }
         match given.fragment() {
             None => {}
-            Some("insecure") if given.scheme() == "rediss" => {}
+            // The redis client reads it, but is built without `tls-rustls-insecure`: every
+            // request failed ("Cannot create insecure client …") on a store that had opened.
+            Some("insecure") if given.scheme() == "rediss" => {
+                return Err(invalid(
+                    "#insecure (TLS without checking the server's certificate) is not \
+                     supported: trust the server's CA instead \
+                     (RedisStoreBuilder::tls_root_certificate)"
+                        .into(),
+                ));
+            }
             Some(_) => {
                 return Err(invalid(
-                    "the only fragment taken is #insecure, on a rediss:// URL".into(),
+                    "a Redis URL takes no fragment (#); the redis client's #insecure is not \
+                     supported"
+                        .into(),
                 ));
             }
         }
@@ -260,7 +271,6 @@ mod tests {
             ),
             ("redis://[::1]:6379/1", "redis://[::1]:6379/1"),
             ("rediss://h:6380/", "rediss://h:6380/"),
-            ("rediss://h:6380/#insecure", "rediss://h:6380/#insecure"),
             ("redis://h/?protocol=resp3", "redis://h/?protocol=resp3"),
             ("redis+unix:///run/r.sock", "redis+unix:///run/r.sock"),
             ("unix:///run/r.sock?db=2", "unix:///run/r.sock?db=2"),
@@ -311,8 +321,9 @@ mod tests {
         refused("redis+unix://relative.sock", "absolute");
         refused("http://h/", "\"http\" is not one of redis, rediss");
         refused("not a url", "invalid Redis URL");
-        refused("redis://h/#secure", "#insecure");
-        refused("redis://h/#insecure", "#insecure");
+        refused("redis://h/#secure", "no fragment");
+        refused("redis://h/#insecure", "no fragment");
+        refused("rediss://h/#insecure", "tls_root_certificate");
         refused(
             "redis://h/?io_timout=1s",
             "unknown query parameter `io_timout`",
