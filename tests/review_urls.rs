@@ -210,3 +210,34 @@ fn rediss_insecure_is_refused_at_open() {
     assert!(text.contains("#insecure"), "{text}");
     assert!(text.contains("tls_root_certificate"), "{text}");
 }
+
+/// A driver's parameter given twice was passed on to the driver, where the last one wins
+/// (libpq): `sslmode=require&sslmode=disable` did not require TLS, while docs/urls.md says a
+/// parameter given twice is refused. Refused by name, as durabledict's own options are.
+#[test]
+#[cfg(all(feature = "redis", feature = "postgres", feature = "sqlite"))]
+fn a_driver_parameter_given_twice_is_refused() {
+    for (url, name) in [
+        (
+            "postgres://app@127.0.0.1:1/db?sslmode=require&application_name=x&sslmode=disable",
+            "sslmode",
+        ),
+        (
+            "redis://127.0.0.1:1/?protocol=resp3&protocol=resp2",
+            "protocol",
+        ),
+        ("file:x.db?mode=ro&mode=rwc", "mode"),
+        ("redis+unix:///tmp/r.sock?db=1&db=2", "db"),
+    ] {
+        let err = match durabledict::open_store(url, &options()) {
+            Err(err) => err,
+            Ok(_) => panic!("{url} opened"),
+        };
+        assert!(err.is_usage(), "{url}: {err:?}");
+        let text = Report(&err).to_string();
+        assert!(
+            text.contains(&format!("query parameter `{name}` is given twice")),
+            "{url}: {text}"
+        );
+    }
+}

@@ -174,12 +174,20 @@ impl UrlOptions {
     }
 
     /// What is left once the options were taken: the parameters named in `passed_on` (the
-    /// driver's own), in order; any other is refused, naming it and the known ones.
+    /// driver's own), in order; any other is refused, naming it and the known ones, as is a
+    /// driver's parameter given twice (which the drivers read differently: the last one wins
+    /// in libpq and the redis client, so `sslmode=require&sslmode=disable` did not require).
     pub fn rest(self, passed_on: &[&str]) -> Result<Vec<(String, String)>, UrlOptionError> {
-        let mut rest = Vec::new();
+        let mut rest: Vec<(String, String)> = Vec::new();
         for (name, value, taken) in self.pairs {
             if taken {
                 continue;
+            }
+            if rest.iter().any(|(n, _)| *n == name) {
+                return Err(error(
+                    &name,
+                    format!("query parameter `{name}` is given twice"),
+                ));
             }
             if !passed_on.contains(&name.as_str()) {
                 let mut known: Vec<&str> = self.known.clone();
@@ -276,6 +284,9 @@ mod tests {
                 .to_string()
                 .contains("twice")
         );
+        let q = UrlOptions::new([("sslmode", "require"), ("x", "1"), ("sslmode", "disable")]);
+        let err = q.rest(&["sslmode", "x"]).unwrap_err();
+        assert_eq!(err.to_string(), "query parameter `sslmode` is given twice");
         let q = UrlOptions::new([("password", "s3cret")]);
         let err = q.rest(&[]).unwrap_err();
         assert_eq!(err.name, "password");
