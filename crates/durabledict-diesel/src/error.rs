@@ -248,9 +248,11 @@ impl SqlError {
 /// for the numbers it does not know, which are then sorted as before they were known.
 fn mysql_class(errno: u32) -> Option<Class> {
     Some(match errno {
-        // ER_LOCK_DEADLOCK, ER_LOCK_WAIT_TIMEOUT: both roll back, "try restarting
-        // transaction".
-        1213 | 1205 => Class::Conflict,
+        // ER_LOCK_DEADLOCK: rolled back, "try restarting transaction" at once.
+        1213 => Class::Conflict,
+        // ER_LOCK_WAIT_TIMEOUT: the server already waited `innodb_lock_wait_timeout` (50 s by
+        // default) for the lock; retrying would multiply that wait by the store's attempts.
+        1205 => Class::Final(StoreErrorKind::Unavailable),
         // ER_SERVER_SHUTDOWN, ER_CONNECTION_KILLED, MariaDB's idle disconnect; the client's
         // CR_SERVER_GONE_ERROR, CR_SERVER_LOST.
         1053 | 1927 | 4031 | 2006 | 2013 => Class::Broken,
@@ -383,18 +385,20 @@ fn classify_message(message: &str) -> Class {
     ]) {
         Class::Broken
     } else if has(&[
+        // MySQL's lock wait timeout (it also says "try restarting transaction", but the
+        // server already waited for the lock: not retried); PostgreSQL's lock_not_available
+        // (55P03): past `lock_timeout`, or NOWAIT.
+        "lock wait timeout",
+        "due to lock timeout",
+        "could not obtain lock",
+    ]) {
+        Class::Final(StoreErrorKind::Unavailable)
+    } else if has(&[
         "deadlock",
         "could not serialize",
         "try restarting transaction",
     ]) {
         Class::Conflict
-    } else if has(&[
-        "lock wait timeout",
-        // PostgreSQL's lock_not_available (55P03): past `lock_timeout`, or NOWAIT.
-        "due to lock timeout",
-        "could not obtain lock",
-    ]) {
-        Class::Final(StoreErrorKind::Unavailable)
     } else if has(&[
         "too long",
         "too big",
@@ -527,7 +531,7 @@ mod tests {
         assert_eq!(classify_message("deadlock detected"), Class::Conflict);
         assert_eq!(
             classify_message("Lock wait timeout exceeded; try restarting transaction"),
-            Class::Conflict
+            Class::Final(StoreErrorKind::Unavailable)
         );
         assert_eq!(
             classify_message("value too long for type character varying(32)"),

@@ -720,7 +720,7 @@ mod mysql_tests {
             ),
             "{error:?}"
         );
-        assert_eq!(error.class(), Class::Conflict);
+        assert_eq!(error.class(), Class::Final(StoreErrorKind::Unavailable));
         assert_eq!(kind(error), StoreErrorKind::Unavailable);
         holder
             .batch_execute("ROLLBACK")
