@@ -117,7 +117,7 @@ fn loads_under_a_running_writer_lose_no_change_and_never_go_back() {
     let stop = AtomicBool::new(false);
     let written = AtomicU64::new(0);
     std::thread::scope(|scope| {
-        scope.spawn(|| write_until(&connect, ks, &stop, &written));
+        let writer = scope.spawn(|| write_until(&connect, ks, &stop, &written));
         eventually("the writer is running", VISIBILITY, || {
             written.load(Ordering::SeqCst) > 10
         });
@@ -175,6 +175,8 @@ fn loads_under_a_running_writer_lose_no_change_and_never_go_back() {
             reader.join().unwrap()
         });
         assert!(reads > 0);
+        // The writer's last write has landed before the server's contents are taken.
+        writer.join().unwrap();
         let want = server_contents(&admin, ks);
         assert!(want.len() > KEYS);
         for dict in first.iter().chain([&dict]) {
