@@ -102,6 +102,14 @@ fn an_at_sign_after_the_servers_is_still_read() {
         assert!(!text.contains("percent-encode"), "{url}: {text}");
         assert!(!text.contains("Zq9"), "{url}: {text}");
     }
+    // A `://` in a query is no authority.
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!(
+        "file:{}?vfs=unix&x=a://b@c:d",
+        dir.path().join("f.db").display()
+    );
+    let text = failure_text(&url);
+    assert!(!text.contains("percent-encode"), "{url}: {text}");
     let text = failure_text("zk://127.0.0.1:1,127.0.0.1:2/flags@v2");
     assert!(text.contains("could not connect"), "{text}");
     // An encoded password is read as it is.

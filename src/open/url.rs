@@ -405,7 +405,7 @@ fn scheme(url: &str) -> Option<&str> {
 /// last `@`, when that `@` lies beyond the authority the URL parser sees. A parser reads part
 /// of such a password as a host, a port, a path or a query, and its error may quote it.
 fn hidden_password(url: &str) -> Option<(usize, usize)> {
-    let start = url.find("://")? + 3;
+    let start = authority_start(url)?;
     let end = url[start..]
         .find(['/', '?', '#'])
         .map_or(url.len(), |e| start + e);
@@ -419,10 +419,19 @@ const UNENCODED_PASSWORD: &str = "an `@` follows the host part: if the password 
                                   parser's own words are not shown, as they may quote the \
                                   password";
 
+/// Where the authority begins: after the scheme's `://` (not a `://` further on, in a path or
+/// a query).
+fn authority_start(url: &str) -> Option<usize> {
+    let scheme = scheme(url)?;
+    url[scheme.len()..]
+        .starts_with("://")
+        .then_some(scheme.len() + 3)
+}
+
 /// Whether the authority `url`'s parser sees (after `://`, up to `/`, `?` or `#`) is servers
 /// with their ports (`host:1`, `a:1,b:2`), so that an `@` after it is not a password's.
 fn authority_is_servers(url: &str) -> bool {
-    let Some(start) = url.find("://").map(|at| at + 3) else {
+    let Some(start) = authority_start(url) else {
         return true;
     };
     let end = url[start..]
