@@ -249,3 +249,90 @@ fn a_driver_parameter_given_twice_is_refused() {
         );
     }
 }
+
+/// A password holding `@ : / ? # %`, a space, `+` and non-ASCII letters, percent-encoded in the
+/// URL (raw non-ASCII letters too), authenticates against a real Redis ACL user (over TCP and a
+/// Unix socket whose directory name has a space) and a ZooKeeper digest ACL, and shows neither
+/// in the stores' `Debug` nor in a wrong password's error.
+#[test]
+#[cfg(all(feature = "redis", feature = "zookeeper"))]
+fn encoded_passwords_authenticate_and_stay_hidden() {
+    use durabledict::Store;
+    use durabledict::zookeeper::{Acl, ZooKeeperUrl};
+
+    const PASSWORD: &str = "Zq9@:/?#% +ñWv7";
+    const ENCODED: &str = "Zq9%40%3A%2F%3F%23%25%20+%C3%B1Wv7";
+    const ENCODED_QUERY: &str = "Zq9%40%3A%2F%3F%23%25%20%2B%C3%B1Wv7";
+    let dir = tempfile::Builder::new()
+        .prefix("review urls ")
+        .tempdir()
+        .unwrap();
+    let socket = dir.path().join("redis.sock");
+    let redis = durabledict_test_servers::RedisServer::start_with_args([
+        "--user".to_owned(),
+        "alice".to_owned(),
+        "on".to_owned(),
+        format!(">{PASSWORD}"),
+        "~*".to_owned(),
+        "+@all".to_owned(),
+        "--unixsocket".to_owned(),
+        socket.display().to_string(),
+    ])
+    .unwrap();
+    let port = redis.port();
+    let keyspace = OpenOptions::new().keyspace("review_auth");
+    for url in [
+        format!("redis://alice:{ENCODED}@127.0.0.1:{port}/"),
+        format!(
+            "redis://alice:{}@127.0.0.1:{port}/",
+            ENCODED.replace("%C3%B1", "ñ")
+        ),
+        format!(
+            "redis+unix://{}?user=alice&pass={ENCODED_QUERY}",
+            socket.display()
+        ),
+    ] {
+        let store = durabledict::open_store(&url, &keyspace).unwrap();
+        store
+            .init()
+            .unwrap_or_else(|e| panic!("{url}: {}", Report(&e)));
+        store.persist("k", b"v").unwrap();
+        assert_eq!(store.get("k").unwrap().as_deref(), Some(&b"v"[..]));
+        assert!(!format!("{store:?}").contains("Zq9"), "{store:?}");
+    }
+    let wrong = format!("redis://alice:x{ENCODED}@127.0.0.1:{port}/");
+    let err = durabledict::open_store(&wrong, &keyspace)
+        .unwrap()
+        .init()
+        .unwrap_err();
+    let text = format!("{} {err:?}", Report(&err));
+    assert!(text.contains("authentication"), "{text}");
+    assert!(!text.contains("Zq9"), "{text}");
+
+    // ZooKeeper: nodes only the digest's owner may read; the same password written raw (its
+    // non-ASCII letter) is the same digest, a wrong one is refused.
+    let zk = durabledict_test_servers::ZooKeeper::start().unwrap();
+    let connect = zk.connect_string();
+    let store = |url: &str| {
+        ZooKeeperUrl::parse(url)
+            .unwrap()
+            .builder("unused")
+            .acl(Acl::creator_all())
+            .build()
+            .unwrap()
+    };
+    let owner = store(&format!("zk://alice:{ENCODED}@{connect}/review_auth"));
+    owner.init().unwrap();
+    owner.persist("k", b"v").unwrap();
+    assert!(!format!("{owner:?}").contains("Zq9"), "{owner:?}");
+    let raw = store(&format!(
+        "zk://alice:{}@{connect}/review_auth",
+        ENCODED.replace("%C3%B1", "ñ")
+    ));
+    assert_eq!(raw.get("k").unwrap().as_deref(), Some(&b"v"[..]));
+    let other = store(&format!("zk://alice:x{ENCODED}@{connect}/review_auth"));
+    let err = other.get("k").unwrap_err();
+    let text = format!("{} {err:?}", Report(&err));
+    assert!(text.contains("NoAuth"), "{text}");
+    assert!(!text.contains("Zq9"), "{text}");
+}
