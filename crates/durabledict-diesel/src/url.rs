@@ -387,8 +387,20 @@ impl fmt::Debug for SqlUrl {
     }
 }
 
-/// `url` with the password of its user information and of secret parameters as `***`.
+/// `url` with the password of its user information and of secret parameters as `***`. A
+/// password with an unencoded `/`, `?` or `#` (`postgres://app:a/b@host/db`, which libpq reads
+/// as host `app`, port `a`) is masked up to the URL's last `@`: more than the password, never
+/// less.
 fn mask(url: &str) -> String {
+    if let Some(start) = url.find("://").map(|at| at + 3)
+        && let end = url[start..]
+            .find(['/', '?', '#'])
+            .map_or(url.len(), |e| start + e)
+        && let Some(last_at) = url.rfind('@').filter(|&at| at > end)
+        && let Some(colon) = url[start..last_at].find(':')
+    {
+        return format!("{}***{}", &url[..start + colon + 1], mask(&url[last_at..]));
+    }
     let (base, query) = url.split_once('?').unwrap_or((url, ""));
     let mut shown = match base.find("://") {
         Some(at) => {
