@@ -15,8 +15,8 @@ use crate::Value;
 ///   value and the allowed standard library types (`datetime`'s, `Decimal`, `UUID`,
 ///   `complex`), each written back as the same Python type. Any other class is refused when
 ///   decoding, which in a dict poisons only that key.
-/// - `Json`: UTF-8 JSON text, like Python's `JSONEncoding` ([`DynamicJson`]): integers keep
-///   every digit both ways, `NaN` / `Infinity` / `-Infinity` are read and written as Python's
+/// - `Json`: UTF-8 JSON text, like Python's `JSONEncoding`
+///   ([`DynamicJson`](crate::DynamicJson)): integers keep every digit both ways, `NaN` / `Infinity` / `-Infinity` are read and written as Python's
 ///   `json` does, tuples and sets are written as arrays; bytes, dicts with non-string keys and
 ///   the standard library types have no JSON form and are refused (Python's `json` refuses
 ///   them too). ([`Json<Value>`](Json), as [`DynamicJson`](crate::DynamicJson) for the

@@ -91,7 +91,17 @@ impl ZooKeeperUrl {
                     .next()
                     .unwrap_or_default()
                 };
-                (Some((decode(user), decode(password))), hosts)
+                let user = decode(user);
+                // ZooKeeper reads the digest `USER:PASSWORD` up to its first `:`: a user name
+                // holding one (written `%3A`) would authenticate as someone else.
+                if user.contains(':') {
+                    return Err(invalid(
+                        "the digest user name contains `:`, which ZooKeeper cannot tell from \
+                         the one before the password"
+                            .into(),
+                    ));
+                }
+                (Some((user, decode(password))), hosts)
             }
             None => (None, authority),
         };
@@ -330,6 +340,7 @@ mod tests {
         );
         refused("zk://a:1/x#frag", "fragment");
         refused("zk://u@a:1/x", "USER:PASSWORD");
+        refused("zk://al%3Aice:pw@a:1/x", "user name contains `:`");
         refused(
             "zk://a:1/x?session_timout=4s",
             "unknown query parameter `session_timout`",
