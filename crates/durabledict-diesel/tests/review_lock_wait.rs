@@ -53,7 +53,13 @@ fn a_lock_wait_timeout_is_not_retried() {
         "the write waited {waited:?}: the lock wait timeout was retried"
     );
     // The lock released, the write goes through and nothing of the failed one is left.
-    assert_eq!(dict.get("k").unwrap().as_deref().map(String::as_str), Some("0"));
+    assert_eq!(
+        dict.get("k").unwrap().as_deref().map(String::as_str),
+        Some("0")
+    );
     dict.insert("k", "2".into()).unwrap();
-    assert_eq!(dict.get("k").unwrap().as_deref().map(String::as_str), Some("2"));
+    assert_eq!(
+        dict.get("k").unwrap().as_deref().map(String::as_str),
+        Some("2")
+    );
 }
