@@ -313,32 +313,39 @@ async fn cancelled_checks_never_serve_an_older_value() {
             }
         })
     };
-    let mut readers = Vec::new();
-    for r in 0..8u64 {
-        let (dict, written) = (dict.clone(), Arc::clone(&written));
-        readers.push(tokio::spawn(async move {
-            let (mut answered, mut cancelled) = (0u32, 0u32);
-            for i in 0..600u64 {
-                let before = written.load(Ordering::SeqCst);
-                // From a few µs (cancels before or inside the check) to 2 ms.
-                let limit = Duration::from_micros(5 + (i * 7 + r * 13) % 2000);
-                match tokio::time::timeout(limit, dict.get("k")).await {
-                    Err(_) => cancelled += 1,
-                    Ok(read) => {
-                        let seen: u64 = read.unwrap().unwrap().parse().unwrap();
-                        assert!(seen >= before, "read {seen} after {before} was written");
-                        answered += 1;
+    // Rounds of readers until enough reads were both answered and cancelled (how many a
+    // round cancels depends on the machine's speed).
+    let (mut answered, mut cancelled) = (0, 0);
+    for _round in 0..20 {
+        if answered > 100 && cancelled > 100 {
+            break;
+        }
+        let mut readers = Vec::new();
+        for r in 0..8u64 {
+            let (dict, written) = (dict.clone(), Arc::clone(&written));
+            readers.push(tokio::spawn(async move {
+                let (mut answered, mut cancelled) = (0u32, 0u32);
+                for i in 0..600u64 {
+                    let before = written.load(Ordering::SeqCst);
+                    // From a few µs (cancels before or inside the check) to 2 ms.
+                    let limit = Duration::from_micros(5 + (i * 7 + r * 13) % 2000);
+                    match tokio::time::timeout(limit, dict.get("k")).await {
+                        Err(_) => cancelled += 1,
+                        Ok(read) => {
+                            let seen: u64 = read.unwrap().unwrap().parse().unwrap();
+                            assert!(seen >= before, "read {seen} after {before} was written");
+                            answered += 1;
+                        }
                     }
                 }
-            }
-            (answered, cancelled)
-        }));
-    }
-    let (mut answered, mut cancelled) = (0, 0);
-    for reader in readers {
-        let (a, c) = reader.await.unwrap();
-        answered += a;
-        cancelled += c;
+                (answered, cancelled)
+            }));
+        }
+        for reader in readers {
+            let (a, c) = reader.await.unwrap();
+            answered += a;
+            cancelled += c;
+        }
     }
     stop.store(true, Ordering::SeqCst);
     writer.join().unwrap();
