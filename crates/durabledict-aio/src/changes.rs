@@ -35,11 +35,17 @@ impl<V> fmt::Debug for Changes<V> {
 }
 
 impl<V: PartialEq + Send + Sync + 'static> Changes<V> {
-    pub(crate) fn new(dict: &Arc<DurableDict<V>>, capacity: usize) -> Self {
-        let subscription = dict.subscribe_with_capacity(capacity);
+    pub(crate) async fn new(dict: &Arc<DurableDict<V>>, capacity: usize) -> Self {
+        let subscribing = Arc::clone(dict);
         let dict: Weak<DurableDict<V>> = Arc::downgrade(dict);
         let (tx, rx) = mpsc::channel(HANDOFF);
+        let (subscribed, is_subscribed) = tokio::sync::oneshot::channel::<()>();
         let forward = move || {
+            // Subscribing takes the dict's update lock, which an own write waiting on a paused
+            // server holds: it waits here, on this thread, never on the executor's.
+            let subscription = subscribing.subscribe_with_capacity(capacity);
+            drop(subscribing);
+            let _ = subscribed.send(());
             loop {
                 let gone = match subscription.next_timeout(IDLE_CHECK) {
                     Some(event) => tx.blocking_send(event).is_err(),
@@ -53,9 +59,14 @@ impl<V: PartialEq + Send + Sync + 'static> Changes<V> {
         // A dedicated thread, not the blocking pool: it lives as long as the stream, and a
         // runtime waits for its blocking tasks when it shuts down. If no thread can be made,
         // the stream ends at once (the sender is dropped with the closure).
-        let _ = std::thread::Builder::new()
+        if std::thread::Builder::new()
             .name("dd-aio-changes".into())
-            .spawn(forward);
+            .spawn(forward)
+            .is_ok()
+        {
+            // Subscribed before this returns, so a snapshot read after sees every later change.
+            let _ = is_subscribed.await;
+        }
         Changes { rx }
     }
 }

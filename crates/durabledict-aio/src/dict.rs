@@ -416,19 +416,23 @@ impl<V: Send + Sync + 'static> AsyncDict<V> {
 
 impl<V: PartialEq + Send + Sync + 'static> AsyncDict<V> {
     /// A stream of the dict's changes; see [`DurableDict::subscribe`] for what is announced
-    /// and when. Subscribe first, then read a [`snapshot`](Self::snapshot): every change
-    /// applied after that is announced.
-    pub fn changes(&self) -> Changes<V> {
+    /// and when. Subscribe first (this returns once subscribed), then read a
+    /// [`snapshot`](Self::snapshot): every change applied after that is announced.
+    ///
+    /// Subscribing waits for an own write in progress (it takes the dict's update lock); it
+    /// waits off the executor, so a write stuck on a paused server blocks no other task.
+    pub async fn changes(&self) -> Changes<V> {
         Changes::new(
             &self.shared.dict,
             durabledict_core::DEFAULT_SUBSCRIPTION_CAPACITY,
         )
+        .await
     }
 
     /// [`changes`](Self::changes) with a buffer of `capacity` events (at least 1) before the
     /// stream misses changes and yields [`Event::Lagged`](durabledict_core::Event::Lagged).
-    pub fn changes_with_capacity(&self, capacity: usize) -> Changes<V> {
-        Changes::new(&self.shared.dict, capacity)
+    pub async fn changes_with_capacity(&self, capacity: usize) -> Changes<V> {
+        Changes::new(&self.shared.dict, capacity).await
     }
 }
 

@@ -43,8 +43,8 @@ async fn dropping_the_dict_stops_its_background_work() {
         .build()
         .await
         .unwrap();
-    let mut changes = dict.changes();
-    let mut dropped_early = dict.changes();
+    let mut changes = dict.changes().await;
+    let mut dropped_early = dict.changes().await;
     wait_for_background((before.0 + 2, before.1 + 1)).await;
 
     // A stream dropped while the dict lives frees its thread.

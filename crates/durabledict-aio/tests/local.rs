@@ -147,7 +147,7 @@ async fn own_writes_arrive_on_the_stream() {
         .build()
         .await
         .unwrap();
-    let mut changes = dict.changes();
+    let mut changes = dict.changes().await;
     dict.insert("a", "1".to_string()).await.unwrap();
     dict.remove("a").await.unwrap();
     let mut seen = Vec::new();

@@ -168,7 +168,7 @@ async fn changes_arrive_as_a_stream() {
         .build()
         .await
         .unwrap();
-    let mut changes = dict.changes();
+    let mut changes = dict.changes().await;
     let other = AsyncDict::<String>::builder(store(&url, &space), Raw)
         .policy(SyncPolicy::Manual)
         .build()
@@ -195,4 +195,71 @@ async fn changes_multi_thread() {
 #[tokio::test(flavor = "current_thread")]
 async fn changes_current_thread() {
     changes_arrive_as_a_stream().await;
+}
+
+/// Subscribing while an own write waits on a paused server (it holds the dict's update lock)
+/// waits off the executor: a timer task keeps ticking, and the stream then hears what follows.
+async fn subscribing_beside_a_stuck_write_never_blocks_the_executor() {
+    let server = own_server();
+    let url = server.url();
+    let dict = Arc::new(
+        AsyncDict::<String>::builder(store(&url, &keyspace()), Raw)
+            .policy(SyncPolicy::Manual)
+            .build()
+            .await
+            .unwrap(),
+    );
+    dict.insert("k", "0".to_string()).await.unwrap();
+    let ticks = Arc::new(AtomicU64::new(0));
+    let ticker = {
+        let ticks = Arc::clone(&ticks);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(TICK).await;
+                ticks.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+    };
+    pause(&url, PAUSE);
+    let paused_at = Instant::now();
+    let writer = {
+        let dict = Arc::clone(&dict);
+        tokio::spawn(async move { dict.insert("k", "1".to_string()).await })
+    };
+    // The write is on the blocking pool, waiting on the server with the update lock held.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let before = ticks.load(Ordering::Relaxed);
+    let mut changes = dict.changes().await;
+    let during = ticks.load(Ordering::Relaxed) - before;
+    let waited = paused_at.elapsed();
+    writer.await.unwrap().unwrap();
+    ticker.abort();
+    // Subscribing waited for the write (~1.3 s); a blocked executor would not tick at all.
+    assert!(
+        waited >= PAUSE - Duration::from_millis(300),
+        "subscribed after {waited:?}, before the write ended"
+    );
+    assert!(
+        during >= 30,
+        "the timer ticked {during} times while changes() waited"
+    );
+    dict.insert("k", "2".to_string()).await.unwrap();
+    let event = tokio::time::timeout(Duration::from_secs(5), changes.next())
+        .await
+        .unwrap()
+        .unwrap();
+    let Event::Changed(change) = event else {
+        panic!("expected a change, got {event:?}")
+    };
+    assert_eq!(change.new.as_deref().map(String::as_str), Some("2"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribing_multi_thread() {
+    subscribing_beside_a_stuck_write_never_blocks_the_executor().await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn subscribing_current_thread() {
+    subscribing_beside_a_stuck_write_never_blocks_the_executor().await;
 }

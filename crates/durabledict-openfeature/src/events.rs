@@ -34,10 +34,12 @@ impl<V> fmt::Debug for ConfigurationChanges<V> {
 }
 
 impl<V: FlagValue + PartialEq> DurableDictProvider<V> {
-    /// The configuration-changed events, once the dict is built (`None` before).
-    pub fn configuration_changes(&self) -> Option<ConfigurationChanges<V>> {
+    /// The configuration-changed events, once the dict is built (`None` before). Returns once
+    /// subscribed, waiting off the executor (see [`AsyncDict::changes`](durabledict_aio::AsyncDict::changes)).
+    pub async fn configuration_changes(&self) -> Option<ConfigurationChanges<V>> {
+        let dict = self.dict()?;
         Some(ConfigurationChanges {
-            changes: self.dict()?.changes(),
+            changes: dict.changes().await,
         })
     }
 }

@@ -160,7 +160,7 @@ async fn a_flag_flipped_by_another_writer_and_its_event() {
     let writer = dict(&space, SyncPolicy::Manual).await;
     writer.insert("new-checkout", json!(false)).await.unwrap();
     let provider = DurableDictProvider::new(dict(&space, SyncPolicy::Always).await);
-    let mut changes = provider.configuration_changes().unwrap();
+    let mut changes = provider.configuration_changes().await.unwrap();
     let client = client("flip", provider).await;
     assert!(
         !client
