@@ -26,7 +26,10 @@ struct EntryRow {
 }
 
 /// A row whose key is read as bytes (SQLite), so that a key that is not UTF-8 (a BLOB, as
-/// Python's sqlite3 binds `bytes`, or text of such bytes) is reported, not a failed load.
+/// Python's sqlite3 binds `bytes`, or text of such bytes) is reported, not a failed load; and
+/// with its storage class (`typeof`), since a key stored as anything but text (a BLOB, an
+/// integer in a column without text affinity, NULL) is never found by the single-key
+/// statements, which bind the key as text.
 #[cfg(feature = "sqlite")]
 #[derive(QueryableByName)]
 struct RawEntryRow {
@@ -34,6 +37,38 @@ struct RawEntryRow {
     k: Vec<u8>,
     #[diesel(sql_type = Binary)]
     v: Vec<u8>,
+    #[diesel(sql_type = Text)]
+    t: String,
+}
+
+/// One row of a full load: the key's bytes, the value, and the key's storage class when it is
+/// not text (SQLite only).
+pub(crate) struct Entry {
+    pub(crate) key: Vec<u8>,
+    pub(crate) value: Vec<u8>,
+    pub(crate) not_text: Option<String>,
+}
+
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+impl From<EntryRow> for Entry {
+    fn from(r: EntryRow) -> Self {
+        Entry {
+            key: r.k.into(),
+            value: r.v,
+            not_text: None,
+        }
+    }
+}
+
+#[cfg(feature = "sqlite")]
+impl From<RawEntryRow> for Entry {
+    fn from(r: RawEntryRow) -> Self {
+        Entry {
+            key: r.k,
+            value: r.v,
+            not_text: (r.t != "text").then_some(r.t),
+        }
+    }
 }
 
 #[derive(QueryableByName)]
@@ -78,7 +113,7 @@ pub(crate) trait Db: Connection + Send + 'static {
     fn stamp(&mut self, query: StampSelect<'_>) -> QueryResult<Option<i64>>;
 
     /// Every row's `k` (its bytes; UTF-8 unless the database holds otherwise) and `v`.
-    fn entries(&mut self, stmt: Stmt<'_>) -> QueryResult<Vec<(Vec<u8>, Vec<u8>)>>;
+    fn entries(&mut self, stmt: Stmt<'_>) -> QueryResult<Vec<Entry>>;
 
     /// The `v` column of the first row, if there is a row.
     fn value(&mut self, stmt: Stmt<'_>) -> QueryResult<Option<Vec<u8>>>;
@@ -141,11 +176,11 @@ macro_rules! primitive_ops {
             query.get_result::<i64>(self).optional()
         }
 
-        fn entries(&mut self, stmt: Stmt<'_>) -> QueryResult<Vec<(Vec<u8>, Vec<u8>)>> {
+        fn entries(&mut self, stmt: Stmt<'_>) -> QueryResult<Vec<Entry>> {
             Ok(stmt
                 .load::<$entry>(self)?
                 .into_iter()
-                .map(|r| (r.k.into(), r.v))
+                .map(Entry::from)
                 .collect())
         }
 

@@ -274,7 +274,15 @@ impl DataSql {
             ),
         };
         DataSql {
-            select_all: format!("SELECT {k} AS k, {read} AS v FROM {t}"),
+            select_all: match backend {
+                // The key's storage class: see `RawEntryRow`.
+                Backend::Sqlite => {
+                    format!("SELECT {k} AS k, {read} AS v, typeof({k}) AS t FROM {t}")
+                }
+                Backend::Postgres | Backend::Mysql => {
+                    format!("SELECT {k} AS k, {read} AS v FROM {t}")
+                }
+            },
             select_one_locked: format!("{select_one}{}", backend.for_update()),
             select_one,
             upsert,

@@ -184,10 +184,20 @@ pub(crate) fn durables<C: Db>(
         let rows = c.entries(Stmt::new(&data.select_all, &[]))?;
         let mut entries = HashMap::with_capacity(rows.len());
         let mut unreadable = Vec::new();
-        for (name, value) in rows {
-            match String::from_utf8(name) {
+        for row in rows {
+            if let Some(class) = row.not_text {
+                // Reads and writes of one key bind it as text and would never find this row;
+                // loaded, it would shadow (or be shadowed by) a text row of the same spelling.
+                let reason = format!(
+                    "the name is stored as {class}, not text: reads and writes of the name as \
+                     text do not reach it"
+                );
+                unreadable.push((row.key, reason));
+                continue;
+            }
+            match String::from_utf8(row.key) {
                 Ok(key) => {
-                    entries.insert(key, value);
+                    entries.insert(key, row.value);
                 }
                 Err(e) => {
                     let reason = format!("the name is not UTF-8 ({})", e.utf8_error());

@@ -9,6 +9,7 @@
 //! the store sorts the server's message: these tests hold that fallback to real messages.
 //! MariaDB: the store asks the server for the error's number instead (see `pool.rs`, tested
 //! there); the message is sorted only when the server holds none, as here.
+#![cfg(any(feature = "postgres", feature = "mysql"))]
 #![allow(clippy::unwrap_used)]
 
 use std::sync::{Arc, Barrier};
