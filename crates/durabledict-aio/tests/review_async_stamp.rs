@@ -7,6 +7,7 @@
 
 mod common;
 
+use durabledict_test_servers::process_cpu_time as cpu_time;
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -501,15 +502,6 @@ fn connections_to(port: u16) -> usize {
         }
     }
     count
-}
-
-/// This process's CPU time (user + system).
-fn cpu_time() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
-    let after = &stat[stat.rfind(')').unwrap() + 2..];
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-    Duration::from_millis(ticks * 10)
 }
 
 /// A thousand reads, each retried at once on failure, while the server is paused: at most

@@ -8,6 +8,7 @@
 #![cfg(feature = "postgres")]
 #![allow(clippy::unwrap_used)]
 
+use durabledict_test_servers::process_cpu_time as cpu_time;
 use std::time::{Duration, Instant};
 
 use diesel::Connection;
@@ -16,20 +17,6 @@ use diesel::pg::PgConnection;
 use durabledict_core::Store;
 use durabledict_diesel::SqlStore;
 use durabledict_test_servers::Postgres;
-
-/// User + system CPU time of this process so far (`/proc/self/stat`, in clock ticks).
-fn cpu_time() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
-    let fields: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .unwrap()
-        .split_whitespace()
-        .collect();
-    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-    // Linux reports them in USER_HZ, 100 per second on every architecture it runs on.
-    Duration::from_millis(ticks * 10)
-}
 
 /// The share of one core this process used over `span`.
 fn share_over(span: Duration) -> f64 {

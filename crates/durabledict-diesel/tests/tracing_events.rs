@@ -7,92 +7,13 @@
 
 mod common;
 
-use std::fmt::Write as _;
-use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use durabledict_core::{DurableDict, Raw};
 use durabledict_diesel::SqlStore;
-use tracing::field::{Field, Visit};
-use tracing::{Event, Metadata, Subscriber, span};
+use durabledict_test_servers::Capture;
 
 const TARGET: &str = "durabledict::sql";
-
-/// A `tracing` subscriber that keeps every event as one line: `LEVEL target field=value …`.
-/// Installed globally once per test binary (r2d2 opens connections on its own threads); the
-/// tests of one binary may run at once, so each counts only the lines of its backend.
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<String>>>);
-
-impl Capture {
-    fn get() -> Capture {
-        static CAPTURE: OnceLock<Capture> = OnceLock::new();
-        CAPTURE
-            .get_or_init(|| {
-                let capture = Capture::default();
-                tracing::subscriber::set_global_default(capture.clone()).unwrap();
-                capture
-            })
-            .clone()
-    }
-
-    fn lines(&self) -> Vec<String> {
-        self.0.lock().unwrap().clone()
-    }
-
-    /// The events of `level` under `target` whose line contains each of `texts`.
-    fn count(&self, level: &str, target: &str, texts: &[&str]) -> usize {
-        let prefix = format!("{level} {target} ");
-        self.lines()
-            .iter()
-            .filter(|line| line.starts_with(&prefix) && texts.iter().all(|t| line.contains(t)))
-            .count()
-    }
-
-    /// The events at `info` or above, of any target, whose line contains `text`.
-    fn loud(&self, text: &str) -> Vec<String> {
-        self.lines()
-            .into_iter()
-            .filter(|line| {
-                (line.starts_with("INFO ")
-                    || line.starts_with("WARN ")
-                    || line.starts_with("ERROR "))
-                    && line.contains(text)
-            })
-            .collect()
-    }
-
-    fn dump(&self) -> String {
-        self.lines().join("\n")
-    }
-}
-
-struct Fields<'a>(&'a mut String);
-
-impl Visit for Fields<'_> {
-    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        let _ = write!(self.0, "{}={value:?} ", field.name());
-    }
-}
-
-impl Subscriber for Capture {
-    fn enabled(&self, _: &Metadata<'_>) -> bool {
-        true
-    }
-    fn new_span(&self, _: &span::Attributes<'_>) -> span::Id {
-        span::Id::from_u64(1)
-    }
-    fn record(&self, _: &span::Id, _: &span::Record<'_>) {}
-    fn record_follows_from(&self, _: &span::Id, _: &span::Id) {}
-    fn event(&self, event: &Event<'_>) {
-        let meta = event.metadata();
-        let mut line = format!("{} {} ", meta.level(), meta.target());
-        event.record(&mut Fields(&mut line));
-        self.0.lock().unwrap().push(line);
-    }
-    fn enter(&self, _: &span::Id) {}
-    fn exit(&self, _: &span::Id) {}
-}
 
 /// A server stops and comes back under a store: healthy reads through a dict say nothing at
 /// `info` or above; the outage is one `warn` however many requests fail, then one `info` when a
@@ -109,7 +30,7 @@ fn a_restart_is_reported_once<S>(
 ) {
     use durabledict_core::Store;
 
-    let capture = Capture::get();
+    let capture = Capture::install();
     let tag = format!("backend={backend} ");
     let tag = tag.as_str();
     let table = common::table_name("tracing");
@@ -130,7 +51,7 @@ fn a_restart_is_reported_once<S>(
         capture.dump()
     );
     assert!(
-        capture.count("DEBUG", TARGET, &[tag, "new connection"]) >= 1,
+        capture.count_all("DEBUG", TARGET, &[tag, "new connection"]) >= 1,
         "{}",
         capture.dump()
     );
@@ -142,16 +63,16 @@ fn a_restart_is_reported_once<S>(
     }
     let log = capture.dump();
     assert_eq!(
-        capture.count("WARN", TARGET, &[tag, "lost the connection"]),
+        capture.count_all("WARN", TARGET, &[tag, "lost the connection"]),
         1,
         "{log}"
     );
     assert!(
-        capture.count("DEBUG", TARGET, &[tag, "still unreachable"]) >= 3,
+        capture.count_all("DEBUG", TARGET, &[tag, "still unreachable"]) >= 3,
         "{log}"
     );
     assert_eq!(
-        capture.count("INFO", TARGET, &[tag, "reconnected"]),
+        capture.count_all("INFO", TARGET, &[tag, "reconnected"]),
         0,
         "{log}"
     );
@@ -165,12 +86,12 @@ fn a_restart_is_reported_once<S>(
     }
     let log = capture.dump();
     assert_eq!(
-        capture.count("INFO", TARGET, &[tag, "reconnected"]),
+        capture.count_all("INFO", TARGET, &[tag, "reconnected"]),
         1,
         "{log}"
     );
     assert_eq!(
-        capture.count("WARN", TARGET, &[tag, "lost the connection"]),
+        capture.count_all("WARN", TARGET, &[tag, "lost the connection"]),
         1,
         "{log}"
     );
@@ -188,12 +109,12 @@ fn a_restart_is_reported_once<S>(
     let log = capture.dump();
     assert!(store.epoch() > epoch, "a dead connection bumps the epoch");
     assert_eq!(
-        capture.count("WARN", TARGET, &[tag, "lost the connection"]),
+        capture.count_all("WARN", TARGET, &[tag, "lost the connection"]),
         2,
         "{log}"
     );
     assert_eq!(
-        capture.count("INFO", TARGET, &[tag, "reconnected"]),
+        capture.count_all("INFO", TARGET, &[tag, "reconnected"]),
         2,
         "{log}"
     );
@@ -257,7 +178,7 @@ fn remove_database(path: &std::path::Path) {
 #[cfg(feature = "sqlite")]
 #[test]
 fn a_replaced_or_deleted_sqlite_file_is_reported() {
-    let capture = Capture::get();
+    let capture = Capture::install();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("flags.db");
     let url = format!("sqlite://{}", path.display());
@@ -289,7 +210,7 @@ fn a_replaced_or_deleted_sqlite_file_is_reported() {
     assert_eq!(common::read(&dict, "k").unwrap().as_deref(), Some("new"));
     let log = capture.dump();
     assert_eq!(
-        capture.count("WARN", TARGET, &[tag, "replaced on disk"]),
+        capture.count_all("WARN", TARGET, &[tag, "replaced on disk"]),
         1,
         "{log}"
     );
@@ -302,12 +223,12 @@ fn a_replaced_or_deleted_sqlite_file_is_reported() {
     }
     let log = capture.dump();
     assert_eq!(
-        capture.count("WARN", TARGET, &["backend=Sqlite", "file is gone", &name]),
+        capture.count_all("WARN", TARGET, &["backend=Sqlite", "file is gone", &name]),
         1,
         "{log}"
     );
     assert!(
-        capture.count(
+        capture.count_all(
             "DEBUG",
             TARGET,
             &["backend=Sqlite", "still unreachable", &name]
@@ -325,7 +246,7 @@ fn a_replaced_or_deleted_sqlite_file_is_reported() {
     assert_eq!(common::read(&dict, "k").unwrap().as_deref(), Some("again"));
     let log = capture.dump();
     assert_eq!(
-        capture.count("INFO", TARGET, &["backend=Sqlite", "reconnected"]),
+        capture.count_all("INFO", TARGET, &["backend=Sqlite", "reconnected"]),
         1,
         "{log}"
     );
@@ -353,7 +274,7 @@ fn a_replaced_or_deleted_sqlite_file_is_reported() {
     }
     let log = capture.dump();
     assert_eq!(
-        capture.count("WARN", TARGET, &["backend=Sqlite", "lost the connection"]),
+        capture.count_all("WARN", TARGET, &["backend=Sqlite", "lost the connection"]),
         1,
         "{log}"
     );
@@ -363,12 +284,12 @@ fn a_replaced_or_deleted_sqlite_file_is_reported() {
     store.last_updated().unwrap();
     let log = capture.dump();
     assert_eq!(
-        capture.count("INFO", TARGET, &["backend=Sqlite", "answers again"]),
+        capture.count_all("INFO", TARGET, &["backend=Sqlite", "answers again"]),
         1,
         "{log}"
     );
     assert_eq!(
-        capture.count("INFO", TARGET, &["backend=Sqlite", "reconnected"]),
+        capture.count_all("INFO", TARGET, &["backend=Sqlite", "reconnected"]),
         1,
         "no new connection: {log}"
     );

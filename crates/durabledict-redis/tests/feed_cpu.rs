@@ -3,25 +3,12 @@
 //! 2 s). Its own binary, so that the process's CPU time is the feeds' alone.
 #![allow(clippy::unwrap_used)]
 
+use durabledict_test_servers::process_cpu_time as cpu_time;
 use std::time::{Duration, Instant};
 
 use durabledict_core::Store;
 use durabledict_redis::RedisStore;
 use durabledict_test_servers::RedisServer;
-
-/// User + system CPU time of this process so far (`/proc/self/stat`, in clock ticks).
-fn cpu_time() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
-    let fields: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .unwrap()
-        .split_whitespace()
-        .collect();
-    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-    // Linux reports them in USER_HZ, 100 per second on every architecture it runs on.
-    Duration::from_millis(ticks * 10)
-}
 
 /// The share of one core this process used over `span`.
 fn share_over(span: Duration) -> f64 {

@@ -5,6 +5,7 @@
 //! the process's CPU time is this store's alone.
 #![allow(clippy::unwrap_used)]
 
+use durabledict_test_servers::process_cpu_time as cpu_time;
 use std::time::{Duration, Instant};
 
 use durabledict_core::{DurableDict, Raw};
@@ -12,21 +13,6 @@ use durabledict_test_servers::ZooKeeper;
 use durabledict_zookeeper::ZooKeeperStore;
 
 const SESSION_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// User + system CPU time of this process so far (`/proc/self/stat`, in clock ticks).
-fn cpu_time() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
-    // The fields after the command name, which is in parentheses and may contain spaces.
-    let fields: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .unwrap()
-        .split_whitespace()
-        .collect();
-    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-    // Linux reports them in USER_HZ, 100 per second on every architecture it runs on.
-    Duration::from_millis(ticks * 10)
-}
 
 #[test]
 fn a_store_waits_quietly_for_a_server_and_reconnects_when_one_is_back() {
