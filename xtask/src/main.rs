@@ -156,10 +156,15 @@ fn root() -> PathBuf {
 fn cargo(root: &Path) -> Command {
     let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     command.current_dir(root);
-    if std::env::var("CI").is_ok_and(|ci| ci == "true" || ci == "1")
-        && std::env::var_os("CARGO_TERM_COLOR").is_none()
-    {
-        command.env("CARGO_TERM_COLOR", "never");
+    if std::env::var("CI").is_ok_and(|ci| ci == "true" || ci == "1") {
+        if std::env::var_os("CARGO_TERM_COLOR").is_none() {
+            command.env("CARGO_TERM_COLOR", "never");
+        }
+        // A CI build is compiled once: incremental state would only double its disk use (a
+        // full test build ran a shared disk out of space with it).
+        if std::env::var_os("CARGO_INCREMENTAL").is_none() {
+            command.env("CARGO_INCREMENTAL", "0");
+        }
     }
     command
 }
