@@ -1012,6 +1012,17 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
         table: Current<V>,
         checked: Result<Option<StampValue>, StoreError>,
     ) -> Result<(Current<V>, bool)> {
+        self.check_and_load_at(table, checked, None)
+    }
+
+    /// [`check_and_load`](Self::check_and_load) for a read at feed state `fed`, whose reload
+    /// may share a load made at that state by another dict on the feed.
+    fn check_and_load_at(
+        &self,
+        table: Current<V>,
+        checked: Result<Option<StampValue>, StoreError>,
+        fed: Option<FeedState>,
+    ) -> Result<(Current<V>, bool)> {
         let stamp = match checked {
             Ok(stamp) => stamp,
             Err(e) => {
@@ -1034,7 +1045,7 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
             self.mark_synced();
             return Ok((Guard::from_inner(latest), true));
         }
-        match self.reload_locked() {
+        match self.reload_at(fed) {
             Ok(table) => Ok((Guard::from_inner(table), true)),
             Err(error) => self
                 .stale_or_fail(Guard::from_inner(latest), error)
@@ -1050,7 +1061,12 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
         if state.is_up() {
             self.observer.notice();
         }
-        let checked = self.check_stamp();
+        // A check made by another dict on the feed at this very state and epoch is as good as
+        // ours (see `Feed::sharing`); the epoch is read before the request, as in a reload.
+        let checked = match &self.feed {
+            Some(feed) => feed.shared_check(state, self.store.epoch(), || self.check_stamp()),
+            None => self.check_stamp(),
+        };
         if let Ok(stamp) = checked
             && self.confirms(&table, stamp)
         {
@@ -1058,7 +1074,7 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
             self.mark_synced();
             return Ok(table);
         }
-        let (current, confirmed) = self.check_and_load(table, checked)?;
+        let (current, confirmed) = self.check_and_load_at(table, checked, Some(state))?;
         // A table served stale confirms nothing: the next read checks again.
         if confirmed {
             current.saw_feed(state);
@@ -1096,6 +1112,14 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
     /// does not decode is left out and remembered with its error (it poisons only its key),
     /// and recorded as the last error.
     fn reload_locked(&self) -> Result<Arc<Table<V>>> {
+        self.reload_at(None)
+    }
+
+    /// [`reload_locked`](Self::reload_locked), sharing a load made by another dict on the feed
+    /// when the read that asked for it (at feed state `asked`) and the load are both at the
+    /// feed's state now. Only reads that a notice sent here share: a reload after a write of
+    /// this dict must see that write, and loads on its own.
+    fn reload_at(&self, asked: Option<FeedState>) -> Result<Arc<Table<V>>> {
         // Read before the entries: a continuity lost or a notice arriving while they are read
         // shows as a changed epoch or feed state at the next check, which reloads again.
         let epoch = self.store.epoch();
@@ -1112,10 +1136,13 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
         );
         let _entered = span.enter();
         let started = Instant::now();
-        let durables = self
-            .store
-            .durables()
-            .map_err(|e| self.failed(Op::Load, None, e))?;
+        let durables = match (&self.feed, fed) {
+            (Some(feed), Some(state)) if asked == Some(state) => {
+                feed.shared_load(state, epoch, || self.store.durables())
+            }
+            _ => self.store.durables().map(Arc::new),
+        }
+        .map_err(|e| self.failed(Op::Load, None, e))?;
         span.record("keys", durables.entries.len());
         span.record(
             "bytes",
@@ -1123,21 +1150,21 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
         );
         span.record("stamp_after", field::debug(durables.stamp));
         let mut damaged = Damaged {
-            unreadable: durables.unreadable,
+            unreadable: durables.unreadable.clone(),
             ..Damaged::default()
         };
         let mut entries = Vec::with_capacity(durables.entries.len());
-        for (key, bytes) in durables.entries {
-            match self.encoding.decode(&bytes) {
-                Ok(value) => entries.push((Arc::from(key), Arc::new(value))),
+        for (key, bytes) in &durables.entries {
+            match self.encoding.decode(bytes) {
+                Ok(value) => entries.push((Arc::from(key.as_str()), Arc::new(value))),
                 Err(source) => {
                     let error = SharedError(Arc::from(source));
-                    self.observer.undecodable(&key, &Report(&error));
+                    self.observer.undecodable(key, &Report(&error));
                     self.record(&Report(&Error::Decode {
                         key: key.clone(),
                         source: Box::new(error.clone()),
                     }));
-                    damaged.undecodable.insert(Arc::from(key), error);
+                    damaged.undecodable.insert(Arc::from(key.as_str()), error);
                 }
             }
         }

@@ -14,8 +14,11 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Condvar, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
+
+use crate::StoreError;
+use crate::store::{Durables, StampValue};
 
 /// The low bit of the state: set while the feed is down.
 const DOWN: u64 = 1;
@@ -72,6 +75,9 @@ pub struct Feed {
     lost_at: AtomicU64,
     wake: Mutex<()>,
     changed: Condvar,
+    /// The stamp checks and loads shared by the dicts on this feed; see
+    /// [`Feed::sharing`].
+    shared: Option<Box<Shared>>,
 }
 
 impl fmt::Debug for Feed {
@@ -80,6 +86,7 @@ impl fmt::Debug for Feed {
         f.debug_struct("Feed")
             .field("up", &state.is_up())
             .field("notices", &state.notices())
+            .field("sharing", &self.shared.is_some())
             .finish()
     }
 }
@@ -98,6 +105,36 @@ impl Feed {
             lost_at: AtomicU64::new(0),
             wake: Mutex::new(()),
             changed: Condvar::new(),
+            shared: None,
+        }
+    }
+
+    /// A feed, down as [`new`](Feed::new), whose dicts share their stamp checks and loads: when
+    /// a notice arrives, the first dict to check the stamp (or load the entries) does it for
+    /// every dict that needs the same at the same feed state, so that 200 dicts hearing one
+    /// write send one `GET` and one load, not 200 of each.
+    ///
+    /// A result is shared only while the feed is up and neither its state nor the store's
+    /// [`epoch`](crate::Store::epoch) moved since the request was sent: what a dict reads is
+    /// then exactly as fresh as a request of its own sent now would be, as far as the feed
+    /// can tell. That holds only when the store keeps two promises, which is why this is not
+    /// the default:
+    /// - the feed serves **one keyspace of one store** (every dict on it reads the same data);
+    /// - every write made through the store, in this process, calls [`notify`](Feed::notify)
+    ///   before it returns, so that a read after a write of this process never shares a
+    ///   result requested before it. (Another process's write is heard when its notice
+    ///   arrives, as [`SyncPolicy::Watch`](crate::SyncPolicy::Watch) promises.)
+    ///
+    /// ```
+    /// use durabledict_core::Feed;
+    ///
+    /// let feed = Feed::sharing();
+    /// assert!(format!("{feed:?}").contains("sharing: true"));
+    /// ```
+    pub fn sharing() -> Self {
+        Feed {
+            shared: Some(Box::default()),
+            ..Feed::new()
         }
     }
 
@@ -172,9 +209,274 @@ impl Feed {
         }
     }
 
+    /// A stamp check for a dict at feed `state` and store `epoch` (both read before the
+    /// request): one already made at the same, or `check`'s own.
+    pub(crate) fn shared_check(
+        &self,
+        state: FeedState,
+        epoch: u64,
+        check: impl FnOnce() -> Result<Option<StampValue>, StoreError>,
+    ) -> Result<Option<StampValue>, StoreError> {
+        match &self.shared {
+            Some(shared) if state.is_up() => shared.stamp.get(Key(state.raw(), epoch), check),
+            _ => check(),
+        }
+    }
+
+    /// A load for a dict at feed `state` and store `epoch` (both read before the request):
+    /// one already made at the same, or `load`'s own.
+    pub(crate) fn shared_load(
+        &self,
+        state: FeedState,
+        epoch: u64,
+        load: impl FnOnce() -> Result<Durables, StoreError>,
+    ) -> Result<Arc<Durables>, StoreError> {
+        match &self.shared {
+            Some(shared) if state.is_up() => shared
+                .load
+                .get(Key(state.raw(), epoch), || load().map(Arc::new)),
+            _ => load().map(Arc::new),
+        }
+    }
+
     fn wake(&self) {
         // Taking the lock orders this wake-up after a waiter's check of the state.
         drop(self.wake.lock().unwrap_or_else(PoisonError::into_inner));
         self.changed.notify_all();
+    }
+}
+
+/// What the dicts of a [`Feed::sharing`] feed share.
+#[derive(Default)]
+struct Shared {
+    stamp: Slot<Option<StampValue>>,
+    load: Slot<Arc<Durables>>,
+}
+
+/// The feed state and store epoch a shared request was sent at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Key(u64, u64);
+
+/// One kind of shared request: the last answer and the request in flight, single flight per
+/// [`Key`].
+struct Slot<T> {
+    state: Mutex<SlotState<T>>,
+    done: Condvar,
+}
+
+struct SlotState<T> {
+    last: Option<(Key, T)>,
+    in_flight: Option<Key>,
+    /// The last request that failed: callers at that key send their own, side by side (one
+    /// caller's error is not another's, and a server that went away must not make every
+    /// caller wait out one timeout after the other).
+    failed: Option<Key>,
+}
+
+impl<T> Default for Slot<T> {
+    fn default() -> Self {
+        Slot {
+            state: Mutex::new(SlotState {
+                last: None,
+                in_flight: None,
+                failed: None,
+            }),
+            done: Condvar::new(),
+        }
+    }
+}
+
+impl<T: Clone> Slot<T> {
+    /// The answer at `key`: the last one when it was made at `key`, the one in flight at
+    /// `key` once it arrives, or `fetch`'s.
+    fn get(
+        &self,
+        key: Key,
+        fetch: impl FnOnce() -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut state = self.lock();
+        loop {
+            if let Some((at, answer)) = &state.last
+                && *at == key
+            {
+                return Ok(answer.clone());
+            }
+            if state.failed == Some(key) {
+                break;
+            }
+            match state.in_flight {
+                Some(at) if at == key => {
+                    state = self
+                        .done
+                        .wait(state)
+                        .unwrap_or_else(PoisonError::into_inner);
+                }
+                // A request at another state is in flight: ours goes alone.
+                Some(_) => break,
+                None => {
+                    state.in_flight = Some(key);
+                    drop(state);
+                    // Whatever happens in `fetch` (a panic included), the waiters are released.
+                    let mut flight = Flight {
+                        slot: self,
+                        key,
+                        answered: false,
+                    };
+                    let answer = fetch();
+                    flight.answered = true;
+                    let mut state = self.lock();
+                    state.in_flight = None;
+                    match &answer {
+                        Ok(value) => state.last = Some((key, value.clone())),
+                        Err(_) => state.failed = Some(key),
+                    }
+                    drop(state);
+                    drop(flight);
+                    return answer;
+                }
+            }
+        }
+        drop(state);
+        fetch()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, SlotState<T>> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A shared request in flight: when it ends (answered, or its caller panicked), its waiters
+/// wake; unanswered, they send their own.
+struct Flight<'a, T> {
+    slot: &'a Slot<T>,
+    key: Key,
+    answered: bool,
+}
+
+impl<T> Drop for Flight<'_, T> {
+    fn drop(&mut self) {
+        if !self.answered {
+            let mut state = self
+                .slot
+                .state
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            state.in_flight = None;
+            state.failed = Some(self.key);
+        }
+        self.slot.done.notify_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    #[test]
+    fn a_plain_feed_shares_nothing() {
+        let feed = Feed::new();
+        feed.restored();
+        let sent = AtomicUsize::new(0);
+        for _ in 0..3 {
+            let stamp = feed.shared_check(feed.state(), 0, || {
+                sent.fetch_add(1, Ordering::Relaxed);
+                Ok(Some(1))
+            });
+            assert_eq!(stamp.ok(), Some(Some(1)));
+        }
+        assert_eq!(sent.load(Ordering::Relaxed), 3);
+    }
+
+    #[test]
+    fn answers_are_shared_only_at_the_same_state_and_epoch_while_up() {
+        let feed = Feed::sharing();
+        let sent = AtomicUsize::new(0);
+        let check = |state, epoch, answer| {
+            feed.shared_check(state, epoch, || {
+                sent.fetch_add(1, Ordering::Relaxed);
+                Ok(Some(answer))
+            })
+            .ok()
+            .flatten()
+        };
+        // Down: every caller checks for itself.
+        assert_eq!(check(feed.state(), 0, 1), Some(1));
+        assert_eq!(check(feed.state(), 0, 2), Some(2));
+        feed.restored();
+        let up = feed.state();
+        assert_eq!(check(up, 0, 3), Some(3));
+        assert_eq!(check(up, 0, 4), Some(3), "the same state and epoch: shared");
+        assert_eq!(check(up, 1, 5), Some(5), "another epoch: its own");
+        feed.notify();
+        assert_eq!(
+            check(feed.state(), 1, 6),
+            Some(6),
+            "a notice since: its own"
+        );
+        assert_eq!(sent.load(Ordering::Relaxed), 5);
+    }
+
+    #[test]
+    fn a_failed_request_is_not_shared() {
+        let feed = Feed::sharing();
+        feed.restored();
+        let state = feed.state();
+        let failed = feed.shared_check(state, 0, || Err(StoreError::unavailable("gone")));
+        assert!(failed.is_err());
+        let again = feed.shared_check(state, 0, || Ok(Some(9)));
+        assert_eq!(
+            again.ok(),
+            Some(Some(9)),
+            "after a failure each caller sends its own"
+        );
+    }
+
+    #[test]
+    fn callers_at_one_state_wait_for_the_request_in_flight() {
+        let feed = Arc::new(Feed::sharing());
+        feed.restored();
+        let state = feed.state();
+        let sent = Arc::new(AtomicUsize::new(0));
+        let callers: Vec<_> = (0..8)
+            .map(|_| {
+                let (feed, sent) = (Arc::clone(&feed), Arc::clone(&sent));
+                std::thread::spawn(move || {
+                    feed.shared_load(state, 0, || {
+                        sent.fetch_add(1, Ordering::Relaxed);
+                        std::thread::sleep(Duration::from_millis(50));
+                        Ok(Durables::new(Default::default(), Some(7)))
+                    })
+                    .map(|durables| durables.stamp)
+                    .ok()
+                })
+            })
+            .collect();
+        for caller in callers {
+            assert_eq!(caller.join().ok().flatten(), Some(Some(7)));
+        }
+        // All eight started within the first one's 50 ms: one request (two when the machine
+        // delayed a thread's start past it).
+        assert!(sent.load(Ordering::Relaxed) <= 2, "{sent:?}");
+    }
+
+    #[test]
+    fn a_panicking_request_releases_its_waiters() {
+        let feed = Arc::new(Feed::sharing());
+        feed.restored();
+        let state = feed.state();
+        let panicking = {
+            let feed = Arc::clone(&feed);
+            std::thread::spawn(move || {
+                let _ = feed.shared_check(state, 0, || {
+                    std::thread::sleep(Duration::from_millis(50));
+                    panic!("a store that panics");
+                });
+            })
+        };
+        std::thread::sleep(Duration::from_millis(10));
+        let waited = feed.shared_check(state, 0, || Ok(Some(3)));
+        assert!(panicking.join().is_err());
+        assert_eq!(waited.ok(), Some(Some(3)));
     }
 }

@@ -205,7 +205,9 @@ impl MemoryStore {
     /// # Ok::<(), durabledict_core::Error>(())
     /// ```
     pub fn with_feed() -> Self {
-        let feed = Feed::new();
+        // Every write notifies before it returns and the store is one keyspace: its dicts may
+        // share their checks and loads.
+        let feed = Feed::sharing();
         feed.restored();
         MemoryStore {
             inner: Arc::new(MemoryInner {

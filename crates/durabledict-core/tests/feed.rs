@@ -324,3 +324,67 @@ fn try_get_local_answers_only_without_io() {
     store.cut_feed();
     assert!(!dict.answers_locally(), "the feed is down");
 }
+
+#[test]
+fn dicts_on_one_feed_share_the_check_and_the_load_a_notice_calls_for() {
+    let store = MemoryStore::with_feed();
+    let count = Arc::new(Count::default());
+    let dicts: Vec<_> = (0..20)
+        .map(|_| {
+            DurableDict::<String>::builder(
+                Layered::new(Counting(Arc::clone(&count)), store.clone()),
+                Raw,
+            )
+            .policy(SyncPolicy::Watch)
+            .build()
+            .unwrap()
+        })
+        .collect();
+    let requests = || {
+        (
+            count.checks.load(Ordering::SeqCst),
+            count.loads.load(Ordering::SeqCst),
+        )
+    };
+    let other = writer(&store);
+    for (i, expected) in ["v", "w", "x"].into_iter().enumerate() {
+        let before = requests();
+        other.insert("k", expected.to_string()).unwrap();
+        for dict in &dicts {
+            assert_eq!(value(dict, "k").as_deref(), Some(expected), "round {i}");
+        }
+        let after = requests();
+        assert_eq!(
+            (after.0 - before.0, after.1 - before.1),
+            (1, 1),
+            "round {i}: one check and one load for the 20 dicts"
+        );
+    }
+    // A write by one of them: the others share one check and one load; the writer, which
+    // applied its own write, confirms its table with that same check.
+    let before = requests();
+    dicts[3].insert("k", "y".to_string()).unwrap();
+    for dict in &dicts {
+        assert_eq!(value(dict, "k").as_deref(), Some("y"));
+    }
+    let after = requests();
+    assert_eq!((after.0 - before.0, after.1 - before.1), (1, 1));
+}
+
+#[test]
+fn a_shared_answer_never_hides_a_write_of_this_process() {
+    // Writes by one dict interleaved with reads of another on the same feed, checked against
+    // the last write every time: a check or load shared from before a write would show.
+    let store = MemoryStore::with_feed();
+    let (reader, _) = watched(&store);
+    let (also, _) = watched(&store);
+    let other = writer(&store);
+    for i in 0..200 {
+        let v = i.to_string();
+        other.insert("k", v.clone()).unwrap();
+        assert_eq!(value(&also, "k").as_deref(), Some(v.as_str()));
+        assert_eq!(value(&reader, "k").as_deref(), Some(v.as_str()));
+        also.insert("j", v.clone()).unwrap();
+        assert_eq!(value(&reader, "j").as_deref(), Some(v.as_str()));
+    }
+}

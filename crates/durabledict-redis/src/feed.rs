@@ -180,7 +180,7 @@ impl Tracking {
     }
 
     fn start(&self) -> Option<Started> {
-        let feed = Arc::new(Feed::new());
+        let feed = Arc::new(Feed::sharing());
         let stop = Arc::new(Stop::default());
         let worker = Worker {
             connect: Arc::clone(&self.connect),
