@@ -10,7 +10,7 @@ use tracing::field;
 
 use crate::encoding::Encoding;
 use crate::error::{Error, Op, Report, Result, StoreError, StoreErrorKind};
-use crate::feed::{Feed, FeedState};
+use crate::feed::{Feed, FeedState, Kept};
 use crate::listen::{Change, Subscriber, Subscription};
 use crate::observe::{DEFAULT_SLOW_RELOAD, Observer, TARGET};
 use crate::policy::SyncPolicy;
@@ -313,9 +313,9 @@ impl<V: Send + Sync + 'static> Builder<V> {
 type Current<V> = Guard<Arc<Table<V>>>;
 
 /// How long a subscribed dict's thread waits for a notice before checking anyway.
-const FEED_QUIET: Duration = Duration::from_secs(1);
+pub(crate) const FEED_QUIET: Duration = Duration::from_secs(1);
 /// How often a subscribed dict's thread checks the stamp when nothing pushes changes.
-const LISTEN_POLL: Duration = Duration::from_millis(100);
+pub(crate) const LISTEN_POLL: Duration = Duration::from_millis(100);
 /// The shortest interval between a subscribed dict's checks under `AtMostEvery`.
 const LISTEN_POLL_FLOOR: Duration = Duration::from_millis(10);
 /// How many events a subscription buffers by default.
@@ -403,14 +403,33 @@ impl<V: PartialEq + Send + Sync + 'static> DurableDict<V> {
         self.has_listeners.store(true, Ordering::Release);
         if !listeners.watching && self.policy != SyncPolicy::Manual {
             listeners.watching = true;
-            let dict = Arc::downgrade(self);
-            std::thread::Builder::new()
-                .name("durabledict-listen".into())
-                .spawn(move || Self::keep_current(dict))
-                .map(drop)
-                .unwrap_or_else(|_| listeners.watching = false);
+            // On a feed whose dicts share their checks and loads, one thread per feed keeps
+            // them all current (see `Feed::keep`); otherwise a thread of the dict's own.
+            let kept = self.feed.as_ref().is_some_and(|feed| {
+                let dict: Weak<dyn Kept> = Arc::downgrade(self) as Weak<dyn Kept>;
+                feed.keep(dict)
+            });
+            if !kept {
+                let dict = Arc::downgrade(self);
+                std::thread::Builder::new()
+                    .name("durabledict-listen".into())
+                    .spawn(move || Self::keep_current(dict))
+                    .map(drop)
+                    .unwrap_or_else(|_| listeners.watching = false);
+            }
         }
         subscription
+    }
+}
+
+impl<V: Send + Sync + 'static> Kept for DurableDict<V> {
+    fn keep(&self) -> bool {
+        if !self.still_listened() {
+            return false;
+        }
+        // An error is recorded in `status()`; the next round tries again.
+        let _ = self.current();
+        true
     }
 }
 
@@ -882,14 +901,8 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
     fn keep_current(dict: Weak<Self>) {
         loop {
             let Some(this) = dict.upgrade() else { return };
-            {
-                let mut listeners = this.lock_listeners();
-                listeners.subscribers.retain(|s| !s.is_dropped());
-                if listeners.subscribers.is_empty() {
-                    listeners.watching = false;
-                    this.has_listeners.store(false, Ordering::Release);
-                    return;
-                }
+            if !this.still_listened() {
+                return;
             }
             let before = this.feed.as_ref().map(|feed| feed.state());
             // An error is recorded in `status()`; the next round tries again.
@@ -918,6 +931,19 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
                 _ => std::thread::sleep(LISTEN_POLL),
             }
         }
+    }
+
+    /// Forgets dropped subscriptions; `false`, with the dict marked as not watched, when none
+    /// is left (the thread keeping it current then lets it go).
+    fn still_listened(&self) -> bool {
+        let mut listeners = self.lock_listeners();
+        listeners.subscribers.retain(|s| !s.is_dropped());
+        if listeners.subscribers.is_empty() {
+            listeners.watching = false;
+            self.has_listeners.store(false, Ordering::Release);
+            return false;
+        }
+        true
     }
 
     /// The table a read should use, after whatever stamp check the policy asks for. Kept small

@@ -14,10 +14,11 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::StoreError;
+use crate::dict::{FEED_QUIET, LISTEN_POLL};
 use crate::store::{Durables, StampValue};
 
 /// The low bit of the state: set while the feed is down.
@@ -78,6 +79,24 @@ pub struct Feed {
     /// The stamp checks and loads shared by the dicts on this feed; see
     /// [`Feed::sharing`].
     shared: Option<Box<Shared>>,
+    /// The dicts with subscribers that this feed's keeper thread keeps current (sharing
+    /// feeds only).
+    keepers: Mutex<Keepers>,
+}
+
+/// A dict with subscribers, kept current by its feed's keeper thread.
+pub(crate) trait Kept: Send + Sync {
+    /// One round: checks (and reloads, announcing the changes) as a read would; `false` when
+    /// nobody listens any more.
+    fn keep(&self) -> bool;
+}
+
+/// The dicts a feed's keeper thread keeps current.
+#[derive(Default)]
+struct Keepers {
+    dicts: Vec<(u64, Weak<dyn Kept>)>,
+    next: u64,
+    running: bool,
 }
 
 impl fmt::Debug for Feed {
@@ -106,6 +125,7 @@ impl Feed {
             wake: Mutex::new(()),
             changed: Condvar::new(),
             shared: None,
+            keepers: Mutex::default(),
         }
     }
 
@@ -237,6 +257,83 @@ impl Feed {
                 .get(Key(state.raw(), epoch), || load().map(Arc::new)),
             _ => load().map(Arc::new),
         }
+    }
+
+    /// Has this feed's keeper thread keep `dict` current, starting the thread when none runs:
+    /// one thread per feed, not per dict, so that a notice wakes one thread, which brings
+    /// every listened dict up to date with the one check and load they share. Only on a
+    /// [`sharing`](Feed::sharing) feed (elsewhere each dict's own requests would run one
+    /// after the other); `false` there, or when no thread could be started.
+    ///
+    /// The thread holds the feed while it runs; it ends once no dict is left (each is let go
+    /// when dropped or when its last subscription is), within [`FEED_QUIET`].
+    pub(crate) fn keep(self: &Arc<Self>, dict: Weak<dyn Kept>) -> bool {
+        if self.shared.is_none() {
+            return false;
+        }
+        let mut keepers = self.lock_keepers();
+        let id = keepers.next;
+        keepers.next += 1;
+        keepers.dicts.push((id, dict));
+        if !keepers.running {
+            let feed = Arc::clone(self);
+            let started = std::thread::Builder::new()
+                .name("durabledict-feed-keeper".into())
+                .spawn(move || feed.run_keeper());
+            if started.is_err() {
+                keepers.dicts.retain(|(at, _)| *at != id);
+                return false;
+            }
+            keepers.running = true;
+        }
+        true
+    }
+
+    /// The keeper thread: after every notice (and every [`FEED_QUIET`], or [`LISTEN_POLL`]
+    /// while the feed is down), one round over every kept dict.
+    fn run_keeper(self: Arc<Self>) {
+        loop {
+            let before = self.state();
+            let dicts: Vec<(u64, Arc<dyn Kept>)> = {
+                let mut keepers = self.lock_keepers();
+                keepers.dicts.retain(|(_, dict)| dict.strong_count() > 0);
+                if keepers.dicts.is_empty() {
+                    keepers.running = false;
+                    return;
+                }
+                keepers
+                    .dicts
+                    .iter()
+                    .filter_map(|(id, dict)| Some((*id, dict.upgrade()?)))
+                    .collect()
+            };
+            // A dict whose round panics (an encoding's bug) stays kept; the others are not
+            // left without their thread.
+            let let_go: Vec<u64> = dicts
+                .iter()
+                .filter(|(_, dict)| {
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| dict.keep()))
+                        .is_ok_and(|kept| !kept)
+                })
+                .map(|(id, _)| *id)
+                .collect();
+            drop(dicts);
+            if !let_go.is_empty() {
+                self.lock_keepers()
+                    .dicts
+                    .retain(|(id, _)| !let_go.contains(id));
+            }
+            let wait = if before.is_up() {
+                FEED_QUIET
+            } else {
+                LISTEN_POLL
+            };
+            self.wait(before, wait);
+        }
+    }
+
+    fn lock_keepers(&self) -> std::sync::MutexGuard<'_, Keepers> {
+        self.keepers.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn wake(&self) {
