@@ -328,7 +328,10 @@ impl<V: PartialEq + Send + Sync + 'static> DurableDict<V> {
     ///
     /// A thread keeps the dict current while it has subscribers, so changes made elsewhere
     /// are announced without a read: under [`SyncPolicy::Watch`] as soon as the store's notice
-    /// arrives, under `AtMostEvery(d)` within `d`, under `Always` within 100 ms. Under
+    /// arrives, under `AtMostEvery(d)` within `d`, under `Always` within 100 ms. On a store
+    /// whose feed is [`sharing`](crate::Feed::sharing) (Redis, PostgreSQL) that is one thread
+    /// for every subscribed dict on the feed, which they share with the one stamp check and
+    /// load a notice calls for; otherwise one thread per subscribed dict. Under
     /// `Manual` changes are announced when `sync()` or a write applies them. A slow subscriber
     /// never blocks the dict: its buffer holds [`DEFAULT_SUBSCRIPTION_CAPACITY`] events, and
     /// past that it misses changes and gets one [`Event::Lagged`](crate::Event::Lagged).
