@@ -9,7 +9,7 @@
 //! | `redis_reload_10000` | `store_durables` (the store's part) and `decode_only` (decoding the values, no I/O) | | informative |
 //! | `paired: watch read` | `dict.get` under `Watch`, feed up | `HashMap<String, Arc<V>>` get + clone | ≤ 1.5× |
 //! | `feed: propagation` | a write's return to another handle's `Watch` dict serving it, and to a listener firing | a raw RESP3 tracking client's notice, and its notice plus one `MULTI GET HGETALL`, for the same writes | p50 ≤ 1 ms, p99 ≤ 5 ms |
-//! | `feed: 200 …` | 200 dicts hearing one write: on 200 store handles (200 feed connections), then on clones of one handle (one) | 200 raw tracking clients, rounds alternating | p99 ≤ 20 ms |
+//! | `feed: 200 …` | 200 dicts hearing one write: on clones of one handle (one feed connection, one keeper thread), then on 200 store handles (200 of each) | 200 raw tracking clients, rounds alternating | p99 ≤ 20 ms |
 //! | `redis_two_threads` | two threads reading under `Always` (pooled connections) | two threads sharing one raw connection behind a mutex, and one raw connection each | informative |
 //!
 //! On a busy machine a baseline and its subject measured a few seconds apart can differ by 2×
@@ -683,10 +683,9 @@ fn propagation(bench: &Bench) {
 }
 
 /// 200 dicts on one server in one process, all hearing one Python-style write, in two
-/// layouts measured one after the other (so that the first one's 200 listener threads are gone
-/// when the second runs): 200 store handles (200 feed connections and pools), then 200 dicts on
-/// clones of one handle (one feed connection and one pool, `max_idle` 200 so that a burst of
-/// 200 loads does not open and close connections). Each layout's rounds alternate with rounds of
+/// layouts measured one after the other: 200 dicts on clones of one handle (one feed
+/// connection, one keeper thread and one pool, `max_idle` 200), then 200 store handles (200
+/// feed connections, keeper threads and pools). Each layout's rounds alternate with rounds of
 /// 200 raw tracking clients (the baseline: a thread and a tracking connection each, one
 /// `MULTI GET HGETALL` per notice).
 fn fleet(bench: &Bench) {
