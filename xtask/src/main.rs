@@ -252,6 +252,7 @@ fn test(selection: &Selection, libtest_args: &[String]) -> Result<ExitCode> {
         command.arg("--").args(libtest_args);
     }
     println!("xtask: {}", render(&command));
+    warn_if_disk_is_short(&root);
 
     let mut tally = Tally::default();
     let status = stream(&mut command, |line| tally.read(line))?;
@@ -271,6 +272,46 @@ fn test(selection: &Selection, libtest_args: &[String]) -> Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// What a full `cargo xtask test` build takes on disk (2.5 GB measured, with the dev profile's
+/// line tables only and no incremental state under CI), with a margin.
+const TEST_BUILD_BYTES: u64 = 4 << 30;
+
+/// Says so before building when the file system the build goes to has less room than a test
+/// build takes: the build would fail late, with only `No space left on device` to show.
+fn warn_if_disk_is_short(root: &Path) {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    // The nearest directory that exists: `df` needs one.
+    let Some(dir) = target.ancestors().find(|dir| dir.is_dir()) else {
+        return;
+    };
+    let Some(free) = Command::new("df")
+        .args(["-Pk"])
+        .arg(dir)
+        .output()
+        .ok()
+        .and_then(|out| df_available_kib(&String::from_utf8_lossy(&out.stdout)))
+        .map(|kib| kib * 1024)
+    else {
+        return;
+    };
+    if free < TEST_BUILD_BYTES {
+        println!(
+            "xtask: warning: {:.1} GiB free where the build goes ({}); a full test build takes \
+             about {} GiB: it may fail with `No space left on device`",
+            free as f64 / f64::from(1u32 << 30),
+            target.display(),
+            TEST_BUILD_BYTES >> 30,
+        );
+    }
+}
+
+/// The available KiB in `df -Pk` output: the fourth field of its second line.
+fn df_available_kib(df: &str) -> Option<u64> {
+    df.lines().nth(1)?.split_whitespace().nth(3)?.parse().ok()
 }
 
 /// Runs `command`, passing its standard output through line by line (and to `each_line`);
@@ -403,6 +444,17 @@ mod tests {
 
     fn args(list: &[&str]) -> Vec<String> {
         list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn df_output_gives_the_available_kib() {
+        let df = "Filesystem     1024-blocks     Used Available Capacity Mounted on\n\
+                  /dev/vda         263174212 90140328 159579572      37% /\n";
+        assert_eq!(df_available_kib(df), Some(159_579_572));
+        assert_eq!(
+            df_available_kib("df: /nowhere: No such file or directory\n"),
+            None
+        );
     }
 
     #[test]
