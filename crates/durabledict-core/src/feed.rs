@@ -307,6 +307,10 @@ impl Feed {
                     .filter_map(|(id, dict)| Some((*id, dict.upgrade()?)))
                     .collect()
             };
+            // The round's dicts share one load: it is kept until the last of them had it.
+            if let Some(shared) = &self.shared {
+                shared.load.hold();
+            }
             // A dict whose round panics (an encoding's bug) stays kept; the others are not
             // left without their thread.
             let let_go: Vec<u64> = dicts
@@ -317,18 +321,42 @@ impl Feed {
                 })
                 .map(|(id, _)| *id)
                 .collect();
+            if let Some(shared) = &self.shared {
+                shared.load.release();
+            }
             drop(dicts);
             if !let_go.is_empty() {
                 self.lock_keepers()
                     .dicts
                     .retain(|(id, _)| !let_go.contains(id));
             }
-            let wait = if before.is_up() {
-                FEED_QUIET
-            } else {
-                LISTEN_POLL
+            self.wait_for_round(before);
+        }
+    }
+
+    /// Waits until the next keeping round is due, after one that started at `before`: while
+    /// the feed is up, until a notice arrives (or [`FEED_QUIET`]); while it is down, until it
+    /// is back (or [`LISTEN_POLL`]), not at every change of state meanwhile: every request
+    /// that fails while the server is away marks the feed lost again, and a round woken by its
+    /// own failures ran at once again, spinning (92% of a core with three subscribed dicts on
+    /// a stopped redis-server, `tests/review_sharing.rs` in durabledict-redis).
+    pub(crate) fn wait_for_round(&self, before: FeedState) {
+        if self.state().is_up() {
+            // A notice (or the feed's return) during the round: at once.
+            self.wait(before, FEED_QUIET);
+            return;
+        }
+        let deadline = Instant::now() + LISTEN_POLL;
+        let mut guard = self.wake.lock().unwrap_or_else(PoisonError::into_inner);
+        while !self.state().is_up() {
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                return;
             };
-            self.wait(before, wait);
+            guard = self
+                .changed
+                .wait_timeout(guard, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
         }
     }
 
@@ -344,10 +372,40 @@ impl Feed {
 }
 
 /// What the dicts of a [`Feed::sharing`] feed share.
-#[derive(Default)]
 struct Shared {
+    /// The last stamp check is kept (one word).
     stamp: Slot<Option<StampValue>>,
+    /// The last load is kept when small ([`KEEP_LOAD_BYTES`]); a larger one only while
+    /// someone may still want it: the callers waiting for it, and a keeper round in progress
+    /// (see [`Feed::run_keeper`]). Kept longer, it would hold a copy of the whole keyspace's
+    /// bytes for as long as the feed lives.
     load: Slot<Arc<Durables>>,
+}
+
+/// The size up to which a feed keeps its last shared load for dicts that come later.
+const KEEP_LOAD_BYTES: usize = 1 << 20;
+
+/// Whether a load is small enough to keep (see [`KEEP_LOAD_BYTES`]).
+fn small_load(durables: &Arc<Durables>) -> bool {
+    let mut bytes = 0usize;
+    for (key, value) in &durables.entries {
+        bytes = bytes.saturating_add(key.len() + value.len());
+        if bytes > KEEP_LOAD_BYTES {
+            return false;
+        }
+    }
+    durables.unreadable.iter().fold(bytes, |sum, (name, why)| {
+        sum.saturating_add(name.len() + why.len())
+    }) <= KEEP_LOAD_BYTES
+}
+
+impl Default for Shared {
+    fn default() -> Self {
+        Shared {
+            stamp: Slot::new(|_| true),
+            load: Slot::new(small_load),
+        }
+    }
 }
 
 /// The feed state and store epoch a shared request was sent at.
@@ -359,31 +417,48 @@ struct Key(u64, u64);
 struct Slot<T> {
     state: Mutex<SlotState<T>>,
     done: Condvar,
+    /// Whether an answer is kept when nobody waits for it and nothing holds the slot.
+    keep: fn(&T) -> bool,
 }
 
 struct SlotState<T> {
-    last: Option<(Key, T)>,
+    /// The last answer, and whether it is kept for callers to come (`Slot::keep`).
+    last: Option<(Key, T, bool)>,
     in_flight: Option<Key>,
     /// The last request that failed: callers at that key send their own, side by side (one
     /// caller's error is not another's, and a server that went away must not make every
     /// caller wait out one timeout after the other).
     failed: Option<Key>,
+    /// Callers waiting for the request in flight.
+    waiting: usize,
+    /// Holds on the last answer ([`Slot::hold`]).
+    holds: usize,
 }
 
-impl<T> Default for Slot<T> {
-    fn default() -> Self {
-        Slot {
-            state: Mutex::new(SlotState {
-                last: None,
-                in_flight: None,
-                failed: None,
-            }),
-            done: Condvar::new(),
+impl<T> SlotState<T> {
+    /// Forgets the last answer when it is not kept and nobody may still want it.
+    fn let_go(&mut self) {
+        if self.waiting == 0 && self.holds == 0 && matches!(self.last, Some((_, _, false))) {
+            self.last = None;
         }
     }
 }
 
 impl<T: Clone> Slot<T> {
+    fn new(keep: fn(&T) -> bool) -> Self {
+        Slot {
+            state: Mutex::new(SlotState {
+                last: None,
+                in_flight: None,
+                failed: None,
+                waiting: 0,
+                holds: 0,
+            }),
+            done: Condvar::new(),
+            keep,
+        }
+    }
+
     /// The answer at `key`: the last one when it was made at `key`, the one in flight at
     /// `key` once it arrives, or `fetch`'s.
     fn get(
@@ -393,20 +468,24 @@ impl<T: Clone> Slot<T> {
     ) -> Result<T, StoreError> {
         let mut state = self.lock();
         loop {
-            if let Some((at, answer)) = &state.last
+            if let Some((at, answer, _)) = &state.last
                 && *at == key
             {
-                return Ok(answer.clone());
+                let answer = answer.clone();
+                state.let_go();
+                return Ok(answer);
             }
             if state.failed == Some(key) {
                 break;
             }
             match state.in_flight {
                 Some(at) if at == key => {
+                    state.waiting += 1;
                     state = self
                         .done
                         .wait(state)
                         .unwrap_or_else(PoisonError::into_inner);
+                    state.waiting -= 1;
                 }
                 // A request at another state is in flight: ours goes alone.
                 Some(_) => break,
@@ -424,7 +503,10 @@ impl<T: Clone> Slot<T> {
                     let mut state = self.lock();
                     state.in_flight = None;
                     match &answer {
-                        Ok(value) => state.last = Some((key, value.clone())),
+                        Ok(value) => {
+                            state.last = Some((key, value.clone(), (self.keep)(value)));
+                            state.let_go();
+                        }
                         Err(_) => state.failed = Some(key),
                     }
                     drop(state);
@@ -435,6 +517,17 @@ impl<T: Clone> Slot<T> {
         }
         drop(state);
         fetch()
+    }
+
+    /// Keeps the last answer, and the ones to come, until [`release`](Self::release).
+    fn hold(&self) {
+        self.lock().holds += 1;
+    }
+
+    fn release(&self) {
+        let mut state = self.lock();
+        state.holds = state.holds.saturating_sub(1);
+        state.let_go();
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, SlotState<T>> {
@@ -466,6 +559,7 @@ impl<T> Drop for Flight<'_, T> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use std::sync::atomic::AtomicUsize;
@@ -555,6 +649,57 @@ mod tests {
         // All eight started within the first one's 50 ms: one request (two when the machine
         // delayed a thread's start past it).
         assert!(sent.load(Ordering::Relaxed) <= 2, "{sent:?}");
+    }
+
+    #[test]
+    fn a_large_load_is_kept_only_while_held() {
+        let feed = Feed::sharing();
+        feed.restored();
+        let state = feed.state();
+        let large = || {
+            let entries = (0..3)
+                .map(|i| (format!("k{i}"), vec![0u8; KEEP_LOAD_BYTES / 2]))
+                .collect();
+            Ok(Durables::new(entries, Some(1)))
+        };
+        let sent = AtomicUsize::new(0);
+        let load = || {
+            feed.shared_load(state, 0, || {
+                sent.fetch_add(1, Ordering::Relaxed);
+                large()
+            })
+            .unwrap()
+        };
+        let first = load();
+        assert_eq!(
+            Arc::strong_count(&first),
+            1,
+            "not kept: nobody waits, nothing holds"
+        );
+        drop(load());
+        assert_eq!(sent.load(Ordering::Relaxed), 2);
+
+        // Held (a keeper round): shared, then let go at the release.
+        let shared = feed.shared.as_ref().unwrap();
+        shared.load.hold();
+        let held = load();
+        assert_eq!(Arc::strong_count(&held), 2, "kept while held");
+        let again = load();
+        assert!(Arc::ptr_eq(&held, &again));
+        assert_eq!(sent.load(Ordering::Relaxed), 3);
+        drop(again);
+        shared.load.release();
+        assert_eq!(Arc::strong_count(&held), 1, "let go at the release");
+
+        // A small load is kept for dicts that come later.
+        let small = feed
+            .shared_load(state, 1, || Ok(Durables::new(Default::default(), Some(2))))
+            .unwrap();
+        assert_eq!(Arc::strong_count(&small), 2);
+        let later = feed
+            .shared_load(state, 1, || panic!("shared, not sent"))
+            .unwrap();
+        assert!(Arc::ptr_eq(&small, &later));
     }
 
     #[test]
