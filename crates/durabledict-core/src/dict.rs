@@ -913,14 +913,7 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
             let (feed, policy) = (this.feed.clone(), this.policy);
             drop(this);
             match (policy, feed, before) {
-                (_, Some(feed), Some(before)) => {
-                    let wait = if before.is_up() {
-                        FEED_QUIET
-                    } else {
-                        LISTEN_POLL
-                    };
-                    feed.wait(before, wait);
-                }
+                (_, Some(feed), Some(before)) => feed.wait_for_round(before),
                 (SyncPolicy::AtMostEvery(interval), _, _) => {
                     // In slices, so that a dict dropped meanwhile ends the thread soon.
                     let until = Instant::now() + interval.max(LISTEN_POLL_FLOOR);
