@@ -1,8 +1,9 @@
 //! [`DurableDict`]: the cached dictionary, its [`Builder`], [`Snapshot`] and [`Status`].
 
+use std::cell::Cell;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::{ArcSwap, Guard};
@@ -10,7 +11,7 @@ use tracing::field;
 
 use crate::encoding::Encoding;
 use crate::error::{Error, Op, Report, Result, StoreError, StoreErrorKind};
-use crate::feed::{Feed, FeedState, Kept};
+use crate::feed::{Feed, FeedState, Kept, Round};
 use crate::listen::{Change, Subscriber, Subscription};
 use crate::observe::{DEFAULT_SLOW_RELOAD, Observer, TARGET};
 use crate::policy::SyncPolicy;
@@ -426,13 +427,28 @@ impl<V: PartialEq + Send + Sync + 'static> DurableDict<V> {
 }
 
 impl<V: Send + Sync + 'static> Kept for DurableDict<V> {
-    fn keep(&self) -> bool {
+    fn keep(&self) -> Round {
         if !self.still_listened() {
-            return false;
+            return Round::LetGo;
         }
+        let Some(feed) = &self.feed else {
+            // An error is recorded in `status()`; the next round tries again.
+            let _ = self.current();
+            return Round::Kept;
+        };
+        // As `current()` under `Watch`, but never waiting for the update lock: a write of this
+        // dict waiting for its reply held the feed's only keeper, and with it every other
+        // dict's listeners, for as long as the write waited (tests/review_sharing.rs in
+        // durabledict-redis).
+        let table = self.table.load();
+        let state = feed.state();
+        if table.fed(state) && self.store.epoch() == table.epoch() {
+            return Round::Kept;
+        }
+        let busy = Cell::new(false);
         // An error is recorded in `status()`; the next round tries again.
-        let _ = self.current();
-        true
+        let _ = self.check_fed(table, state, Some(&busy));
+        if busy.get() { Round::Busy } else { Round::Kept }
     }
 }
 
@@ -507,7 +523,7 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
     #[cold]
     #[inline(never)]
     fn get_fed(&self, table: Current<V>, state: FeedState, key: &str) -> Result<Option<Arc<V>>> {
-        let table = self.check_fed(table, state)?;
+        let table = self.check_fed(table, state, None)?;
         self.read_key(&table, key)
     }
 
@@ -913,7 +929,7 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
             let (feed, policy) = (this.feed.clone(), this.policy);
             drop(this);
             match (policy, feed, before) {
-                (_, Some(feed), Some(before)) => feed.wait_for_round(before),
+                (_, Some(feed), Some(before)) => feed.wait_for_round(before, FEED_QUIET),
                 (SyncPolicy::AtMostEvery(interval), _, _) => {
                     // In slices, so that a dict dropped meanwhile ends the thread soon.
                     let until = Instant::now() + interval.max(LISTEN_POLL_FLOOR);
@@ -957,7 +973,7 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
                     if table.fed(state) && self.store.epoch() == table.epoch() {
                         Ok(table)
                     } else {
-                        self.check_fed(table, state)
+                        self.check_fed(table, state, None)
                     }
                 }
                 // A store that cannot push: as `Always`.
@@ -1034,16 +1050,19 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
         table: Current<V>,
         checked: Result<Option<StampValue>, StoreError>,
     ) -> Result<(Current<V>, bool)> {
-        self.check_and_load_at(table, checked, None)
+        self.check_and_load_at(table, checked, None, None)
     }
 
     /// [`check_and_load`](Self::check_and_load) for a read at feed state `fed`, whose reload
-    /// may share a load made at that state by another dict on the feed.
+    /// may share a load made at that state by another dict on the feed. With `busy`, a reload
+    /// that would wait for the update lock is not made: `busy` is set, and the table returned
+    /// unconfirmed.
     fn check_and_load_at(
         &self,
         table: Current<V>,
         checked: Result<Option<StampValue>, StoreError>,
         fed: Option<FeedState>,
+        busy: Option<&Cell<bool>>,
     ) -> Result<(Current<V>, bool)> {
         let stamp = match checked {
             Ok(stamp) => stamp,
@@ -1060,7 +1079,17 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
             self.observer.continuity_lost(stamp);
         }
         drop(table);
-        let _update = self.lock_update();
+        let _update = match busy {
+            None => self.lock_update(),
+            Some(busy) => match self.update.try_lock() {
+                Ok(update) => update,
+                Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+                Err(TryLockError::WouldBlock) => {
+                    busy.set(true);
+                    return Ok((self.table.load(), false));
+                }
+            },
+        };
         // Single flight: whoever held the lock before us may already have loaded this stamp.
         let latest = self.table.load_full();
         if self.confirms(&latest, stamp) {
@@ -1079,7 +1108,12 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
     /// feed is down): a stamp check, as under `Always`, which confirms the table at `state`.
     #[cold]
     #[inline(never)]
-    fn check_fed(&self, table: Current<V>, state: FeedState) -> Result<Current<V>> {
+    fn check_fed(
+        &self,
+        table: Current<V>,
+        state: FeedState,
+        busy: Option<&Cell<bool>>,
+    ) -> Result<Current<V>> {
         if state.is_up() {
             self.observer.notice();
         }
@@ -1096,7 +1130,7 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
             self.mark_synced();
             return Ok(table);
         }
-        let (current, confirmed) = self.check_and_load_at(table, checked, Some(state))?;
+        let (current, confirmed) = self.check_and_load_at(table, checked, Some(state), busy)?;
         // A table served stale confirms nothing: the next read checks again.
         if confirmed {
             current.saw_feed(state);

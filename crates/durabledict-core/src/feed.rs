@@ -86,9 +86,22 @@ pub struct Feed {
 
 /// A dict with subscribers, kept current by its feed's keeper thread.
 pub(crate) trait Kept: Send + Sync {
-    /// One round: checks (and reloads, announcing the changes) as a read would; `false` when
-    /// nobody listens any more.
-    fn keep(&self) -> bool;
+    /// One round: checks (and reloads, announcing the changes) as a read would, without
+    /// waiting for the dict's update lock.
+    fn keep(&self) -> Round;
+}
+
+/// What one keeper round did with a dict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Round {
+    /// Brought up to date, or tried (an error is in the dict's status).
+    Kept,
+    /// It needed a reload and its update lock was busy (a write of its own waiting for its
+    /// reply, a reader's reload): not waited for, since every other dict on the feed would
+    /// wait too; tried again within [`LISTEN_POLL`].
+    Busy,
+    /// Nobody listens any more: let go.
+    LetGo,
 }
 
 /// The dicts a feed's keeper thread keeps current.
@@ -313,11 +326,18 @@ impl Feed {
             }
             // A dict whose round panics (an encoding's bug) stays kept; the others are not
             // left without their thread.
+            let mut busy = false;
             let let_go: Vec<u64> = dicts
                 .iter()
                 .filter(|(_, dict)| {
-                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| dict.keep()))
-                        .is_ok_and(|kept| !kept)
+                    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| dict.keep())) {
+                        Ok(Round::LetGo) => true,
+                        Ok(Round::Busy) => {
+                            busy = true;
+                            false
+                        }
+                        Ok(Round::Kept) | Err(_) => false,
+                    }
                 })
                 .map(|(id, _)| *id)
                 .collect();
@@ -330,20 +350,20 @@ impl Feed {
                     .dicts
                     .retain(|(id, _)| !let_go.contains(id));
             }
-            self.wait_for_round(before);
+            self.wait_for_round(before, if busy { LISTEN_POLL } else { FEED_QUIET });
         }
     }
 
     /// Waits until the next keeping round is due, after one that started at `before`: while
-    /// the feed is up, until a notice arrives (or [`FEED_QUIET`]); while it is down, until it
+    /// the feed is up, until a notice arrives (or `quiet`); while it is down, until it
     /// is back (or [`LISTEN_POLL`]), not at every change of state meanwhile: every request
     /// that fails while the server is away marks the feed lost again, and a round woken by its
     /// own failures ran at once again, spinning (92% of a core with three subscribed dicts on
     /// a stopped redis-server, `tests/review_sharing.rs` in durabledict-redis).
-    pub(crate) fn wait_for_round(&self, before: FeedState) {
+    pub(crate) fn wait_for_round(&self, before: FeedState, quiet: Duration) {
         if self.state().is_up() {
             // A notice (or the feed's return) during the round: at once.
-            self.wait(before, FEED_QUIET);
+            self.wait(before, quiet.min(FEED_QUIET));
             return;
         }
         let deadline = Instant::now() + LISTEN_POLL;
