@@ -439,7 +439,8 @@ impl<V: Send + Sync + 'static> Kept for DurableDict<V> {
         // As `current()` under `Watch`, but never waiting for the update lock: a write of this
         // dict waiting for its reply held the feed's only keeper, and with it every other
         // dict's listeners, for as long as the write waited (tests/review_sharing.rs in
-        // durabledict-redis).
+        // durabledict-redis). Counted as a read, as `current()` counts it.
+        self.observer.read();
         let table = self.table.load();
         let state = feed.state();
         if table.fed(state) && self.store.epoch() == table.epoch() {

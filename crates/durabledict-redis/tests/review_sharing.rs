@@ -4,11 +4,13 @@
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use durabledict_core::{DurableDict, Event, Raw, Store, Subscription, SyncPolicy};
+use durabledict_core::{
+    BoxError, DurableDict, Encoding, Event, Raw, Store, Subscription, SyncPolicy,
+};
 use durabledict_redis::RedisStore;
 use durabledict_test_servers::{RedisServer, process_cpu_time};
 
@@ -20,9 +22,9 @@ fn within(bound: Duration, what: &str, mut check: impl FnMut() -> bool) {
     }
 }
 
-/// The tests that measure this process's CPU run one at a time (`cargo test` runs a binary's
-/// tests as threads of one process).
-static CPU: Mutex<()> = Mutex::new(());
+/// This file's tests run one at a time: some measure this process's CPU or count its threads,
+/// and `cargo test` runs a binary's tests as threads of one process.
+static SERIAL: Mutex<()> = Mutex::new(());
 
 fn share_over(span: Duration) -> f64 {
     let (cpu, wall) = (process_cpu_time(), Instant::now());
@@ -34,7 +36,7 @@ fn share_over(span: Duration) -> f64 {
 /// round woken by that ran again at once (92% of a core with three subscribed dicts).
 #[test]
 fn subscribed_dicts_do_not_spin_while_the_server_is_down() {
-    let _cpu = CPU.lock().unwrap_or_else(PoisonError::into_inner);
+    let _serial = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
     let mut server = RedisServer::start().unwrap();
     let store = RedisStore::open(&server.url(), "down-spin").unwrap();
     let feed = store.feed().unwrap();
@@ -185,6 +187,7 @@ fn changed_to(events: &Subscription<String>, key: &str, value: &str, bound: Dura
 /// write returned (here 30 s, the I/O timeout).
 #[test]
 fn a_write_waiting_for_its_reply_does_not_deafen_the_other_dicts() {
+    let _serial = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
     let server = RedisServer::start().unwrap();
     let proxy = HoldingProxy::start(&server, b"HOLD-THIS-WRITE");
     let ks = "held-write";
@@ -227,4 +230,439 @@ fn a_write_waiting_for_its_reply_does_not_deafen_the_other_dicts() {
     python_write(&mut python, ks, "theirs", "2");
     changed_to(&busy_events, "theirs", "2", Duration::from_secs(10));
     changed_to(&other_events, "theirs", "2", Duration::from_secs(10));
+}
+
+fn watch(store: &RedisStore) -> Arc<DurableDict<String>> {
+    Arc::new(
+        DurableDict::builder(store.clone(), Raw)
+            .policy(SyncPolicy::Watch)
+            .build()
+            .unwrap(),
+    )
+}
+
+/// Several dicts on one feed (sharing their checks and loads, some listened by the keeper),
+/// read by two threads each while writers on another handle, on a clone of the readers'
+/// handle and (through the readers' own dicts) write: a reader notes the last acknowledged
+/// value before each read and must never read an older one, through `CLIENT KILL` of every
+/// connection and a server restart.
+#[test]
+fn dicts_sharing_a_feed_never_read_older_than_an_acknowledged_write() {
+    let _serial = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut server =
+        RedisServer::start_with_args(["--appendonly", "yes", "--appendfsync", "always"]).unwrap();
+    let url = server.url();
+    let ks = "shared-stale";
+    let store = RedisStore::builder(&url, ks)
+        .connect_timeout(Duration::from_millis(500))
+        .io_timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let feed = store.feed().unwrap();
+    let dicts: Vec<_> = (0..4).map(|_| watch(&store)).collect();
+    let _subs: Vec<_> = dicts[..2].iter().map(|d| d.subscribe()).collect();
+    let other_handle = DurableDict::<String>::builder(RedisStore::open(&url, ks).unwrap(), Raw)
+        .policy(SyncPolicy::Manual)
+        .build()
+        .unwrap();
+    let clone_handle = DurableDict::<String>::builder(store.clone(), Raw)
+        .policy(SyncPolicy::Manual)
+        .build()
+        .unwrap();
+    other_handle.insert("k", "0".into()).unwrap();
+    within(Duration::from_secs(5), "feed up", || feed.state().is_up());
+    let acked = Arc::new(AtomicI64::new(0));
+    let done = Arc::new(AtomicBool::new(false));
+    let reads = Arc::new(AtomicUsize::new(0));
+    let readers: Vec<_> = dicts
+        .iter()
+        .flat_map(|dict| [Arc::clone(dict), Arc::clone(dict)])
+        .map(|dict| {
+            let (acked, done, reads) = (Arc::clone(&acked), Arc::clone(&done), Arc::clone(&reads));
+            std::thread::spawn(move || {
+                while !done.load(Ordering::SeqCst) {
+                    let before = acked.load(Ordering::SeqCst);
+                    match dict.get("k") {
+                        Ok(value) => {
+                            let seen: i64 = value.map_or(-1, |v| v.parse().unwrap());
+                            assert!(
+                                seen >= before,
+                                "read {seen} after {before} was acknowledged"
+                            );
+                            reads.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut n = 0i64;
+    let mut write = |round: usize| {
+        let end = Instant::now() + Duration::from_millis(400);
+        while Instant::now() < end {
+            let value = (n + 1).to_string();
+            let written = match n % 3 {
+                0 => other_handle.insert("k", value),
+                1 => clone_handle.insert("k", value),
+                _ => dicts[(n as usize + round) % dicts.len()].insert("k", value),
+            };
+            if written.is_ok() {
+                n += 1;
+                acked.store(n, Ordering::SeqCst);
+            } else {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+    };
+    for round in 0..6 {
+        match round {
+            2 | 3 => {
+                let killed: i64 = redis::cmd("CLIENT")
+                    .arg("KILL")
+                    .arg("TYPE")
+                    .arg("normal")
+                    .query(&mut raw(&url))
+                    .unwrap();
+                assert!(killed > 0);
+            }
+            4 => {
+                server.stop();
+                std::thread::sleep(Duration::from_millis(200));
+                server.restart().unwrap();
+            }
+            _ => {}
+        }
+        write(round);
+    }
+    done.store(true, Ordering::SeqCst);
+    for reader in readers {
+        reader.join().unwrap();
+    }
+    assert!(n > 30, "only {n} writes");
+    assert!(reads.load(Ordering::SeqCst) > 1000, "only {reads:?} reads");
+}
+
+/// Python-style writes from another connection: once the feed heard the notice, every dict on
+/// it (read by threads of their own meanwhile) reads the write, and every listener hears it.
+#[test]
+fn a_python_write_is_read_by_every_dict_once_its_notice_arrived() {
+    let _serial = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
+    let server = RedisServer::start().unwrap();
+    let url = server.url();
+    let ks = "shared-python";
+    let store = RedisStore::open(&url, ks).unwrap();
+    let feed = store.feed().unwrap();
+    let dicts: Vec<_> = (0..6).map(|_| watch(&store)).collect();
+    let subs: Vec<_> = dicts[..3].iter().map(|d| d.subscribe()).collect();
+    within(Duration::from_secs(5), "feed up", || feed.state().is_up());
+    let done = Arc::new(AtomicBool::new(false));
+    let busy_readers: Vec<_> = dicts
+        .iter()
+        .map(|dict| {
+            let (dict, done) = (Arc::clone(dict), Arc::clone(&done));
+            std::thread::spawn(move || {
+                while !done.load(Ordering::SeqCst) {
+                    let _ = dict.get("k");
+                }
+            })
+        })
+        .collect();
+    let mut python = raw(&url);
+    for i in 0..100 {
+        let before = feed.state();
+        python_write(&mut python, ks, "k", &i.to_string());
+        within(Duration::from_secs(5), "the notice", || {
+            feed.state() != before
+        });
+        for dict in &dicts {
+            assert_eq!(
+                dict.get("k").unwrap().as_deref().map(String::as_str),
+                Some(i.to_string().as_str()),
+                "write {i}"
+            );
+        }
+    }
+    done.store(true, Ordering::SeqCst);
+    for reader in busy_readers {
+        reader.join().unwrap();
+    }
+    for events in &subs {
+        changed_to(events, "k", "99", Duration::from_secs(5));
+    }
+}
+
+/// This process's threads whose name starts with `prefix` (Linux keeps 15 bytes of a name).
+fn threads_named(prefix: &str) -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .filter(|name| name.starts_with(prefix))
+        .count()
+}
+
+fn process_id(url: &str) -> u32 {
+    let info: String = redis::cmd("INFO")
+        .arg("server")
+        .query(&mut raw(url))
+        .unwrap();
+    info.lines()
+        .find_map(|line| line.strip_prefix("process_id:"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+fn signal(pid: u32, signal: &str) {
+    let status = std::process::Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// The server stopped (SIGSTOP) while one dict's own write waits for its reply (holding its
+/// update lock) past the I/O timeout: once it runs again, every dict reads what the server
+/// holds and every listener hears it; one keeper thread, one feed thread, as before.
+///
+/// Twice: with the write timing out while the server is stopped, and with it waiting.
+#[test]
+fn a_stopped_server_during_an_own_write_leaves_everybody_current() {
+    let _serial = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
+    stopped_during_an_own_write(Duration::from_secs(1));
+    stopped_during_an_own_write(Duration::from_secs(30));
+}
+
+fn stopped_during_an_own_write(io_timeout: Duration) {
+    let server = RedisServer::start().unwrap();
+    let url = server.url();
+    let ks = "sigstop";
+    let store = RedisStore::builder(&url, ks)
+        .connect_timeout(Duration::from_millis(500))
+        .io_timeout(io_timeout)
+        .build()
+        .unwrap();
+    let feed = store.feed().unwrap();
+    let dicts: Vec<_> = (0..3).map(|_| watch(&store)).collect();
+    let subs: Vec<_> = dicts.iter().map(|d| d.subscribe()).collect();
+    dicts[0].insert("k", "before".into()).unwrap();
+    for events in &subs {
+        changed_to(events, "k", "before", Duration::from_secs(5));
+    }
+    within(Duration::from_secs(5), "feed up", || feed.state().is_up());
+    let threads = threads_named("durabledict");
+    assert_eq!(threads_named("durabledict-fee"), 1, "one keeper");
+
+    let pid = process_id(&url);
+    signal(pid, "STOP");
+    let writer = {
+        let dict = Arc::clone(&dicts[0]);
+        std::thread::spawn(move || dict.insert("k", "during".to_owned()))
+    };
+    std::thread::sleep(Duration::from_secs(3));
+    signal(pid, "CONT");
+    let written = writer.join().unwrap();
+    within(Duration::from_secs(10), "the server answers", || {
+        redis::Client::open(url.as_str())
+            .and_then(|c| c.get_connection())
+            .is_ok()
+    });
+    // What the server holds now (the write ran, or not, when the server went on).
+    let hold = || -> String {
+        redis::cmd("HGET")
+            .arg(ks)
+            .arg("k")
+            .query(&mut raw(&url))
+            .unwrap()
+    };
+    let truth = hold();
+    println!(
+        "I/O timeout {io_timeout:?}: the write returned {written:?}, the server holds {truth}"
+    );
+    if written.is_ok() {
+        assert_eq!(truth, "during");
+    }
+    dicts[1].insert("after", "x".into()).unwrap();
+    within(
+        Duration::from_secs(10),
+        "every dict reads the server's value",
+        || {
+            dicts.iter().all(|d| {
+                d.get("k").ok().flatten().as_deref().map(String::as_str) == Some(truth.as_str())
+            })
+        },
+    );
+    assert_eq!(hold(), truth);
+    for events in &subs {
+        changed_to(events, "after", "x", Duration::from_secs(10));
+    }
+    // A later write from elsewhere is heard by all.
+    let mut python = raw(&url);
+    python_write(&mut python, ks, "k", "later");
+    for events in &subs {
+        changed_to(events, "k", "later", Duration::from_secs(10));
+    }
+    within(Duration::from_secs(5), "no thread left over", || {
+        threads_named("durabledict") == threads
+    });
+    assert_eq!(threads_named("durabledict-fee"), 1, "one keeper");
+}
+
+/// An encoding with a bug: decoding `boom` panics.
+#[derive(Debug)]
+struct Panicky;
+
+impl Encoding<String> for Panicky {
+    fn encode(&self, value: &String) -> Result<Vec<u8>, BoxError> {
+        Ok(value.as_bytes().to_vec())
+    }
+    fn decode(&self, bytes: &[u8]) -> Result<String, BoxError> {
+        assert_ne!(bytes, b"boom", "an encoding's bug");
+        Ok(String::from_utf8(bytes.to_vec())?)
+    }
+}
+
+/// Dicts of three encodings on one feed share the load's bytes: a value one cannot decode
+/// poisons only that key of that dict, and an encoding that panics (in the keeper's round)
+/// leaves the others hearing every change; the panicking dict hears again once the value is
+/// gone.
+#[test]
+fn one_load_decoded_by_dicts_of_different_encodings() {
+    let _serial = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
+    let server = RedisServer::start().unwrap();
+    let url = server.url();
+    let ks = "encodings";
+    let store = RedisStore::open(&url, ks).unwrap();
+    let feed = store.feed().unwrap();
+    let build = |policy| {
+        DurableDict::<String>::builder(store.clone(), Panicky)
+            .policy(policy)
+            .build()
+            .unwrap()
+    };
+    // The panicking one first: its round comes before the others'.
+    let panicky = Arc::new(build(SyncPolicy::Watch));
+    let panicky_events = panicky.subscribe();
+    let text = watch(&store);
+    let text_events = text.subscribe();
+    let bytes = Arc::new(
+        DurableDict::<Vec<u8>>::builder(store.clone(), Raw)
+            .policy(SyncPolicy::Watch)
+            .build()
+            .unwrap(),
+    );
+    let bytes_events = bytes.subscribe();
+    within(Duration::from_secs(5), "feed up", || feed.state().is_up());
+
+    let mut python = raw(&url);
+    let raw_write = |python: &mut redis::Connection, key: &str, value: &[u8]| {
+        redis::pipe()
+            .atomic()
+            .hset(ks, key, value)
+            .ignore()
+            .incr(format!("{ks}last_updated"), 1)
+            .ignore()
+            .exec(python)
+            .unwrap();
+    };
+    raw_write(&mut python, "bin", &[0xff, 0x00]);
+    raw_write(&mut python, "k", b"boom");
+    raw_write(&mut python, "k2", b"v2");
+    changed_to(&text_events, "k2", "v2", Duration::from_secs(5));
+    loop {
+        match bytes_events.next_timeout(Duration::from_secs(5)) {
+            Some(Event::Changed(change)) if &*change.key == "k2" => break,
+            Some(_) => {}
+            None => panic!("the bytes dict heard nothing"),
+        }
+    }
+    assert_eq!(
+        text.get("k").unwrap().as_deref().map(String::as_str),
+        Some("boom")
+    );
+    assert!(
+        text.get("bin").is_err(),
+        "not UTF-8: poisoned for the text dict"
+    );
+    assert_eq!(
+        bytes.get("bin").unwrap().as_deref(),
+        Some(&vec![0xff, 0x00])
+    );
+    assert_eq!(bytes.get("k").unwrap().as_deref(), Some(&b"boom".to_vec()));
+
+    // Later changes are heard by the others while the panicking dict's round still panics.
+    raw_write(&mut python, "k3", b"v3");
+    changed_to(&text_events, "k3", "v3", Duration::from_secs(5));
+    // Once the value is gone, the panicking dict loads and hears again.
+    raw_write(&mut python, "k", b"fine");
+    changed_to(&panicky_events, "k", "fine", Duration::from_secs(5));
+    changed_to(&text_events, "k", "fine", Duration::from_secs(5));
+    assert_eq!(
+        panicky.get("k3").unwrap().as_deref().map(String::as_str),
+        Some("v3")
+    );
+    assert_eq!(threads_named("durabledict-fee"), 1, "the keeper survived");
+}
+
+/// Subscriptions made and dropped by several threads at once, on several dicts of one feed,
+/// and dicts dropped while subscribed: whoever listens at the end hears the next change, and
+/// the keeper thread ends once nobody listens.
+#[test]
+fn subscription_churn_loses_no_listener_and_the_keeper_ends() {
+    let _serial = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
+    let server = RedisServer::start().unwrap();
+    let url = server.url();
+    let ks = "churn";
+    let store = RedisStore::open(&url, ks).unwrap();
+    let feed = store.feed().unwrap();
+    within(Duration::from_secs(5), "feed up", || feed.state().is_up());
+    let keepers_before = threads_named("durabledict-fee");
+    let dicts: Vec<_> = (0..4).map(|_| watch(&store)).collect();
+    let mut python = raw(&url);
+    for round in 0..20 {
+        let churners: Vec<_> = (0..4)
+            .map(|t| {
+                let dicts = dicts.clone();
+                std::thread::spawn(move || {
+                    for i in 0..50 {
+                        let dict = &dicts[(t + i) % dicts.len()];
+                        let sub = dict.subscribe();
+                        if i % 7 == 0 {
+                            std::thread::sleep(Duration::from_millis(1));
+                        }
+                        drop(sub);
+                    }
+                    // One listener per thread stays.
+                    dicts[t].subscribe()
+                })
+            })
+            .collect();
+        let subs: Vec<_> = churners.into_iter().map(|c| c.join().unwrap()).collect();
+        // A dict made and dropped while subscribed.
+        let dropped = watch(&store);
+        let dropped_events = dropped.subscribe();
+        drop(dropped);
+        python_write(&mut python, ks, "k", &round.to_string());
+        for events in &subs {
+            changed_to(events, "k", &round.to_string(), Duration::from_secs(5));
+        }
+        assert!(
+            dropped_events
+                .next_timeout(Duration::from_millis(1))
+                .is_none(),
+            "the dropped dict's subscription ends"
+        );
+    }
+    assert_eq!(threads_named("durabledict-fee"), keepers_before + 1);
+    within(
+        Duration::from_secs(5),
+        "the keeper ends with its last listener",
+        || threads_named("durabledict-fee") == keepers_before,
+    );
+    // And comes back with a new one.
+    let events = dicts[0].subscribe();
+    python_write(&mut python, ks, "k", "again");
+    changed_to(&events, "k", "again", Duration::from_secs(5));
 }
