@@ -13,7 +13,7 @@
 //! [`SyncPolicy::Watch`]: crate::SyncPolicy::Watch
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -82,6 +82,8 @@ pub struct Feed {
     /// The dicts with subscribers that this feed's keeper thread keeps current (sharing
     /// feeds only).
     keepers: Mutex<Keepers>,
+    /// A dict was added to a running keeper: it has its round at once, not at the next notice.
+    kicked: AtomicBool,
 }
 
 /// A dict with subscribers, kept current by its feed's keeper thread.
@@ -139,6 +141,7 @@ impl Feed {
             changed: Condvar::new(),
             shared: None,
             keepers: Mutex::default(),
+            kicked: AtomicBool::new(false),
         }
     }
 
@@ -298,7 +301,14 @@ impl Feed {
                 return false;
             }
             keepers.running = true;
+            return true;
         }
+        drop(keepers);
+        // The dict may have missed notices the keeper already had its round for: its own
+        // round now, as the thread of its own it had before (not up to FEED_QUIET later;
+        // tests/review_keeper.rs).
+        self.kicked.store(true, Ordering::Release);
+        self.wake();
         true
     }
 
@@ -360,15 +370,26 @@ impl Feed {
     /// that fails while the server is away marks the feed lost again, and a round woken by its
     /// own failures ran at once again, spinning (92% of a core with three subscribed dicts on
     /// a stopped redis-server, `tests/review_sharing.rs` in durabledict-redis).
+    ///
+    /// A keeper also has its round at once when a dict was added to it ([`Feed::keep`]).
     pub(crate) fn wait_for_round(&self, before: FeedState, quiet: Duration) {
-        if self.state().is_up() {
-            // A notice (or the feed's return) during the round: at once.
-            self.wait(before, quiet.min(FEED_QUIET));
-            return;
-        }
-        let deadline = Instant::now() + LISTEN_POLL;
+        let up = self.state().is_up();
+        let deadline = Instant::now()
+            + if up {
+                quiet.min(FEED_QUIET)
+            } else {
+                LISTEN_POLL
+            };
         let mut guard = self.wake.lock().unwrap_or_else(PoisonError::into_inner);
-        while !self.state().is_up() {
+        loop {
+            if self.shared.is_some() && self.kicked.swap(false, Ordering::AcqRel) {
+                return;
+            }
+            let now = self.state();
+            // Up: at the next notice (or a change during the round). Down: at its return.
+            if (up && now != before) || (!up && now.is_up()) {
+                return;
+            }
             let Some(left) = deadline.checked_duration_since(Instant::now()) else {
                 return;
             };
