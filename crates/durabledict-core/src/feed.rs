@@ -356,9 +356,13 @@ impl Feed {
             }
             drop(dicts);
             if !let_go.is_empty() {
-                self.lock_keepers()
-                    .dicts
-                    .retain(|(id, _)| !let_go.contains(id));
+                let mut keepers = self.lock_keepers();
+                keepers.dicts.retain(|(id, _)| !let_go.contains(id));
+                // The last one let go: the thread ends now, not after one more quiet wait.
+                if keepers.dicts.is_empty() {
+                    keepers.running = false;
+                    return;
+                }
             }
             self.wait_for_round(before, if busy { LISTEN_POLL } else { FEED_QUIET });
         }
