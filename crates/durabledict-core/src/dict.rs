@@ -439,10 +439,19 @@ impl<V: Send + Sync + 'static> Kept for DurableDict<V> {
         // As `current()` under `Watch`, but never waiting for the update lock: a write of this
         // dict waiting for its reply held the feed's only keeper, and with it every other
         // dict's listeners, for as long as the write waited (tests/review_sharing.rs in
-        // durabledict-redis). Counted as a read, as `current()` counts it.
-        self.observer.read();
+        // durabledict-redis).
         let table = self.table.load();
         let state = feed.state();
+        if !(table.fed(state) && self.store.epoch() == table.epoch())
+            && matches!(self.update.try_lock(), Err(TryLockError::WouldBlock))
+        {
+            // Busy for a while (a write waiting for its reply): nothing checked nor recorded
+            // every LISTEN_POLL meanwhile; the check below finds it busy only when a write
+            // began since this look.
+            return Round::Busy;
+        }
+        // Counted as a read, as `current()` counts it.
+        self.observer.read();
         if table.fed(state) && self.store.epoch() == table.epoch() {
             return Round::Kept;
         }
