@@ -675,3 +675,65 @@ fn subscription_churn_loses_no_listener_and_the_keeper_ends() {
     python_write(&mut python, ks, "k", "again");
     changed_to(&events, "k", "again", Duration::from_secs(5));
 }
+
+/// Dicts on one feed, one serving stale data when the server is away and one not: a failed
+/// check is not shared (the one fails, the other serves its cache), and once the server is
+/// back empty (no persistence) both read what it holds, the listener hearing the loss.
+#[test]
+fn serving_stale_is_each_dicts_own_and_ends_with_the_server_back() {
+    let _serial = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut server = RedisServer::start().unwrap();
+    let url = server.url();
+    let ks = "stale";
+    let store = RedisStore::builder(&url, ks)
+        .connect_timeout(Duration::from_millis(300))
+        .io_timeout(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    let feed = store.feed().unwrap();
+    let stale = Arc::new(
+        DurableDict::<String>::builder(store.clone(), Raw)
+            .policy(SyncPolicy::Watch)
+            .serve_stale_for(Duration::from_secs(60))
+            .build()
+            .unwrap(),
+    );
+    let strict = watch(&store);
+    let events = stale.subscribe();
+    strict.insert("k", "v".into()).unwrap();
+    changed_to(&events, "k", "v", Duration::from_secs(5));
+    within(Duration::from_secs(5), "feed up", || feed.state().is_up());
+    assert_eq!(
+        strict.get("k").unwrap().as_deref().map(String::as_str),
+        Some("v")
+    );
+
+    server.stop();
+    within(Duration::from_secs(5), "feed down", || {
+        !feed.state().is_up()
+    });
+    for _ in 0..20 {
+        assert_eq!(
+            stale.get("k").unwrap().as_deref().map(String::as_str),
+            Some("v")
+        );
+        assert!(
+            strict.get("k").is_err(),
+            "the strict dict serves nothing stale"
+        );
+    }
+
+    server.restart().unwrap();
+    within(
+        Duration::from_secs(10),
+        "both read the empty server",
+        || matches!(stale.get("k"), Ok(None)) && matches!(strict.get("k"), Ok(None)),
+    );
+    loop {
+        match events.next_timeout(Duration::from_secs(10)) {
+            Some(Event::Changed(change)) if &*change.key == "k" && change.new.is_none() => break,
+            Some(_) => {}
+            None => panic!("the listener never heard the loss of k"),
+        }
+    }
+}
