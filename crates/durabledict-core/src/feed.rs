@@ -444,11 +444,19 @@ fn small_load(durables: &Arc<Durables>) -> bool {
     }) <= KEEP_LOAD_BYTES
 }
 
+/// How long a stamp check waits for the same check in flight before it sends its own. A
+/// check is one `GET`, answered within a millisecond or two; one that takes longer may hang on
+/// a silent connection until the store's I/O timeout, and everybody who waited for it would
+/// wait that long too (20 s for a read of another dict in `tests/review_sharing.rs` of
+/// durabledict-redis, the timeout there). Loads wait as long as the load in flight takes: a
+/// large one takes long, and each caller loading for itself is what sharing spares.
+const CHECK_PATIENCE: Duration = Duration::from_millis(100);
+
 impl Default for Shared {
     fn default() -> Self {
         Shared {
-            stamp: Slot::new(|_| true),
-            load: Slot::new(small_load),
+            stamp: Slot::new(|_| true, Some(CHECK_PATIENCE)),
+            load: Slot::new(small_load, None),
         }
     }
 }
@@ -464,6 +472,9 @@ struct Slot<T> {
     done: Condvar,
     /// Whether an answer is kept when nobody waits for it and nothing holds the slot.
     keep: fn(&T) -> bool,
+    /// How long a caller waits for the request in flight before it sends its own (`None`:
+    /// as long as the request takes).
+    patience: Option<Duration>,
 }
 
 struct SlotState<T> {
@@ -490,7 +501,7 @@ impl<T> SlotState<T> {
 }
 
 impl<T: Clone> Slot<T> {
-    fn new(keep: fn(&T) -> bool) -> Self {
+    fn new(keep: fn(&T) -> bool, patience: Option<Duration>) -> Self {
         Slot {
             state: Mutex::new(SlotState {
                 last: None,
@@ -501,17 +512,19 @@ impl<T: Clone> Slot<T> {
             }),
             done: Condvar::new(),
             keep,
+            patience,
         }
     }
 
     /// The answer at `key`: the last one when it was made at `key`, the one in flight at
-    /// `key` once it arrives, or `fetch`'s.
+    /// `key` once it arrives (within the slot's patience), or `fetch`'s.
     fn get(
         &self,
         key: Key,
         fetch: impl FnOnce() -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let mut state = self.lock();
+        let give_up = self.patience.map(|patience| Instant::now() + patience);
         loop {
             if let Some((at, answer, _)) = &state.last
                 && *at == key
@@ -525,11 +538,24 @@ impl<T: Clone> Slot<T> {
             }
             match state.in_flight {
                 Some(at) if at == key => {
+                    let left = give_up.map(|at| at.saturating_duration_since(Instant::now()));
+                    // Out of patience: ours goes alone.
+                    if left.is_some_and(|left| left.is_zero()) {
+                        break;
+                    }
                     state.waiting += 1;
-                    state = self
-                        .done
-                        .wait(state)
-                        .unwrap_or_else(PoisonError::into_inner);
+                    state = match left {
+                        None => self
+                            .done
+                            .wait(state)
+                            .unwrap_or_else(PoisonError::into_inner),
+                        Some(left) => {
+                            self.done
+                                .wait_timeout(state, left)
+                                .unwrap_or_else(PoisonError::into_inner)
+                                .0
+                        }
+                    };
                     state.waiting -= 1;
                 }
                 // A request at another state is in flight: ours goes alone.

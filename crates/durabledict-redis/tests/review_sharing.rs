@@ -85,10 +85,12 @@ fn subscribed_dicts_do_not_spin_while_the_server_is_down() {
     }
 }
 
-/// A TCP proxy to `server` that stops forwarding a client's commands at the first chunk
-/// holding `marker`, until released: the write carrying it waits for its reply.
+/// A TCP proxy to `server` that, while armed (from the start), stops forwarding a client's
+/// commands at the first chunk holding `marker`, until released: the request carrying it
+/// waits for its reply. Holding disarms it.
 struct HoldingProxy {
     port: u16,
+    armed: Arc<AtomicBool>,
     holding: Arc<AtomicBool>,
     release: Arc<AtomicBool>,
 }
@@ -98,9 +100,14 @@ impl HoldingProxy {
         let upstream_addr = format!("127.0.0.1:{}", server.port());
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
+        let armed = Arc::new(AtomicBool::new(true));
         let holding = Arc::new(AtomicBool::new(false));
         let release = Arc::new(AtomicBool::new(false));
-        let (held, released) = (Arc::clone(&holding), Arc::clone(&release));
+        let (arm, held, released) = (
+            Arc::clone(&armed),
+            Arc::clone(&holding),
+            Arc::clone(&release),
+        );
         std::thread::spawn(move || {
             for client in listener.incoming() {
                 let Ok(client) = client else { return };
@@ -109,7 +116,8 @@ impl HoldingProxy {
                 };
                 let (mut from, mut to) =
                     (client.try_clone().unwrap(), upstream.try_clone().unwrap());
-                let (held, released) = (Arc::clone(&held), Arc::clone(&released));
+                let (arm, held, released) =
+                    (Arc::clone(&arm), Arc::clone(&held), Arc::clone(&released));
                 std::thread::spawn(move || {
                     let mut buf = vec![0; 64 * 1024];
                     loop {
@@ -117,7 +125,9 @@ impl HoldingProxy {
                             Ok(0) | Err(_) => break,
                             Ok(n) => n,
                         };
-                        if buf[..n].windows(marker.len()).any(|w| w == marker) {
+                        if buf[..n].windows(marker.len()).any(|w| w == marker)
+                            && arm.swap(false, Ordering::SeqCst)
+                        {
                             held.store(true, Ordering::SeqCst);
                             while !released.load(Ordering::SeqCst) {
                                 std::thread::sleep(Duration::from_millis(5));
@@ -138,6 +148,7 @@ impl HoldingProxy {
         });
         HoldingProxy {
             port,
+            armed,
             holding,
             release,
         }
@@ -736,4 +747,54 @@ fn serving_stale_is_each_dicts_own_and_ends_with_the_server_back() {
             None => panic!("the listener never heard the loss of k"),
         }
     }
+}
+
+/// A stamp check that hangs (its connection went silent: a half-open socket, a lost packet)
+/// holds up only the read that sent it, not every read of every dict on the feed until the
+/// I/O timeout: the others at the same feed state waited for it as for a shared answer.
+#[test]
+fn a_hung_stamp_check_holds_up_only_its_own_read() {
+    let _serial = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
+    let server = RedisServer::start().unwrap();
+    let proxy = HoldingProxy::start(&server, b"$3\r\nGET\r\n");
+    proxy.armed.store(false, Ordering::SeqCst);
+    let ks = "hung-check";
+    let store = RedisStore::builder(&proxy.url(), ks)
+        .io_timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
+    let feed = store.feed().unwrap();
+    let (unlucky, other) = (watch(&store), watch(&store));
+    within(Duration::from_secs(5), "feed up", || feed.state().is_up());
+    let mut python = raw(&server.url());
+    python_write(&mut python, ks, "k", "1");
+    within(Duration::from_secs(5), "both read it", || {
+        [&unlucky, &other]
+            .iter()
+            .all(|d| d.get("k").unwrap().as_deref().map(String::as_str) == Some("1"))
+    });
+
+    proxy.armed.store(true, Ordering::SeqCst);
+    let before = feed.state();
+    python_write(&mut python, ks, "k", "2");
+    within(Duration::from_secs(5), "the notice", || {
+        feed.state() != before
+    });
+    let hung = {
+        let unlucky = Arc::clone(&unlucky);
+        std::thread::spawn(move || unlucky.get("k").map(|v| v.map(|v| v.as_str().to_owned())))
+    };
+    within(Duration::from_secs(5), "its check hangs", || {
+        proxy.holding.load(Ordering::SeqCst)
+    });
+    let started = Instant::now();
+    let read = other.get("k").unwrap();
+    let took = started.elapsed();
+    proxy.release.store(true, Ordering::SeqCst);
+    assert_eq!(read.as_deref().map(String::as_str), Some("2"));
+    assert!(
+        took < Duration::from_secs(3),
+        "a read of another dict waited {took:?} for the hung check"
+    );
+    assert_eq!(hung.join().unwrap().unwrap().as_deref(), Some("2"));
 }
