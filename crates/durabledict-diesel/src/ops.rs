@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use durabledict_core::{Durables, clock_seed};
 
 use crate::db::Db;
-use crate::dialect::{DataSql, StampSql, TableSql};
+use crate::dialect::{Backend, DataSql, StampSql, TableSql};
 use crate::error::SqlError;
 use crate::schema::Column;
 use crate::stmt::{Bind, StampSelect, Stmt};
@@ -327,16 +327,26 @@ pub(crate) fn clear<C: Db>(
     })
 }
 
-/// Drops the data table and deletes the stamp row.
+/// Drops the data table and deletes the stamp row: in one transaction where DDL is
+/// transactional (SQLite, PostgreSQL), so that a statement that fails (a role that may drop the
+/// table but not delete from the stamps table) leaves the keyspace whole. Done in two steps,
+/// the table was gone with its stamp unchanged and no notice sent: every dict, under any
+/// policy, kept serving what it held. MySQL commits each DDL statement on its own.
 pub(crate) fn drop_keyspace<C: Db>(
     c: &mut C,
     table: &TableSql,
     stamp: StampRow<'_>,
 ) -> Result<(), SqlError> {
-    c.exec(Stmt::new(&table.drop, &[]))?;
-    if let Some(sql) = stamp.sql {
-        c.exec(Stmt::new(&sql.create_table, &[]))?;
-        c.exec(Stmt::new(&sql.delete, &[Bind::Text(stamp.keyspace)]))?;
+    let statements = |c: &mut C| -> Result<(), SqlError> {
+        c.exec(Stmt::new(&table.drop, &[]))?;
+        if let Some(sql) = stamp.sql {
+            c.exec(Stmt::new(&sql.create_table, &[]))?;
+            c.exec(Stmt::new(&sql.delete, &[Bind::Text(stamp.keyspace)]))?;
+        }
+        Ok(())
+    };
+    match C::BACKEND {
+        Backend::Mysql => statements(c),
+        Backend::Sqlite | Backend::Postgres => c.write_tx(statements),
     }
-    Ok(())
 }

@@ -216,7 +216,8 @@ impl SqlStore {
     }
 
     /// Drops the data table and deletes its stamp row (with the SQL-row stamp): everything this
-    /// keyspace held. For tests and for retiring a keyspace; dicts still using it fail.
+    /// keyspace held. For tests and for retiring a keyspace; dicts still using it fail. On
+    /// SQLite and PostgreSQL both happen in one transaction: when either fails, neither does.
     pub fn drop_keyspace(&self) -> Result<(), StoreError> {
         let prepared = self.stamp_prepared()?;
         let stamp = self.stamp_row(self.stamp_key(prepared.as_deref()));

@@ -611,3 +611,54 @@ fn a_store_without_a_feed_keeps_its_own_listener_thread() {
         threads_named("durabledict-listen") == listens
     });
 }
+
+/// `drop_keyspace` by a role that owns the data table but may not delete from the stamps
+/// table (an administrator's grants): it fails, and leaves the keyspace whole, so that every
+/// dict still serves what the table holds. (It dropped the table first and then failed on the
+/// stamp row: the table was gone with the stamp unchanged and no notice, and every dict, of
+/// this process or another, under any policy, kept serving the dropped contents.)
+#[test]
+fn a_failed_drop_keyspace_leaves_the_keyspace_whole() {
+    let database = table_name("dropfail");
+    let admin_url = server().create_database(&database).unwrap();
+    store(&admin_url, "flags").init().unwrap();
+    let app = format!("{database}_app");
+    execute(
+        &admin_url,
+        &format!(
+            "CREATE ROLE {app} LOGIN; GRANT USAGE, CREATE ON SCHEMA public TO {app}; \
+             ALTER TABLE flags OWNER TO {app}; \
+             GRANT SELECT, INSERT, UPDATE ON durabledict_stamps TO {app}"
+        ),
+    )
+    .unwrap();
+    let app_url = admin_url.replacen("://postgres@", &format!("://{app}@"), 1);
+    let app_store = store(&app_url, "flags");
+    let dict = watch(app_store.clone());
+    dict.insert("k", "v".into()).unwrap();
+    let other = DurableDict::<String>::builder(store(&admin_url, "flags"), Raw)
+        .build()
+        .unwrap();
+    assert_eq!(
+        other.get("k").unwrap().as_deref().map(String::as_str),
+        Some("v")
+    );
+    let dropped = app_store.drop_keyspace();
+    assert!(
+        dropped.is_err(),
+        "the stamp row cannot be deleted: {dropped:?}"
+    );
+    assert_eq!(
+        store(&admin_url, "flags").get("k").unwrap(),
+        Some(b"v".to_vec()),
+        "a failed drop_keyspace dropped the table"
+    );
+    assert_eq!(
+        dict.get("k").unwrap().as_deref().map(String::as_str),
+        Some("v")
+    );
+    assert_eq!(
+        other.get("k").unwrap().as_deref().map(String::as_str),
+        Some("v")
+    );
+}
