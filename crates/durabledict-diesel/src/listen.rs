@@ -380,11 +380,13 @@ impl Listener {
             server_started: None,
             warned_elsewhere: false,
         };
+        // Joined before the thread can report the feed up: a write through another handle
+        // of this process returning in between would otherwise not notify it.
+        self.peers.join(&feed);
         std::thread::Builder::new()
             .name("durabledict-pg-listen".into())
             .spawn(move || worker.run())
             .ok()?;
-        self.peers.join(&feed);
         Some(feed)
     }
 }
