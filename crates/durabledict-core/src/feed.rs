@@ -444,19 +444,25 @@ fn small_load(durables: &Arc<Durables>) -> bool {
     }) <= KEEP_LOAD_BYTES
 }
 
-/// How long a stamp check waits for the same check in flight before it sends its own. A
-/// check is one `GET`, answered within a millisecond or two; one that takes longer may hang on
-/// a silent connection until the store's I/O timeout, and everybody who waited for it would
-/// wait that long too (20 s for a read of another dict in `tests/review_sharing.rs` of
-/// durabledict-redis, the timeout there). Loads wait as long as the load in flight takes: a
-/// large one takes long, and each caller loading for itself is what sharing spares.
-const CHECK_PATIENCE: Duration = Duration::from_millis(100);
+/// How long a caller waits at least for the same request in flight before it sends its own:
+/// for a stamp check, one `GET` answered within a millisecond or two (and well within this
+/// on a machine too loaded to schedule the caller that sent it). A request that takes much
+/// longer than the last ones may hang on a silent connection until the store's I/O timeout,
+/// and everybody waiting for it would wait that long too (another dict's read waited 20 s,
+/// the timeout there, for a check and 83 s for a load, in `tests/review_sharing.rs` of
+/// durabledict-redis). A caller that gives up sends what it would have sent without sharing.
+const CHECK_PATIENCE: Duration = Duration::from_secs(1);
+/// [`CHECK_PATIENCE`] for a load, which takes longer the more the keyspace holds.
+const LOAD_PATIENCE: Duration = Duration::from_secs(2);
+/// A caller waits for the request in flight this many times as long as the last answered
+/// one took, when that is more than the patience above.
+const PATIENCE_FACTOR: u32 = 4;
 
 impl Default for Shared {
     fn default() -> Self {
         Shared {
-            stamp: Slot::new(|_| true, Some(CHECK_PATIENCE)),
-            load: Slot::new(small_load, None),
+            stamp: Slot::new(|_| true, CHECK_PATIENCE),
+            load: Slot::new(small_load, LOAD_PATIENCE),
         }
     }
 }
@@ -472,9 +478,9 @@ struct Slot<T> {
     done: Condvar,
     /// Whether an answer is kept when nobody waits for it and nothing holds the slot.
     keep: fn(&T) -> bool,
-    /// How long a caller waits for the request in flight before it sends its own (`None`:
-    /// as long as the request takes).
-    patience: Option<Duration>,
+    /// How long a caller waits at least for the request in flight before it sends its own
+    /// (see [`PATIENCE_FACTOR`]).
+    patience: Duration,
 }
 
 struct SlotState<T> {
@@ -489,6 +495,8 @@ struct SlotState<T> {
     waiting: usize,
     /// Holds on the last answer ([`Slot::hold`]).
     holds: usize,
+    /// How long the last answered request took.
+    took: Duration,
 }
 
 impl<T> SlotState<T> {
@@ -501,7 +509,7 @@ impl<T> SlotState<T> {
 }
 
 impl<T: Clone> Slot<T> {
-    fn new(keep: fn(&T) -> bool, patience: Option<Duration>) -> Self {
+    fn new(keep: fn(&T) -> bool, patience: Duration) -> Self {
         Slot {
             state: Mutex::new(SlotState {
                 last: None,
@@ -509,6 +517,7 @@ impl<T: Clone> Slot<T> {
                 failed: None,
                 waiting: 0,
                 holds: 0,
+                took: Duration::ZERO,
             }),
             done: Condvar::new(),
             keep,
@@ -524,7 +533,10 @@ impl<T: Clone> Slot<T> {
         fetch: impl FnOnce() -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let mut state = self.lock();
-        let give_up = self.patience.map(|patience| Instant::now() + patience);
+        let give_up = Instant::now()
+            + self
+                .patience
+                .max(state.took.saturating_mul(PATIENCE_FACTOR));
         loop {
             if let Some((at, answer, _)) = &state.last
                 && *at == key
@@ -538,24 +550,17 @@ impl<T: Clone> Slot<T> {
             }
             match state.in_flight {
                 Some(at) if at == key => {
-                    let left = give_up.map(|at| at.saturating_duration_since(Instant::now()));
+                    let left = give_up.saturating_duration_since(Instant::now());
                     // Out of patience: ours goes alone.
-                    if left.is_some_and(|left| left.is_zero()) {
+                    if left.is_zero() {
                         break;
                     }
                     state.waiting += 1;
-                    state = match left {
-                        None => self
-                            .done
-                            .wait(state)
-                            .unwrap_or_else(PoisonError::into_inner),
-                        Some(left) => {
-                            self.done
-                                .wait_timeout(state, left)
-                                .unwrap_or_else(PoisonError::into_inner)
-                                .0
-                        }
-                    };
+                    state = self
+                        .done
+                        .wait_timeout(state, left)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0;
                     state.waiting -= 1;
                 }
                 // A request at another state is in flight: ours goes alone.
@@ -569,12 +574,14 @@ impl<T: Clone> Slot<T> {
                         key,
                         answered: false,
                     };
+                    let sent = Instant::now();
                     let answer = fetch();
                     flight.answered = true;
                     let mut state = self.lock();
                     state.in_flight = None;
                     match &answer {
                         Ok(value) => {
+                            state.took = sent.elapsed();
                             state.last = Some((key, value.clone(), (self.keep)(value)));
                             state.let_go();
                         }

@@ -798,3 +798,53 @@ fn a_hung_stamp_check_holds_up_only_its_own_read() {
     );
     assert_eq!(hung.join().unwrap().unwrap().as_deref(), Some("2"));
 }
+
+/// A load that hangs (its connection went silent) holds up the loads of the other dicts at
+/// the same feed state only for a while (a multiple of what loads took, at least a second),
+/// not until the I/O timeout: they load for themselves.
+#[test]
+fn a_hung_load_holds_up_other_dicts_only_for_a_while() {
+    let _serial = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
+    let server = RedisServer::start().unwrap();
+    let proxy = HoldingProxy::start(&server, b"$7\r\nHGETALL\r\n");
+    proxy.armed.store(false, Ordering::SeqCst);
+    let ks = "hung-load";
+    let store = RedisStore::builder(&proxy.url(), ks)
+        .io_timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
+    let feed = store.feed().unwrap();
+    let (unlucky, other) = (watch(&store), watch(&store));
+    within(Duration::from_secs(5), "feed up", || feed.state().is_up());
+    let mut python = raw(&server.url());
+    python_write(&mut python, ks, "k", "1");
+    within(Duration::from_secs(5), "both read it", || {
+        [&unlucky, &other]
+            .iter()
+            .all(|d| d.get("k").unwrap().as_deref().map(String::as_str) == Some("1"))
+    });
+
+    proxy.armed.store(true, Ordering::SeqCst);
+    let before = feed.state();
+    python_write(&mut python, ks, "k", "2");
+    within(Duration::from_secs(5), "the notice", || {
+        feed.state() != before
+    });
+    let hung = {
+        let unlucky = Arc::clone(&unlucky);
+        std::thread::spawn(move || unlucky.get("k").map(|v| v.map(|v| v.as_str().to_owned())))
+    };
+    within(Duration::from_secs(5), "its load hangs", || {
+        proxy.holding.load(Ordering::SeqCst)
+    });
+    let started = Instant::now();
+    let read = other.get("k").unwrap();
+    let took = started.elapsed();
+    proxy.release.store(true, Ordering::SeqCst);
+    assert_eq!(read.as_deref().map(String::as_str), Some("2"));
+    assert!(
+        took < Duration::from_secs(5),
+        "a read of another dict waited {took:?} for the hung load"
+    );
+    assert_eq!(hung.join().unwrap().unwrap().as_deref(), Some("2"));
+}
