@@ -70,6 +70,9 @@ impl Store for Unprepared {
     fn feed(&self) -> Option<Arc<Feed>> {
         self.0.feed()
     }
+    fn feed_shares_reads(&self) -> bool {
+        self.0.feed_shares_reads()
+    }
     fn keyspace(&self) -> Option<&str> {
         self.0.keyspace()
     }

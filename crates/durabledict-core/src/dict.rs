@@ -125,6 +125,9 @@ pub struct DurableDict<V> {
     last_error: Mutex<Option<(SystemTime, String)>>,
     /// The store's change feed, under [`SyncPolicy::Watch`] on a store that has one.
     feed: Option<Arc<Feed>>,
+    /// Whether this dict may take the stamp checks and loads other dicts on the feed made
+    /// ([`Store::feed_shares_reads`]), and so be kept current by the feed's keeper thread.
+    shares: bool,
     observer: Observer,
     /// Whether the last read was served stale and nothing was confirmed since.
     serving_stale: AtomicBool,
@@ -289,6 +292,7 @@ impl<V: Send + Sync + 'static> Builder<V> {
             reloads: AtomicU64::new(0),
             last_error: Mutex::new(None),
             feed: None,
+            shares: false,
             has_listeners: AtomicBool::new(false),
             listeners: Mutex::new(Listeners {
                 subscribers: Vec::new(),
@@ -296,10 +300,12 @@ impl<V: Send + Sync + 'static> Builder<V> {
                 watching: false,
             }),
         };
+        let feed = (dict.policy == SyncPolicy::Watch)
+            .then(|| dict.store.feed())
+            .flatten();
         let dict = DurableDict {
-            feed: (dict.policy == SyncPolicy::Watch)
-                .then(|| dict.store.feed())
-                .flatten(),
+            shares: feed.is_some() && dict.store.feed_shares_reads(),
+            feed,
             ..dict
         };
         {
@@ -409,10 +415,14 @@ impl<V: PartialEq + Send + Sync + 'static> DurableDict<V> {
             listeners.watching = true;
             // On a feed whose dicts share their checks and loads, one thread per feed keeps
             // them all current (see `Feed::keep`); otherwise a thread of the dict's own.
-            let kept = self.feed.as_ref().is_some_and(|feed| {
-                let dict: Weak<dyn Kept> = Arc::downgrade(self) as Weak<dyn Kept>;
-                feed.keep(dict)
-            });
+            let kept = self
+                .feed
+                .as_ref()
+                .filter(|_| self.shares)
+                .is_some_and(|feed| {
+                    let dict: Weak<dyn Kept> = Arc::downgrade(self) as Weak<dyn Kept>;
+                    feed.keep(dict)
+                });
             if !kept {
                 let dict = Arc::downgrade(self);
                 std::thread::Builder::new()
@@ -1130,8 +1140,10 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
         // A check made by another dict on the feed at this very state and epoch is as good as
         // ours (see `Feed::sharing`); the epoch is read before the request, as in a reload.
         let checked = match &self.feed {
-            Some(feed) => feed.shared_check(state, self.store.epoch(), || self.check_stamp()),
-            None => self.check_stamp(),
+            Some(feed) if self.shares => {
+                feed.shared_check(state, self.store.epoch(), || self.check_stamp())
+            }
+            _ => self.check_stamp(),
         };
         if let Ok(stamp) = checked
             && self.confirms(&table, stamp)
@@ -1203,7 +1215,7 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
         let _entered = span.enter();
         let started = Instant::now();
         let durables = match (&self.feed, fed) {
-            (Some(feed), Some(state)) if asked == Some(state) => {
+            (Some(feed), Some(state)) if self.shares && asked == Some(state) => {
                 feed.shared_load(state, epoch, || self.store.durables())
             }
             _ => self.store.durables().map(Arc::new),

@@ -207,6 +207,12 @@ impl<L: Layer, S: Store> Store for Layered<L, S> {
         self.inner.feed()
     }
 
+    /// A layer cannot change what a read returns (it runs the call or fails it), so the
+    /// wrapped store's answer holds.
+    fn feed_shares_reads(&self) -> bool {
+        self.inner.feed_shares_reads()
+    }
+
     fn keyspace(&self) -> Option<&str> {
         self.inner.keyspace()
     }
@@ -287,6 +293,10 @@ mod tests {
             self.mark("feed");
             Some(Arc::new(Feed::new()))
         }
+        fn feed_shares_reads(&self) -> bool {
+            self.mark("feed_shares_reads");
+            true
+        }
         fn keyspace(&self) -> Option<&str> {
             self.mark("keyspace");
             Some("marked")
@@ -328,6 +338,7 @@ mod tests {
         assert_eq!(store.max_value_len(), Some(7));
         assert_eq!(store.epoch(), 42);
         assert!(store.feed().is_some());
+        assert!(store.feed_shares_reads());
         assert_eq!(store.keyspace(), Some("marked"));
         let io = [
             "init",
@@ -341,7 +352,14 @@ mod tests {
             "persist_many",
             "clear",
         ];
-        let local = ["validate_key", "max_value_len", "epoch", "feed", "keyspace"];
+        let local = [
+            "validate_key",
+            "max_value_len",
+            "epoch",
+            "feed",
+            "feed_shares_reads",
+            "keyspace",
+        ];
         let reached = store
             .inner()
             .0

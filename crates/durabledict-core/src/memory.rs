@@ -402,4 +402,9 @@ impl Store for MemoryStore {
     fn feed(&self) -> Option<Arc<Feed>> {
         self.inner.feed.clone()
     }
+
+    /// Clones read the same entries and stamp.
+    fn feed_shares_reads(&self) -> bool {
+        true
+    }
 }

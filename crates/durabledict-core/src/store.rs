@@ -201,6 +201,18 @@ pub trait Store: Send + Sync + fmt::Debug {
         None
     }
 
+    /// Whether a dict on this store may take, instead of making its own, a stamp check or a
+    /// load that another dict on the same [`feed`](Store::feed) made after the same notice
+    /// (see [`Feed::sharing`]): `true` only when every store that hands out that feed reads
+    /// through [`last_updated`](Store::last_updated) and [`durables`](Store::durables)
+    /// exactly what this one reads. `false`, the default, is right for a wrapper that changes
+    /// what it reads (a view of some of the keys, a decrypting layer) while forwarding the
+    /// feed of the store it wraps: its dicts make their own requests, and a notice of the
+    /// wrapped store still reaches them.
+    fn feed_shares_reads(&self) -> bool {
+        false
+    }
+
     /// The keyspace this store handle serves, for a dict's `tracing` events and `metrics`
     /// labels; `None`, the default, when it has no name.
     fn keyspace(&self) -> Option<&str> {
@@ -293,6 +305,9 @@ impl<T: Store + ?Sized> Store for $($ptr)::+<T> {
     }
     fn feed(&self) -> Option<std::sync::Arc<Feed>> {
         (**self).feed()
+    }
+    fn feed_shares_reads(&self) -> bool {
+        (**self).feed_shares_reads()
     }
     fn keyspace(&self) -> Option<&str> {
         (**self).keyspace()

@@ -388,3 +388,80 @@ fn a_shared_answer_never_hides_a_write_of_this_process() {
         assert_eq!(value(&reader, "j").as_deref(), Some(v.as_str()));
     }
 }
+
+/// A view of a store: the keys under a prefix, without it. It forwards the store's feed (its
+/// `Watch` dicts would check the stamp on every read otherwise) but not
+/// `feed_shares_reads`: its reads are not the store's.
+#[derive(Debug)]
+struct View {
+    inner: MemoryStore,
+    prefix: &'static str,
+}
+
+impl Store for View {
+    fn persist(&self, key: &str, value: &[u8]) -> Result<i64, StoreError> {
+        self.inner.persist(&format!("{}{key}", self.prefix), value)
+    }
+    fn depersist(&self, key: &str) -> Result<Option<i64>, StoreError> {
+        self.inner.depersist(&format!("{}{key}", self.prefix))
+    }
+    fn durables(&self) -> Result<durabledict_core::Durables, StoreError> {
+        let all = self.inner.durables()?;
+        let mine = all
+            .entries
+            .into_iter()
+            .filter_map(|(k, v)| Some((k.strip_prefix(self.prefix)?.to_owned(), v)))
+            .collect();
+        Ok(durabledict_core::Durables::new(mine, all.stamp))
+    }
+    fn last_updated(&self) -> Result<Option<i64>, StoreError> {
+        self.inner.last_updated()
+    }
+    fn feed(&self) -> Option<Arc<durabledict_core::Feed>> {
+        self.inner.feed()
+    }
+}
+
+#[test]
+fn views_forwarding_one_feed_each_serve_their_own() {
+    let store = MemoryStore::with_feed();
+    let view = |prefix| {
+        Arc::new(
+            DurableDict::<String>::builder(
+                View {
+                    inner: store.clone(),
+                    prefix,
+                },
+                Raw,
+            )
+            .policy(SyncPolicy::Watch)
+            .build()
+            .unwrap(),
+        )
+    };
+    let (a, b) = (view("a/"), view("b/"));
+    let (a_changes, b_changes) = (a.subscribe(), b.subscribe());
+    let other = writer(&store);
+    for n in 0..5 {
+        other.insert("a/x", format!("a{n}")).unwrap();
+        other.insert("b/y", format!("b{n}")).unwrap();
+        assert_eq!(a.keys().unwrap(), ["x"], "round {n}");
+        assert_eq!(b.keys().unwrap(), ["y"], "round {n}: b served a's view");
+        assert_eq!(value(&b, "y"), Some(format!("b{n}")));
+    }
+    // Their listeners too (each kept by a thread of its own: they do not share).
+    other.insert("b/y", "last".to_string()).unwrap();
+    let heard = |changes: &durabledict_core::Subscription<String>| loop {
+        match changes.next_timeout(Duration::from_secs(5)) {
+            Some(Event::Changed(change))
+                if change.new.as_deref().map(String::as_str) == Some("last") =>
+            {
+                return change.key;
+            }
+            Some(_) => {}
+            None => panic!("never heard"),
+        }
+    };
+    assert_eq!(&*heard(&b_changes), "y");
+    drop(a_changes);
+}

@@ -603,6 +603,11 @@ impl Store for SqlStore {
         None
     }
 
+    /// The feed is this handle's (and its clones'), which read the same table and stamp row.
+    fn feed_shares_reads(&self) -> bool {
+        true
+    }
+
     fn max_value_len(&self) -> Option<usize> {
         self.last_prepared()
             .and_then(|p| p.schema.max_value_bytes())

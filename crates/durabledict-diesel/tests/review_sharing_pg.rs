@@ -662,3 +662,79 @@ fn a_failed_drop_keyspace_leaves_the_keyspace_whole() {
         Some("v")
     );
 }
+
+/// A view of a store: the keys under a prefix, without it. It forwards the store's feed (a
+/// `Watch` dict on it would otherwise check the stamp on every read), as wrappers do.
+#[derive(Debug)]
+struct View {
+    inner: SqlStore,
+    prefix: &'static str,
+}
+
+impl Store for View {
+    fn persist(&self, key: &str, value: &[u8]) -> Result<i64, durabledict_core::StoreError> {
+        self.inner.persist(&format!("{}{key}", self.prefix), value)
+    }
+    fn depersist(&self, key: &str) -> Result<Option<i64>, durabledict_core::StoreError> {
+        self.inner.depersist(&format!("{}{key}", self.prefix))
+    }
+    fn durables(&self) -> Result<durabledict_core::Durables, durabledict_core::StoreError> {
+        let all = self.inner.durables()?;
+        let mine = all
+            .entries
+            .into_iter()
+            .filter_map(|(k, v)| Some((k.strip_prefix(self.prefix)?.to_owned(), v)))
+            .collect();
+        Ok(durabledict_core::Durables::new(mine, all.stamp))
+    }
+    fn last_updated(&self) -> Result<Option<i64>, durabledict_core::StoreError> {
+        self.inner.last_updated()
+    }
+    fn init(&self) -> Result<(), durabledict_core::StoreError> {
+        self.inner.init()
+    }
+    fn epoch(&self) -> u64 {
+        self.inner.epoch()
+    }
+    fn feed(&self) -> Option<Arc<durabledict_core::Feed>> {
+        self.inner.feed()
+    }
+}
+
+/// Two views (key prefixes) of one PostgreSQL table, each with a `Watch` dict, both on the
+/// table's feed: after another program's write, each dict serves its own view.
+#[test]
+fn two_views_on_one_feed_each_serve_their_own() {
+    let url = server().url();
+    let table = table_name("views");
+    let handle = store(&url, &table);
+    let view = |prefix| {
+        DurableDict::<String>::builder(
+            View {
+                inner: handle.clone(),
+                prefix,
+            },
+            Raw,
+        )
+        .policy(SyncPolicy::Watch)
+        .build()
+        .unwrap()
+    };
+    let (a, b) = (view("a/"), view("b/"));
+    let feed = handle.feed().unwrap();
+    wait_until(Duration::from_secs(10), "the feed comes up", || {
+        feed.state().is_up()
+    });
+    a.insert("x", "1".into()).unwrap();
+    b.insert("y", "2".into()).unwrap();
+    for n in 0..5 {
+        let before = feed.state();
+        foreign_write(&url, &table, "a/x", &format!("f{n}"));
+        wait_until(Duration::from_secs(10), "the notice arrives", || {
+            feed.state() != before
+        });
+        assert_eq!(a.keys().unwrap(), ["x"], "round {n}");
+        assert_eq!(b.keys().unwrap(), ["y"], "round {n}: b serves a's view");
+    }
+    handle.drop_keyspace().unwrap();
+}

@@ -446,6 +446,11 @@ impl Store for RedisStore {
         self.inner.tracking.feed()
     }
 
+    /// The feed is this handle's (and its clones'), which read the same hash and stamp.
+    fn feed_shares_reads(&self) -> bool {
+        true
+    }
+
     fn keyspace(&self) -> Option<&str> {
         Some(&self.inner.keyspace)
     }
