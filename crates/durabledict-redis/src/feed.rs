@@ -191,12 +191,14 @@ impl Tracking {
             feed: Arc::clone(&feed),
             stop: Arc::clone(&stop),
         };
+        // Watched and joined before the thread can report the feed up: an epoch change or a
+        // write through another handle of this process in between would otherwise not reach it.
+        self.continuity.watch(Arc::clone(&feed));
+        self.peers.join(&feed);
         std::thread::Builder::new()
             .name("durabledict-redis-feed".into())
             .spawn(move || worker.run())
             .ok()?;
-        self.continuity.watch(Arc::clone(&feed));
-        self.peers.join(&feed);
         Some(Started { feed, stop })
     }
 }
