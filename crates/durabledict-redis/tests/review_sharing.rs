@@ -861,3 +861,64 @@ fn a_hung_load_holds_up_other_dicts_only_for_a_while() {
     );
     assert_eq!(hung.join().unwrap().unwrap().as_deref(), Some("2"));
 }
+
+/// Dicts sharing a feed, read all along by threads of their own or only kept by the keeper,
+/// across an empty restart that a Python-style writer counts back to the stamp they hold:
+/// every dict reads the new contents, and the listeners hear them.
+#[test]
+fn dicts_sharing_a_feed_see_a_keyspace_counted_back_after_an_empty_restart() {
+    let _serial = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
+    counted_back(true);
+    counted_back(false);
+}
+
+fn counted_back(read_all_along: bool) {
+    let mut server = RedisServer::start().unwrap();
+    let url = server.url();
+    let ks = "counted-back";
+    let mut python = raw(&url);
+    python_write(&mut python, ks, "a", "0");
+    python_write(&mut python, ks, "a", "1");
+    let store = RedisStore::builder(&url, ks)
+        .connect_timeout(Duration::from_millis(300))
+        .io_timeout(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    let feed = store.feed().unwrap();
+    let dicts: Vec<_> = (0..4).map(|_| watch(&store)).collect();
+    let subs: Vec<_> = dicts[..2].iter().map(|d| d.subscribe()).collect();
+    within(Duration::from_secs(5), "feed up", || feed.state().is_up());
+    let done = Arc::new(AtomicBool::new(false));
+    let readers: Vec<_> = dicts
+        .iter()
+        .filter(|_| read_all_along)
+        .map(|dict| {
+            let (dict, done) = (Arc::clone(dict), Arc::clone(&done));
+            std::thread::spawn(move || {
+                while !done.load(Ordering::SeqCst) {
+                    let _ = dict.get("a");
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            })
+        })
+        .collect();
+    server.stop();
+    std::thread::sleep(Duration::from_millis(300));
+    server.restart().unwrap();
+    let mut python = raw(&url);
+    python_write(&mut python, ks, "a", "50");
+    python_write(&mut python, ks, "a", "99");
+    // The listeners first: with nobody reading, the keeper alone brings their dicts along.
+    for events in &subs {
+        changed_to(events, "a", "99", Duration::from_secs(10));
+    }
+    within(Duration::from_secs(10), "every dict reads 99", || {
+        dicts
+            .iter()
+            .all(|d| d.get("a").ok().flatten().as_deref().map(String::as_str) == Some("99"))
+    });
+    done.store(true, Ordering::SeqCst);
+    for reader in readers {
+        reader.join().unwrap();
+    }
+}
