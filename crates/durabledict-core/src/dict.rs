@@ -336,7 +336,7 @@ impl<V: PartialEq + Send + Sync + 'static> DurableDict<V> {
     /// A thread keeps the dict current while it has subscribers, so changes made elsewhere
     /// are announced without a read: under [`SyncPolicy::Watch`] as soon as the store's notice
     /// arrives, under `AtMostEvery(d)` within `d`, under `Always` within 100 ms. On a store
-    /// whose feed is [`sharing`](crate::Feed::sharing) (Redis, PostgreSQL) that is one thread
+    /// whose reads are its feed's ([`Store::feed_shares_reads`]: Redis, PostgreSQL) that is one thread
     /// for every subscribed dict on the feed, which they share with the one stamp check and
     /// load a notice calls for; otherwise one thread per subscribed dict. Under
     /// `Manual` changes are announced when `sync()` or a write applies them. A slow subscriber
@@ -442,7 +442,7 @@ impl<V: Send + Sync + 'static> Kept for DurableDict<V> {
             return Round::LetGo;
         }
         let Some(feed) = &self.feed else {
-            // An error is recorded in `status()`; the next round tries again.
+            // Not reached: only a dict with a feed shares, and only one that shares is kept.
             let _ = self.current();
             return Round::Kept;
         };
@@ -452,9 +452,8 @@ impl<V: Send + Sync + 'static> Kept for DurableDict<V> {
         // durabledict-redis).
         let table = self.table.load();
         let state = feed.state();
-        if !(table.fed(state) && self.store.epoch() == table.epoch())
-            && matches!(self.update.try_lock(), Err(TryLockError::WouldBlock))
-        {
+        let current = table.fed(state) && self.store.epoch() == table.epoch();
+        if !current && matches!(self.update.try_lock(), Err(TryLockError::WouldBlock)) {
             // Busy for a while (a write waiting for its reply): nothing checked nor recorded
             // every LISTEN_POLL meanwhile; the check below finds it busy only when a write
             // began since this look.
@@ -462,7 +461,7 @@ impl<V: Send + Sync + 'static> Kept for DurableDict<V> {
         }
         // Counted as a read, as `current()` counts it.
         self.observer.read();
-        if table.fed(state) && self.store.epoch() == table.epoch() {
+        if current {
             return Round::Kept;
         }
         let busy = Cell::new(false);
@@ -949,7 +948,7 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
             let (feed, policy) = (this.feed.clone(), this.policy);
             drop(this);
             match (policy, feed, before) {
-                (_, Some(feed), Some(before)) => feed.wait_for_round(before, FEED_QUIET),
+                (_, Some(feed), Some(before)) => feed.wait_for_round(before, FEED_QUIET, false),
                 (SyncPolicy::AtMostEvery(interval), _, _) => {
                     // In slices, so that a dict dropped meanwhile ends the thread soon.
                     let until = Instant::now() + interval.max(LISTEN_POLL_FLOOR);
@@ -1138,7 +1137,7 @@ impl<V: Send + Sync + 'static> DurableDict<V> {
             self.observer.notice();
         }
         // A check made by another dict on the feed at this very state and epoch is as good as
-        // ours (see `Feed::sharing`); the epoch is read before the request, as in a reload.
+        // ours (see `Feed::shared_check`); the epoch is read before the request, as in a reload.
         let checked = match &self.feed {
             Some(feed) if self.shares => {
                 feed.shared_check(state, self.store.epoch(), || self.check_stamp())

@@ -76,11 +76,11 @@ pub struct Feed {
     lost_at: AtomicU64,
     wake: Mutex<()>,
     changed: Condvar,
-    /// The stamp checks and loads shared by the dicts on this feed; see
-    /// [`Feed::sharing`].
-    shared: Option<Box<Shared>>,
-    /// The dicts with subscribers that this feed's keeper thread keeps current (sharing
-    /// feeds only).
+    /// The stamp checks and loads shared by the dicts on this feed whose stores say
+    /// [`Store::feed_shares_reads`](crate::Store::feed_shares_reads).
+    shared: Shared,
+    /// The dicts with subscribers that this feed's keeper thread keeps current (dicts that
+    /// share only).
     keepers: Mutex<Keepers>,
     /// A dict was added to a running keeper: it has its round at once, not at the next notice.
     kicked: AtomicBool,
@@ -120,7 +120,6 @@ impl fmt::Debug for Feed {
         f.debug_struct("Feed")
             .field("up", &state.is_up())
             .field("notices", &state.notices())
-            .field("sharing", &self.shared.is_some())
             .finish()
     }
 }
@@ -139,38 +138,9 @@ impl Feed {
             lost_at: AtomicU64::new(0),
             wake: Mutex::new(()),
             changed: Condvar::new(),
-            shared: None,
+            shared: Shared::default(),
             keepers: Mutex::default(),
             kicked: AtomicBool::new(false),
-        }
-    }
-
-    /// A feed, down as [`new`](Feed::new), whose dicts share their stamp checks and loads: when
-    /// a notice arrives, the first dict to check the stamp (or load the entries) does it for
-    /// every dict that needs the same at the same feed state, so that 200 dicts hearing one
-    /// write send one `GET` and one load, not 200 of each.
-    ///
-    /// A result is shared only while the feed is up and neither its state nor the store's
-    /// [`epoch`](crate::Store::epoch) moved since the request was sent: what a dict reads is
-    /// then exactly as fresh as a request of its own sent now would be, as far as the feed
-    /// can tell. That holds only when the store keeps two promises, which is why this is not
-    /// the default:
-    /// - the feed serves **one keyspace of one store** (every dict on it reads the same data);
-    /// - every write made through the store, in this process, calls [`notify`](Feed::notify)
-    ///   before it returns, so that a read after a write of this process never shares a
-    ///   result requested before it. (Another process's write is heard when its notice
-    ///   arrives, as [`SyncPolicy::Watch`](crate::SyncPolicy::Watch) promises.)
-    ///
-    /// ```
-    /// use durabledict_core::Feed;
-    ///
-    /// let feed = Feed::sharing();
-    /// assert!(format!("{feed:?}").contains("sharing: true"));
-    /// ```
-    pub fn sharing() -> Self {
-        Feed {
-            shared: Some(Box::default()),
-            ..Feed::new()
         }
     }
 
@@ -247,15 +217,25 @@ impl Feed {
 
     /// A stamp check for a dict at feed `state` and store `epoch` (both read before the
     /// request): one already made at the same, or `check`'s own.
+    ///
+    /// When a notice arrives, the first dict to check the stamp (or load the entries) does it
+    /// for every dict that needs the same at the same feed state, so that 200 dicts hearing
+    /// one write send one `GET` and one load, not 200 of each. A result is shared only while
+    /// the feed is up and neither its state nor the store's [`epoch`](crate::Store::epoch)
+    /// moved since the request was sent: what a dict reads is then exactly as fresh as a
+    /// request of its own sent now would be, as far as the feed can tell. Only dicts whose
+    /// store says [`feed_shares_reads`](crate::Store::feed_shares_reads) call this, since it
+    /// holds only when the store keeps that method's promises.
     pub(crate) fn shared_check(
         &self,
         state: FeedState,
         epoch: u64,
         check: impl FnOnce() -> Result<Option<StampValue>, StoreError>,
     ) -> Result<Option<StampValue>, StoreError> {
-        match &self.shared {
-            Some(shared) if state.is_up() => shared.stamp.get(Key(state.raw(), epoch), check),
-            _ => check(),
+        if state.is_up() {
+            self.shared.stamp.get(Key(state.raw(), epoch), check)
+        } else {
+            check()
         }
     }
 
@@ -267,26 +247,24 @@ impl Feed {
         epoch: u64,
         load: impl FnOnce() -> Result<Durables, StoreError>,
     ) -> Result<Arc<Durables>, StoreError> {
-        match &self.shared {
-            Some(shared) if state.is_up() => shared
+        if state.is_up() {
+            self.shared
                 .load
-                .get(Key(state.raw(), epoch), || load().map(Arc::new)),
-            _ => load().map(Arc::new),
+                .get(Key(state.raw(), epoch), || load().map(Arc::new))
+        } else {
+            load().map(Arc::new)
         }
     }
 
     /// Has this feed's keeper thread keep `dict` current, starting the thread when none runs:
     /// one thread per feed, not per dict, so that a notice wakes one thread, which brings
-    /// every listened dict up to date with the one check and load they share. Only on a
-    /// [`sharing`](Feed::sharing) feed (elsewhere each dict's own requests would run one
-    /// after the other); `false` there, or when no thread could be started.
+    /// every listened dict up to date with the one check and load they share. Only for dicts
+    /// that share (others' own requests would run one after the other); `false` when no
+    /// thread could be started.
     ///
     /// The thread holds the feed while it runs; it ends once no dict is left (each is let go
     /// when dropped or when its last subscription is), within [`FEED_QUIET`].
     pub(crate) fn keep(self: &Arc<Self>, dict: Weak<dyn Kept>) -> bool {
-        if self.shared.is_none() {
-            return false;
-        }
         let mut keepers = self.lock_keepers();
         let id = keepers.next;
         keepers.next += 1;
@@ -331,9 +309,7 @@ impl Feed {
                     .collect()
             };
             // The round's dicts share one load: it is kept until the last of them had it.
-            if let Some(shared) = &self.shared {
-                shared.load.hold();
-            }
+            self.shared.load.hold();
             // A dict whose round panics (an encoding's bug) stays kept; the others are not
             // left without their thread.
             let mut busy = false;
@@ -351,9 +327,7 @@ impl Feed {
                 })
                 .map(|(id, _)| *id)
                 .collect();
-            if let Some(shared) = &self.shared {
-                shared.load.release();
-            }
+            self.shared.load.release();
             drop(dicts);
             if !let_go.is_empty() {
                 let mut keepers = self.lock_keepers();
@@ -364,7 +338,7 @@ impl Feed {
                     return;
                 }
             }
-            self.wait_for_round(before, if busy { LISTEN_POLL } else { FEED_QUIET });
+            self.wait_for_round(before, if busy { LISTEN_POLL } else { FEED_QUIET }, true);
         }
     }
 
@@ -375,8 +349,9 @@ impl Feed {
     /// own failures ran at once again, spinning (92% of a core with three subscribed dicts on
     /// a stopped redis-server, `tests/review_sharing.rs` in durabledict-redis).
     ///
-    /// A keeper also has its round at once when a dict was added to it ([`Feed::keep`]).
-    pub(crate) fn wait_for_round(&self, before: FeedState, quiet: Duration) {
+    /// The `keeper` also has its round at once when a dict was added to it ([`Feed::keep`]);
+    /// a dict's own thread leaves that to the keeper.
+    pub(crate) fn wait_for_round(&self, before: FeedState, quiet: Duration, keeper: bool) {
         let up = self.state().is_up();
         let deadline = Instant::now()
             + if up {
@@ -386,7 +361,7 @@ impl Feed {
             };
         let mut guard = self.wake.lock().unwrap_or_else(PoisonError::into_inner);
         loop {
-            if self.shared.is_some() && self.kicked.swap(false, Ordering::AcqRel) {
+            if keeper && self.kicked.swap(false, Ordering::AcqRel) {
                 return;
             }
             let now = self.state();
@@ -416,7 +391,7 @@ impl Feed {
     }
 }
 
-/// What the dicts of a [`Feed::sharing`] feed share.
+/// What the dicts on a feed share ([`Feed::shared_check`], [`Feed::shared_load`]).
 struct Shared {
     /// The last stamp check is kept (one word).
     stamp: Slot<Option<StampValue>>,
@@ -643,23 +618,8 @@ mod tests {
     use std::sync::atomic::AtomicUsize;
 
     #[test]
-    fn a_plain_feed_shares_nothing() {
-        let feed = Feed::new();
-        feed.restored();
-        let sent = AtomicUsize::new(0);
-        for _ in 0..3 {
-            let stamp = feed.shared_check(feed.state(), 0, || {
-                sent.fetch_add(1, Ordering::Relaxed);
-                Ok(Some(1))
-            });
-            assert_eq!(stamp.ok(), Some(Some(1)));
-        }
-        assert_eq!(sent.load(Ordering::Relaxed), 3);
-    }
-
-    #[test]
     fn answers_are_shared_only_at_the_same_state_and_epoch_while_up() {
-        let feed = Feed::sharing();
+        let feed = Feed::new();
         let sent = AtomicUsize::new(0);
         let check = |state, epoch, answer| {
             feed.shared_check(state, epoch, || {
@@ -688,7 +648,7 @@ mod tests {
 
     #[test]
     fn a_failed_request_is_not_shared() {
-        let feed = Feed::sharing();
+        let feed = Feed::new();
         feed.restored();
         let state = feed.state();
         let failed = feed.shared_check(state, 0, || Err(StoreError::unavailable("gone")));
@@ -703,7 +663,7 @@ mod tests {
 
     #[test]
     fn callers_at_one_state_wait_for_the_request_in_flight() {
-        let feed = Arc::new(Feed::sharing());
+        let feed = Arc::new(Feed::new());
         feed.restored();
         let state = feed.state();
         let sent = Arc::new(AtomicUsize::new(0));
@@ -731,7 +691,7 @@ mod tests {
 
     #[test]
     fn a_large_load_is_kept_only_while_held() {
-        let feed = Feed::sharing();
+        let feed = Feed::new();
         feed.restored();
         let state = feed.state();
         let large = || {
@@ -758,7 +718,7 @@ mod tests {
         assert_eq!(sent.load(Ordering::Relaxed), 2);
 
         // Held (a keeper round): shared, then let go at the release.
-        let shared = feed.shared.as_ref().unwrap();
+        let shared = &feed.shared;
         shared.load.hold();
         let held = load();
         assert_eq!(Arc::strong_count(&held), 2, "kept while held");
@@ -782,7 +742,7 @@ mod tests {
 
     #[test]
     fn a_panicking_request_releases_its_waiters() {
-        let feed = Arc::new(Feed::sharing());
+        let feed = Arc::new(Feed::new());
         feed.restored();
         let state = feed.state();
         let panicking = {

@@ -205,9 +205,7 @@ impl MemoryStore {
     /// # Ok::<(), durabledict_core::Error>(())
     /// ```
     pub fn with_feed() -> Self {
-        // Every write notifies before it returns and the store is one keyspace: its dicts may
-        // share their checks and loads.
-        let feed = Feed::sharing();
+        let feed = Feed::new();
         feed.restored();
         MemoryStore {
             inner: Arc::new(MemoryInner {

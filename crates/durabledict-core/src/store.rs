@@ -202,10 +202,18 @@ pub trait Store: Send + Sync + fmt::Debug {
     }
 
     /// Whether a dict on this store may take, instead of making its own, a stamp check or a
-    /// load that another dict on the same [`feed`](Store::feed) made after the same notice
-    /// (see [`Feed::sharing`]): `true` only when every store that hands out that feed reads
-    /// through [`last_updated`](Store::last_updated) and [`durables`](Store::durables)
-    /// exactly what this one reads. `false`, the default, is right for a wrapper that changes
+    /// load that another dict on the same [`feed`](Store::feed) made after the same notice,
+    /// and have its subscribers served by the feed's one keeper thread. `true` only when the
+    /// store keeps two promises:
+    /// - every store that hands out that feed reads through
+    ///   [`last_updated`](Store::last_updated) and [`durables`](Store::durables) exactly what
+    ///   this one reads (one keyspace of one store);
+    /// - every write made through it in this process calls [`Feed::notify`] before it
+    ///   returns, so that a read after a write of this process never takes a result requested
+    ///   before it (another process's write is heard when its notice arrives, as
+    ///   [`SyncPolicy::Watch`](crate::SyncPolicy::Watch) promises).
+    ///
+    /// `false`, the default, is right for a wrapper that changes
     /// what it reads (a view of some of the keys, a decrypting layer) while forwarding the
     /// feed of the store it wraps: its dicts make their own requests, and a notice of the
     /// wrapped store still reaches them.

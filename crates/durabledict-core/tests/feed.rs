@@ -465,3 +465,64 @@ fn views_forwarding_one_feed_each_serve_their_own() {
     assert_eq!(&*heard(&b_changes), "y");
     drop(a_changes);
 }
+
+#[test]
+fn a_dict_subscribing_beside_dicts_with_threads_of_their_own_hears_at_once() {
+    // Dicts that do not share (views) keep threads of their own on the same feed; a dict that
+    // joins the feed's running keeper must have its round at once all the same (one of those
+    // threads took the keeper's wake-up for itself, and the dict heard a second later).
+    let store = MemoryStore::with_feed();
+    let views: Vec<_> = (0..10)
+        .map(|_| {
+            Arc::new(
+                DurableDict::<String>::builder(
+                    View {
+                        inner: store.clone(),
+                        prefix: "v/",
+                    },
+                    Raw,
+                )
+                .policy(SyncPolicy::Watch)
+                .build()
+                .unwrap(),
+            )
+        })
+        .collect();
+    let _view_changes: Vec<_> = views.iter().map(|view| view.subscribe()).collect();
+    let watch = || {
+        Arc::new(
+            DurableDict::<String>::builder(store.clone(), Raw)
+                .policy(SyncPolicy::Watch)
+                .build()
+                .unwrap(),
+        )
+    };
+    let (kept, late) = (watch(), watch());
+    let kept_changes = kept.subscribe();
+    let other = writer(&store);
+    for round in 0..5 {
+        let value = format!("v{round}");
+        other.insert("k", value.clone()).unwrap();
+        // The keeper had its round for this notice (its dict heard it); `late` was not kept.
+        assert!(matches!(
+            kept_changes.next_timeout(Duration::from_secs(5)),
+            Some(Event::Changed(_))
+        ));
+        let started = Instant::now();
+        let changes = late.subscribe();
+        match changes.next_timeout(Duration::from_secs(5)) {
+            Some(Event::Changed(change)) => {
+                assert_eq!(change.new.as_deref(), Some(&value));
+            }
+            other => panic!("round {round}: expected the change, got {other:?}"),
+        }
+        assert!(
+            started.elapsed() < Duration::from_millis(500),
+            "round {round}: heard after {:?}",
+            started.elapsed()
+        );
+        drop(changes);
+        // Let the keeper let `late` go before the next round.
+        std::thread::sleep(Duration::from_millis(1100));
+    }
+}

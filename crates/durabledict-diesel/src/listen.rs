@@ -367,7 +367,7 @@ impl Listener {
 
     fn start(&self, pool_epoch: PoolEpoch, pool_identity: PoolIdentity) -> Option<Arc<Feed>> {
         let config = self.config.clone()?;
-        let feed = Arc::new(Feed::sharing());
+        let feed = Arc::new(Feed::new());
         let _ = self.shared.feed.set(Arc::clone(&feed));
         let worker = Worker {
             config,

@@ -1,4 +1,4 @@
-//! Review of `Feed::sharing` and the feed's keeper thread on PostgreSQL, against a real server:
+//! Review of the shared checks and loads of a feed (`Store::feed_shares_reads`) and the feed's keeper thread on PostgreSQL, against a real server:
 //! a read after an own write never shares an answer requested before it, two keyspaces on one
 //! database never share, and subscribed dicts hear every change through a restart, from one
 //! keeper thread that ends with the subscriptions.
