@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
-use common::{execute, kill_listeners, query_i64, table_name};
+use common::{execute, kill_listeners, query_i64, table_name, wait_until, watch};
 use durabledict_core::{DurableDict, Feed, Raw, Store, SyncPolicy};
 use durabledict_diesel::SqlStore;
 use durabledict_test_servers::Postgres;
@@ -40,26 +40,11 @@ fn store(url: &str, table: &str) -> SqlStore {
         .unwrap()
 }
 
-fn watch(store: SqlStore) -> DurableDict<String> {
-    DurableDict::<String>::builder(store, Raw)
-        .policy(SyncPolicy::Watch)
-        .build()
-        .unwrap()
-}
-
 fn manual(store: SqlStore) -> DurableDict<String> {
     DurableDict::<String>::builder(store, Raw)
         .policy(SyncPolicy::Manual)
         .build()
         .unwrap()
-}
-
-fn wait_until(bound: Duration, what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + bound;
-    while !check() {
-        assert!(Instant::now() < deadline, "{what} (within {bound:?})");
-        std::thread::sleep(Duration::from_millis(2));
-    }
 }
 
 fn up(feed: &Feed) -> bool {

@@ -8,8 +8,8 @@ mod common;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use common::{execute, listener_name, query_i64, table_name};
-use durabledict_core::{DurableDict, Raw, Store, SyncPolicy};
+use common::{execute, listener_name, query_i64, table_name, wait_until, watch};
+use durabledict_core::{DurableDict, Store};
 use durabledict_diesel::SqlStore;
 use durabledict_test_servers::Postgres;
 
@@ -26,21 +26,6 @@ fn store(url: &str, table: &str) -> SqlStore {
         .connection_timeout(Duration::from_millis(500))
         .build()
         .unwrap()
-}
-
-fn watch(store: SqlStore) -> DurableDict<String> {
-    DurableDict::<String>::builder(store, Raw)
-        .policy(SyncPolicy::Watch)
-        .build()
-        .unwrap()
-}
-
-fn wait_until(bound: Duration, what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + bound;
-    while !check() {
-        assert!(Instant::now() < deadline, "{what} (within {bound:?})");
-        std::thread::sleep(Duration::from_millis(5));
-    }
 }
 
 fn read(dict: &DurableDict<String>, key: &str) -> Option<String> {

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use common::{execute, kill_listeners, table_name};
+use common::{execute, kill_listeners, table_name, wait_until, watch};
 use durabledict_core::{DurableDict, Event, Raw, Store, Subscription, SyncPolicy};
 use durabledict_diesel::SqlStore;
 use durabledict_test_servers::Postgres;
@@ -34,21 +34,6 @@ fn store(url: &str, table: &str) -> SqlStore {
         .connection_timeout(Duration::from_secs(2))
         .build()
         .unwrap()
-}
-
-fn watch(store: SqlStore) -> DurableDict<String> {
-    DurableDict::<String>::builder(store, Raw)
-        .policy(SyncPolicy::Watch)
-        .build()
-        .unwrap()
-}
-
-fn wait_until(bound: Duration, what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + bound;
-    while !check() {
-        assert!(Instant::now() < deadline, "{what} (within {bound:?})");
-        std::thread::sleep(Duration::from_millis(5));
-    }
 }
 
 fn contents(dict: &DurableDict<String>) -> BTreeMap<String, String> {

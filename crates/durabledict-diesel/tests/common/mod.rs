@@ -532,3 +532,23 @@ pub fn failed_requests_change_the_epoch<S>(
     store.last_updated().unwrap();
     store.drop_keyspace().unwrap();
 }
+
+/// A dict on `store` under `SyncPolicy::Watch`.
+pub fn watch(store: SqlStore) -> DurableDict<String> {
+    DurableDict::<String>::builder(store, Raw)
+        .policy(durabledict_core::SyncPolicy::Watch)
+        .build()
+        .unwrap()
+}
+
+/// Waits (polling every 2 ms) until `check` holds; fails naming `what` after `bound`.
+pub fn wait_until(bound: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + bound;
+    while !check() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what} (within {bound:?})"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
